@@ -1,0 +1,55 @@
+"""`ttdeploy` command line. Thin: each verb parses, calls one library function, prints with rich.
+
+Each area registers its verbs in its own module (cli/deploy.py, cli/sim.py, ...); heavy or
+optional imports (torch, tensorrt, isaacgym, ray) happen inside the commands so `--help` is fast
+and always works.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from tt_deploy.errors import TTDeployError
+
+app = typer.Typer(
+    name="ttdeploy",
+    help="Task Tokens deployment toolchain: train task encoders on a frozen BFM, export, verify, benchmark.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err_console = Console(stderr=True)
+
+
+def _register() -> None:
+    import importlib
+    import pkgutil
+
+    for mod in pkgutil.iter_modules(__path__):
+        if not mod.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{mod.name}")
+
+
+def main() -> None:
+    """Console-script entry: user errors print one red line and exit 2; bugs keep tracebacks."""
+    _register()
+    try:
+        app(standalone_mode=False)
+    except TTDeployError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors carry their own formatting
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
