@@ -37,7 +37,7 @@ def main() -> None:
     """Console-script entry: user errors print one red line and exit 2; bugs keep tracebacks."""
     _register()
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # click returns typer.Exit codes here instead of exiting
     except TTDeployError as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
         sys.exit(2)
@@ -53,3 +53,4 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    sys.exit(rc if isinstance(rc, int) else 0)
