@@ -1,0 +1,136 @@
+"""Safetensors checkpoints of BFMs and task encoders, with config and hashes in the header.
+
+A checkpoint is one `.safetensors` file whose metadata holds `kind` ("bfm" | "task_encoder"),
+the JSON config, and free-form JSON `info` (training steps, provenance). Loading never unpickles
+anything; the file's sha256 identifies the exact weights in manifests and training metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from tt_deploy.errors import CheckpointError
+from tt_deploy.models.bfm import BFM
+from tt_deploy.models.config import BFMConfig, EncoderConfig, bfm_config
+from tt_deploy.models.task_encoder import TaskEncoder
+
+DEFAULT_BFM_PATH = Path(__file__).parent / "weights" / "bfm_small.safetensors"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def state_hash(module: torch.nn.Module) -> str:
+    """sha256 over every parameter and buffer (names, dtypes, bytes): the freezing proof."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str]):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _save(module: torch.nn.Module, kind: str, config: dict, path, info: dict | None) -> Path:
+    meta = {"kind": kind, "config": json.dumps(config), "info": json.dumps(info or {}), "format": "tt-deploy/1"}
+    atomic_save_safetensors(dict(module.state_dict()), path, meta)
+    return Path(path)
+
+
+def _read(path, kind: str) -> tuple[dict[str, torch.Tensor], dict, dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({exc})") from exc
+    if meta.get("kind") != kind:
+        raise CheckpointError(f"{path} holds a {meta.get('kind', 'unknown')!r} checkpoint, expected {kind!r}")
+    return tensors, json.loads(meta.get("config", "{}")), json.loads(meta.get("info", "{}"))
+
+
+def _load_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], path) -> None:
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
+    for k, t in tensors.items():
+        if t.shape != expected[k].shape:
+            raise CheckpointError(f"{path}: {k} has shape {tuple(t.shape)}, config expects {tuple(expected[k].shape)}")
+    module.load_state_dict(tensors)
+
+
+def save_bfm(bfm: BFM, path, info: dict | None = None) -> Path:
+    return _save(bfm, "bfm", bfm.config.to_dict(), path, info)
+
+
+def load_bfm(path, expected_sha256: str | None = None) -> tuple[BFM, dict]:
+    """Load a BFM checkpoint (eval mode); returns (bfm, info). Checks sha256 when given."""
+    if expected_sha256 is not None and Path(path).is_file():
+        actual = sha256_file(path)
+        if actual != expected_sha256:
+            raise CheckpointError(f"{path}: sha256 {actual[:12]}... does not match expected {expected_sha256[:12]}...")
+    tensors, config, info = _read(path, "bfm")
+    bfm = BFM(BFMConfig.from_dict(config))
+    _load_state(bfm, tensors, path)
+    return bfm.eval(), info
+
+
+def save_encoder(encoder: TaskEncoder, path, info: dict | None = None) -> Path:
+    return _save(encoder, "task_encoder", encoder.config.to_dict(), path, info)
+
+
+def load_encoder(path) -> tuple[TaskEncoder, dict]:
+    tensors, config, info = _read(path, "task_encoder")
+    enc = TaskEncoder(EncoderConfig.from_dict(config))
+    _load_state(enc, tensors, path)
+    return enc.eval(), info
+
+
+def default_bfm(seed: int = 0) -> tuple[BFM, dict]:
+    """The embedded default BFM: the shipped pretrained `small` checkpoint if the package has one,
+    else a seeded fresh `small` BFM (info["pretrained"] is False then, and callers say so)."""
+    if DEFAULT_BFM_PATH.is_file():
+        bfm, info = load_bfm(DEFAULT_BFM_PATH)
+        return bfm, {**info, "pretrained": True, "path": str(DEFAULT_BFM_PATH)}
+    torch.manual_seed(seed)
+    return BFM(bfm_config("small")).eval(), {"pretrained": False, "seed": seed}
+
+
+def resolve_bfm(path: str | os.PathLike | None) -> tuple[BFM, dict]:
+    """`--bfm PATH` if given, else the embedded default."""
+    if path is None:
+        return default_bfm()
+    bfm, info = load_bfm(path)
+    return bfm, {**info, "path": str(path)}

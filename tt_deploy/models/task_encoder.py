@@ -1,0 +1,25 @@
+"""Task encoder: the only trainable part of a Task Tokens skill (ref: running norm + ReLU MLP -> 1 token)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tt_deploy.models.config import EncoderConfig
+from tt_deploy.models.normalization import NormalizedMLP
+
+
+class TaskEncoder(nn.Module):
+    """(B, obs_dim) task observation -> (B, token_dim) task token for the BFM."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        self.config = config
+        self.net = NormalizedMLP(config.obs_dim, list(config.hidden), config.token_dim, config.norm_clamp)
+
+    @property
+    def norm(self):
+        return self.net.norm
+
+    def forward(self, task_obs: torch.Tensor) -> torch.Tensor:
+        return self.net(task_obs)
