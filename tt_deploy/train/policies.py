@@ -1,0 +1,151 @@
+"""Actor-critics for every training method, all on one BFM token interface.
+
+- TaskTokenPolicy: frozen BFM + trainable task encoder (the Task Tokens method).
+- FinetunePolicy: the same, but the whole BFM trains too (the paper's fine-tuning baseline).
+- PureRLPolicy: an MLP from self-obs + task obs, no BFM (the pure-RL baseline).
+- PretrainPolicy: the BFM itself trains on prompts (BFM pretraining); its normalisers update.
+The critic is always an MLP on its own normalised [self obs, extra features] (never deployed).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tt_deploy.models.bfm import BFM
+from tt_deploy.models.normalization import RunningMeanStd, mlp
+from tt_deploy.models.task_encoder import TaskEncoder
+from tt_deploy.spec import ACTION_DIM, SELF_OBS_DIM, TASK_OBS_NAME, TOKEN_GROUPS
+from tt_deploy.train.ppo import ActorCritic
+
+BFM_INPUT_KEYS = tuple(k for g in TOKEN_GROUPS for k in (g.name, g.mask_name) if k)
+
+
+class Critic(nn.Module):
+    """V(s) from the normalised concatenation of the named observation keys (flattened)."""
+
+    def __init__(self, keys: dict[str, int], hidden: tuple[int, ...] = (512, 512)):
+        super().__init__()
+        self.keys = dict(keys)
+        dim = sum(self.keys.values())
+        self.norm = RunningMeanStd(dim, clamp=5.0)
+        self.net = mlp([dim, *hidden, 1])
+
+    def features(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([obs[k].reshape(obs[k].shape[0], -1).float() for k in self.keys], dim=-1)
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.net(self.norm(self.features(obs))).squeeze(-1)
+
+    def update_norm(self, obs: dict[str, torch.Tensor]) -> None:
+        self.norm.update(self.features(obs))
+
+
+def _bfm_inputs(obs: dict[str, torch.Tensor], keys) -> dict[str, torch.Tensor]:
+    return {k: obs[k] for k in keys if k in obs}
+
+
+class TaskTokenPolicy(ActorCritic):
+    """Actor = frozen BFM fed the encoder's token; only encoder and critic train."""
+
+    def __init__(self, bfm: BFM, encoder: TaskEncoder, *, visible_groups=None, critic_hidden=(512, 512),
+                 train_bfm: bool = False):
+        super().__init__()
+        self.bfm, self.encoder, self.train_bfm = bfm, encoder, train_bfm
+        if not train_bfm:
+            bfm.freeze()
+        groups = visible_groups or ("obs", "historical_pose_obs", "terrain")
+        self.input_keys = tuple(k for g in TOKEN_GROUPS if g.name in groups for k in (g.name, g.mask_name) if k)
+        self.critic = Critic({"obs": SELF_OBS_DIM, TASK_OBS_NAME: encoder.config.obs_dim}, critic_hidden)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if not self.train_bfm:
+            self.bfm.eval()  # frozen for real: normalisers and dropout never change
+        return self
+
+    def action_mean(self, obs):
+        return self.bfm(_bfm_inputs(obs, self.input_keys), self.encoder(obs[TASK_OBS_NAME]))
+
+    def value(self, obs):
+        return self.critic(obs)
+
+    def actor_parameters(self):
+        params = list(self.encoder.parameters())
+        return params + (list(self.bfm.parameters()) if self.train_bfm else [])
+
+    def critic_parameters(self):
+        return list(self.critic.parameters())
+
+    def update_normalizers(self, obs):
+        self.encoder.norm.update(obs[TASK_OBS_NAME])
+        self.critic.update_norm(obs)
+
+
+class PureRLPolicy(ActorCritic):
+    """MLP policy from scratch on [self obs, task obs]: the no-foundation-model baseline."""
+
+    def __init__(self, task_obs_dim: int, hidden=(512, 512, 256), critic_hidden=(512, 512)):
+        super().__init__()
+        self.norm = RunningMeanStd(SELF_OBS_DIM + task_obs_dim)
+        self.actor = mlp([SELF_OBS_DIM + task_obs_dim, *hidden, ACTION_DIM])
+        with torch.no_grad():  # start as a statue: zero actions hold the rest pose
+            self.actor[-1].weight.mul_(0.01)
+            self.actor[-1].bias.zero_()
+        self.critic = Critic({"obs": SELF_OBS_DIM, TASK_OBS_NAME: task_obs_dim}, critic_hidden)
+
+    def _x(self, obs):
+        return torch.cat([obs["obs"], obs[TASK_OBS_NAME]], dim=-1)
+
+    def action_mean(self, obs):
+        return self.actor(self.norm(self._x(obs)))
+
+    def value(self, obs):
+        return self.critic(obs)
+
+    def actor_parameters(self):
+        return list(self.actor.parameters())
+
+    def critic_parameters(self):
+        return list(self.critic.parameters())
+
+    def update_normalizers(self, obs):
+        self.norm.update(self._x(obs))
+        self.critic.update_norm(obs)
+
+
+class PretrainPolicy(ActorCritic):
+    """The BFM trains itself on prompts; the critic also sees the prompt features."""
+
+    def __init__(self, bfm: BFM, critic_hidden=(512, 512), critic_extra: dict[str, int] | None = None):
+        super().__init__()
+        self.bfm = bfm
+        keys = {"obs": SELF_OBS_DIM, "masked_mimic_target_poses": 11 * 184, **(critic_extra or {})}
+        self.critic = Critic(keys, critic_hidden)
+
+    def action_mean(self, obs):
+        return self.bfm(_bfm_inputs(obs, BFM_INPUT_KEYS))
+
+    def value(self, obs):
+        return self.critic(obs)
+
+    def actor_parameters(self):
+        return list(self.bfm.parameters())
+
+    def critic_parameters(self):
+        return list(self.critic.parameters())
+
+    def update_normalizers(self, obs):
+        """Token-encoder statistics use only visible tokens, so hidden zeros do not skew them.
+
+        Terrain keeps identity statistics: training sees only flat ground, whose zero variance
+        would turn any real terrain into clamped +-5 inputs.
+        """
+        for g in TOKEN_GROUPS:
+            if g.name == "terrain":
+                continue
+            x = obs[g.name].reshape(obs[g.name].shape[0], g.n_tokens, g.feat_dim)
+            weight = obs[g.mask_name] if g.mask_name else None
+            self.bfm.token_encoders[g.name].norm.update(x, weight)
+        self.bfm.decoder_obs_norm.update(obs["obs"])
+        self.critic.update_norm(obs)

@@ -1,0 +1,130 @@
+"""A compact PPO with a fixed-std Gaussian policy and separate actor/critic learning rates.
+
+Why not rsl-rl-lib: its PPO (v5) builds actor and critic from 1-D observation groups that it
+concatenates, drives both with one optimiser and one learning rate, and brings tensordict. Our
+actor consumes a dict of multi-token groups with bool masks through a frozen BFM, and the
+reference trains the task encoder at 2e-5 and the critic at 1e-4. The algorithm below is the
+standard clipped-surrogate PPO (rsl_rl / cleanrl shape: act -> store -> GAE -> epochs of
+minibatch updates), ~150 lines.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tt_deploy.train.storage import RolloutStorage
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """PPO settings. Reference (1024 envs, GPU) values in comments; defaults are CPU-scaled."""
+
+    horizon: int = 32  # ref 32
+    num_minibatches: int = 4  # ref: minibatch 4096 of 32768
+    epochs: int = 5  # ref 6
+    gamma: float = 0.99
+    lam: float = 0.95
+    clip: float = 0.2
+    actor_lr: float = 2e-5  # ref 2e-5 (task encoder)
+    critic_lr: float = 1e-4  # ref 1e-4
+    max_grad_norm: float = 50.0  # ref 50
+    action_std: float = math.exp(-2.9)  # ref fixed exp(-2.9) ~ 0.055
+    value_coef: float = 1.0
+    bound_coef: float = 10.0  # penalty on action means beyond [-1, 1]
+
+
+class ActorCritic(nn.Module):
+    """What PPO needs from a policy: a mean action, a value, and which parameters train."""
+
+    def action_mean(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:  # (B, A)
+        raise NotImplementedError
+
+    def value(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:  # (B,)
+        raise NotImplementedError
+
+    def actor_parameters(self) -> list[nn.Parameter]:
+        raise NotImplementedError
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        raise NotImplementedError
+
+    def update_normalizers(self, obs: dict[str, torch.Tensor]) -> None:
+        """Update running statistics that are allowed to change (never a frozen BFM's)."""
+
+
+def gaussian_log_prob(actions: torch.Tensor, mean: torch.Tensor, std: float) -> torch.Tensor:
+    var = std * std
+    return (-((actions - mean) ** 2) / (2 * var) - math.log(std) - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+class PPO:
+    """Clipped-surrogate PPO over an ActorCritic with a fixed exploration std."""
+
+    def __init__(self, policy: ActorCritic, config: PPOConfig, seed: int = 0):
+        self.policy, self.cfg = policy, config
+        self.actor_opt = torch.optim.Adam(policy.actor_parameters(), lr=config.actor_lr) if policy.actor_parameters() else None
+        self.critic_opt = torch.optim.Adam(policy.critic_parameters(), lr=config.critic_lr)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def act(self, obs: dict[str, torch.Tensor], deterministic: bool = False):
+        """Sample actions; returns (actions, log_probs, values, means)."""
+        mean = self.policy.action_mean(obs)
+        if deterministic:
+            actions = mean
+        else:
+            noise = torch.randn(mean.shape, generator=self.generator)
+            actions = mean + self.cfg.action_std * noise
+        return actions, gaussian_log_prob(actions, mean, self.cfg.action_std), self.policy.value(obs), mean
+
+    def update(self, storage: RolloutStorage) -> dict[str, float]:
+        cfg = self.cfg
+        stats = {"policy_loss": 0.0, "value_loss": 0.0, "clip_frac": 0.0, "approx_kl": 0.0, "bound_loss": 0.0}
+        n = 0
+        for _ in range(cfg.epochs):
+            for mb in storage.minibatches(cfg.num_minibatches, self.generator):
+                adv = mb["advantages"]
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                mean = self.policy.action_mean(mb["obs"])
+                log_prob = gaussian_log_prob(mb["actions"], mean, cfg.action_std)
+                ratio = torch.exp(log_prob - mb["log_probs"])
+                surrogate = torch.min(ratio * adv, torch.clamp(ratio, 1 - cfg.clip, 1 + cfg.clip) * adv)
+                policy_loss = -surrogate.mean()
+                bound_loss = (torch.relu(mean - 1.0) ** 2 + torch.relu(-1.0 - mean) ** 2).sum(-1).mean()
+                value = self.policy.value(mb["obs"])
+                value_loss = (value - mb["returns"]).pow(2).mean()
+                if self.actor_opt is not None:
+                    self.actor_opt.zero_grad(set_to_none=True)
+                self.critic_opt.zero_grad(set_to_none=True)
+                loss = policy_loss + cfg.bound_coef * bound_loss + cfg.value_coef * value_loss
+                loss.backward()
+                if self.actor_opt is not None:
+                    nn.utils.clip_grad_norm_(self.policy.actor_parameters(), cfg.max_grad_norm)
+                    self.actor_opt.step()
+                nn.utils.clip_grad_norm_(self.policy.critic_parameters(), cfg.max_grad_norm)
+                self.critic_opt.step()
+                with torch.no_grad():
+                    stats["policy_loss"] += policy_loss.item()
+                    stats["value_loss"] += value_loss.item()
+                    stats["bound_loss"] += bound_loss.item()
+                    stats["clip_frac"] += ((ratio - 1).abs() > cfg.clip).float().mean().item()
+                    stats["approx_kl"] += (mb["log_probs"] - log_prob).mean().item()
+                n += 1
+        return {k: v / max(n, 1) for k, v in stats.items()}
+
+    def state_dict(self) -> dict:
+        return {
+            "actor_opt": self.actor_opt.state_dict() if self.actor_opt else None,
+            "critic_opt": self.critic_opt.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.actor_opt is not None and state.get("actor_opt") is not None:
+            self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.generator.set_state(state["generator"])
