@@ -1,0 +1,66 @@
+"""Reach: bring the right hand (R_Hand) to a 3D target.
+
+obs (3) = Hinv (target - root) (height difference included); reward = exp(-4 |target - hand|^2).
+Targets (ref): root xy + U(-0.75, 0.75) per axis, z = ground + U(0.05, 1.6); a new target every
+`change_steps` control steps (ref resamples periodically). Success: outside the 60-step grace after
+each new target, the hand is always within 0.2 m of it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tt_deploy import spec
+from tt_deploy.errors import InputError
+from tt_deploy.tasks.base import PELVIS_ID, GraceTask, to_heading_frame
+
+REACH_BODY_ID = spec.BODY_NAMES.index("R_Hand")
+SUCCESS_RADIUS = 0.2  # m
+
+
+class ReachTask(GraceTask):
+    """Right-hand reach to `target` (N, 3) world positions (m)."""
+
+    name = "reach"
+    feature_dim = 3
+    grace_steps = 60
+
+    def __init__(self, num_envs: int, *, current_pose: bool = False, xy_range: float = 0.75,
+                 height_range: tuple[float, float] = (0.05, 1.6), change_steps: tuple[int, int] = (150, 300)):
+        super().__init__(num_envs, current_pose=current_pose)
+        if xy_range < 0 or not 0 <= height_range[0] <= height_range[1]:
+            raise InputError(f"bad reach ranges: xy_range={xy_range}, height_range={height_range}")
+        if not 1 <= change_steps[0] < change_steps[1]:
+            raise InputError(f"change_steps must be [min, max) with 1 <= min < max, got {change_steps}")
+        self.xy_range, self.height_range, self.change_steps = float(xy_range), height_range, change_steps
+        self.target = np.zeros((self.num_envs, 3))
+        self.change_at = np.zeros(self.num_envs, dtype=np.int64)
+
+    def _sample_targets(self, env_ids, state, sim, rng) -> None:
+        n = len(env_ids)
+        xy = state.pos[env_ids, PELVIS_ID, :2] + rng.uniform(-self.xy_range, self.xy_range, (n, 2))
+        z = sim.ground_height(xy) + rng.uniform(*self.height_range, n)
+        self.target[env_ids] = np.concatenate([xy, z[:, None]], axis=-1)
+        self.change_at[env_ids] = self.progress[env_ids] + rng.integers(*self.change_steps, size=n)
+        self._start_grace(env_ids)
+
+    def _reset_goals(self, env_ids, state, sim, rng) -> None:
+        self._sample_targets(env_ids, state, sim, rng)
+
+    def _resample_due(self, state, sim, rng) -> None:
+        due = np.flatnonzero(self.progress >= self.change_at)
+        if due.size:
+            self._sample_targets(due, state, sim, rng)
+
+    def hand_distance(self, state) -> np.ndarray:
+        """(N,) m from the right hand to its target."""
+        return np.linalg.norm(self.target - state.pos[:, REACH_BODY_ID], axis=-1)
+
+    def features(self, state, sim) -> np.ndarray:
+        return to_heading_frame(state, self.target - state.pos[:, PELVIS_ID])
+
+    def reward(self, prev_state, state, sim) -> np.ndarray:
+        return np.exp(-4.0 * self.hand_distance(state) ** 2)
+
+    def _ok_now(self, prev_state, state, sim) -> np.ndarray:
+        return self.hand_distance(state) <= SUCCESS_RADIUS

@@ -1,0 +1,111 @@
+"""Strike: walk to a pillar ("strike_target" scene object) and knock it over with an arm.
+
+obs (15) = [Hinv d with d = target - root but d.z replaced by the target's ABSOLUTE height (ref quirk),
+tan_norm(Hinv * q_target), Hinv v_target, Hinv w_target].
+c = z-component of the target's up axis; s = root speed toward the target (xy, finite difference);
+reward = 0.6 max(0, 1 - c) + 0.4 exp(-4 max(0, (1 - s)/1)^2) (the approach term is 0 where s <= 0);
+reward = 1 where c < 0.2.
+Success: the target gets toppled (c < 0.2) and was only ever touched by elbows, wrists or hands;
+any other body touching it ends the episode as a failure (ref).
+Placement (ref, ASE strike): distance U(min, max) with max = near_dist for a near_prob share of
+resets, a uniform random direction and yaw.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tt_deploy import spec
+from tt_deploy.errors import InputError
+from tt_deploy.sim.base import RigidState
+from tt_deploy.sim.rotations import heading_quat_inv, quat_about_z, quat_mul, quat_rotate, tan_norm
+from tt_deploy.tasks.base import PELVIS_ID, PhaseTracker, Task, root_velocity, to_heading_frame
+
+OBJECT = "strike_target"
+TOPPLED_UP_Z = 0.2
+STRIKE_BODY_MASK = np.isin(np.arange(spec.NUM_BODIES), [spec.BODY_NAMES.index(b) for b in spec.STRIKE_BODIES])
+PHASES = ("approach", "strike")
+
+
+def target_up_z(quat: np.ndarray) -> np.ndarray:
+    """(N,) z-component of the target's up axis (1 upright, 0 lying)."""
+    return quat_rotate(quat, np.broadcast_to([0.0, 0.0, 1.0], quat.shape[:-1] + (3,)))[..., 2]
+
+
+def strike_reward(root_pos: np.ndarray, root_vel: np.ndarray, tar_pos: np.ndarray, tar_quat: np.ndarray) -> np.ndarray:
+    """Reference strike reward, (N,). Positions (N, 3) m, root_vel (N, 3) m/s, tar_quat (N, 4) xyzw."""
+    c = target_up_z(tar_quat)
+    topple_r = np.maximum(1.0 - c, 0.0)
+    to_tar = tar_pos[:, :2] - root_pos[:, :2]
+    to_tar = to_tar / np.maximum(np.linalg.norm(to_tar, axis=-1, keepdims=True), 1e-12)  # torch normalize
+    s = np.sum(to_tar * root_vel[:, :2], axis=-1)
+    err = np.maximum((1.0 - s) / 1.0, 0.0)
+    vel_r = np.where(s <= 0.0, 0.0, np.exp(-4.0 * err**2))
+    reward = 0.6 * topple_r + 0.4 * vel_r
+    return np.where(c < TOPPLED_UP_Z, 1.0, reward)
+
+
+class StrikeTask(Task):
+    """Topple the pillar; `phase` tracks approach -> strike (within `strike_radius` m of it)."""
+
+    name = "strike"
+    feature_dim = 15
+    objects = (OBJECT,)
+    fall_voids_success = False  # ref: a toppled target counts even if the character falls afterwards
+
+    def __init__(self, num_envs: int, *, current_pose: bool = False, dist_range: tuple[float, float] = (1.0, 10.0),
+                 near_dist: float = 1.5, near_prob: float = 0.5, target_height: float = 0.9,
+                 strike_radius: float = 1.2):
+        super().__init__(num_envs, current_pose=current_pose)
+        if not 0 < dist_range[0] <= near_dist <= dist_range[1] or not 0 <= near_prob <= 1:
+            raise InputError(f"bad strike placement: dist_range={dist_range}, near_dist={near_dist}, "
+                             f"near_prob={near_prob}")
+        self.dist_range, self.near_dist, self.near_prob = dist_range, near_dist, near_prob
+        self.target_height = float(target_height)  # z of the upright target's centre (m above ground)
+        self.strike_radius = float(strike_radius)
+        self.phases = PhaseTracker(self.num_envs, PHASES)
+        self._toppled = np.zeros(self.num_envs, dtype=bool)
+
+    def _reset_goals(self, env_ids, state, sim, rng) -> None:
+        n = len(env_ids)
+        dist_max = np.where(rng.random(n) < self.near_prob, self.near_dist, self.dist_range[1])
+        dist = self.dist_range[0] + (dist_max - self.dist_range[0]) * rng.random(n)
+        theta = rng.uniform(0.0, 2 * np.pi, n)
+        xy = state.pos[env_ids, PELVIS_ID, :2] + dist[:, None] * np.stack([np.cos(theta), np.sin(theta)], -1)
+        z = sim.ground_height(xy) + self.target_height
+        zeros = np.zeros((n, 3))
+        sim.set_object_state(OBJECT, env_ids, RigidState(
+            pos=np.concatenate([xy, z[:, None]], axis=-1), quat=quat_about_z(rng.uniform(0.0, 2 * np.pi, n)),
+            lin_vel=zeros, ang_vel=zeros.copy()))
+        self.phases.reset(env_ids)
+        self._toppled[env_ids] = False
+
+    def features(self, state, sim) -> np.ndarray:
+        tar = sim.object_state(OBJECT)
+        d = tar.pos - state.pos[:, PELVIS_ID]
+        d[:, 2] = tar.pos[:, 2]  # ref quirk: absolute target height, not the difference
+        hinv = heading_quat_inv(state.quat[:, PELVIS_ID])
+        return np.concatenate([quat_rotate(hinv, d), tan_norm(quat_mul(hinv, tar.quat)),
+                               to_heading_frame(state, tar.lin_vel), to_heading_frame(state, tar.ang_vel)], axis=-1)
+
+    def reward(self, prev_state, state, sim) -> np.ndarray:
+        tar = sim.object_state(OBJECT)
+        return strike_reward(state.pos[:, PELVIS_ID], root_velocity(prev_state, state), tar.pos, tar.quat)
+
+    def illegal_contact(self, sim) -> np.ndarray:
+        """(N,) bool: a body other than elbow/wrist/hand touches the target this step."""
+        return np.any(sim.object_contacts(OBJECT) & ~STRIKE_BODY_MASK, axis=-1)
+
+    def _track_success(self, prev_state, state, sim) -> None:
+        tar = sim.object_state(OBJECT)
+        self._toppled |= target_up_z(tar.quat) < TOPPLED_UP_Z
+        self._failed |= self.illegal_contact(sim)
+        self._measured += 1
+        near = np.linalg.norm(tar.pos[:, :2] - state.pos[:, PELVIS_ID, :2], axis=-1) < self.strike_radius
+        self.phases.advance(near, "strike")
+
+    def success(self) -> np.ndarray:
+        return self._toppled & ~self._failed
+
+    def terminate(self, prev_state, state, sim) -> np.ndarray:
+        return self.illegal_contact(sim)
