@@ -98,3 +98,12 @@ def test_obs_noise_changes_obs_only():
     a, b = env.reset(), clean.reset()
     assert not np.allclose(a.inputs["obs"], b.inputs["obs"])
     np.testing.assert_array_equal(a.inputs["terrain"], b.inputs["terrain"])
+
+
+def test_prior_targets_reach_the_bfm_inputs():
+    sim = RecordingSim(make_state(2))
+    out = TaskEnv(sim, make_task("reach", 2, prior=True)).reset()
+    np.testing.assert_array_equal(out.inputs["masked_mimic_target_poses_masks"][:, 10], [True, True])
+    assert not out.inputs["masked_mimic_target_poses_masks"][:, :10].any()
+    hidden = _env(n=2, task="reach")[0].reset()
+    assert not hidden.inputs["masked_mimic_target_poses_masks"].any()

@@ -187,3 +187,37 @@ def test_registry_builds_every_task_with_documented_dims():
 def test_registry_unknown_name_lists_known():
     with pytest.raises(UnknownNameError, match="unknown task 'jump'.*direction.*long_jump"):
         make_task("jump", 1)
+
+
+# --- prior prompts ----------------------------------------------------------------------------
+def test_reach_prior_prompts_right_hand_in_far_slot():
+    from tt_deploy.sim.prompts import FAR_SLOT
+
+    state = make_state(2)
+    sim = FakeSim(state)
+    assert ReachTask(2).prior_targets(state, sim) is None
+    task = ReachTask(2, prior=True)
+    task.reset(np.arange(2), sim, np.random.default_rng(0))
+    t = task.prior_targets(state, sim)
+    hand = spec.CONDITIONABLE_BODIES.index("R_Hand")
+    np.testing.assert_allclose(t.body_pos[:, FAR_SLOT, hand], task.target)
+    assert t.visible[:, FAR_SLOT, hand, 0].all() and t.visible.sum() == 2
+    np.testing.assert_allclose(t.time_to_target[:, FAR_SLOT], 50 * DT)  # grace 60 - 10 steps
+    np.testing.assert_array_equal(t.token_mask[:, FAR_SLOT], [True, True])
+
+
+def test_strike_prior_switches_with_phase():
+    from tt_deploy.sim.prompts import FAR_SLOT, HEADING_ENTRY
+
+    state = make_state(2)
+    sim = FakeSim(state)
+    task = StrikeTask(2, prior=True)
+    task.reset(np.arange(2), sim, np.random.default_rng(0))
+    sim.target.pos[:] = [[0.5, 0.0, 0.9], [0.0, 5.0, 0.9]]  # env 0 near, env 1 far
+    task.update(state, state, sim, np.random.default_rng(0))
+    t = task.prior_targets(state, sim)
+    hand = spec.CONDITIONABLE_BODIES.index("R_Hand")
+    np.testing.assert_array_equal(t.visible[:, FAR_SLOT, hand, 0], [True, False])
+    np.testing.assert_array_equal(t.visible[:, FAR_SLOT, HEADING_ENTRY], [[False, False], [True, True]])
+    np.testing.assert_allclose(t.root_lin_vel[1, FAR_SLOT], [0.0, 1.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(t.time_to_target[:, FAR_SLOT], [0.3, 1.0])

@@ -4,6 +4,8 @@ obs (3) = Hinv (target - root) (height difference included); reward = exp(-4 |ta
 Targets (ref): root xy + U(-0.75, 0.75) per axis, z = ground + U(0.05, 1.6); a new target every
 `change_steps` control steps (ref resamples periodically). Success: outside the 60-step grace after
 each new target, the hand is always within 0.2 m of it.
+With prior=True the task also prompts the BFM (ref "chen's prior"): the far target-pose slot holds
+"R_Hand at the target", due 10 steps before measuring starts (at least 3 steps ahead).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import numpy as np
 
 from tt_deploy import spec
 from tt_deploy.errors import InputError
+from tt_deploy.sim.prompts import sparse_targets
 from tt_deploy.tasks.base import PELVIS_ID, GraceTask, to_heading_frame
 
 REACH_BODY_ID = spec.BODY_NAMES.index("R_Hand")
@@ -26,8 +29,10 @@ class ReachTask(GraceTask):
     grace_steps = 60
 
     def __init__(self, num_envs: int, *, current_pose: bool = False, xy_range: float = 0.75,
-                 height_range: tuple[float, float] = (0.05, 1.6), change_steps: tuple[int, int] = (150, 300)):
+                 height_range: tuple[float, float] = (0.05, 1.6), change_steps: tuple[int, int] = (150, 300),
+                 prior: bool = False):
         super().__init__(num_envs, current_pose=current_pose)
+        self.prior = bool(prior)
         if xy_range < 0 or not 0 <= height_range[0] <= height_range[1]:
             raise InputError(f"bad reach ranges: xy_range={xy_range}, height_range={height_range}")
         if not 1 <= change_steps[0] < change_steps[1]:
@@ -61,6 +66,13 @@ class ReachTask(GraceTask):
 
     def reward(self, prev_state, state, sim) -> np.ndarray:
         return np.exp(-4.0 * self.hand_distance(state) ** 2)
+
+    def prior_targets(self, state, sim):
+        """Far-slot prompt "right hand at the target" (TargetPoses), or None without prior."""
+        if not self.prior:
+            return None
+        steps_left = np.maximum(self.measure_from - self.progress - 10, 3)
+        return sparse_targets(self.num_envs, steps_left * spec.CONTROL_DT, body_pos={"R_Hand": self.target})
 
     def _ok_now(self, prev_state, state, sim) -> np.ndarray:
         return self.hand_distance(state) <= SUCCESS_RADIUS

@@ -9,6 +9,9 @@ Success: the target gets toppled (c < 0.2) and was only ever touched by elbows, 
 any other body touching it ends the episode as a failure (ref).
 Placement (ref, ASE strike): distance U(min, max) with max = near_dist for a near_prob share of
 resets, a uniform random direction and yaw.
+With prior=True the task prompts the BFM by phase: while approaching, the far slot asks for facing
+the target and moving toward it at 1 m/s in 1 s; once within strike_radius, "R_Hand at the target's
+centre in 0.3 s".
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 from tt_deploy import spec
 from tt_deploy.errors import InputError
 from tt_deploy.sim.base import RigidState
+from tt_deploy.sim.prompts import sparse_targets
 from tt_deploy.sim.rotations import heading_quat_inv, quat_about_z, quat_mul, quat_rotate, tan_norm
 from tt_deploy.tasks.base import PELVIS_ID, PhaseTracker, Task, root_velocity, to_heading_frame
 
@@ -55,8 +59,9 @@ class StrikeTask(Task):
 
     def __init__(self, num_envs: int, *, current_pose: bool = False, dist_range: tuple[float, float] = (1.0, 10.0),
                  near_dist: float = 1.5, near_prob: float = 0.5, target_height: float = 0.9,
-                 strike_radius: float = 1.2):
+                 strike_radius: float = 1.2, prior: bool = False):
         super().__init__(num_envs, current_pose=current_pose)
+        self.prior = bool(prior)
         if not 0 < dist_range[0] <= near_dist <= dist_range[1] or not 0 <= near_prob <= 1:
             raise InputError(f"bad strike placement: dist_range={dist_range}, near_dist={near_dist}, "
                              f"near_prob={near_prob}")
@@ -106,6 +111,23 @@ class StrikeTask(Task):
 
     def success(self) -> np.ndarray:
         return self._toppled & ~self._failed
+
+    def prior_targets(self, state, sim):
+        """Phase-dependent far-slot prompt (TargetPoses), or None without prior."""
+        if not self.prior:
+            return None
+        tar = sim.object_state(OBJECT).pos
+        to_tar = tar[:, :2] - state.pos[:, PELVIS_ID, :2]
+        to_tar = to_tar / np.maximum(np.linalg.norm(to_tar, axis=-1, keepdims=True), 1e-6)
+        vel = np.concatenate([to_tar, np.zeros((self.num_envs, 1))], axis=-1)
+        approach = sparse_targets(self.num_envs, 1.0, heading=np.arctan2(to_tar[:, 1], to_tar[:, 0]),
+                                  root_lin_vel=vel)
+        strike = sparse_targets(self.num_envs, 0.3, body_pos={"R_Hand": tar})
+        use_strike = self.phases.is_in("strike")
+        for name in vars(approach):
+            a, b = getattr(approach, name), getattr(strike, name)
+            setattr(approach, name, np.where(use_strike.reshape((-1,) + (1,) * (a.ndim - 1)), b, a))
+        return approach
 
     def terminate(self, prev_state, state, sim) -> np.ndarray:
         return self.illegal_contact(sim)
