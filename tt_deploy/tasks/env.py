@@ -24,6 +24,7 @@ from tt_deploy import spec
 from tt_deploy.errors import InputError
 from tt_deploy.sim.base import BodyState, Simulator
 from tt_deploy.sim.observations import PoseHistory, bfm_inputs
+from tt_deploy.sim.perturbations import add_obs_noise
 from tt_deploy.tasks.base import PELVIS_ID, Task
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ class TaskEnv:
     """N envs of `task` in `sim` with auto-reset; see the module docstring for the rules.
 
     episode_seconds: timeout (s), in control steps of spec.CONTROL_DT; obs_noise: std of Gaussian
-    noise added to the self observation ("obs") and the task observation (sensor noise; 0 = off).
+    noise (scalar or (N,) per env) added to the self observation ("obs") and the task observation
+    (sensor noise; 0 = off).
     """
 
     def __init__(self, sim: Simulator, task: Task, *, episode_seconds: float = 10.0, seed: int = 0,
@@ -66,8 +68,10 @@ class TaskEnv:
                  head_termination_height: float = 0.3, contact_threshold: float = 1.0):
         if task.num_envs != sim.num_envs:
             raise InputError(f"task has {task.num_envs} envs but the simulator has {sim.num_envs}")
-        if episode_seconds <= 0 or obs_noise < 0:
-            raise InputError(f"episode_seconds must be > 0 and obs_noise >= 0, got {episode_seconds}, {obs_noise}")
+        obs_noise = np.asarray(obs_noise, dtype=np.float64)
+        if episode_seconds <= 0 or np.any(obs_noise < 0) or obs_noise.shape not in ((), (sim.num_envs,)):
+            raise InputError(f"episode_seconds must be > 0 and obs_noise >= 0 (scalar or ({sim.num_envs},)), "
+                             f"got {episode_seconds}, {obs_noise}")
         for obj in task.objects:
             try:
                 sim.object_state(obj)
@@ -77,7 +81,7 @@ class TaskEnv:
         self.sim, self.task = sim, task
         self.num_envs = sim.num_envs
         self.max_steps = max(1, int(round(episode_seconds / spec.CONTROL_DT)))
-        self.obs_noise = float(obs_noise)
+        self.obs_noise = obs_noise
         self.fall_grace_steps = int(fall_grace_steps)
         self.contact_threshold = float(contact_threshold)
         self.termination_heights = np.full(spec.NUM_BODIES, float(termination_height))
@@ -172,11 +176,11 @@ class TaskEnv:
         inputs = bfm_inputs(state, ground, self.history, targets=self.task.prior_targets(state, self.sim))
         self.history.push(state, ground)
         task_obs = self.task.observe(state, self.sim)
-        if self.obs_noise > 0:
+        if np.any(self.obs_noise > 0):
             inputs["obs"] = self._noisy(inputs["obs"])
             task_obs = self._noisy(task_obs)
         self._prev = _copy_state(state)
         return EnvStep(inputs, task_obs, reward, done, info)
 
     def _noisy(self, x: np.ndarray) -> np.ndarray:
-        return (x + self.rng.normal(0.0, self.obs_noise, x.shape)).astype(np.float32)
+        return add_obs_noise(x, self.obs_noise, self.rng).astype(np.float32)
