@@ -18,7 +18,7 @@ from tt_deploy import spec
 from tt_deploy.errors import InputError
 from tt_deploy.sim.base import BodyState
 from tt_deploy.sim.prompts import TargetPoses, check_shape, hidden_targets, target_pose_tokens
-from tt_deploy.sim.rotations import heading_quat_inv, quat_mul, quat_rotate, tan_norm
+from tt_deploy.sim.rotations import heading_angle, tan_norm, yaw_rotate
 
 HISTORY_TOKEN_DIM = spec.TOKEN_GROUP_BY_NAME["historical_pose_obs"].feat_dim  # 217
 _NUM_HIST_TOKENS = len(spec.HISTORY_TOKEN_STEPS)  # 15
@@ -34,6 +34,12 @@ def _ground(ground_height, num_envs: int) -> np.ndarray:
     return np.broadcast_to(g, (num_envs,))
 
 
+def _inverse_heading(state: BodyState) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of minus the root heading, (N,) each: Hinv as a planar rotation."""
+    h = heading_angle(np.asarray(state.quat[:, 0], dtype=np.float64))
+    return np.cos(h), -np.sin(h)
+
+
 def self_obs(state: BodyState, ground_height) -> np.ndarray:
     """Current self-observation (N, 358) float32, heading-local.
 
@@ -42,12 +48,13 @@ def self_obs(state: BodyState, ground_height) -> np.ndarray:
     ground_height: (N,) or scalar, m, terrain height under each root.
     """
     n = state.pos.shape[0]
-    hinv = heading_quat_inv(state.quat[:, 0])[:, None, :]  # (N, 1, 4)
+    c, s = _inverse_heading(state)
+    c, s = c[:, None], s[:, None]
     root_h = state.pos[:, 0, 2] - _ground(ground_height, n)
-    rel_pos = quat_rotate(hinv, state.pos[:, 1:] - state.pos[:, :1])  # (N, 23, 3)
-    rot = tan_norm(quat_mul(hinv, state.quat))  # (N, 24, 6)
-    lin_vel = quat_rotate(hinv, state.lin_vel)
-    ang_vel = quat_rotate(hinv, state.ang_vel)
+    rel_pos = yaw_rotate(c, s, state.pos[:, 1:] - state.pos[:, :1])  # (N, 23, 3)
+    rot = yaw_rotate(c, s, tan_norm(state.quat))  # tan_norm(Hinv q) = Hinv applied to both columns
+    lin_vel = yaw_rotate(c, s, state.lin_vel)
+    ang_vel = yaw_rotate(c, s, state.ang_vel)
     parts = [root_h[:, None], rel_pos.reshape(n, -1), rot.reshape(n, -1), lin_vel.reshape(n, -1),
              ang_vel.reshape(n, -1)]  # fmt: skip
     return np.concatenate(parts, axis=-1).astype(np.float32)
@@ -65,7 +72,10 @@ class PoseHistory:
     Stored positions have the terrain height under the root (at that step) subtracted from z,
     like the reference; the current root used by `tokens` gets the same subtraction, so the
     relative z is "height above own terrain" on both sides (the reference does this too). Storage
-    is float32: (N, 120, 24, 3) positions + (N, 120, 24, 4) xyzw quaternions + (N, 120) validity.
+    is float32: (N, 120, 24, 3) positions + (N, 120, 24, 6) WORLD-frame tan_norm of each body
+    rotation + (N, 120) validity. Storing tan_norm once per push makes `tokens` a planar yaw
+    rotation instead of 8640 quaternion products per env and step: tan_norm(Hinv q) = Hinv
+    applied to both tan_norm columns.
     """
 
     def __init__(self, num_envs: int, steps: int = spec.HISTORY_STEPS):
@@ -73,8 +83,8 @@ class PoseHistory:
             raise InputError(f"steps: expected >= {int(_HIST_STEPS_AGO[-1])}, got {steps}")
         self.num_envs, self.steps = num_envs, steps
         self.pos = np.zeros((num_envs, steps, spec.NUM_BODIES, 3), dtype=np.float32)
-        self.quat = np.zeros((num_envs, steps, spec.NUM_BODIES, 4), dtype=np.float32)
-        self.quat[..., 3] = 1.0
+        self.rot6 = np.zeros((num_envs, steps, spec.NUM_BODIES, 6), dtype=np.float32)
+        self.rot6[..., 0] = self.rot6[..., 5] = 1.0  # identity
         self.valid = np.zeros((num_envs, steps), dtype=bool)
         self._latest = steps - 1  # ring index of the most recent entry ("1 step ago")
 
@@ -95,14 +105,14 @@ class PoseHistory:
         ids = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids)
         pos = self._grounded_pos(state, ground_height)
         self.pos[ids] = pos[ids, None]
-        self.quat[ids] = state.quat[ids, None]
+        self.rot6[ids] = tan_norm(np.asarray(state.quat[ids], dtype=np.float64))[:, None]
         self.valid[ids] = valid
 
     def push(self, state: BodyState, ground_height) -> None:
         """Append the pose of all N envs as the newest entry (see the class timing convention)."""
         self._latest = (self._latest + 1) % self.steps
         self.pos[:, self._latest] = self._grounded_pos(state, ground_height)
-        self.quat[:, self._latest] = state.quat
+        self.rot6[:, self._latest] = tan_norm(np.asarray(state.quat, dtype=np.float64))
         self.valid[:, self._latest] = True
 
     def _token_rows(self) -> np.ndarray:
@@ -123,16 +133,20 @@ class PoseHistory:
         """
         n = self.num_envs
         rows = self._token_rows()
-        root_now = self._grounded_pos(state, ground_height)[:, 0]  # (N, 3)
-        hinv = heading_quat_inv(np.asarray(state.quat[:, 0], dtype=np.float64))[:, None, None, :]
-        p_hist = self.pos[:, rows].astype(np.float64)  # (N, 15, 24, 3)
-        q_hist = self.quat[:, rows].astype(np.float64)
-        p = quat_rotate(hinv, p_hist - root_now[:, None, None, :])
-        q = tan_norm(quat_mul(hinv, q_hist))
-        x = np.concatenate([p.reshape(n, -1), q.reshape(n, -1)], axis=-1)
-        x = x.reshape(n, _NUM_HIST_TOKENS, HISTORY_TOKEN_DIM - 1)
-        times = np.broadcast_to(_HIST_TIMES[None, :, None], (n, _NUM_HIST_TOKENS, 1))
-        return np.concatenate([x, times], axis=-1).astype(np.float32)
+        root_now = self._grounded_pos(state, ground_height)[:, 0].astype(np.float32)  # (N, 3)
+        c, s = _inverse_heading(state)
+        c, s = c[:, None, None].astype(np.float32), s[:, None, None].astype(np.float32)
+        # X = [P (s, j, xyz) | Q (s, j, 6)] written in place, then cut into 15 tokens of 216 (+ time)
+        x = np.empty((n, 9 * _NUM_HIST_TOKENS * spec.NUM_BODIES), dtype=np.float32)
+        split = 3 * _NUM_HIST_TOKENS * spec.NUM_BODIES
+        p_out = x[:, :split].reshape(n, _NUM_HIST_TOKENS, spec.NUM_BODIES, 3)
+        q_out = x[:, split:].reshape(n, _NUM_HIST_TOKENS, spec.NUM_BODIES, 6)
+        yaw_rotate(c, s, self.pos[:, rows] - root_now[:, None, None, :], out=p_out)
+        yaw_rotate(c, s, self.rot6[:, rows], out=q_out)
+        tokens = np.empty((n, _NUM_HIST_TOKENS, HISTORY_TOKEN_DIM), dtype=np.float32)
+        tokens[..., :-1] = x.reshape(n, _NUM_HIST_TOKENS, HISTORY_TOKEN_DIM - 1)
+        tokens[..., -1] = _HIST_TIMES
+        return tokens
 
 
 def terrain_obs(state: BodyState, ground_height, terrain_heights=None) -> np.ndarray:

@@ -32,6 +32,7 @@ from tt_deploy.sim.rotations import (
 NUM_SLOTS = spec.NUM_FUTURE_TARGETS + 1  # 11: 10 near-future slots + 1 far slot
 FAR_SLOT = spec.NUM_FUTURE_TARGETS  # 10
 NUM_ENTRIES = len(spec.CONDITIONABLE_BODY_IDS) + 1  # 7: 6 bodies + heading/velocity
+TOKEN_DIM = spec.TOKEN_GROUP_BY_NAME["masked_mimic_target_poses"].feat_dim  # 184
 HEADING_ENTRY = NUM_ENTRIES - 1  # 6
 # Nominal time to each near slot ((s+1) control steps); what the reference writes for near slots.
 NEAR_SLOT_TIMES = np.array([(s + 1) * spec.CONTROL_DT for s in range(spec.NUM_FUTURE_TARGETS)])
@@ -179,30 +180,40 @@ def target_pose_tokens(state: BodyState, targets: TargetPoses) -> tuple[np.ndarr
     """
     n = state.pos.shape[0]
     targets.validate(n)
+    tokens = np.zeros((n, NUM_SLOTS, TOKEN_DIM), dtype=np.float32)
+    tokens[..., -2] = targets.time_to_target
+    tokens[..., -1] = 1.0
+    # Only slots with a visible bit carry features: a hidden slot is zeros, its zero bits and the
+    # [time, 1.0] tail. Computing just those keeps sparse prompts cheap at N = 256.
+    env, slot = np.nonzero(targets.visible.any(axis=(-1, -2)))
+    if env.size:
+        tokens[env, slot, :-2] = _slot_features(state, targets, env, slot)
+    return tokens, np.asarray(targets.token_mask, dtype=bool).copy()
+
+
+def _slot_features(state: BodyState, targets: TargetPoses, env: np.ndarray, slot: np.ndarray) -> np.ndarray:
+    """(K, 182) masked entry features of the K (env, slot) pairs given."""
+    k = env.size
     ids = list(spec.CONDITIONABLE_BODY_IDS)
-    hinv = heading_quat_inv(state.quat[:, 0])  # (N, 4)
-    h_s = hinv[:, None, :]  # (N, 1, 4) per slot
-    h_sb = hinv[:, None, None, :]  # (N, 1, 1, 4) per slot and body
-    cp, cq = state.pos[:, None, ids], state.quat[:, None, ids]  # (N, 1, 6, .)
-    tp, tq = targets.body_pos, targets.body_quat
+    hinv = heading_quat_inv(state.quat[env, 0])  # (K, 4)
+    h_b = hinv[:, None, :]  # (K, 1, 4) per body
+    cp, cq = state.pos[env][:, ids], state.quat[env][:, ids]  # (K, 6, .)
+    tp, tq = targets.body_pos[env, slot], targets.body_quat[env, slot]  # (K, 6, .)
     zeros3 = np.zeros(tp.shape)
 
     # Body entries: block 0 translation, block 1 rotation, each 12 features.
-    rel_pos = quat_rotate(h_sb, tp - cp)
-    root_rel_pos = quat_rotate(h_sb, tp - state.pos[:, None, None, 0])
+    rel_pos = quat_rotate(h_b, tp - cp)
+    root_rel_pos = quat_rotate(h_b, tp - state.pos[env, None, 0])
     block0 = np.concatenate([rel_pos, zeros3, root_rel_pos, zeros3], axis=-1)
-    block1 = np.concatenate([tan_norm(quat_mul(quat_conj(cq), tq)), tan_norm(quat_mul(h_sb, tq))], axis=-1)
-    bodies = np.stack([block0, block1], axis=-2)  # (N, 11, 6, 2, 12)
+    block1 = np.concatenate([tan_norm(quat_mul(quat_conj(cq), tq)), tan_norm(quat_mul(h_b, tq))], axis=-1)
+    bodies = np.stack([block0, block1], axis=-2)  # (K, 6, 2, 12)
 
     # Heading/velocity entry: block 0 = target yaw (twice), block 1 = planar velocity (padded, twice).
-    yaw6 = tan_norm(quat_mul(h_s, heading_quat(targets.root_quat)))  # (N, 11, 6)
-    vel = targets.root_lin_vel * np.array([1.0, 1.0, 0.0])
-    vel6 = np.concatenate([quat_rotate(h_s, vel), np.zeros(vel.shape)], axis=-1)
+    yaw6 = tan_norm(quat_mul(hinv, heading_quat(targets.root_quat[env, slot])))  # (K, 6)
+    vel = targets.root_lin_vel[env, slot] * np.array([1.0, 1.0, 0.0])
+    vel6 = np.concatenate([quat_rotate(hinv, vel), np.zeros(vel.shape)], axis=-1)
     heading_entry = np.stack([np.concatenate([yaw6, yaw6], -1), np.concatenate([vel6, vel6], -1)], axis=-2)
 
-    feats = np.concatenate([bodies, heading_entry[:, :, None]], axis=2)  # (N, 11, 7, 2, 12)
-    bits = targets.visible.astype(np.float64)[..., None]  # (N, 11, 7, 2, 1)
-    masked = np.concatenate([feats * bits, bits], axis=-1).reshape(n, NUM_SLOTS, -1)  # (N, 11, 182)
-    tail = np.stack([targets.time_to_target, np.ones((n, NUM_SLOTS))], axis=-1)
-    tokens = np.concatenate([masked, tail], axis=-1).astype(np.float32)
-    return tokens, np.asarray(targets.token_mask, dtype=bool).copy()
+    feats = np.concatenate([bodies, heading_entry[:, None]], axis=1)  # (K, 7, 2, 12)
+    bits = targets.visible[env, slot].astype(np.float64)[..., None]  # (K, 7, 2, 1)
+    return np.concatenate([feats * bits, bits], axis=-1).reshape(k, -1)

@@ -39,10 +39,37 @@ def quat_conj(q: np.ndarray) -> np.ndarray:
 
 
 def quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Rotate vectors v (..., 3) by unit quaternions q (..., 4)."""
-    xyz, w = q[..., :3], q[..., 3:]
-    t = 2.0 * np.cross(xyz, v)
-    return v + w * t + np.cross(xyz, t)
+    """Rotate vectors v (..., 3) by unit quaternions q (..., 4).
+
+    v + w t + xyz x t with t = 2 xyz x v, written per component: np.cross costs ~5x more on the
+    small trailing axes of the observation hot path.
+    """
+    x, y, z, w = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    vx, vy, vz = v[..., 0], v[..., 1], v[..., 2]
+    tx = 2.0 * (y * vz - z * vy)
+    ty = 2.0 * (z * vx - x * vz)
+    tz = 2.0 * (x * vy - y * vx)
+    return np.stack(
+        [vx + w * tx + (y * tz - z * ty), vy + w * ty + (z * tx - x * tz), vz + w * tz + (x * ty - y * tx)],
+        axis=-1,
+    )
+
+
+def yaw_rotate(cos_h: np.ndarray, sin_h: np.ndarray, v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Rotate vectors v (..., 3k) about +z by the angle whose cos/sin are given (broadcast to v[..., 0]).
+
+    Works on any number of stacked xyz triples in the last axis (e.g. a 6D tan_norm), which is
+    how heading-local features are made from world-frame ones without quaternion products.
+    `out` (optional, any strided view of the broadcast shape) receives the result in place.
+    """
+    if out is None:
+        out = np.empty(np.broadcast_shapes(v.shape, cos_h.shape + (v.shape[-1],)), dtype=v.dtype)
+    for k in range(0, v.shape[-1], 3):
+        x, y = v[..., k], v[..., k + 1]
+        out[..., k] = cos_h * x - sin_h * y
+        out[..., k + 1] = sin_h * x + cos_h * y
+        out[..., k + 2] = v[..., k + 2]
+    return out
 
 
 def quat_from_axis_angle(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
@@ -74,15 +101,20 @@ def quat_to_matrix(q: np.ndarray) -> np.ndarray:
 
 def tan_norm(q: np.ndarray) -> np.ndarray:
     """6D rotation feature (ref): [R(q) e_x, R(q) e_z] = first and third matrix columns."""
-    tangent = quat_rotate(q, np.broadcast_to([1.0, 0.0, 0.0], q.shape[:-1] + (3,)))
-    normal = quat_rotate(q, np.broadcast_to([0.0, 0.0, 1.0], q.shape[:-1] + (3,)))
-    return np.concatenate([tangent, normal], axis=-1)
+    x, y, z, w = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    return np.stack(
+        [
+            1 - 2 * (y * y + z * z), 2 * (x * y + z * w), 2 * (x * z - y * w),
+            2 * (x * z + y * w), 2 * (y * z - x * w), 1 - 2 * (x * x + y * y),
+        ],
+        axis=-1,
+    )  # fmt: skip
 
 
 def heading_angle(q: np.ndarray) -> np.ndarray:
     """Yaw (radians) of the body's local x-axis projected on the ground plane."""
-    x_axis = quat_rotate(q, np.broadcast_to([1.0, 0.0, 0.0], q.shape[:-1] + (3,)))
-    return np.arctan2(x_axis[..., 1], x_axis[..., 0])
+    x, y, z, w = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    return np.arctan2(2 * (x * y + z * w), 1 - 2 * (y * y + z * z))
 
 
 def heading_quat(q: np.ndarray) -> np.ndarray:

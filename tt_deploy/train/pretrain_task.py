@@ -1,0 +1,149 @@
+"""The BFM pretraining task: random sparse prompts in the target-pose tokens, and rewards for
+obeying them while staying upright.
+
+Each environment is in one prompt mode at a time, resampled at every goal change:
+- idle:  every prompt token hidden; reward for standing still and upright (the "no prompt" ability).
+- reach: one hand (right or left) to a 3-D point within reach, `t` seconds ahead, counting down;
+         reward exp(-4 d^2) plus a sharp exp(-40 d^2) term so the mean action does not stop short.
+- walk:  pelvis target 1 s ahead along a commanded direction d at speed v (a carrot rebuilt every
+         step), heading = d, root velocity = v d; reward for speed along d, no sideways drift,
+         facing d, and alternating foot clearance (a shuffle earns less than a step).
+The task has no task observation (feature_dim 0): everything the policy needs is in the prompt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tt_deploy import spec
+from tt_deploy.sim.prompts import FAR_SLOT, HEADING_ENTRY, hidden_targets
+from tt_deploy.sim.rotations import quat_about_z, quat_rotate
+from tt_deploy.tasks.base import PELVIS_ID, Task, root_heading, root_velocity, unit_from_angle, wrap_angle
+
+MODES = ("idle", "reach", "walk")
+R_HAND, L_HAND = spec.BODY_NAMES.index("R_Hand"), spec.BODY_NAMES.index("L_Hand")
+FEET = [spec.BODY_NAMES.index(b) for b in ("L_Ankle", "R_Ankle")]
+ENTRY = {b: i for i, b in enumerate(spec.CONDITIONABLE_BODIES)}
+
+
+@dataclass(frozen=True)
+class PromptCurriculum:
+    """Mode mix and goal ranges. Walking speeds grow with training (set by the trainer)."""
+
+    mode_probs: tuple[float, float, float] = (0.3, 0.4, 0.3)  # idle, reach, walk
+    change_steps: tuple[int, int] = (60, 150)  # control steps between goal changes
+    reach_time: tuple[float, float] = (0.4, 1.0)  # s until the hand target
+    reach_radius: tuple[float, float] = (0.2, 0.6)  # horizontal distance of the target from the shoulder line
+    reach_height: tuple[float, float] = (0.6, 1.6)  # m above ground
+    walk_speed: tuple[float, float] = (0.3, 1.2)  # m/s
+    walk_lookahead: float = 1.0  # s
+
+
+class PromptTask(Task):
+    """Random prompts for N envs (see module docstring); `mode` (N,) indexes MODES."""
+
+    name = "pretrain"
+    feature_dim = 0
+
+    def __init__(self, num_envs: int, curriculum: PromptCurriculum | None = None):
+        super().__init__(num_envs)
+        self.cur = curriculum or PromptCurriculum()
+        n = self.num_envs
+        self.mode = np.zeros(n, dtype=np.int64)
+        self.change_at = np.zeros(n, dtype=np.int64)
+        self.hand = np.full(n, R_HAND)
+        self.hand_target = np.zeros((n, 3))
+        self.reach_deadline = np.zeros(n)  # s: episode time at which the hand should be there
+        self.walk_dir = np.zeros((n, 2))
+        self.walk_speed = np.zeros(n)
+        self.pelvis_height = np.full(n, 0.9)
+        self.hand_dist_min = np.full(n, np.inf)  # closest approach since the last reach goal (metric)
+
+    # --- goals --------------------------------------------------------------------------------
+    def _sample(self, env_ids: np.ndarray, state, sim, rng: np.random.Generator) -> None:
+        n, cur = len(env_ids), self.cur
+        self.mode[env_ids] = rng.choice(len(MODES), size=n, p=np.asarray(cur.mode_probs) / sum(cur.mode_probs))
+        self.change_at[env_ids] = self.progress[env_ids] + rng.integers(*cur.change_steps, size=n)
+        # reach: a point around the chosen hand's side of the body, in the heading frame
+        right = rng.random(n) < 0.5
+        self.hand[env_ids] = np.where(right, R_HAND, L_HAND)
+        side = np.where(right, -1.0, 1.0)
+        ang = rng.uniform(-0.6, 1.2, n) * side  # from forward toward the hand's own side
+        rad = rng.uniform(*cur.reach_radius, n)
+        local = np.stack([rad * np.cos(ang), rad * np.sin(ang) + 0.18 * side, np.zeros(n)], -1)
+        h = root_heading(state.select(env_ids))
+        world = quat_rotate(quat_about_z(h), local) + state.pos[env_ids, PELVIS_ID]
+        world[:, 2] = sim.ground_height(world[:, :2]) + rng.uniform(*cur.reach_height, n)
+        self.hand_target[env_ids] = world
+        self.reach_deadline[env_ids] = self.progress[env_ids] * spec.CONTROL_DT + rng.uniform(*cur.reach_time, n)
+        self.hand_dist_min[env_ids] = np.inf
+        # walk: a direction within +-90 deg of the current heading, at a curriculum speed
+        self.walk_dir[env_ids] = unit_from_angle(h + rng.uniform(-np.pi / 2, np.pi / 2, n))
+        self.walk_speed[env_ids] = rng.uniform(*cur.walk_speed, n)
+
+    def _reset_goals(self, env_ids, state, sim, rng) -> None:
+        self.pelvis_height[env_ids] = state.pos[env_ids, PELVIS_ID, 2]
+        self._sample(env_ids, state, sim, rng)
+
+    def _resample_due(self, state, sim, rng) -> None:
+        due = np.flatnonzero(self.progress >= self.change_at)
+        if due.size:
+            self._sample(due, state, sim, rng)
+
+    # --- prompt -------------------------------------------------------------------------------
+    def prior_targets(self, state, sim):
+        """The prompt of every env this step (reach targets count down; walk carrots move)."""
+        n = self.num_envs
+        t = hidden_targets(n)
+        now = self.progress * spec.CONTROL_DT
+        reach = self.mode == 1
+        walk = self.mode == 2
+        hand_entry = np.where(self.hand == R_HAND, ENTRY["R_Hand"], ENTRY["L_Hand"])
+        idx = np.flatnonzero(reach)
+        t.body_pos[idx, FAR_SLOT, hand_entry[idx]] = self.hand_target[idx]
+        t.visible[idx, FAR_SLOT, hand_entry[idx], 0] = True
+        t.time_to_target[reach, FAR_SLOT] = np.maximum(self.reach_deadline[reach] - now[reach], spec.CONTROL_DT)
+        idx = np.flatnonzero(walk)
+        v = self.walk_speed[idx, None] * self.walk_dir[idx]
+        carrot = state.pos[idx, PELVIS_ID, :2] + v * self.cur.walk_lookahead
+        t.body_pos[idx, FAR_SLOT, ENTRY["Pelvis"]] = np.concatenate([carrot, self.pelvis_height[idx, None]], -1)
+        t.visible[idx, FAR_SLOT, ENTRY["Pelvis"], 0] = True
+        t.root_quat[idx, FAR_SLOT] = quat_about_z(np.arctan2(self.walk_dir[idx, 1], self.walk_dir[idx, 0]))
+        t.root_lin_vel[idx, FAR_SLOT, :2] = v
+        t.visible[idx, FAR_SLOT, HEADING_ENTRY] = True
+        t.time_to_target[walk, FAR_SLOT] = self.cur.walk_lookahead
+        t.token_mask[:, FAR_SLOT] = reach | walk
+        return t
+
+    # --- reward -------------------------------------------------------------------------------
+    def features(self, state, sim) -> np.ndarray:
+        return np.zeros((self.num_envs, 0))
+
+    def hand_distance(self, state) -> np.ndarray:
+        return np.linalg.norm(self.hand_target - state.pos[np.arange(self.num_envs), self.hand], axis=-1)
+
+    def reward(self, prev_state, state, sim) -> np.ndarray:
+        up = quat_rotate(state.quat[:, PELVIS_ID], np.broadcast_to([0.0, 0.0, 1.0], (self.num_envs, 3)))[:, 2]
+        upright = np.clip(up, 0.0, 1.0)
+        vel = root_velocity(prev_state, state)
+        # idle: still and upright
+        idle = 0.6 * np.exp(-4.0 * np.sum(vel[:, :2] ** 2, -1)) + 0.4 * np.exp(-np.sum(state.ang_vel[:, PELVIS_ID] ** 2, -1))
+        # reach: dense + sharp proximity of the prompted hand
+        d = self.hand_distance(state)
+        reach = 0.5 * np.exp(-4.0 * d**2) + 0.5 * np.exp(-40.0 * d**2)
+        # walk: speed along d, no drift, facing d, one foot up while the other is down
+        s = np.sum(vel[:, :2] * self.walk_dir, -1)
+        drift = vel[:, :2] - s[:, None] * self.walk_dir
+        facing_err = wrap_angle(root_heading(state) - np.arctan2(self.walk_dir[:, 1], self.walk_dir[:, 0]))
+        feet_z = state.pos[:, FEET, 2]
+        clearance = np.clip(np.abs(feet_z[:, 0] - feet_z[:, 1]) / 0.08, 0.0, 1.0)
+        walk = (0.45 * np.exp(-2.0 * (self.walk_speed - s) ** 2) + 0.2 * np.exp(-4.0 * np.sum(drift**2, -1))
+                + 0.2 * np.exp(-2.0 * facing_err**2) + 0.15 * clearance * (s > 0.2))  # fmt: skip
+        task = np.choose(self.mode, [idle, reach, walk])
+        return 0.2 * upright + 0.8 * task
+
+    def _track_success(self, prev_state, state, sim) -> None:
+        reach = self.mode == 1
+        self.hand_dist_min = np.where(reach, np.minimum(self.hand_dist_min, self.hand_distance(state)), self.hand_dist_min)
