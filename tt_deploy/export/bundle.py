@@ -1,0 +1,326 @@
+"""`export_skill`: write (or extend) a deploy bundle atomically (DESIGN.md section 5).
+
+The bundle is built in a temp dir beside the target and swapped in with renames, so a reader
+never sees a half-written bundle and a failed export leaves the old one untouched. Skills
+already in the bundle are carried over (their files re-hashed against the old manifest) as long
+as they were exported against the same BFM and opset; otherwise the user is told to export to
+a new bundle dir or re-export every skill.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import tt_deploy
+from tt_deploy import spec
+from tt_deploy.errors import BundleError, InputError, TTDeployError, UnknownNameError
+from tt_deploy.export.onnx_graphs import ALL_GROUPS, EXPORTER, BFMGraph, EncoderGraph, export_graph
+from tt_deploy.models.bfm import BFM, count_parameters
+from tt_deploy.models.checkpoints import load_encoder, resolve_bfm, sha256_file, state_hash
+from tt_deploy.models.config import EncoderConfig
+from tt_deploy.models.task_encoder import TaskEncoder
+from tt_deploy.runtime import manifest as mf
+
+log = logging.getLogger(__name__)
+
+# TODO(tasks): drop once tt_deploy.tasks.registry exists everywhere; DESIGN.md section 4 dims.
+FALLBACK_TASK_OBS_DIMS = {"direction": 3, "steering": 5, "reach": 3, "strike": 15, "long_jump": 4}
+DEFAULT_VISIBLE_GROUPS = ("obs", "historical_pose_obs", "terrain")  # + the task token
+PRIOR_GROUPS = ("masked_mimic_target_poses",)  # kept by the fused graph when the skill has prior tokens
+
+
+def task_obs_spec(skill: str) -> tuple[int, tuple[str, ...] | None]:
+    """(task-obs dim, feature names or None) from the task registry, else the fallback table."""
+    if importlib.util.find_spec("tt_deploy.tasks.registry") is not None:
+        from tt_deploy.tasks import registry
+
+        task = registry.make_task(skill, 1)  # raises UnknownNameError listing known skills
+        names = getattr(task, "feature_names", None) or getattr(task, "obs_names", None)
+        return int(task.obs_dim), (tuple(names) if names else None)
+    if skill not in FALLBACK_TASK_OBS_DIMS:
+        raise UnknownNameError("skill", skill, FALLBACK_TASK_OBS_DIMS)
+    return FALLBACK_TASK_OBS_DIMS[skill], None
+
+
+def _bfm_info(bfm: BFM, info: dict) -> mf.BFMInfo:
+    """Identity of the BFM: file sha256 when loaded from a checkpoint, else the state hash."""
+    path = info.get("path")
+    if path:
+        sha, of, source = sha256_file(path), "file", f"checkpoint {path}"
+        ident = Path(path).name
+    else:
+        sha, of, ident = state_hash(bfm), "state_hash", f"embedded-{bfm.config.name}"
+        source = (
+            "fresh seeded init (untrained) seed {}".format(info.get("seed"))
+            if not info.get("pretrained")
+            else "embedded pretrained"
+        )
+    return mf.BFMInfo(ident, sha, of, bfm.config.name, count_parameters(bfm), source)
+
+
+def _find_checkpoint(run_dir: Path) -> Path:
+    for name in ("best.safetensors", "last.safetensors"):
+        if (run_dir / "checkpoints" / name).is_file():
+            return run_dir / "checkpoints" / name
+    raise BundleError(
+        f"no checkpoints/best.safetensors or last.safetensors in run dir {run_dir}; train first"
+    )
+
+
+def _encoder(skill, run_dir, bfm: BFM, bfm_sha: str, seed: int, obs_dim: int):
+    """(encoder, info, source text, weights sha256, sha256_of) from a run dir or a seeded fresh init."""
+    if run_dir is None:
+        torch.manual_seed(seed)
+        enc = TaskEncoder(EncoderConfig(obs_dim=obs_dim, token_dim=bfm.token_dim)).eval()
+        return enc, {}, f"fresh seeded init (untrained) seed {seed}", state_hash(enc), "state_hash"
+    ckpt = _find_checkpoint(Path(run_dir))
+    enc, info = load_encoder(ckpt)
+    if info.get("bfm_sha256") != bfm_sha:
+        raise BundleError(
+            f"{ckpt} was trained on BFM {str(info.get('bfm_sha256'))[:12]}..., but the BFM being exported is "
+            f"{bfm_sha[:12]}...; pass the training BFM with --bfm"
+        )
+    if info.get("skill", skill) != skill:
+        raise InputError(f"{ckpt} is a {info['skill']!r} encoder, not {skill!r}")
+    if enc.config.token_dim != bfm.token_dim:
+        raise BundleError(f"{ckpt}: token_dim {enc.config.token_dim} != BFM d_model {bfm.token_dim}")
+    source = f"trained run {Path(run_dir)} steps {info.get('steps', 'unknown')}"
+    return enc.eval(), info, source, sha256_file(ckpt), "file"
+
+
+def _prior_arrays(prior: dict | None) -> dict[str, np.ndarray]:
+    """Validate prior tokens {graph input name: per-sample array}; groups (n, F) or (F,), masks (n,) bool."""
+    out: dict[str, np.ndarray] = {}
+    masks = {g.mask_name: g for g in spec.TOKEN_GROUPS if g.mask_name}
+    for name, value in (prior or {}).items():
+        if name in spec.TOKEN_GROUP_BY_NAME and name not in ("obs", "terrain"):
+            g = spec.TOKEN_GROUP_BY_NAME[name]
+            arr = (
+                np.asarray(value, dtype=np.float32)
+                .reshape(g.n_tokens, g.feat_dim)
+                .squeeze(0 if g.n_tokens == 1 else ())
+            )
+        elif name in masks:
+            arr = np.asarray(value, dtype=bool).reshape(masks[name].n_tokens)
+        else:
+            raise BundleError(f"prior token input {name!r} is not a maskable token group or mask")
+        out[name] = arr
+    return out
+
+
+def _visible_groups(prior: dict[str, np.ndarray]) -> tuple[str, ...]:
+    named = {n for n in prior if n in spec.TOKEN_GROUP_BY_NAME}
+    if prior and not named:
+        named = set(PRIOR_GROUPS)
+    keep = set(DEFAULT_VISIBLE_GROUPS) | named
+    return tuple(g for g in ALL_GROUPS if g in keep)
+
+
+def _export_graphs(out: Path, rel_dir: str, role_modules, *, opset, metadata, skill) -> list[mf.GraphSpec]:
+    """Static and dynamic variant of each (role, module, last_dim) into out/rel_dir."""
+    specs = []
+    for role, module, last_dim in role_modules:
+        for dynamic in (False, True):
+            rel = f"{rel_dir}/{mf.graph_file(role, dynamic)}".lstrip("/")
+            meta = {**metadata, "tt-deploy.role": role, "tt-deploy.skill": skill or ""}
+            ins, outs, err = export_graph(
+                module, out / rel, dynamic=dynamic, opset=opset, last_dim=last_dim, metadata=meta
+            )
+            batch = "dynamic" if dynamic else "static"
+            specs.append(mf.GraphSpec(rel, role, skill, batch, sha256_file(out / rel), ins, outs, err))
+    return specs
+
+
+def _carry_over(old_dir: Path, old: mf.BundleManifest, tmp: Path, skill: str) -> list[mf.GraphSpec]:
+    """Copy the bfm graphs and every other skill of the old bundle into tmp, re-checking hashes."""
+    kept = [g for g in old.graphs if g.skill != skill]
+    for g in kept:
+        src = old_dir / g.path
+        if not src.is_file() or sha256_file(src) != g.sha256:
+            raise BundleError(
+                f"existing bundle file {src} is missing or modified; export to a new bundle dir"
+            )
+    for other in old.skills:
+        if other != skill:
+            shutil.copytree(old_dir / mf.skill_dir(other), tmp / mf.skill_dir(other))
+    for g in kept:
+        if g.role == "bfm":
+            shutil.copy2(old_dir / g.path, tmp / g.path)
+    return kept
+
+
+def _check_compatible(old: mf.BundleManifest, bfm_sha: str, opset: int, bundle: Path) -> None:
+    if old.bfm.sha256 != bfm_sha:
+        raise BundleError(
+            f"bundle {bundle} was exported with BFM {old.bfm.sha256[:12]}... but this export uses "
+            f"{bfm_sha[:12]}...; export to a new --bundle dir or re-export all skills ({', '.join(old.skills)})"
+        )
+    if old.opset != opset:
+        raise BundleError(f"bundle {bundle} uses opset {old.opset}, not {opset}; use one opset per bundle")
+
+
+def _pd_offset_scale() -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """PD offset/scale (69,) rad from the simulator model when that module is available."""
+    if importlib.util.find_spec("tt_deploy.sim.humanoid_model") is None:
+        return None, None
+    try:
+        from tt_deploy.sim.humanoid_model import build_model
+
+        hm = build_model()
+    except (ImportError, TTDeployError) as exc:
+        log.warning("PD offset/scale left empty: %s", exc)
+        return None, None
+    return tuple(float(x) for x in hm.pd_offset), tuple(float(x) for x in hm.pd_scale)
+
+
+def _tool_versions() -> mf.ToolVersions:
+    import onnx
+    import onnxruntime
+
+    return mf.ToolVersions(
+        torch.__version__, onnx.__version__, onnxruntime.__version__, tt_deploy.__version__, EXPORTER
+    )
+
+
+def _bundle_manifest(bfm: BFM, bfm_info: mf.BFMInfo, opset: int, skills, graphs) -> mf.BundleManifest:
+    groups = tuple(
+        mf.TokenGroupSpec(
+            g.name, g.n_tokens, g.feat_dim, g.mask_name, mf.MASK_SEMANTICS if g.mask_name else None
+        )
+        for g in spec.TOKEN_GROUPS
+    )
+    offset, scale = _pd_offset_scale()
+    return mf.BundleManifest(
+        schema=mf.SCHEMA, bfm=bfm_info, token_groups=groups, token_dim=bfm.token_dim,
+        task_token_name=spec.TASK_TOKEN_NAME, task_obs_name=spec.TASK_OBS_NAME, actions_name=spec.ACTIONS_NAME,
+        action_dim=spec.ACTION_DIM, action_clamp=spec.ACTION_CLAMP, control_dt=spec.CONTROL_DT,
+        joint_names=spec.JOINT_NAMES, body_names=spec.BODY_NAMES, pd_offset=offset, pd_scale=scale,
+        opset=opset, tools=_tool_versions(), skills=tuple(sorted(skills)),
+        graphs=tuple(sorted(graphs, key=lambda g: g.path)),
+    )  # fmt: skip
+
+
+def _swap_in(tmp: Path, bundle: Path) -> None:
+    """Replace `bundle` by `tmp` with two renames; the old bundle is removed only after success."""
+    old = None
+    if bundle.exists():
+        old = bundle.with_name(f".{bundle.name}.old-{os.getpid()}")
+        os.replace(bundle, old)
+    try:
+        os.replace(tmp, bundle)
+    except OSError:
+        if old is not None:
+            os.replace(old, bundle)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_skill_files(
+    tmp, skill, bfm, bfm_sha, encoder, src, prior, obs_spec, opset, meta
+) -> list[mf.GraphSpec]:
+    """Export the skill's encoder/fused graphs, prior.npz and skill.json into tmp; returns graph specs."""
+    rel = mf.skill_dir(skill)
+    (tmp / rel).mkdir(parents=True, exist_ok=True)
+    visible = _visible_groups(prior)
+    obs_dim = encoder.config.obs_dim
+    modules = [
+        ("encoder", EncoderGraph(encoder), obs_dim),
+        ("fused", BFMGraph(bfm, visible, encoder), obs_dim),
+    ]
+    graphs = _export_graphs(tmp, rel, modules, opset=opset, metadata=meta, skill=skill)
+    prior_spec = None
+    if prior:
+        np.savez(tmp / rel / mf.PRIOR_FILE, **prior)
+        inputs = tuple(mf.TensorSpec(k, tuple(v.shape), v.dtype.name) for k, v in prior.items())
+        prior_spec = mf.PriorSpec(f"{rel}/{mf.PRIOR_FILE}", sha256_file(tmp / rel / mf.PRIOR_FILE), inputs)
+    enc, info, source, enc_sha, enc_sha_of = src
+    c = enc.config
+    names = obs_spec[1] if obs_spec[1] and len(obs_spec[1]) == obs_dim else None
+    skill_manifest = mf.SkillManifest(
+        schema=mf.SCHEMA, name=skill, task_obs_dim=obs_dim, task_obs_features=names,
+        encoder=mf.EncoderSpec(c.obs_dim, c.token_dim, tuple(c.hidden), c.norm_clamp, count_parameters(enc)),
+        encoder_source=source, encoder_trained=bool(info), encoder_weights_sha256=enc_sha,
+        encoder_weights_sha256_of=enc_sha_of, bfm_sha256=bfm_sha, visible_groups=visible, prior=prior_spec,
+        graphs={g.path: g.sha256 for g in graphs},
+    )  # fmt: skip
+    mf.write_skill(tmp, skill_manifest)
+    return graphs
+
+
+def export_skill(
+    skill: str,
+    *,
+    bfm_path: str | os.PathLike | None = None,
+    run_dir: str | os.PathLike | None = None,
+    bundle_dir: str | os.PathLike = "deploy",
+    seed: int = 0,
+    task_obs_dim: int | None = None,
+    opset: int = 17,
+) -> Path:
+    """Export one skill (and the BFM) into `bundle_dir`, keeping the bundle's other skills.
+
+    Without `run_dir` the encoder is a fresh seeded init (untrained; skill.json says so) of
+    width `task_obs_dim` (default: the task's obs dim). With `run_dir`, the trained encoder of
+    `<run_dir>/checkpoints/best.safetensors` (or last) is used; it must have been trained on this
+    BFM. Returns the bundle path. Raises BundleError / UnknownNameError / InputError.
+    """
+    obs_spec = task_obs_spec(skill)
+    bfm, info = resolve_bfm(bfm_path)
+    bfm = bfm.freeze()
+    bfm_info = _bfm_info(bfm, info)
+    src = _encoder(skill, run_dir, bfm, bfm_info.sha256, seed, task_obs_dim or obs_spec[0])
+    if task_obs_dim is not None and src[0].config.obs_dim != task_obs_dim:
+        raise InputError(
+            f"task_obs_dim {task_obs_dim} != the trained encoder's obs_dim {src[0].config.obs_dim}"
+        )
+    prior = _prior_arrays(src[1].get("prior"))
+    bundle = Path(bundle_dir).absolute()
+    old = mf.read_manifest(bundle) if (bundle / mf.MANIFEST_FILE).is_file() else None
+    if old is not None:
+        _check_compatible(old, bfm_info.sha256, opset, bundle)
+    elif bundle.exists() and any(bundle.iterdir()):
+        raise BundleError(
+            f"{bundle} exists and is not a bundle (no {mf.MANIFEST_FILE}); choose another --bundle dir"
+        )
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=bundle.parent, prefix=f".{bundle.name}.tmp-"))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes 0700; the bundle must stay readable by the controller user
+        meta = {"tt-deploy.schema": mf.SCHEMA, "tt-deploy.bfm_sha256": bfm_info.sha256}
+        graphs = _carry_over(bundle, old, tmp, skill) if old is not None else []
+        if not any(g.role == "bfm" for g in graphs):
+            graphs += _export_graphs(
+                tmp, "", [("bfm", BFMGraph(bfm), bfm.token_dim)], opset=opset, metadata=meta, skill=None
+            )
+        graphs += _write_skill_files(
+            tmp, skill, bfm, bfm_info.sha256, src[0], src, prior, obs_spec, opset, meta
+        )
+        skills = {*(old.skills if old else ()), skill}
+        mf.write_manifest(tmp, _bundle_manifest(bfm, bfm_info, opset, skills, graphs))
+        _swap_in(tmp, bundle)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("exported skill %r into %s (%s)", skill, bundle, src[2])
+    return bundle
+
+
+def bundle_files(bundle_dir: str | os.PathLike) -> list[tuple[str, int, str]]:
+    """(relative path, size in bytes, sha256) of every file in a bundle, sorted; for CLI listings."""
+    root = Path(bundle_dir)
+    return [
+        (p.relative_to(root).as_posix(), p.stat().st_size, sha256_file(p))
+        for p in sorted(root.rglob("*")) if p.is_file()
+    ]  # fmt: skip
+
+
+__all__ = ["export_skill", "bundle_files", "task_obs_spec"]

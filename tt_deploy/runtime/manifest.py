@@ -1,0 +1,324 @@
+"""The deploy-bundle contract: frozen dataclasses <-> JSON, shared by the exporter and the runtime.
+
+One source for both sides: the exporter fills these dataclasses (from tt_deploy.spec and the
+models) and writes them; the runtime reads them back and refuses anything that does not match.
+Importable without torch and without numpy, so a robot controller can read a bundle with the
+standard library only.
+
+Bundle layout (DESIGN.md section 5, file names are the constants below):
+
+    <bundle>/manifest.json                  BundleManifest
+    <bundle>/bfm.onnx, bfm.batch.onnx       frozen BFM, static batch 1 / dynamic batch
+    <bundle>/skills/<name>/encoder[.batch].onnx, fused[.batch].onnx
+    <bundle>/skills/<name>/skill.json       SkillManifest
+    <bundle>/skills/<name>/prior.npz        optional prior tokens (arrays by graph input name)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tt_deploy.errors import BundleError
+
+SCHEMA = "tt-deploy.bundle/1"
+MANIFEST_FILE = "manifest.json"
+SKILLS_DIR = "skills"
+SKILL_FILE = "skill.json"
+PRIOR_FILE = "prior.npz"
+MASK_SEMANTICS = "bool, True = visible"
+BATCH_DIM = "batch"  # symbolic name of the batch axis in dynamic graphs
+STATIC_SUFFIX, DYNAMIC_SUFFIX = ".onnx", ".batch.onnx"
+GRAPH_ROLES = ("bfm", "encoder", "fused")
+
+
+def graph_file(role: str, dynamic: bool) -> str:
+    """File name of a graph: `bfm.onnx` (static batch 1) or `bfm.batch.onnx` (dynamic batch)."""
+    return role + (DYNAMIC_SUFFIX if dynamic else STATIC_SUFFIX)
+
+
+def skill_dir(skill: str) -> str:
+    """Bundle-relative POSIX directory of a skill."""
+    return f"{SKILLS_DIR}/{skill}"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes (the runtime's copy; no torch import)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- dataclasses ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input/output: name, shape (ints, or "batch" for the dynamic axis), numpy dtype name."""
+
+    name: str
+    shape: tuple[int | str, ...]
+    dtype: str  # "float32" | "bool"
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One ONNX file of the bundle, with the hash and I/O the runtime checks before running it."""
+
+    path: str  # bundle-relative POSIX path
+    role: str  # "bfm" | "encoder" | "fused"
+    skill: str | None  # None for the shared bfm graphs
+    batch: str  # "static" (batch 1, deployment) | "dynamic" (batched evaluation)
+    sha256: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    export_parity_max_abs: float | None = None  # ONNX Runtime vs PyTorch on the tracing inputs
+
+
+@dataclass(frozen=True)
+class TokenGroupSpec:
+    """One BFM token group: graph input `name` (B, n_tokens, feat_dim), optional bool mask (B, n_tokens)."""
+
+    name: str
+    n_tokens: int
+    feat_dim: int
+    mask_name: str | None
+    mask_semantics: str | None  # MASK_SEMANTICS when mask_name is set
+
+
+@dataclass(frozen=True)
+class BFMInfo:
+    """Which BFM the bundle was exported from; every skill of a bundle must share it."""
+
+    id: str  # human-readable id: checkpoint file name or "embedded-small"
+    sha256: str  # of the .safetensors file, or of the state (see sha256_of)
+    sha256_of: str  # "file" | "state_hash" (in-memory default BFM: hash over tensors)
+    config_name: str
+    param_count: int
+    source: str  # "checkpoint <path>" | "embedded pretrained" | "fresh seeded init (untrained) seed N"
+
+
+@dataclass(frozen=True)
+class ToolVersions:
+    """Versions of the tools that produced the graphs (for reproducing an export)."""
+
+    torch: str
+    onnx: str
+    onnxruntime: str
+    tt_deploy: str
+    exporter: str  # e.g. "torch.onnx.export(dynamo=False) + onnxscript.optimizer"
+
+
+@dataclass(frozen=True)
+class BundleManifest:
+    """`manifest.json`: the bundle contract between export and runtime."""
+
+    schema: str
+    bfm: BFMInfo
+    token_groups: tuple[TokenGroupSpec, ...]
+    token_dim: int  # d of the task token (= BFM d_model)
+    task_token_name: str
+    task_obs_name: str
+    actions_name: str
+    action_dim: int
+    action_clamp: float  # actions are already clamped to [-clamp, clamp] inside every graph
+    control_dt: float  # s per policy step
+    joint_names: tuple[str, ...]  # action order
+    body_names: tuple[str, ...]  # body order of every observation
+    pd_offset: tuple[float, ...] | None  # (69,) rad: PD target = offset + scale * action
+    pd_scale: tuple[float, ...] | None
+    opset: int
+    tools: ToolVersions
+    skills: tuple[str, ...]
+    graphs: tuple[GraphSpec, ...]
+
+    def graph(self, role: str, skill: str | None = None, dynamic: bool = False) -> GraphSpec:
+        """The GraphSpec of one role/skill/batch kind; BundleError when the bundle lacks it."""
+        want = "dynamic" if dynamic else "static"
+        for g in self.graphs:
+            if g.role == role and g.skill == skill and g.batch == want:
+                return g
+        raise BundleError(
+            f"manifest lists no {want} {role} graph" + (f" for skill {skill!r}" if skill else "")
+        )
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """The task encoder's configuration (models.config.EncoderConfig fields) and size."""
+
+    obs_dim: int
+    token_dim: int
+    hidden: tuple[int, ...]
+    norm_clamp: float | None
+    param_count: int
+
+
+@dataclass(frozen=True)
+class PriorSpec:
+    """Prior tokens combined with the task token; arrays live in `path` (npz keyed by input name)."""
+
+    path: str  # bundle-relative
+    sha256: str
+    inputs: tuple[TensorSpec, ...]  # per-sample shapes, no batch axis
+
+
+@dataclass(frozen=True)
+class SkillManifest:
+    """`skills/<name>/skill.json`: one skill's task-obs spec, provenance, graphs and later results."""
+
+    schema: str
+    name: str
+    task_obs_dim: int
+    task_obs_features: tuple[str, ...] | None  # feature names when the task module knows them
+    encoder: EncoderSpec
+    encoder_source: str  # "trained run <path> steps N" | "fresh seeded init (untrained) seed S"
+    encoder_trained: bool
+    encoder_weights_sha256: str
+    encoder_weights_sha256_of: str  # "file" | "state_hash"
+    bfm_sha256: str
+    visible_groups: tuple[str, ...]  # token groups the fused graph keeps; others are dropped (= hidden)
+    prior: PriorSpec | None
+    graphs: dict[str, str] = field(default_factory=dict)  # bundle-relative graph path -> sha256
+    parity: dict | None = None  # written later by `ttdeploy verify`
+    sim2sim: dict | None = None  # written later by `ttdeploy sim2sim`
+
+
+# --- JSON conversion -----------------------------------------------------------------------------
+def to_dict(obj: Any) -> Any:
+    """Dataclass tree -> JSON-ready dict (tuples become lists)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if value is None:
+        return None
+    if origin in (typing.Union, types.UnionType):
+        non_none = [a for a in args if a is not type(None)]
+        dcs = [a for a in non_none if dataclasses.is_dataclass(a)]
+        return _convert(dcs[0], value, where) if dcs else value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise BundleError(f"{where}: expected a list, got {type(value).__name__}")
+        return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    return value
+
+
+def from_dict(cls: type, data: Any, where: str = "manifest") -> Any:
+    """JSON dict -> dataclass `cls`, recursively; BundleError naming the missing/unknown fields."""
+    if not isinstance(data, dict):
+        raise BundleError(f"{where}: expected an object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    required = {
+        n
+        for n, f in fields.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    missing, unknown = sorted(required - set(data)), sorted(set(data) - set(fields))
+    if missing or unknown:
+        raise BundleError(
+            f"{where}: missing fields {missing}, unknown fields {unknown}; re-export the bundle"
+        )
+    return cls(**{k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()})
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; bundles are read by other users (controllers)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise BundleError(f"{what} not found: {path}; export a bundle with `ttdeploy export --skill NAME`")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path} is not valid JSON ({exc}); re-export the bundle") from exc
+
+
+def _check_schema(data: dict, path: Path) -> None:
+    if data.get("schema") != SCHEMA:
+        raise BundleError(
+            f"{path} has schema {data.get('schema')!r}, this tt-deploy reads {SCHEMA!r}; "
+            "re-export the bundle with this version of tt-deploy"
+        )
+
+
+def write_manifest(bundle_dir: str | os.PathLike, manifest: BundleManifest) -> Path:
+    path = Path(bundle_dir) / MANIFEST_FILE
+    _write_json_atomic(path, to_dict(manifest))
+    return path
+
+
+def read_manifest(bundle_dir: str | os.PathLike) -> BundleManifest:
+    """Parse `<bundle>/manifest.json`; BundleError on a missing file, wrong schema or bad fields."""
+    path = Path(bundle_dir) / MANIFEST_FILE
+    data = _read_json(path, "bundle manifest")
+    _check_schema(data, path)
+    return from_dict(BundleManifest, data, str(path))
+
+
+def write_skill(bundle_dir: str | os.PathLike, skill: SkillManifest) -> Path:
+    path = Path(bundle_dir) / skill_dir(skill.name) / SKILL_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_json_atomic(path, to_dict(skill))
+    return path
+
+
+def read_skill(bundle_dir: str | os.PathLike, name: str) -> SkillManifest:
+    path = Path(bundle_dir) / skill_dir(name) / SKILL_FILE
+    data = _read_json(path, f"skill manifest of {name!r}")
+    _check_schema(data, path)
+    return from_dict(SkillManifest, data, str(path))
+
+
+def record_skill_results(
+    bundle_dir: str | os.PathLike, name: str, *, parity=None, sim2sim=None
+) -> SkillManifest:
+    """Write verify/sim2sim results into a skill's `skill.json` (atomically); other fields unchanged.
+
+    skill.json is deliberately not hashed by manifest.json so that results can be added later.
+    """
+    current = read_skill(bundle_dir, name)
+    updates = {k: v for k, v in (("parity", parity), ("sim2sim", sim2sim)) if v is not None}
+    updated = dataclasses.replace(current, **updates)
+    write_skill(bundle_dir, updated)
+    return updated
+
+
+def field_table(cls: type) -> list[tuple[str, str, str]]:
+    """(field, type, comment) rows of a manifest dataclass, for docs/bundle.md (kept in sync by a test)."""
+    import inspect
+
+    comments: dict[str, str] = {}
+    for line in inspect.getsource(cls).splitlines():
+        name, _, rest = line.strip().partition(":")
+        if "#" in rest and name.isidentifier():
+            comments[name] = rest.split("#", 1)[1].strip()
+    return [(f.name, str(f.type), comments.get(f.name, "")) for f in dataclasses.fields(cls)]
