@@ -1,0 +1,266 @@
+"""MuJoCo backend: N humanoids stepped together with `mujoco.batch.Batch` (MuJoCo >= 4.0).
+
+Every array crossing this module's boundary is in the reference convention (base.py): bodies and
+joints in spec order, quaternions xyzw, world-frame linear and angular velocities. There is no
+Python loop over environments on the hot path: one `Batch.step` per control step runs the
+substeps on the thread pool and computes the velocity stage, so xpos/xquat/cvel are current.
+
+MuJoCo does not raise on divergence: it warns and resets that simulation. `step` checks the
+warning counters and NaNs, sets `unstable` (N,) for the last step, resets those environments to
+the standing pose and logs a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import mujoco
+import mujoco.batch
+import numpy as np
+
+from tt_deploy import spec
+from tt_deploy.errors import InputError
+from tt_deploy.sim import rotations
+from tt_deploy.sim.base import BodyState, RigidState, Simulator
+from tt_deploy.sim.humanoid_model import INTEGRATOR, TIMESTEP, build_model, standing_qpos
+from tt_deploy.sim.perturbations import Perturbation, add_obs_noise, per_env
+
+log = logging.getLogger(__name__)
+
+# warnings after which MuJoCo has reset the simulation (its state is no longer ours)
+_DIVERGED = [int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
+                              mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADCTRL)]
+_VEL = mujoco.mjtStage.mjSTAGE_VEL
+_NONE = mujoco.mjtStage.mjSTAGE_NONE
+
+
+def _silence_mujoco_warnings() -> None:
+    """MuJoCo prints each warning to stderr from every thread; we count them per env instead."""
+    mujoco.set_mju_user_warning(lambda msg: log.debug("mujoco: %s", msg.strip()))
+
+
+class MujocoSimulator(Simulator):
+    """num_envs humanoids on `mujoco.batch` (see module docstring).
+
+    mjcf: None for our asset, or the path of an MJCF with the SMPL names (e.g. ProtoMotions'
+    smpl_humanoid.xml); objects: scene objects to add, e.g. ("strike_target",);
+    perturbation: None, one Perturbation for all, or one per environment; seed: obs-noise RNG.
+    """
+
+    def __init__(self, num_envs: int, *, mjcf=None, nthread: int = 2, objects=(), perturbation=None,
+                 seed: int = 0, timestep: float = TIMESTEP, integrator: str = INTEGRATOR):
+        if int(num_envs) != num_envs or num_envs < 1:
+            raise InputError(f"num_envs must be a positive integer; got {num_envs}")
+        _silence_mujoco_warnings()
+        self.num_envs = int(num_envs)
+        self.hm = build_model(mjcf, objects=objects, timestep=timestep, integrator=integrator)
+        self.model = self.hm.model
+        self.control_dt = spec.CONTROL_DT
+        self.pd_offset, self.pd_scale = self.hm.pd_offset, self.hm.pd_scale
+        self.objects = tuple(objects)
+        self.rng = np.random.default_rng(seed)
+        self.batch = mujoco.batch.Batch(self.model, self.num_envs, nthread)
+        b = self.batch
+        self._qpos, self._qvel, self._ctrl = b.bind("qpos"), b.bind("qvel"), b.bind("ctrl")
+        self._xpos, self._xquat, self._cvel = b.bind("xpos"), b.bind("xquat"), b.bind("cvel")
+        self._subtree_com, self._sensordata = b.bind("subtree_com"), b.bind("sensordata")
+        self._root_ids = self.model.body_rootid[self.hm.body_ids]
+        self._stand = standing_qpos(self.hm)
+        self._ctrl_ids = self.hm.actuator_ids
+        self.unstable = np.zeros(self.num_envs, dtype=bool)
+        self.num_unstable_total = 0
+        self._step_count = 0
+        self._cache: BodyState | None = None
+        self.set_perturbation(perturbation)
+        self.reset()
+
+    # --- perturbations ---------------------------------------------------------------------
+    def set_perturbation(self, perturbation) -> None:
+        """Apply None / one / N Perturbations (physics now; delay and noise from the next step)."""
+        self.perturbations: tuple[Perturbation, ...] = per_env(perturbation, self.num_envs)
+        _apply_physics(self.batch, self.hm, self.perturbations)
+        self.action_delay = np.array([p.action_delay for p in self.perturbations], dtype=np.int64)
+        self.obs_noise = np.array([p.obs_noise for p in self.perturbations])
+        self._ring = np.zeros((int(self.action_delay.max()) + 1, self.num_envs, spec.NUM_DOF))
+
+    def add_obs_noise(self, x: np.ndarray) -> np.ndarray:
+        """(N, ...) observations plus each environment's obs_noise (std); a new array."""
+        return add_obs_noise(x, self.obs_noise, self.rng)
+
+    # --- stepping ---------------------------------------------------------------------------
+    def step(self, actions: np.ndarray) -> None:
+        """(N, 69) actions, clamped to [-1, 1] -> PD targets -> spec.CONTROL_DT of physics."""
+        a = np.asarray(actions, dtype=np.float64)
+        if a.shape != (self.num_envs, spec.NUM_DOF):
+            raise InputError(f"actions must have shape ({self.num_envs}, {spec.NUM_DOF}); got {a.shape}")
+        if not np.isfinite(a).all():
+            raise InputError(f"actions contain NaN/inf in env(s) {np.flatnonzero(~np.isfinite(a).all(1))[:8].tolist()}")
+        a = np.clip(a, -spec.ACTION_CLAMP, spec.ACTION_CLAMP)
+        length = self._ring.shape[0]
+        if length > 1:  # per-env delay: apply the action of `delay` control steps ago
+            self._ring[self._step_count % length] = a
+            a = self._ring[(self._step_count - self.action_delay) % length, np.arange(self.num_envs)]
+        self._ctrl[:, self._ctrl_ids] = self.pd_offset + self.pd_scale * a
+        self._step_count += 1
+        self._cache = None
+        failed = np.zeros(self.num_envs, dtype=bool)
+        try:
+            self.batch.step(nstep=self.hm.substeps, stage=_VEL)
+        except mujoco.batch.SimulationError as exc:  # MuJoCo raised (not a warning) in some envs
+            failed[exc.ids] = True
+            log.warning("%s", exc)
+        self._check_stability(failed)
+
+    def _check_stability(self, failed: np.ndarray) -> None:
+        counts = self.batch.warning[:, _DIVERGED, 1]
+        bad = failed | counts.any(axis=1)
+        bad |= ~np.isfinite(self._qpos).all(axis=1) | ~np.isfinite(self._qvel).all(axis=1)
+        self.unstable = bad
+        if bad.any():
+            ids = np.flatnonzero(bad)
+            self.num_unstable_total += len(ids)
+            log.warning("simulation unstable in %d env(s) %s; reset to standing", len(ids), ids[:8].tolist())
+            self.batch.warning[ids] = 0
+            self.reset(ids)
+
+    # --- reset ------------------------------------------------------------------------------
+    def reset(self, env_ids=None, root_pos=None, root_quat=None, joint_pos=None,
+              root_lin_vel=None, root_ang_vel=None, joint_vel=None) -> None:
+        """Reset env_ids (None: all) to the standing pose or to the given state.
+
+        root_pos (n, 3) m; root_quat (n, 4) xyzw; root_lin_vel / root_ang_vel (n, 3) world frame;
+        joint_pos (n, 69) rad, joint_vel (n, 69) rad/s. Missing entries take the standing pose
+        (feet 2 mm above the ground) and zero velocity. Body state is current after the call.
+        """
+        ids = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids, dtype=np.int64).reshape(-1)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.num_envs):
+            raise InputError(f"env_ids must lie in [0, {self.num_envs}); got {ids.min()}..{ids.max()}")
+        if ids.size == 0:
+            return
+        n = len(ids)
+        self.batch.reset(ids, stage=_NONE)
+        qpos = np.tile(self._stand, (n, 1))
+        qvel = np.zeros((n, self.model.nv))
+        for name, value in (("root_pos", root_pos), ("root_quat", root_quat), ("joint_pos", joint_pos),
+                            ("root_lin_vel", root_lin_vel), ("root_ang_vel", root_ang_vel),
+                            ("joint_vel", joint_vel)):
+            if value is not None:
+                _write_root_or_joint(self.hm, qpos, qvel, name, _rows(name, value, n))
+        self._qpos[ids] = qpos
+        self._qvel[ids] = qvel
+        self._ctrl[np.ix_(ids, self._ctrl_ids)] = self.pd_offset
+        self._ring[:, ids] = 0.0
+        self.batch.forward(ids, stage=_VEL)
+        self._cache = None
+
+    # --- state ------------------------------------------------------------------------------
+    def body_state(self) -> BodyState:
+        """World pos (N, 24, 3), xyzw quat (N, 24, 4), world lin/ang vel (N, 24, 3) at the body origins."""
+        if self._cache is None:
+            bid = self.hm.body_ids
+            pos = self._xpos[:, bid].copy()
+            cvel = self._cvel[:, bid]  # [ang, lin at the tree's subtree com], world orientation
+            ang = cvel[..., :3].copy()
+            com = self._subtree_com[:, self._root_ids]
+            lin = cvel[..., 3:] + np.cross(ang, pos - com)  # shift to the body origin
+            quat = rotations.wxyz_to_xyzw(self._xquat[:, bid])
+            self._cache = BodyState(pos, quat, lin, ang)
+        return self._cache
+
+    def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._qpos[:, self.hm.qpos_adr].copy(), self._qvel[:, self.hm.dof_adr].copy()
+
+    def contact_forces(self) -> np.ndarray:
+        """(N, 24) norm of the net contact force on each body (N) at the last physics substep."""
+        adr = self.hm.force_sensor_adr[:, None] + np.arange(3)
+        return np.linalg.norm(self._sensordata[:, adr], axis=-1)
+
+    # --- objects ----------------------------------------------------------------------------
+    def _object(self, name: str) -> tuple[int, int]:
+        if name not in self.hm.object_qpos_adr:
+            raise InputError(f"no object {name!r} in this simulator; built with objects={list(self.objects)}")
+        return self.hm.object_qpos_adr[name], self.hm.object_dof_adr[name]
+
+    def object_state(self, name: str) -> RigidState:
+        qa, da = self._object(name)
+        quat = rotations.wxyz_to_xyzw(self._qpos[:, qa + 3:qa + 7])
+        ang_local = self._qvel[:, da + 3:da + 6]  # free-joint angular velocity is body-frame
+        return RigidState(self._qpos[:, qa:qa + 3].copy(), quat, self._qvel[:, da:da + 3].copy(),
+                          rotations.quat_rotate(quat, ang_local))
+
+    def set_object_state(self, name: str, env_ids, state: RigidState) -> None:
+        qa, da = self._object(name)
+        ids = np.asarray(env_ids, dtype=np.int64).reshape(-1)
+        quat = rotations.normalize(_rows("quat", state.quat, len(ids), 4))
+        self._qpos[ids, qa:qa + 3] = _rows("pos", state.pos, len(ids))
+        self._qpos[ids, qa + 3:qa + 7] = rotations.xyzw_to_wxyz(quat)
+        self._qvel[ids, da:da + 3] = _rows("lin_vel", state.lin_vel, len(ids))
+        ang = _rows("ang_vel", state.ang_vel, len(ids))
+        self._qvel[ids, da + 3:da + 6] = rotations.quat_rotate(rotations.quat_conj(quat), ang)
+        self.batch.forward(ids, stage=_VEL)
+        self._cache = None
+
+    def object_contacts(self, name: str) -> np.ndarray:
+        """(N, 24) bool: humanoid bodies touching `name` at the last physics substep."""
+        self._object(name)
+        return self._sensordata[:, self.hm.object_contact_adr[name]] > 0
+
+
+def _rows(name: str, value, n: int, width: int | None = None) -> np.ndarray:
+    value = np.asarray(value, dtype=np.float64)
+    width = width or {"root_quat": 4, "joint_pos": spec.NUM_DOF, "joint_vel": spec.NUM_DOF}.get(name, 3)
+    if value.shape == (width,):
+        value = np.broadcast_to(value, (n, width))
+    if value.shape != (n, width) or not np.isfinite(value).all():
+        raise InputError(f"{name} must be finite with shape ({n}, {width}) or ({width},); got {value.shape}")
+    return value
+
+
+def _write_root_or_joint(hm, qpos: np.ndarray, qvel: np.ndarray, name: str, v: np.ndarray) -> None:
+    """Write one reset field into (n, nq) qpos / (n, nv) qvel rows, converting to MuJoCo's frames."""
+    if name == "root_pos":
+        qpos[:, 0:3] = v
+    elif name == "root_quat":
+        qpos[:, 3:7] = rotations.xyzw_to_wxyz(rotations.normalize(v))
+    elif name == "joint_pos":
+        qpos[:, hm.qpos_adr] = v
+    elif name == "root_lin_vel":
+        qvel[:, 0:3] = v
+    elif name == "joint_vel":
+        qvel[:, hm.dof_adr] = v
+    elif name == "root_ang_vel":  # world -> body frame of the (already written) root orientation
+        quat = rotations.wxyz_to_xyzw(qpos[:, 3:7])
+        qvel[:, 3:6] = rotations.quat_rotate(rotations.quat_conj(quat), v)
+
+
+def _apply_physics(batch: mujoco.batch.Batch, hm, perts: tuple[Perturbation, ...]) -> None:
+    """Write per-env friction, gravity, mass and PD-gain multipliers into expanded model fields.
+
+    Fields are expanded only when some env departs from nominal; every call starts from the
+    compiled model's values, so applying a new set replaces the old one.
+    """
+    m = hm.model
+    knob = {k: np.array([getattr(p, k) for p in perts]) for k in ("friction", "gravity", "mass", "motor")}
+    if (knob["friction"] != 1).any() or batch.expanded("geom_friction") is not None:
+        fr = batch.expand("geom_friction")  # (N, ngeom, 3): scale sliding friction of EVERY geom
+        fr[:] = m.geom_friction
+        fr[:, :, 0] *= knob["friction"][:, None]
+    if (knob["gravity"] != 1).any() or batch.expanded("opt.gravity") is not None:
+        batch.expand("opt.gravity")[:] = m.opt.gravity * knob["gravity"][:, None]
+    if (knob["mass"] != 1).any() or batch.expanded("body_mass") is not None:
+        bid = hm.body_ids
+        mass, inertia = batch.expand("body_mass"), batch.expand("body_inertia")
+        mass[:], inertia[:] = m.body_mass, m.body_inertia
+        mass[:, bid] *= knob["mass"][:, None]
+        inertia[:, bid] *= knob["mass"][:, None, None]  # same shapes, denser bodies
+        batch.set_const()  # derived constants (e.g. dof_invweight0, body_subtreemass) follow
+    if (knob["motor"] != 1).any() or batch.expanded("actuator_gainprm") is not None:
+        s, act = knob["motor"][:, None], hm.actuator_ids
+        gain, bias = batch.expand("actuator_gainprm"), batch.expand("actuator_biasprm")
+        gain[:], bias[:] = m.actuator_gainprm, m.actuator_biasprm
+        gain[:, act, 0] *= s  # kp
+        bias[:, act, 1] *= s  # -kp
+        bias[:, act, 2] *= s  # -kv (zero when kd lives on the joint)
+        damping = batch.expand("dof_damping")
+        damping[:] = m.dof_damping
+        damping[:, hm.dof_adr] *= s  # kd when it lives on the joint (zero otherwise)
