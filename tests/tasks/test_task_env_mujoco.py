@@ -7,8 +7,7 @@ from tt_deploy.sim.observations import input_shapes
 from tt_deploy.tasks.env import TaskEnv
 from tt_deploy.tasks.registry import TASKS, make_task
 
-registry = pytest.importorskip("tt_deploy.sim.registry", reason="MuJoCo backend not available yet")
-pytest.importorskip("tt_deploy.sim.mujoco_backend", reason="MuJoCo backend not available yet")
+backend = pytest.importorskip("tt_deploy.sim.mujoco_backend", reason="MuJoCo backend not available")
 
 N, STEPS = 8, 30
 
@@ -16,7 +15,7 @@ N, STEPS = 8, 30
 @pytest.mark.parametrize("name", TASKS)
 def test_task_env_smoke(name):
     task = make_task(name, N, current_pose=True)
-    sim = registry.make_simulator("mujoco", num_envs=N, objects=task.objects, seed=0)
+    sim = backend.MujocoSimulator(N, objects=task.objects, seed=0)
     env = TaskEnv(sim, task, episode_seconds=0.5, seed=0)  # 15-step episodes: every env times out twice
     out = env.reset()
     shapes = input_shapes(N)

@@ -60,16 +60,18 @@ class TaskEnv:
 
     episode_seconds: timeout (s), in control steps of spec.CONTROL_DT; obs_noise: std of Gaussian
     noise (scalar or (N,) per env) added to the self observation ("obs") and the task observation
-    (sensor noise; 0 = off).
+    (sensor noise; 0 = off); None = the simulator's per-env `obs_noise` (set by its Perturbation),
+    or 0 if it has none.
     """
 
     def __init__(self, sim: Simulator, task: Task, *, episode_seconds: float = 10.0, seed: int = 0,
-                 obs_noise: float = 0.0, fall_grace_steps: int = 2, termination_height: float = 0.15,
+                 obs_noise=None, fall_grace_steps: int = 2, termination_height: float = 0.15,
                  head_termination_height: float = 0.3, contact_threshold: float = 1.0):
         if task.num_envs != sim.num_envs:
             raise InputError(f"task has {task.num_envs} envs but the simulator has {sim.num_envs}")
-        obs_noise = np.asarray(obs_noise, dtype=np.float64)
-        if episode_seconds <= 0 or np.any(obs_noise < 0) or obs_noise.shape not in ((), (sim.num_envs,)):
+        obs_noise = None if obs_noise is None else np.asarray(obs_noise, dtype=np.float64)
+        if episode_seconds <= 0 or (obs_noise is not None and (
+                np.any(obs_noise < 0) or obs_noise.shape not in ((), (sim.num_envs,)))):
             raise InputError(f"episode_seconds must be > 0 and obs_noise >= 0 (scalar or ({sim.num_envs},)), "
                              f"got {episode_seconds}, {obs_noise}")
         for obj in task.objects:
@@ -81,7 +83,7 @@ class TaskEnv:
         self.sim, self.task = sim, task
         self.num_envs = sim.num_envs
         self.max_steps = max(1, int(round(episode_seconds / spec.CONTROL_DT)))
-        self.obs_noise = obs_noise
+        self._obs_noise = obs_noise
         self.fall_grace_steps = int(fall_grace_steps)
         self.contact_threshold = float(contact_threshold)
         self.termination_heights = np.full(spec.NUM_BODIES, float(termination_height))
@@ -91,6 +93,13 @@ class TaskEnv:
         self.steps = np.zeros(self.num_envs, dtype=np.int64)
         self.returns = np.zeros(self.num_envs)
         self._prev: BodyState | None = None
+
+    @property
+    def obs_noise(self) -> np.ndarray:
+        """Observation-noise std in force: scalar or (N,) (the simulator's perturbation if not overridden)."""
+        if self._obs_noise is not None:
+            return self._obs_noise
+        return np.asarray(getattr(self.sim, "obs_noise", 0.0), dtype=np.float64)
 
     # --- public API ---------------------------------------------------------------------------
     def reset(self) -> EnvStep:
