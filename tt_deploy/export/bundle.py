@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,11 @@ def _bfm_info(bfm: BFM, info: dict) -> mf.BFMInfo:
     return mf.BFMInfo(ident, sha, of, bfm.config.name, count_parameters(bfm), source)
 
 
+def skill_seed(skill: str, seed: int) -> int:
+    """Torch seed of a fresh encoder: mixes in the skill name so two untrained skills differ."""
+    return (seed * 1_000_003 + zlib.crc32(skill.encode())) % 2**31
+
+
 def _find_checkpoint(run_dir: Path) -> Path:
     for name in ("best.safetensors", "last.safetensors"):
         if (run_dir / "checkpoints" / name).is_file():
@@ -78,9 +84,11 @@ def _find_checkpoint(run_dir: Path) -> Path:
 def _encoder(skill, run_dir, bfm: BFM, bfm_sha: str, seed: int, obs_dim: int):
     """(encoder, info, source text, weights sha256, sha256_of) from a run dir or a seeded fresh init."""
     if run_dir is None:
-        torch.manual_seed(seed)
+        torch_seed = skill_seed(skill, seed)
+        torch.manual_seed(torch_seed)
         enc = TaskEncoder(EncoderConfig(obs_dim=obs_dim, token_dim=bfm.token_dim)).eval()
-        return enc, {}, f"fresh seeded init (untrained) seed {seed}", state_hash(enc), "state_hash"
+        source = f"fresh seeded init (untrained) seed {seed} (torch seed {torch_seed})"
+        return enc, {}, source, state_hash(enc), "state_hash"
     ckpt = _find_checkpoint(Path(run_dir))
     enc, info = load_encoder(ckpt)
     if info.get("bfm_sha256") != bfm_sha:

@@ -1,0 +1,23 @@
+"""Torch-free runtime for deploy bundles: `SkillRuntime` plus the errors it raises.
+
+Imports nothing of tt-deploy but `tt_deploy.errors` and the manifest schema (numpy + onnxruntime
+only), so a robot controller can install it without torch.
+"""
+
+from tt_deploy.errors import BundleError, InputError, MissingExtraError, TTDeployError, UnknownNameError
+from tt_deploy.runtime.manifest import (
+    SCHEMA,
+    BundleManifest,
+    SkillManifest,
+    TensorSpec,
+    read_manifest,
+    read_skill,
+)
+from tt_deploy.runtime.session import BACKENDS, SessionConfig
+from tt_deploy.runtime.skill_runtime import SkillRuntime
+
+__all__ = [
+    "SkillRuntime", "SessionConfig", "BACKENDS", "SCHEMA", "BundleManifest", "SkillManifest", "TensorSpec",
+    "read_manifest", "read_skill", "TTDeployError", "BundleError", "InputError", "UnknownNameError",
+    "MissingExtraError",
+]  # fmt: skip

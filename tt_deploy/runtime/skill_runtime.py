@@ -1,0 +1,287 @@
+"""`SkillRuntime`: torch-free, low-latency actions from a deploy bundle for a robot controller.
+
+All loading and checking happens in the constructor (manifest schema, every file's sha256,
+graph metadata and I/O); the call path only validates the caller's arrays and runs ONNX
+Runtime. Several skills stay resident: `switch(skill)` swaps a pointer, never a session.
+
+Modes: "fused" runs one graph per skill (encoder + BFM, specialised to the skill's visible
+token groups); "split" runs the skill's encoder.onnx then the shared bfm.onnx (one BFM session
+for every skill). Both give the same actions for the same inputs.
+
+Input semantics (same as the PyTorch BFM): a maskable group that is absent is hidden; a group
+given without its mask is visible; obs and terrain are required. A skill's stored prior tokens
+fill prior groups the caller does not pass. A graph that dropped a group accepts it only if it
+is fully hidden: visible tokens are never dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from tt_deploy.errors import BundleError, InputError, TTDeployError, UnknownNameError
+from tt_deploy.runtime import manifest as mf
+from tt_deploy.runtime.session import GraphSession, SessionConfig, resolve_backend
+
+log = logging.getLogger(__name__)
+MODES = ("fused", "split")
+
+
+class SkillRuntime:
+    """Actions (69,) in [-1, 1] from observations, for one active skill of a bundle.
+
+    bundle_dir: exported bundle. backend: "auto" | "ort-cpu" | "ort-cuda" | "ort-trt" (the pick is
+    `self.backend`). skills: resident skills (None = all). mode: "fused" | "split". batch: 1 loads
+    the static batch-1 graphs; any other int or None loads the dynamic-batch graphs (act_batch).
+    """
+
+    def __init__(
+        self,
+        bundle_dir: str | Path,
+        backend: str = "auto",
+        skills: list[str] | tuple[str, ...] | None = None,
+        mode: str = "fused",
+        batch: int | None = 1,
+        *,
+        config: SessionConfig | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise UnknownNameError("runtime mode", mode, MODES)
+        if batch is not None and (not isinstance(batch, int) or batch < 1):
+            raise InputError(f"batch must be a positive int or None; got {batch!r}")
+        self.bundle_dir, self.mode, self.batch = Path(bundle_dir), mode, batch
+        self.manifest = mf.read_manifest(self.bundle_dir)
+        self.backend, self.provider = resolve_backend(backend)
+        self.config = config or SessionConfig()
+        names = list(self.manifest.skills if skills is None else skills)
+        for s in names:
+            if s not in self.manifest.skills:
+                raise UnknownNameError("skill", s, self.manifest.skills)
+        if not names:
+            raise InputError("no skills to load: the bundle or the skills argument is empty")
+        self._groups = {g.name: g for g in self.manifest.token_groups}
+        self._masks = {g.mask_name: g for g in self.manifest.token_groups if g.mask_name}
+        self.skills: dict[str, mf.SkillManifest] = {s: self._load_skill(s) for s in names}
+        self._priors = {s: self._load_prior(m) for s, m in self.skills.items()}
+        dyn = batch != 1
+        self._bfm = self._session("bfm", None, dyn) if mode == "split" else None
+        role = "encoder" if mode == "split" else "fused"
+        self._sessions = {s: self._session(role, s, dyn) for s in names}
+        self._token = np.empty((1, self.manifest.token_dim), np.float32)  # split-mode act_into scratch
+        self._zeros: dict[str, np.ndarray] = {}
+        self._active = names[0]
+        self._closed = False
+        log.info(
+            "SkillRuntime: %s, mode %s, backend %s, skills %s", self.bundle_dir, mode, self.backend, names
+        )
+
+    # --- loading ----------------------------------------------------------------------------------
+    def _session(self, role: str, skill: str | None, dynamic: bool) -> GraphSession:
+        spec = self.manifest.graph(role, skill, dynamic)
+        return GraphSession(self.bundle_dir, spec, self.provider, self.config, self.manifest.bfm.sha256)
+
+    def _load_skill(self, name: str) -> mf.SkillManifest:
+        sk = mf.read_skill(self.bundle_dir, name)
+        if sk.bfm_sha256 != self.manifest.bfm.sha256:
+            raise BundleError(f"skill {name!r} was exported for another BFM; re-export it into this bundle")
+        listed = {g.path: g.sha256 for g in self.manifest.graphs if g.skill == name}
+        if sk.graphs != listed:
+            raise BundleError(
+                f"skill {name!r}: graph hashes in skill.json and manifest.json disagree; a file was "
+                "replaced or a manifest edited - re-export the skill"
+            )
+        return sk
+
+    def _load_prior(self, sk: mf.SkillManifest) -> dict[str, np.ndarray]:
+        if sk.prior is None:
+            return {}
+        path = self.bundle_dir / sk.prior.path
+        if not path.is_file() or mf.sha256_file(path) != sk.prior.sha256:
+            raise BundleError(f"prior tokens {path} are missing or modified; re-export skill {sk.name!r}")
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: np.ascontiguousarray(npz[k][None]) for k in npz.files}
+        for t in sk.prior.inputs:
+            a = arrays.get(t.name)
+            if a is None or a.shape[1:] != tuple(t.shape) or a.dtype.name != t.dtype:
+                raise BundleError(f"prior tokens {path}: {t.name} does not match skill.json; re-export")
+        return arrays
+
+    # --- metadata ---------------------------------------------------------------------------------
+    @property
+    def active(self) -> str:
+        """The skill whose encoder currently produces the task token."""
+        return self._active
+
+    @property
+    def inputs(self) -> tuple[mf.TensorSpec, ...]:
+        """Inputs of the active skill's graph chain ("batch" = batch axis; act() takes them without it)."""
+        if self.mode == "fused":
+            return self._sessions[self._active].spec.inputs
+        enc = self._sessions[self._active].spec.inputs
+        return tuple(t for t in self._bfm.spec.inputs if t.name != self.manifest.task_token_name) + enc
+
+    @property
+    def outputs(self) -> tuple[mf.TensorSpec, ...]:
+        """(actions,) of shape (batch, 69), float32, already clamped to [-1, 1]."""
+        head = self._bfm if self.mode == "split" else self._sessions[self._active]
+        return head.spec.outputs
+
+    # --- skill switching --------------------------------------------------------------------------
+    def switch(self, skill: str) -> None:
+        """Make `skill` active. O(1): every resident skill's session was created in the constructor."""
+        if skill not in self._sessions:
+            raise UnknownNameError("resident skill", skill, self._sessions)
+        self._active = skill
+
+    # --- validation -------------------------------------------------------------------------------
+    def _expected(self, name: str) -> tuple[tuple[int, ...], str]:
+        """Per-sample shape and dtype of a token-group or mask input."""
+        if name in self._groups:
+            g = self._groups[name]
+            return ((g.feat_dim,) if g.n_tokens == 1 else (g.n_tokens, g.feat_dim)), "float32"
+        if name in self._masks:
+            return (self._masks[name].n_tokens,), "bool"
+        known = [*self._groups, *self._masks]
+        raise InputError(
+            f"unknown input {name!r}; inputs are {', '.join(known)} and task_obs (separate argument)"
+        )
+
+    def _check(self, name: str, x, sample: tuple[int, ...], dtype: str, batch: int | None) -> np.ndarray:
+        """Validated array with a leading batch axis; batch None = per-sample or batch-1 (act)."""
+        if not isinstance(x, np.ndarray):
+            raise InputError(f"input {name!r} must be a numpy array, got {type(x).__name__}")
+        if x.dtype.name != dtype:
+            raise InputError(f"input {name!r} must have dtype {dtype}, got {x.dtype.name}")
+        if batch is None:
+            if x.shape == sample:
+                x = x.reshape((1, *sample))
+            elif x.shape != (1, *sample):
+                raise InputError(f"input {name!r} must have shape {sample} or {(1, *sample)}, got {x.shape}")
+        elif x.ndim != len(sample) + 1 or x.shape[1:] != sample:
+            raise InputError(
+                f"input {name!r} must have shape (B, {', '.join(map(str, sample))}), got {x.shape}"
+            )
+        if dtype == "float32" and not np.isfinite(x).all():
+            raise InputError(f"input {name!r} contains NaN or inf")
+        return x
+
+    def _feeds(self, inputs: Mapping[str, np.ndarray], task_obs, batch: int | None, graph: GraphSession):
+        """Graph feeds for `graph` (+ task_obs array) after validating every caller array."""
+        if not isinstance(inputs, Mapping):
+            raise InputError(f"inputs must be a mapping of input name -> array, got {type(inputs).__name__}")
+        arrays = {k: self._check(k, v, *self._expected(k), batch) for k, v in inputs.items()}
+        sk = self.skills[self._active]
+        task_obs = self._check(self.manifest.task_obs_name, task_obs, (sk.task_obs_dim,), "float32", batch)
+        n = task_obs.shape[0]
+        if any(a.shape[0] != n for a in arrays.values()):
+            raise InputError(
+                f"all inputs need the same batch size; got { ({k: a.shape[0] for k, a in arrays.items()}) }"
+            )
+        takes = set(graph.input_names)
+        self._reject_dropped_visible(arrays, takes)
+        prior = self._priors[self._active]
+        feeds = {}
+        for name in graph.input_names:
+            if name in arrays:
+                feeds[name] = arrays[name]
+            elif name in self._groups or name in self._masks:
+                feeds[name] = self._default(name, arrays, prior, n)
+        return feeds, task_obs
+
+    def _reject_dropped_visible(self, arrays: dict[str, np.ndarray], takes: set[str]) -> None:
+        for g in self._groups.values():
+            data, mask = g.name in arrays, g.mask_name is not None and g.mask_name in arrays
+            visible = (data and not mask) or (mask and bool(arrays[g.mask_name].any()))
+            if mask and not data and visible:
+                raise InputError(f"{g.mask_name!r} marks tokens visible but {g.name!r} was not given")
+            if visible and g.name not in takes:
+                raise InputError(
+                    f"input {g.name!r} has visible tokens but skill {self._active!r}'s fused graph drops that group "
+                    f"(it keeps {list(self.skills[self._active].visible_groups)}); hide it (mask all False), "
+                    "leave it out, or use mode='split'"
+                )
+
+    def _default(self, name: str, arrays, prior: dict[str, np.ndarray], n: int) -> np.ndarray:
+        """Fill for a graph input the caller left out: prior tokens, hidden group, or visible mask."""
+        if name in self._groups and self._groups[name].mask_name is None:
+            raise InputError(f"input {name!r} is required")
+        group = name if name in self._groups else self._masks[name].name
+        source = prior if group not in arrays and group in prior else arrays
+        if name in source:  # only priors get here: caller arrays were fed directly
+            value = source[name]
+            return value if n == 1 else np.ascontiguousarray(np.broadcast_to(value, (n, *value.shape[1:])))
+        sample, dtype = self._expected(name)
+        if name in self._masks and group in source:
+            return np.ones((n, *sample), bool)  # group given without its mask: visible
+        key = f"{name}/{n}"
+        if key not in self._zeros:
+            self._zeros[key] = np.zeros((n, *sample), dtype)  # hidden: zeros + mask False
+        return self._zeros[key]
+
+    # --- inference --------------------------------------------------------------------------------
+    def _head(self) -> GraphSession:
+        return self._bfm if self.mode == "split" else self._sessions[self._active]
+
+    def _run(self, inputs, task_obs, batch: int | None, out: np.ndarray | None) -> np.ndarray:
+        if self._closed:
+            raise TTDeployError("this SkillRuntime is closed")
+        head = self._head()
+        feeds, task_obs = self._feeds(inputs, task_obs, batch, head)
+        obs_name, token_name = self.manifest.task_obs_name, self.manifest.task_token_name
+        if self.mode == "split":
+            enc = self._sessions[self._active]
+            if out is not None and task_obs.shape[0] == 1:
+                feeds[token_name] = enc.run_into({obs_name: task_obs}, self._token)
+            else:
+                feeds[token_name] = enc.run({obs_name: task_obs})
+        else:
+            feeds[obs_name] = task_obs
+        return head.run(feeds) if out is None else head.run_into(feeds, out)
+
+    def act(self, inputs: Mapping[str, np.ndarray], task_obs: np.ndarray) -> np.ndarray:
+        """(69,) float32 actions for one sample (a new array). Arrays with or without the batch-1 axis."""
+        return self._run(inputs, task_obs, None, None)[0]
+
+    def act_into(self, inputs: Mapping[str, np.ndarray], task_obs: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Fast path of `act`: writes into `out`, a C-contiguous float32 (1, 69) or (69,) buffer, and returns it.
+
+        No output allocation (IOBinding); in split mode the task token also goes through a reused buffer.
+        """
+        if not (isinstance(out, np.ndarray) and out.dtype == np.float32 and out.flags.c_contiguous):
+            raise InputError("out must be a C-contiguous float32 numpy array")
+        if out.size != self.manifest.action_dim:
+            raise InputError(
+                f"out must have shape (1, {self.manifest.action_dim}) or ({self.manifest.action_dim},)"
+            )
+        self._run(inputs, task_obs, None, out.reshape(1, -1))
+        return out
+
+    def act_batch(self, inputs: Mapping[str, np.ndarray], task_obs: np.ndarray) -> np.ndarray:
+        """(B, 69) float32 actions; every array has a leading batch axis B (B = 1 for batch=1 runtimes)."""
+        n = task_obs.shape[0] if isinstance(task_obs, np.ndarray) and task_obs.ndim == 2 else None
+        if self.batch == 1 and n != 1:
+            raise InputError(
+                "this runtime loaded the static batch-1 graphs; construct it with batch=None for act_batch"
+            )
+        if self.batch not in (1, None) and n != self.batch:
+            raise InputError(f"this runtime was built for batch {self.batch}; task_obs has batch {n}")
+        return self._run(inputs, task_obs, -1, None)
+
+    # --- lifetime ---------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release every ONNX Runtime session; later calls raise TTDeployError."""
+        self._sessions.clear()
+        self._bfm = None
+        self._closed = True
+
+    def __enter__(self) -> SkillRuntime:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SkillRuntime({str(self.bundle_dir)!r}, backend={self.backend!r}, mode={self.mode!r}, active={self._active!r})"
