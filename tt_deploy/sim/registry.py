@@ -1,0 +1,26 @@
+"""Simulator backends by name; optional ones are imported only when asked for."""
+
+from __future__ import annotations
+
+import importlib
+
+from tt_deploy.errors import UnknownNameError
+from tt_deploy.sim.base import Simulator
+
+# name -> (module, class); modules import lazily so `isaacgym` is never needed to list backends
+_BACKENDS = {
+    "mujoco": ("tt_deploy.sim.mujoco_backend", "MujocoSimulator"),
+    "isaacgym": ("tt_deploy.sim.isaacgym_backend", "IsaacGymSimulator"),
+}
+
+
+def backend_names() -> tuple[str, ...]:
+    return tuple(sorted(_BACKENDS))
+
+
+def make_simulator(name: str = "mujoco", **kw) -> Simulator:
+    """Build the backend `name` with the constructor keywords of that backend (num_envs, mjcf, ...)."""
+    if name not in _BACKENDS:
+        raise UnknownNameError("simulator backend", name, _BACKENDS)
+    module, cls = _BACKENDS[name]
+    return getattr(importlib.import_module(module), cls)(**kw)
