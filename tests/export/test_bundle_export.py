@@ -1,0 +1,124 @@
+"""export_skill: manifest contents and hashes, atomic writes, adding skills, refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import onnxruntime as ort
+import pytest
+from conftest import make_run
+from typer.testing import CliRunner
+
+from tt_deploy.errors import BundleError, UnknownNameError
+from tt_deploy.export import bundle as bundle_mod
+from tt_deploy.export.bundle import export_skill
+from tt_deploy.models.checkpoints import sha256_file
+from tt_deploy.runtime import manifest as mf
+from tt_deploy.spec import BODY_NAMES, CONTROL_DT, JOINT_NAMES
+
+
+@pytest.fixture(scope="module")
+def base_bundle(small_bfm_file, tmp_path_factory):
+    """A bundle with one fresh (untrained) `reach` skill; copy it before modifying."""
+    _, bfm_path = small_bfm_file
+    return export_skill("reach", bfm_path=bfm_path, bundle_dir=tmp_path_factory.mktemp("b") / "deploy")
+
+
+def _hashes(root):
+    return {p.relative_to(root).as_posix(): sha256_file(p) for p in root.rglob("*") if p.is_file()}
+
+
+def test_manifest_describes_every_file(base_bundle, small_bfm_file):
+    bfm, bfm_path = small_bfm_file
+    man = mf.read_manifest(base_bundle)
+    assert man.schema == "tt-deploy.bundle/1" and man.skills == ("reach",)
+    assert man.bfm.sha256 == sha256_file(bfm_path) and man.bfm.sha256_of == "file"
+    assert man.bfm.config_name == "small" and man.token_dim == bfm.token_dim == 128
+    assert man.joint_names == JOINT_NAMES and man.body_names == BODY_NAMES and man.control_dt == CONTROL_DT
+    assert [g.name for g in man.token_groups][:2] == ["obs", "historical_pose_obs"]
+    assert man.token_groups[1].mask_semantics == "bool, True = visible"
+    assert man.pd_scale is None or len(man.pd_scale) == 69
+    assert {g.path for g in man.graphs} == {
+        "bfm.onnx", "bfm.batch.onnx", "skills/reach/encoder.onnx", "skills/reach/encoder.batch.onnx",
+        "skills/reach/fused.onnx", "skills/reach/fused.batch.onnx",
+    }  # fmt: skip
+    for g in man.graphs:
+        assert sha256_file(base_bundle / g.path) == g.sha256
+        sess = ort.InferenceSession(str(base_bundle / g.path), providers=["CPUExecutionProvider"])
+        assert [(i.name, tuple(i.shape)) for i in sess.get_inputs()] == [(t.name, t.shape) for t in g.inputs]
+        assert g.export_parity_max_abs <= 1e-5
+    skill = mf.read_skill(base_bundle, "reach")
+    assert (
+        skill.encoder_source.startswith("fresh seeded init (untrained) seed 0") and not skill.encoder_trained
+    )
+    assert skill.graphs == {g.path: g.sha256 for g in man.graphs if g.skill == "reach"}
+    assert skill.task_obs_dim == 3 and skill.parity is None and skill.sim2sim is None
+
+
+def test_manifest_json_round_trip_and_results_slot(base_bundle, tmp_path):
+    bundle = shutil.copytree(base_bundle, tmp_path / "d")
+    man = mf.read_manifest(bundle)
+    assert mf.from_dict(mf.BundleManifest, json.loads(json.dumps(mf.to_dict(man)))) == man
+    mf.record_skill_results(bundle, "reach", parity={"max_abs": 1e-7})
+    assert mf.read_skill(bundle, "reach").parity == {"max_abs": 1e-7}
+
+
+def test_failed_export_leaves_old_bundle_intact(base_bundle, small_bfm_file, tmp_path, monkeypatch):
+    bundle = shutil.copytree(base_bundle, tmp_path / "deploy")
+    before = _hashes(bundle)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full (simulated)")
+
+    monkeypatch.setattr(bundle_mod, "_write_skill_files", boom)
+    with pytest.raises(RuntimeError, match="simulated"):
+        export_skill("strike", bfm_path=small_bfm_file[1], bundle_dir=bundle)
+    assert _hashes(bundle) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deploy"]  # no temp dir left behind
+
+
+def test_second_skill_keeps_first_and_bfm_mismatch_refused(base_bundle, small_bfm_file, tmp_path):
+    bundle = shutil.copytree(base_bundle, tmp_path / "deploy")
+    before = _hashes(bundle)
+    export_skill("strike", bfm_path=small_bfm_file[1], bundle_dir=bundle, seed=3)
+    after = _hashes(bundle)
+    assert mf.read_manifest(bundle).skills == ("reach", "strike")
+    assert {k: v for k, v in after.items() if k.startswith(("skills/reach", "bfm"))} == {
+        k: v for k, v in before.items() if k.startswith(("skills/reach", "bfm"))
+    }
+    assert mf.read_skill(bundle, "strike").task_obs_dim == 15
+    with pytest.raises(BundleError, match="export to a new --bundle dir or re-export all skills"):
+        export_skill("direction", bundle_dir=bundle)  # embedded default BFM != the test BFM
+
+
+def test_trained_run_must_match_bfm_and_unknown_skill(small_bfm_file, tmp_path):
+    bfm, bfm_path = small_bfm_file
+    run, _ = make_run(tmp_path / "run", bfm_path, "reach", 3, bfm.token_dim, 1)
+    with pytest.raises(BundleError, match="pass the training BFM with --bfm"):
+        export_skill("reach", run_dir=run, bundle_dir=tmp_path / "d")
+    with pytest.raises(UnknownNameError, match="known: .*reach"):
+        export_skill("juggling", bfm_path=bfm_path, bundle_dir=tmp_path / "d")
+    assert not (tmp_path / "d").exists()  # (trained-run provenance is checked in test_onnx_export)
+
+
+def test_cli_export_prints_files(base_bundle, small_bfm_file, tmp_path):
+    from tt_deploy.cli import _register, app
+
+    _register()
+    bundle = shutil.copytree(base_bundle, tmp_path / "d")  # re-export into it: bfm graphs are reused
+    verb = ["export"] if len(app.registered_commands) > 1 else []  # typer collapses a 1-command app
+    args = [
+        *verb,
+        "--skill",
+        "reach",
+        "--seed",
+        "4",
+        "--bfm",
+        str(small_bfm_file[1]),
+        "--bundle",
+        str(bundle),
+    ]
+    res = CliRunner().invoke(app, args, terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert "skills/reach/fused.onnx" in res.output and "manifest.json" in res.output
