@@ -99,6 +99,9 @@ class BFM(nn.Module):
 
         Groups missing from `inputs` are left out (equivalent to hidden); a present maskable
         group whose mask is missing counts as visible. task_tokens: (B, d) or (B, k, d).
+        A multi-token group may be given with fewer tokens than its full count (B, k, feat), e.g.
+        only the slots a prompt can ever show: tokens share their group's encoder and there is no
+        positional encoding, so leaving a token out is exactly the same as hiding it.
         """
         tokens, visible = [], []
         any_mask = False
@@ -106,13 +109,13 @@ class BFM(nn.Module):
             if g.name not in inputs:
                 continue
             x = inputs[g.name]
-            x = x.reshape(x.shape[0], g.n_tokens, g.feat_dim)
+            x = x.reshape(x.shape[0], -1, g.feat_dim)
             tokens.append(self.token_encoders[g.name](x))
             if g.mask_name is not None and g.mask_name in inputs:
-                visible.append(inputs[g.mask_name].reshape(x.shape[0], g.n_tokens).to(torch.bool))
+                visible.append(inputs[g.mask_name].reshape(x.shape[0], x.shape[1]).to(torch.bool))
                 any_mask = True
             else:
-                visible.append(torch.ones(x.shape[0], g.n_tokens, dtype=torch.bool, device=x.device))
+                visible.append(torch.ones(x.shape[0], x.shape[1], dtype=torch.bool, device=x.device))
         if task_tokens is not None:
             tt = task_tokens if task_tokens.dim() == 3 else task_tokens.unsqueeze(1)
             tokens.append(tt)

@@ -37,10 +37,16 @@ class BFMConfig:
 
 
 def _small() -> BFMConfig:
-    """Same interface, <= 2 M parameters: trainable on 2 CPU cores."""
+    """Same interface, ~0.5 M parameters: trainable with PPO on 2 CPU cores.
+
+    Sized by measured update cost: a d=128 / decoder 512-512-256 variant (1.37 M params, ~12 M
+    multiply-adds per sample) made each PPO update ~20x slower than collecting its samples. This
+    one costs ~2 M per sample; its decoder matches the 256-256 MLP policy that learned to stand in
+    the DESIGN.md section 8 probe.
+    """
     return BFMConfig(
-        name="small", d_model=128, num_layers=2, num_heads=4, ff_dim=256,
-        token_hidden=(128,), prior_hidden=(128,), latent_hidden=(128,), decoder_hidden=(512, 512, 256),
+        name="small", d_model=64, num_layers=2, num_heads=4, ff_dim=128,
+        token_hidden=(64,), prior_hidden=(64,), latent_hidden=(64,), decoder_hidden=(256, 256),
     )  # fmt: skip
 
 

@@ -18,7 +18,6 @@ from tt_deploy.models.task_encoder import TaskEncoder
 from tt_deploy.spec import ACTION_DIM, SELF_OBS_DIM, TASK_OBS_NAME, TOKEN_GROUPS
 from tt_deploy.train.ppo import ActorCritic
 
-BFM_INPUT_KEYS = tuple(k for g in TOKEN_GROUPS for k in (g.name, g.mask_name) if k)
 
 
 class Critic(nn.Module):
@@ -114,20 +113,40 @@ class PureRLPolicy(ActorCritic):
         self.critic.update_norm(obs)
 
 
-class PretrainPolicy(ActorCritic):
-    """The BFM trains itself on prompts; the critic also sees the prompt features."""
+PROMPT_KEY, PROMPT_MASK = "masked_mimic_target_poses", "masked_mimic_target_poses_masks"
 
-    def __init__(self, bfm: BFM, critic_hidden=(512, 512), critic_extra: dict[str, int] | None = None):
+
+class PretrainPolicy(ActorCritic):
+    """The BFM trains itself on prompts; the critic also sees the prompt features.
+
+    Only the target-pose slots a prompt can show (`prompt_slots`) and the groups pretraining ever
+    makes visible are fed to the BFM: a left-out token is exactly a hidden one (bfm.encode_tokens),
+    and the shorter sequence makes a PPO update ~1.7x cheaper.
+    """
+
+    def __init__(self, bfm: BFM, critic_hidden=(256, 256), prompt_slots=(10,),
+                 groups=("obs", "historical_pose_obs", "masked_mimic_target_poses", "terrain")):
         super().__init__()
         self.bfm = bfm
-        keys = {"obs": SELF_OBS_DIM, "masked_mimic_target_poses": 11 * 184, **(critic_extra or {})}
-        self.critic = Critic(keys, critic_hidden)
+        self.prompt_slots = list(prompt_slots)
+        self.input_keys = tuple(k for g in TOKEN_GROUPS if g.name in groups for k in (g.name, g.mask_name) if k)
+        self.critic = Critic({"obs": SELF_OBS_DIM, "prompt": len(self.prompt_slots) * 184}, critic_hidden)
+
+    def _inputs(self, obs):
+        x = _bfm_inputs(obs, self.input_keys)
+        if PROMPT_KEY in x:
+            x[PROMPT_KEY] = obs[PROMPT_KEY][:, self.prompt_slots]
+            x[PROMPT_MASK] = obs[PROMPT_MASK][:, self.prompt_slots]
+        return x
+
+    def _with_prompt(self, obs):
+        return {**obs, "prompt": obs[PROMPT_KEY][:, self.prompt_slots]}
 
     def action_mean(self, obs):
-        return self.bfm(_bfm_inputs(obs, BFM_INPUT_KEYS))
+        return self.bfm(self._inputs(obs))
 
     def value(self, obs):
-        return self.critic(obs)
+        return self.critic(self._with_prompt(obs))
 
     def actor_parameters(self):
         return list(self.bfm.parameters())
@@ -148,4 +167,4 @@ class PretrainPolicy(ActorCritic):
             weight = obs[g.mask_name] if g.mask_name else None
             self.bfm.token_encoders[g.name].norm.update(x, weight)
         self.bfm.decoder_obs_norm.update(obs["obs"])
-        self.critic.update_norm(obs)
+        self.critic.update_norm(self._with_prompt(obs))

@@ -1,0 +1,108 @@
+"""BFM pretraining: PPO on random sparse prompts (see pretrain_task), the BFM itself as the actor.
+
+Recipe (documented in docs/bfm_card.md): the `small` BFM starts as a statue (decoder output layer
+scaled by 0.01 so zero actions hold the rest pose, which stands), a small fixed exploration std
+and a fixed learning rate (DESIGN.md section 8: large or learned stds never learned to stand on
+these machines; a KL-adaptive rate collapsed), and a prompt mix of idle / reach / walk.
+Checkpoints: <out>/checkpoints/last.safetensors (the BFM, loadable by `load_bfm`) and
+last_state.pt (critic + optimiser + counters, for --resume).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tt_deploy.models.bfm import BFM, count_parameters
+from tt_deploy.models.checkpoints import load_bfm, save_bfm
+from tt_deploy.models.config import bfm_config
+from tt_deploy.tasks.env import TaskEnv
+from tt_deploy.train.policies import PretrainPolicy
+from tt_deploy.train.ppo import PPOConfig
+from tt_deploy.train.pretrain_task import MODES, PromptCurriculum, PromptTask
+from tt_deploy.train.runner import OnPolicyRunner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """What `ttdeploy pretrain` runs. Defaults are sized for 2 CPU cores."""
+
+    config: str = "small"
+    num_envs: int = 256
+    steps: int = 20_000_000
+    seed: int = 0
+    episode_seconds: float = 10.0
+    nthread: int = 2
+    ppo: PPOConfig = PPOConfig(horizon=32, num_minibatches=4, epochs=3, actor_lr=1e-4, critic_lr=3e-4,
+                               max_grad_norm=1.0, action_std=0.03, bound_coef=10.0)  # fmt: skip
+    curriculum: PromptCurriculum = PromptCurriculum()
+    checkpoint_every: int = 10  # iterations
+
+
+def statue_init(bfm: BFM) -> BFM:
+    """Scale the decoder's output layer so the untrained BFM outputs ~0 (the standing rest pose)."""
+    with torch.no_grad():
+        last = bfm.decoder[-1]
+        last.weight.mul_(0.01)
+        last.bias.zero_()
+    return bfm
+
+
+def _save(runner: OnPolicyRunner, tag: str) -> None:
+    info = {"recipe": "tt-deploy prompt PPO v1", "env_steps": runner.env_steps, "iterations": runner.iteration,
+            "wall_seconds": round(runner.wall_seconds, 1)}  # fmt: skip
+    save_bfm(runner.policy.bfm, runner.out_dir / "checkpoints" / f"{tag}.safetensors", info=info)
+
+
+def _mode_metrics(runner: OnPolicyRunner) -> dict[str, float]:
+    task: PromptTask = runner.env.task
+    state = runner.env.sim.body_state()
+    out = {}
+    reach = task.mode == MODES.index("reach")
+    out["reach_hand_dist"] = float(task.hand_distance(state)[reach].mean()) if reach.any() else float("nan")
+    walk = task.mode == MODES.index("walk")
+    vel = state.lin_vel[:, 0, :2]
+    s = np.sum(vel * task.walk_dir, -1)
+    out["walk_speed_along"] = float(s[walk].mean()) if walk.any() else float("nan")
+    out["walk_speed_cmd"] = float(task.walk_speed[walk].mean()) if walk.any() else float("nan")
+    return out
+
+
+def build_runner(cfg: PretrainConfig, out_dir: Path, *, init_bfm: Path | None = None) -> OnPolicyRunner:
+    from tt_deploy.sim.mujoco_backend import MujocoSimulator
+
+    torch.manual_seed(cfg.seed)
+    if init_bfm is not None:
+        bfm, _ = load_bfm(init_bfm)
+    else:
+        bfm = statue_init(BFM(bfm_config(cfg.config)))
+    bfm.train()
+    for p in bfm.parameters():
+        p.requires_grad_(True)
+    sim = MujocoSimulator(cfg.num_envs, nthread=cfg.nthread, seed=cfg.seed)
+    task = PromptTask(cfg.num_envs, cfg.curriculum)
+    env = TaskEnv(sim, task, episode_seconds=cfg.episode_seconds, seed=cfg.seed)
+    policy = PretrainPolicy(bfm)
+    log.info("pretraining a %s BFM (%d params) on %d envs", cfg.config, count_parameters(bfm), cfg.num_envs)
+    return OnPolicyRunner(env, policy, cfg.ppo, out_dir, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
+                          save_fn=_save, extra_log=_mode_metrics)
+
+
+def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, init_bfm: Path | None = None,
+             progress=None) -> dict:
+    """Run (or resume) BFM pretraining; returns the runner summary."""
+    out_dir = Path(out_dir)
+    runner = build_runner(cfg, out_dir, init_bfm=init_bfm)
+    if resume and not runner.resume():
+        log.warning("--resume: no checkpoint in %s, starting fresh", out_dir)
+    return runner.learn(cfg.steps, progress=progress)
+
+
+def with_overrides(cfg: PretrainConfig, **kw) -> PretrainConfig:
+    return replace(cfg, **{k: v for k, v in kw.items() if v is not None})
