@@ -19,7 +19,6 @@ from tt_deploy.spec import ACTION_DIM, SELF_OBS_DIM, TASK_OBS_NAME, TOKEN_GROUPS
 from tt_deploy.train.ppo import ActorCritic
 
 
-
 class Critic(nn.Module):
     """V(s) from the normalised concatenation of the named observation keys (flattened)."""
 

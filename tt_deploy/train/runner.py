@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tt_deploy.tasks.env import EnvStep, TaskEnv
 from tt_deploy.spec import TASK_OBS_NAME
+from tt_deploy.tasks.env import EnvStep, TaskEnv
 from tt_deploy.train.ppo import PPO, ActorCritic, PPOConfig
 from tt_deploy.train.storage import RolloutStorage
 
