@@ -144,9 +144,8 @@ def test_graphs_are_clean_checked_opset17_with_layernorm(exported):
         assert set(dims) == ({"batch"} if ".batch." in path.name else {1})
 
 
-@pytest.mark.slow
 def test_paper_bfm_graph_parity(tmp_path):
-    """The paper-size BFM (13 M params): one static graph, ONNX Runtime vs PyTorch (~10 s)."""
+    """The paper-size BFM (13 M params): one static graph, ONNX Runtime vs PyTorch (~4 s)."""
     from tt_deploy.export.onnx_graphs import BFMGraph, export_graph
     from tt_deploy.models.bfm import BFM
     from tt_deploy.models.config import bfm_config
