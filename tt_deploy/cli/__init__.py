@@ -24,6 +24,15 @@ app = typer.Typer(
 err_console = Console(stderr=True)
 
 
+@app.callback()
+def _root() -> None:
+    """Task Tokens deployment toolchain: export, verify and benchmark deploy bundles.
+
+    A callback keeps `ttdeploy VERB` working even when only one verb is registered (typer would
+    otherwise collapse the app into that single command).
+    """
+
+
 def _register() -> None:
     import importlib
     import pkgutil
@@ -46,11 +55,11 @@ def main() -> None:
     except typer.Abort:
         err_console.print("aborted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own formatting
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except typer.TyperException as exc:  # typer's vendored click errors (UsageError & co) format themselves
+        show = getattr(exc, "show", None)
+        if show is None:
+            err_console.print(f"[bold red]error:[/] {exc.format_message()}")
+        else:
+            show()
+        sys.exit(exc.exit_code)
     sys.exit(rc if isinstance(rc, int) else 0)
