@@ -25,7 +25,7 @@ from tt_deploy import spec
 from tt_deploy.errors import BundleError, InputError, TTDeployError, UnknownNameError
 from tt_deploy.export.onnx_graphs import ALL_GROUPS, EXPORTER, BFMGraph, EncoderGraph, export_graph
 from tt_deploy.models.bfm import BFM, count_parameters
-from tt_deploy.models.checkpoints import load_encoder, resolve_bfm, sha256_file, state_hash
+from tt_deploy.models.checkpoints import bfm_sha256, load_encoder, resolve_bfm, sha256_file, state_hash
 from tt_deploy.models.config import EncoderConfig
 from tt_deploy.models.task_encoder import TaskEncoder
 from tt_deploy.runtime import manifest as mf
@@ -54,11 +54,11 @@ def task_obs_spec(skill: str) -> tuple[int, tuple[str, ...] | None]:
 def _bfm_info(bfm: BFM, info: dict) -> mf.BFMInfo:
     """Identity of the BFM: file sha256 when loaded from a checkpoint, else the state hash."""
     path = info.get("path")
+    sha, of = bfm_sha256(bfm, info)
     if path:
-        sha, of, source = sha256_file(path), "file", f"checkpoint {path}"
-        ident = Path(path).name
+        source, ident = f"checkpoint {path}", Path(path).name
     else:
-        sha, of, ident = state_hash(bfm), "state_hash", f"embedded-{bfm.config.name}"
+        ident = f"embedded-{bfm.config.name}"
         source = (
             "fresh seeded init (untrained) seed {}".format(info.get("seed"))
             if not info.get("pretrained")

@@ -50,6 +50,7 @@ def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.Pat
     os.close(fd)
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -126,6 +127,15 @@ def default_bfm(seed: int = 0) -> tuple[BFM, dict]:
         return bfm, {**info, "pretrained": True, "path": str(DEFAULT_BFM_PATH)}
     torch.manual_seed(seed)
     return BFM(bfm_config("small")).eval(), {"pretrained": False, "seed": seed}
+
+
+def bfm_sha256(bfm: BFM, info: dict) -> tuple[str, str]:
+    """(sha256, what it hashes) identifying a BFM: its checkpoint file when it came from one
+    (info["path"]), else its state hash. Training records it and export checks it: one rule."""
+    path = info.get("path")
+    if path:
+        return sha256_file(path), "file"
+    return state_hash(bfm), "state_hash"
 
 
 def resolve_bfm(path: str | os.PathLike | None) -> tuple[BFM, dict]:

@@ -153,6 +153,18 @@ class MujocoSimulator(Simulator):
         self.batch.forward(ids, stage=_VEL)
         self._cache = None
 
+    def push(self, env_ids, delta_lin_vel) -> None:
+        """Add a world-frame velocity kick (n, 3) or (3,) m/s to the roots of env_ids (random pushes).
+
+        The root's free-joint linear velocity is world-frame in MuJoCo, so the kick adds directly.
+        """
+        ids = np.asarray(env_ids, dtype=np.int64).reshape(-1)
+        if ids.size == 0:
+            return
+        self._qvel[ids, 0:3] += _rows("delta_lin_vel", delta_lin_vel, len(ids))
+        self.batch.forward(ids, stage=_VEL)
+        self._cache = None
+
     # --- state ------------------------------------------------------------------------------
     def body_state(self) -> BodyState:
         """World pos (N, 24, 3), xyzw quat (N, 24, 4), world lin/ang vel (N, 24, 3) at the body origins."""

@@ -39,6 +39,8 @@ class PromptCurriculum:
     reach_height: tuple[float, float] = (0.6, 1.6)  # m above ground
     walk_speed: tuple[float, float] = (0.3, 1.2)  # m/s
     walk_lookahead: float = 1.0  # s
+    push_interval_s: float = 4.0  # mean time between random horizontal kicks (0 = none)
+    push_speed: tuple[float, float] = (0.1, 0.6)  # m/s
 
 
 class PromptTask(Task):
@@ -91,6 +93,18 @@ class PromptTask(Task):
         due = np.flatnonzero(self.progress >= self.change_at)
         if due.size:
             self._sample(due, state, sim, rng)
+        self._random_pushes(sim, rng)
+
+    def _random_pushes(self, sim, rng) -> None:
+        """Kick random envs (after their first second) so standing means recovering, not freezing."""
+        if self.cur.push_interval_s <= 0 or not hasattr(sim, "push"):
+            return
+        p = spec.CONTROL_DT / self.cur.push_interval_s
+        ids = np.flatnonzero((rng.random(self.num_envs) < p) & (self.progress > spec.CONTROL_HZ))
+        if ids.size:
+            ang = rng.uniform(0, 2 * np.pi, ids.size)
+            speed = rng.uniform(*self.cur.push_speed, ids.size)
+            sim.push(ids, speed[:, None] * np.stack([np.cos(ang), np.sin(ang), np.zeros_like(ang)], -1))
 
     # --- prompt -------------------------------------------------------------------------------
     def prior_targets(self, state, sim):

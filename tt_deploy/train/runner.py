@@ -43,6 +43,7 @@ def atomic_torch_save(obj, path: Path) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

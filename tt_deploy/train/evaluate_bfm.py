@@ -1,0 +1,126 @@
+"""Measure what a BFM can do with the deterministic (mean) action on fixed seeds.
+
+Every ability runs in ONE batched simulation (per-env perturbations, per-env prompt modes), so
+the whole card costs one 10 s rollout of 6 x `episodes` envs:
+- stand: no prompt, 10 s from the standing pose without falling - nominal, gravity x1.25,
+  friction x0.5, and random pushes (a 0.5 m/s horizontal kick at 2.5 s, 5 s and 7.5 s);
+- reach: a right- or left-hand target within reach, prompted 0.6 s ahead; a new target every
+  2 s (5 per env); success = the hand comes within 0.2 m of it during its 2 s without a fall;
+- walk: pelvis target 1 s ahead moving at 1 m/s along a commanded direction for 10 s; success =
+  average progress >= 0.6 m/s AND mean heading error < 30 deg AND each foot clears its standing
+  height by > 3 cm in at least a third of the control steps (a sideways shuffle fails).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from tt_deploy.models.bfm import BFM
+from tt_deploy.sim.perturbations import Perturbation
+from tt_deploy.stats import wilson_interval
+from tt_deploy.tasks.env import TaskEnv
+from tt_deploy.train.pretrain_task import FEET, MODES, PromptCurriculum, PromptTask
+from tt_deploy.train.runner import to_torch
+
+log = logging.getLogger(__name__)
+SECONDS = 10.0
+PUSH_STEPS = (75, 150, 225)  # 2.5 s, 5 s, 7.5 s
+PUSH_SPEED = 0.5  # m/s
+REACH_STEPS = 60  # 2 s per reach target
+GROUPS = (  # (ability, condition, mode, perturbation, pushes)
+    ("stand 10 s, no prompt", "nominal", "idle", None, False),
+    ("stand 10 s, no prompt", "gravity x1.25", "idle", Perturbation(gravity=1.25), False),
+    ("stand 10 s, no prompt", "friction x0.5", "idle", Perturbation(friction=0.5), False),
+    ("stand 10 s, no prompt", "random pushes 0.5 m/s", "idle", None, True),
+    ("hand to a target 0.6 s ahead (within 0.2 m)", "nominal", "reach", None, False),
+    ("walk 1 m/s, pelvis target 1 s ahead", "nominal", "walk", None, False),
+)
+
+
+class EvalPromptTask(PromptTask):
+    """PromptTask with a fixed mode per env; reach envs get a new target every REACH_STEPS and
+    book each finished target's closest approach."""
+
+    def __init__(self, modes: np.ndarray):
+        cur = PromptCurriculum(reach_time=(0.6, 0.6), walk_speed=(1.0, 1.0), change_steps=(10**6, 10**6 + 1),
+                               push_interval_s=0.0)  # evaluation pushes are scheduled, not random
+        super().__init__(len(modes), cur)
+        self.fixed_mode = modes
+        self.reach_results: list[tuple[int, float]] = []  # (env, min distance) per finished target
+
+    def _sample(self, env_ids, state, sim, rng) -> None:
+        done = env_ids[(self.mode[env_ids] == MODES.index("reach")) & (self.progress[env_ids] > 0)]
+        self.reach_results += [(int(e), float(self.hand_dist_min[e])) for e in done]
+        super()._sample(env_ids, state, sim, rng)
+        self.mode[env_ids] = self.fixed_mode[env_ids]
+        reach = env_ids[self.mode[env_ids] == MODES.index("reach")]
+        self.change_at[reach] = self.progress[reach] + REACH_STEPS
+
+
+def _row(name, condition, ok: np.ndarray, **metrics) -> dict:
+    n, k = int(ok.size), int(ok.sum())
+    lo, hi = wilson_interval(k, n)
+    return {"ability": name, "condition": condition, "episodes": n, "successes": k,
+            "success_rate": k / max(n, 1), "ci95": [lo, hi], "metrics": metrics}  # fmt: skip
+
+
+@torch.no_grad()
+def evaluate_bfm(bfm: BFM, episodes: int = 64, seed: int = 0, nthread: int = 2) -> list[dict]:
+    """The ability table (list of row dicts) of `bfm` with the mean action."""
+    from tt_deploy.sim.mujoco_backend import MujocoSimulator
+
+    bfm.eval()
+    e = episodes
+    group = np.repeat(np.arange(len(GROUPS)), e)
+    modes = np.array([MODES.index(GROUPS[g][2]) for g in group])
+    perts = [GROUPS[g][3] or Perturbation() for g in group]
+    sim = MujocoSimulator(len(group), nthread=nthread, perturbation=perts, seed=seed)
+    task = EvalPromptTask(modes)
+    env = TaskEnv(sim, task, episode_seconds=SECONDS + 1.0, seed=seed)  # no timeout inside the window
+    rng = np.random.default_rng(seed)
+    pushed = np.flatnonzero([GROUPS[g][4] for g in group])
+
+    step = env.reset()
+    st0 = sim.body_state()
+    p0, rest_feet = st0.pos[:, 0, :2].copy(), st0.pos[:, FEET, 2].copy()
+    n = len(group)
+    alive, fell = np.ones(n, bool), np.zeros(n, bool)
+    head_err, clear, count, end_pos = np.zeros(n), np.zeros((n, 2)), np.zeros(n), p0.copy()
+    for t in range(int(SECONDS * 30)):
+        if t in PUSH_STEPS:
+            ang = rng.uniform(0, 2 * np.pi, len(pushed))
+            sim.push(pushed, PUSH_SPEED * np.stack([np.cos(ang), np.sin(ang), np.zeros_like(ang)], -1))
+        step = env.step(torch.clamp(bfm(to_torch(step)), -1.0, 1.0).numpy())
+        fell |= step.done & alive & step.info["fell"]
+        alive &= ~step.done
+        st = sim.body_state()
+        cmd = np.arctan2(task.walk_dir[:, 1], task.walk_dir[:, 0])
+        yaw = np.arctan2(2 * (st.quat[:, 0, 0] * st.quat[:, 0, 1] + st.quat[:, 0, 3] * st.quat[:, 0, 2]),
+                         1 - 2 * (st.quat[:, 0, 1] ** 2 + st.quat[:, 0, 2] ** 2))  # fmt: skip
+        head_err += np.where(alive, np.abs((yaw - cmd + np.pi) % (2 * np.pi) - np.pi), 0.0)
+        clear += np.where(alive[:, None], st.pos[:, FEET, 2] - rest_feet > 0.03, 0.0)
+        count += alive
+        end_pos = np.where(alive[:, None], st.pos[:, 0, :2], end_pos)
+
+    rows = []
+    for g, (name, cond, mode, _, _) in enumerate(GROUPS):
+        ids = np.flatnonzero(group == g)
+        if mode == "idle":
+            rows.append(_row(name, cond, ~fell[ids]))
+        elif mode == "reach":
+            # every finished 2 s target (a fall resets the env and its target counts as missed)
+            res = [(env_id, d) for env_id, d in task.reach_results if env_id in set(ids)]
+            ok = np.array([d <= 0.2 for _, d in res], bool)
+            rows.append(_row(name, cond, ok, median_min_hand_dist_m=float(np.median([d for _, d in res] or [np.nan]))))
+        else:
+            progress = np.sum((end_pos[ids] - p0[ids]) * task.walk_dir[ids], -1) / SECONDS
+            err = np.degrees(head_err[ids] / np.maximum(count[ids], 1))
+            frac = (clear[ids] / np.maximum(count[ids], 1)[:, None]).min(1)
+            ok = (progress >= 0.6) & (err < 30) & (frac >= 1 / 3) & ~fell[ids]
+            rows.append(_row(name, cond, ok, mean_progress_m_s=float(progress.mean()),
+                             mean_heading_err_deg=float(err.mean()), mean_min_foot_clear_frac=float(frac.mean()),
+                             fall_rate=float(fell[ids].mean())))  # fmt: skip
+    return rows

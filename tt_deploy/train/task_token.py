@@ -1,0 +1,206 @@
+"""`ttdeploy train`: a task token (or a baseline) trained with PPO through the frozen BFM.
+
+Methods (the paper's comparison): task-token (default: frozen BFM + trainable encoder),
+finetune (the whole BFM trains as well), pure-rl (an MLP from scratch, no BFM), prior-only
+(no training: the skill's hand-made prior prompt alone, evaluated).
+Run directory: run.json (config, BFM sha256, git commit, steps, wall-clock, freezing proof),
+log.csv, eval.csv, checkpoints/{last,best}.safetensors (the encoder, loadable by
+`load_encoder`, whose info names skill and BFM), checkpoints/{last,best}_policy.safetensors
+(every trained weight, any method) and last_state.pt (for --resume).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tt_deploy.errors import InputError, UnknownNameError
+from tt_deploy.models.checkpoints import (
+    atomic_save_safetensors,
+    bfm_sha256,
+    resolve_bfm,
+    save_encoder,
+    state_hash,
+)
+from tt_deploy.models.config import EncoderConfig
+from tt_deploy.models.task_encoder import TaskEncoder
+from tt_deploy.stats import wilson_interval
+from tt_deploy.tasks.env import TaskEnv
+from tt_deploy.tasks.registry import make_task
+from tt_deploy.train.policies import PureRLPolicy, TaskTokenPolicy
+from tt_deploy.train.ppo import PPOConfig
+from tt_deploy.train.runner import OnPolicyRunner, to_torch
+
+log = logging.getLogger(__name__)
+METHODS = ("task-token", "finetune", "pure-rl", "prior-only")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. CPU defaults (reference values in comments, DESIGN.md section 4)."""
+
+    skill: str
+    method: str = "task-token"
+    num_envs: int = 128  # ref 1024 on a GPU
+    steps: int = 5_000_000
+    seed: int = 0
+    episode_seconds: float = 10.0
+    encoder_hidden: tuple[int, ...] = (256, 256)  # "bigger" variant: (512, 512, 512)
+    current_pose: bool = False  # +6 task-obs dims: pelvis and head xyz
+    prior: bool = False  # the skill's prior prompt joins the task token
+    eval_every: int = 10  # iterations
+    eval_envs: int = 32
+    nthread: int = 2
+    ppo: PPOConfig = field(default_factory=lambda: PPOConfig(
+        horizon=32, num_minibatches=4, epochs=5, actor_lr=1e-4, critic_lr=1e-4, max_grad_norm=50.0,
+        action_std=0.03))  # fmt: skip  # ref lr 2e-5 / 1e-4, std exp(-2.9) = 0.055 (see docs/training.md)
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise UnknownNameError("training method", self.method, METHODS)
+        if self.num_envs < 1 or self.steps < 0:
+            raise InputError(f"num_envs must be >= 1 and steps >= 0, got {self.num_envs}, {self.steps}")
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)  # fmt: skip
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _make_env(cfg: TrainConfig, n: int, seed: int) -> TaskEnv:
+    from tt_deploy.sim.registry import make_simulator
+
+    kw = {"current_pose": cfg.current_pose}
+    if cfg.prior:
+        kw["prior"] = True
+    task = make_task(cfg.skill, n, **kw)
+    sim = make_simulator("mujoco", num_envs=n, nthread=cfg.nthread, objects=task.objects, seed=seed)
+    return TaskEnv(sim, task, episode_seconds=cfg.episode_seconds, seed=seed)
+
+
+@torch.no_grad()
+def evaluate_policy(env: TaskEnv, act, episodes: int | None = None) -> dict[str, float]:
+    """Mean-action success over the first episode of every env (fixed seed: same starts each call)."""
+    step = env.reset()
+    n = env.num_envs
+    result = np.full(n, -1, dtype=np.int8)
+    returns = np.zeros(n)
+    for _ in range(env.max_steps + 1):
+        step = env.step(act(step))
+        ep = step.info["episode"]
+        first = result[ep["env_ids"]] < 0
+        ids = ep["env_ids"][first]
+        result[ids] = ep["success"][first]
+        returns[ids] = ep["return"][first]
+        if (result >= 0).all():
+            break
+    k = int((result == 1).sum())
+    lo, hi = wilson_interval(k, n)
+    return {"success_rate": k / n, "ci_low": lo, "ci_high": hi, "return": float(returns.mean())}
+
+
+def build_policy(cfg: TrainConfig, bfm, obs_dim: int):
+    if cfg.method == "pure-rl":
+        return PureRLPolicy(obs_dim)
+    enc = TaskEncoder(EncoderConfig(obs_dim=obs_dim, token_dim=bfm.token_dim, hidden=cfg.encoder_hidden))
+    groups = ("obs", "historical_pose_obs", "terrain") + (("masked_mimic_target_poses",) if cfg.prior else ())
+    return TaskTokenPolicy(bfm, enc, visible_groups=groups, train_bfm=cfg.method == "finetune")
+
+
+class _Checkpointer:
+    """save_fn for the runner: encoder + policy weights, eval-driven best, run.json."""
+
+    def __init__(self, cfg: TrainConfig, out: Path, bfm_sha: str, eval_env: TaskEnv, meta: dict):
+        self.cfg, self.out, self.bfm_sha, self.eval_env, self.meta = cfg, out, bfm_sha, eval_env, meta
+        self.best: tuple[float, float] = (-1.0, -np.inf)
+        self.last_eval: dict = {}
+
+    def __call__(self, runner: OnPolicyRunner, tag: str) -> None:
+        info = {"skill": self.cfg.skill, "method": self.cfg.method, "bfm_sha256": self.bfm_sha,
+                "env_steps": runner.env_steps, "task_obs_dim": self.meta["task_obs_dim"],
+                "current_pose": self.cfg.current_pose}  # fmt: skip
+        ck = self.out / "checkpoints"
+        pol = runner.policy
+        atomic_save_safetensors(dict(pol.state_dict()), ck / f"{tag}_policy.safetensors",
+                                {"kind": "policy", "info": json.dumps(info)})  # fmt: skip
+        if hasattr(pol, "encoder"):
+            save_encoder(pol.encoder, ck / f"{tag}.safetensors", info=info)
+
+    def evaluate(self, runner: OnPolicyRunner) -> dict:
+        pol = runner.policy
+        pol.eval()
+        res = evaluate_policy(self.eval_env, lambda s: torch.clamp(pol.action_mean(to_torch(s)), -1, 1).numpy())
+        self.last_eval = res
+        if (res["success_rate"], res["return"]) > self.best:
+            self.best = (res["success_rate"], res["return"])
+            self(runner, "best")
+        return res
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    tmp.replace(path)
+
+
+def train_skill(cfg: TrainConfig, out_dir: str | Path, *, bfm_path=None, resume: bool = False,
+                progress=None) -> dict:
+    """Train (or, for prior-only, just evaluate) one skill; returns the run summary (also in run.json)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    bfm, bfm_info = resolve_bfm(bfm_path)
+    sha, sha_of = bfm_sha256(bfm, bfm_info)
+    eval_env = _make_env(cfg, cfg.eval_envs, seed=10_000 + cfg.seed)
+    obs_dim = eval_env.task.obs_dim
+    meta = {"config": asdict(cfg), "bfm_sha256": sha, "bfm_sha256_of": sha_of, "bfm_source": bfm_info,
+            "git_commit": _git_commit(), "task_obs_dim": obs_dim}  # fmt: skip
+    if cfg.method == "prior-only":
+        bfm.freeze()
+        res = evaluate_policy(eval_env, lambda s: torch.clamp(bfm(to_torch(s)), -1, 1).numpy())
+        summary = {**meta, "env_steps": 0, "wall_seconds": 0.0, "trainable_params": 0, "final_eval": res}
+        _write_json(out / "run.json", summary)
+        return summary
+
+    hash_before = state_hash(bfm)
+    policy = build_policy(cfg, bfm, obs_dim)
+    env = _make_env(cfg, cfg.num_envs, seed=cfg.seed)
+    ckpt = _Checkpointer(cfg, out, sha, eval_env, meta)
+
+    def extra_log(runner: OnPolicyRunner) -> dict:
+        due = runner.iteration % cfg.eval_every == 0 or runner.env_steps >= cfg.steps
+        res = ckpt.evaluate(runner) if due else {}
+        return {f"eval_{k}": res.get(k, float("nan")) for k in ("success_rate", "ci_low", "ci_high", "return")}
+
+    runner = OnPolicyRunner(env, policy, cfg.ppo, out, seed=cfg.seed, checkpoint_every=cfg.eval_every,
+                            save_fn=ckpt, extra_log=extra_log)  # fmt: skip
+    if resume and not runner.resume():
+        log.warning("--resume: no checkpoint in %s, starting fresh", out)
+    t0 = time.time()
+    result = runner.learn(cfg.steps, progress=progress)
+    hash_after = state_hash(bfm)
+    trainable = sum(p.numel() for p in policy.actor_parameters())
+    summary = {**meta, **result, "trainable_params": trainable, "final_eval": ckpt.last_eval,
+               "session_seconds": time.time() - t0,
+               "freezing": {"bfm_state_hash_before": hash_before, "bfm_state_hash_after": hash_after,
+                            "bfm_unchanged": hash_before == hash_after,
+                            "expected_unchanged": cfg.method != "finetune"}}  # fmt: skip
+    _write_json(out / "run.json", summary)
+    if cfg.method == "task-token" and hash_before != hash_after:
+        raise RuntimeError("the frozen BFM changed during task-token training (bug): see run.json")
+    return summary
+
+
+def with_overrides(cfg: TrainConfig, **kw) -> TrainConfig:
+    return replace(cfg, **{k: v for k, v in kw.items() if v is not None})
