@@ -1,0 +1,48 @@
+"""`ttdeploy sim info` / `ttdeploy sim bench`: the humanoid model and simulator throughput."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tt_deploy.cli import app
+from tt_deploy.cli._output import console, print_table, write_json
+
+sim_app = typer.Typer(help="Simulator: model summary and throughput.", no_args_is_help=True)
+app.add_typer(sim_app, name="sim")
+
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON to this path.")]
+MjcfOpt = Annotated[Path | None, typer.Option(help="MJCF with the SMPL body/joint names; default: ours.")]
+
+
+@sim_app.command("info")
+def info_cmd(mjcf: MjcfOpt = None, json_path: JsonOpt = None) -> None:
+    """Bodies, DoF, masses, PD gains, timestep and integrator of the humanoid model."""
+    from tt_deploy.sim.tools import sim_info
+
+    info = sim_info(mjcf)
+    scalars = {k: v for k, v in info.items() if not isinstance(v, (list, dict))}
+    print_table("humanoid model", [{"field": k, "value": v} for k, v in scalars.items()])
+    for k, v in info.items():
+        if isinstance(v, dict) and v and not isinstance(next(iter(v.values())), (list, dict)):
+            print_table(k, [{"name": a, "value": b} for a, b in v.items()])
+    write_json(json_path, info)
+
+
+@sim_app.command("bench")
+def bench_cmd(
+    num_envs: Annotated[list[int], typer.Option("--num-envs", help="Batch sizes to time.")] = [64, 256],  # noqa: B006
+    threads: Annotated[list[int], typer.Option("--threads", help="mujoco.batch thread counts.")] = [1, 2],  # noqa: B006
+    seconds: Annotated[float, typer.Option(help="Timed seconds per cell.")] = 3.0,
+    mjcf: MjcfOpt = None,
+    json_path: JsonOpt = None,
+) -> None:
+    """30 Hz control steps per second with a zero policy: physics only, + state, + observations."""
+    from tt_deploy.sim.tools import sim_bench
+
+    rows = sim_bench(num_envs=tuple(num_envs), threads=tuple(threads), seconds=seconds, mjcf=mjcf)
+    print_table("simulator throughput (control steps/s, 30 Hz)", rows)
+    console.print("obs overhead = 1 - (steps/s with observations) / (physics-only steps/s)")
+    write_json(json_path, rows)

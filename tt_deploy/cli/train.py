@@ -1,0 +1,119 @@
+"""`ttdeploy train`, `ttdeploy pretrain`, `ttdeploy evaluate-bfm`: training verbs (thin shells)."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tt_deploy.cli import app
+from tt_deploy.cli._output import console, print_table, write_json
+
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON to this path.")]
+
+
+@contextmanager
+def _progress(total: int, start: int = 0):
+    """A rich progress bar fed by the runner's per-iteration rows (steps/s, reward, success, ETA)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    cols = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
+            TextColumn("{task.fields[stats]}"), TimeRemainingColumn())  # fmt: skip
+    with Progress(*cols, console=console) as bar:
+        task = bar.add_task("steps", total=total, completed=start, stats="")
+
+        def update(row: dict) -> None:
+            stats = f"{row['steps_per_s']:,.0f} st/s  ret {row['ep_return']:.1f}  len {row['ep_length']:.0f}"
+            if row.get("eval_success_rate") == row.get("eval_success_rate"):  # not NaN
+                stats += f"  eval success {100 * row['eval_success_rate']:.0f} %"
+            bar.update(task, completed=row["env_steps"], stats=stats)
+
+        yield update
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(message)s")
+
+
+@app.command("train")
+def train_cmd(
+    skill: Annotated[list[str], typer.Option("--skill", help="Task: direction, steering, reach, strike, long_jump.")],
+    method: Annotated[str, typer.Option(help="task-token | finetune | pure-rl | prior-only")] = "task-token",
+    bfm: Annotated[Path | None, typer.Option(help="Frozen BFM checkpoint; default: the embedded one.")] = None,
+    sim: Annotated[str, typer.Option(help="Simulator backend: mujoco (CPU) or isaacgym (GPU).")] = "mujoco",
+    num_envs: Annotated[int, typer.Option(help="Parallel environments.")] = 128,
+    steps: Annotated[int, typer.Option(help="Environment steps to train for (total, resume included).")] = 5_000_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    out: Annotated[Path, typer.Option(help="Run directory (per skill: OUT/<skill>).")] = Path("runs"),
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/<skill>/checkpoints/last_state.pt.")] = False,
+    current_pose: Annotated[bool, typer.Option(help="Append pelvis and head xyz (+6) to the task obs.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every iteration.")] = False,
+) -> None:
+    """Train a task token through the frozen BFM with PPO (or a baseline, with --method)."""
+    from tt_deploy.errors import InputError
+    from tt_deploy.train.task_token import TrainConfig, train_skill
+
+    if sim != "mujoco":
+        raise InputError(f"--sim {sim}: training runs on the MuJoCo backend here; the Isaac Gym backend is "
+                         "a simulator interface only (see docs/simulation.md)")  # fmt: skip
+    _logging(verbose)
+    rows = []
+    for name in skill:
+        cfg = TrainConfig(name, method=method, num_envs=num_envs, steps=steps, seed=seed, current_pose=current_pose)
+        run_dir = out / name
+        with _progress(steps) as progress:
+            summary = train_skill(cfg, run_dir, bfm_path=bfm, resume=resume, progress=progress)
+        ev = summary.get("final_eval") or {}
+        rows.append({"skill": name, "method": method, "env_steps": summary.get("env_steps", 0),
+                     "eval success": ev.get("success_rate", float("nan")), "run": str(run_dir)})  # fmt: skip
+    print_table("training runs", rows)
+
+
+@app.command("pretrain")
+def pretrain_cmd(
+    config: Annotated[str, typer.Option(help="BFM configuration (small is the CPU one).")] = "small",
+    steps: Annotated[int, typer.Option(help="Total environment steps.")] = 20_000_000,
+    num_envs: Annotated[int, typer.Option(help="Parallel environments.")] = 256,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/pretrain"),
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoints/last_state.pt.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every iteration.")] = False,
+) -> None:
+    """Pretrain a BFM on random prompts (idle / reach / walk); resumable, checkpoints every 10 iterations."""
+    from tt_deploy.train.pretrain import PretrainConfig, pretrain, with_overrides
+
+    _logging(verbose)
+    cfg = with_overrides(PretrainConfig(), config=config, steps=steps, num_envs=num_envs, seed=seed)
+    with _progress(steps) as progress:
+        result = pretrain(cfg, out, resume=resume, progress=progress)
+    console.print(f"BFM checkpoint: {out / 'checkpoints' / 'last.safetensors'}  ({result['env_steps']:,} env steps)")
+
+
+@app.command("evaluate-bfm")
+def evaluate_bfm_cmd(
+    bfm: Annotated[Path | None, typer.Option(help="BFM checkpoint; default: the embedded one.")] = None,
+    episodes: Annotated[int, typer.Option(help="Episodes (parallel envs) per ability row.")] = 64,
+    seed: Annotated[int, typer.Option(help="Evaluation seed.")] = 0,
+    card: Annotated[Path | None, typer.Option(help="Write the model card here (e.g. docs/bfm_card.md).")] = None,
+    log_csv: Annotated[Path | None, typer.Option("--log", help="Pretraining log.csv for the curves plot.")] = None,
+    json_path: JsonOpt = None,
+) -> None:
+    """Measure a BFM's abilities (stand, reach, walk) with the mean action; optionally write its model card."""
+    from tt_deploy.models.bfm import count_parameters
+    from tt_deploy.models.checkpoints import resolve_bfm
+    from tt_deploy.train.evaluate_bfm import evaluate_bfm
+    from tt_deploy.train.model_card import write_card
+
+    model, info = resolve_bfm(bfm)
+    if not info.get("pretrained", True):
+        console.print("[yellow]note:[/] no pretrained BFM is embedded; evaluating a freshly initialised one")
+    rows = evaluate_bfm(model, episodes=episodes, seed=seed)
+    print_table("BFM abilities (mean action)", rows, ["ability", "condition", "success_rate", "ci95", "episodes", "metrics"])
+    if card is not None:
+        write_card(card, rows=rows, bfm_info=info, params=count_parameters(model), config=model.config.name,
+                   log_csv=log_csv, episodes=episodes, seed=seed)  # fmt: skip
+        console.print(f"wrote {card}")
+    write_json(json_path, {"bfm": {k: v for k, v in info.items()}, "abilities": rows})
