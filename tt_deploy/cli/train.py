@@ -27,8 +27,9 @@ def _progress(total: int, start: int = 0):
 
         def update(row: dict) -> None:
             stats = f"{row['steps_per_s']:,.0f} st/s  ret {row['ep_return']:.1f}  len {row['ep_length']:.0f}"
-            if row.get("eval_success_rate") == row.get("eval_success_rate"):  # not NaN
-                stats += f"  eval success {100 * row['eval_success_rate']:.0f} %"
+            ev = row.get("eval_success_rate")
+            if ev is not None and ev == ev:  # evaluated this iteration (not NaN)
+                stats += f"  eval success {100 * ev:.0f} %"
             bar.update(task, completed=row["env_steps"], stats=stats)
 
         yield update
@@ -50,6 +51,7 @@ def train_cmd(
     out: Annotated[Path, typer.Option(help="Run directory (per skill: OUT/<skill>).")] = Path("runs"),
     resume: Annotated[bool, typer.Option(help="Continue from OUT/<skill>/checkpoints/last_state.pt.")] = False,
     current_pose: Annotated[bool, typer.Option(help="Append pelvis and head xyz (+6) to the task obs.")] = False,
+    eval_envs: Annotated[int, typer.Option(help="Episodes of each deterministic evaluation.")] = 32,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every iteration.")] = False,
 ) -> None:
     """Train a task token through the frozen BFM with PPO (or a baseline, with --method)."""
@@ -62,7 +64,8 @@ def train_cmd(
     _logging(verbose)
     rows = []
     for name in skill:
-        cfg = TrainConfig(name, method=method, num_envs=num_envs, steps=steps, seed=seed, current_pose=current_pose)
+        cfg = TrainConfig(name, method=method, num_envs=num_envs, steps=steps, seed=seed, current_pose=current_pose,
+                          eval_envs=eval_envs)
         run_dir = out / name
         with _progress(steps) as progress:
             summary = train_skill(cfg, run_dir, bfm_path=bfm, resume=resume, progress=progress)

@@ -175,6 +175,7 @@ def train_skill(cfg: TrainConfig, out_dir: str | Path, *, bfm_path=None, resume:
 
     hash_before = state_hash(bfm)
     policy = build_policy(cfg, bfm, obs_dim)
+    trained_before = state_hash(policy.encoder if hasattr(policy, "encoder") else policy)
     env = _make_env(cfg, cfg.num_envs, seed=cfg.seed)
     ckpt = _Checkpointer(cfg, out, sha, eval_env, meta)
 
@@ -190,11 +191,13 @@ def train_skill(cfg: TrainConfig, out_dir: str | Path, *, bfm_path=None, resume:
     t0 = time.time()
     result = runner.learn(cfg.steps, progress=progress)
     hash_after = state_hash(bfm)
+    trained_after = state_hash(policy.encoder if hasattr(policy, "encoder") else policy)
     trainable = sum(p.numel() for p in policy.actor_parameters())
     summary = {**meta, **result, "trainable_params": trainable, "final_eval": ckpt.last_eval,
                "session_seconds": time.time() - t0,
                "freezing": {"bfm_state_hash_before": hash_before, "bfm_state_hash_after": hash_after,
                             "bfm_unchanged": hash_before == hash_after,
+                            "trained_state_hash_before": trained_before, "trained_state_hash_after": trained_after,
                             "expected_unchanged": cfg.method != "finetune"}}  # fmt: skip
     _write_json(out / "run.json", summary)
     if cfg.method == "task-token" and hash_before != hash_after:

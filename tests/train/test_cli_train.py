@@ -1,0 +1,57 @@
+"""CLI smoke tests of the training verbs with tiny step counts, and the freezing proof."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from tt_deploy.cli import _register, app
+from tt_deploy.models.checkpoints import load_bfm, load_encoder
+
+_register()
+runner = CliRunner()
+
+
+def _ok(args):
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    return res
+
+
+def test_pretrain_writes_a_loadable_bfm_and_resumes(tmp_path):
+    out = tmp_path / "pre"
+    _ok(["pretrain", "--num-envs", "4", "--steps", "128", "--out", str(out)])
+    bfm, info = load_bfm(out / "checkpoints" / "last.safetensors")
+    assert info["env_steps"] == 128 and info["iterations"] == 1
+    _ok(["pretrain", "--num-envs", "4", "--steps", "256", "--out", str(out), "--resume"])
+    _, info = load_bfm(out / "checkpoints" / "last.safetensors")
+    assert info["env_steps"] == 256 and info["iterations"] == 2
+
+
+def test_train_task_token_keeps_bfm_frozen_and_changes_encoder(tmp_path):
+    out = tmp_path / "runs"
+    _ok(["train", "--skill", "reach", "--num-envs", "8", "--steps", "256", "--eval-envs", "2", "--out", str(out)])
+    run = json.loads((out / "reach" / "run.json").read_text())
+    fr = run["freezing"]
+    assert fr["bfm_unchanged"] and fr["bfm_state_hash_before"] == fr["bfm_state_hash_after"]
+    assert fr["trained_state_hash_before"] != fr["trained_state_hash_after"]
+    enc, info = load_encoder(out / "reach" / "checkpoints" / "last.safetensors")
+    assert info["skill"] == "reach" and info["bfm_sha256"] == run["bfm_sha256"]
+    assert enc.config.obs_dim == 3 and info["env_steps"] == 256
+
+
+def test_train_rejects_unknown_skill_and_method(tmp_path):
+    res = runner.invoke(app, ["train", "--skill", "fly", "--steps", "0", "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "unknown task 'fly'" in str(res.exception)
+    res = runner.invoke(app, ["train", "--skill", "reach", "--method", "magic", "--out", str(tmp_path)])
+    assert "unknown training method 'magic'" in str(res.exception)
+
+
+@pytest.mark.parametrize("method", ["pure-rl", "prior-only"])
+def test_baseline_methods_run(tmp_path, method):
+    out = tmp_path / method
+    _ok(["train", "--skill", "reach", "--method", method, "--num-envs", "4", "--steps", "128",
+         "--eval-envs", "2", "--out", str(out)])
+    run = json.loads((out / "reach" / "run.json").read_text())
+    assert 0.0 <= run["final_eval"]["success_rate"] <= 1.0
+    assert (run["trainable_params"] == 0) == (method == "prior-only")
