@@ -1,0 +1,356 @@
+"""`verify_bundle`: open-loop parity of a deploy bundle against its PyTorch reference (DESIGN.md 6.1).
+
+Why a separate check from the exporter's own parity number: export compares each graph once, on
+its tracing inputs, right after writing it. A bundle then travels (copied, edited, re-hashed); this
+check rebuilds the reference *from the bundle's recorded sources* (the BFM checkpoint whose sha256
+the manifest records, the encoder's run checkpoint or seeded fresh init) and runs the real
+`SkillRuntime` on many valid inputs: random visible/hidden masks, every maskable token group
+hidden, every token visible, extreme magnitudes, and observations recorded from a short MuJoCo
+rollout of the skill's TaskEnv driven by the reference. Both runtime modes (fused, split) and both
+graph variants (static batch 1, dynamic batch) are checked. A bundle whose graphs do not compute
+what their recorded sources compute fails, even when every hash is consistent.
+
+Errors are Polygraphy-style per output: max abs error and max rel error
+(abs / max(|reference|, REL_FLOOR)); pass/fail is max abs <= atol (fp32: 1e-5).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tt_deploy import spec
+from tt_deploy.errors import BundleError, CheckpointError, InputError
+from tt_deploy.export.bundle import _encoder as build_encoder  # the one copy of the encoder seeding
+from tt_deploy.export.onnx_graphs import BFMGraph, group_input_names
+from tt_deploy.models.bfm import BFM
+from tt_deploy.models.checkpoints import default_bfm, load_bfm, state_hash
+from tt_deploy.runtime import SkillRuntime
+from tt_deploy.runtime import manifest as mf
+
+log = logging.getLogger(__name__)
+
+ATOL = 1e-5  # fp32 max abs error accepted on the clamped actions
+REL_FLOOR = 1e-6  # denominator floor of the relative error (actions near 0 would make it infinite)
+EXTREME = 50.0  # |value| of the extreme-value case: positions (m) / velocities (m/s, rad/s) bound
+MODES = (("fused", 1), ("fused", None), ("split", 1), ("split", None))  # (mode, runtime batch)
+
+
+@dataclass(frozen=True)
+class VerifyCases:
+    """How many inputs each case family draws (keep small in tests, defaults for `ttdeploy verify`).
+
+    random: samples with random masks (p visible 0.5); edge: samples per edge case (each group
+    hidden, all visible, all hidden, extreme); rollout_envs x rollout_steps: recorded MuJoCo
+    observations (0 envs = skip); batch1_max: cap on samples run one by one through the batch-1 graphs.
+    """
+
+    random: int = 64
+    edge: int = 8
+    rollout_envs: int = 8
+    rollout_steps: int = 60
+    batch1_max: int = 256
+
+
+@dataclass
+class ParityRow:
+    """One (skill, mode, graph variant, case): errors on the `actions` output over n samples."""
+
+    skill: str
+    mode: str
+    graphs: str
+    case: str
+    n: int
+    max_abs: float
+    max_rel: float
+    passed: bool
+
+
+@dataclass
+class VerifyReport:
+    """Every ParityRow plus the settings; `passed` is True only if every row passed."""
+
+    bundle: str
+    backend: str
+    atol: float
+    rows: list[ParityRow] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.rows)
+
+    def worst(self) -> list[ParityRow]:
+        """Worst case (max abs) per (skill, mode, graphs): the per-graph summary for tables."""
+        best: dict[tuple, ParityRow] = {}
+        for r in self.rows:
+            key = (r.skill, r.mode, r.graphs)
+            if key not in best or r.max_abs > best[key].max_abs:
+                best[key] = r
+        return list(best.values())
+
+    def to_dict(self) -> dict:
+        return {"bundle": self.bundle, "backend": self.backend, "atol": self.atol, "passed": self.passed,
+                "rows": [dataclasses.asdict(r) for r in self.rows]}  # fmt: skip
+
+
+# --- inputs --------------------------------------------------------------------------------------
+def random_inputs(
+    n: int, rng: np.random.Generator, visible_p: float = 0.5, scale: float = 2.0
+) -> dict[str, np.ndarray]:
+    """Graph-named BFM inputs for every token group: float32 (n, F) / (n, k, F) ~ N(0, scale^2),
+    masks (n, k) bool with P(visible) = visible_p. The shared numpy generator of test/verify inputs."""
+    out: dict[str, np.ndarray] = {}
+    for g in spec.TOKEN_GROUPS:
+        shape = (n, g.feat_dim) if g.n_tokens == 1 else (n, g.n_tokens, g.feat_dim)
+        out[g.name] = (rng.standard_normal(shape) * scale).astype(np.float32)
+        if g.mask_name:
+            out[g.mask_name] = rng.random((n, g.n_tokens)) < visible_p
+    return out
+
+
+def _extreme(n: int, rng: np.random.Generator, task_obs_dim: int) -> tuple[dict, np.ndarray]:
+    """+-EXTREME on every feature (sign random), all tokens visible: saturates normalisers and clamp."""
+    inputs = random_inputs(n, rng, visible_p=1.0)
+    for g in spec.TOKEN_GROUPS:
+        inputs[g.name] = (np.sign(inputs[g.name]) * EXTREME).astype(np.float32)
+    task_obs = (np.where(rng.random((n, task_obs_dim)) < 0.5, -1, 1) * EXTREME).astype(np.float32)
+    return inputs, task_obs
+
+
+def edge_and_random_cases(
+    n_random: int, n_edge: int, rng, task_obs_dim: int
+) -> dict[str, tuple[dict, np.ndarray]]:
+    """{case name: (inputs, task_obs)}: random masks, each maskable group hidden, all visible/hidden, extreme."""
+
+    def task(n):
+        return (rng.standard_normal((n, task_obs_dim)) * 2).astype(np.float32)
+
+    cases = {"random": (random_inputs(n_random, rng), task(n_random))}
+    for g in spec.TOKEN_GROUPS:
+        if g.mask_name:
+            inputs = random_inputs(n_edge, rng, visible_p=1.0)
+            inputs[g.mask_name][:] = False
+            cases[f"hidden:{g.name}"] = (inputs, task(n_edge))
+    cases["all-visible"] = (random_inputs(n_edge, rng, visible_p=1.0), task(n_edge))
+    cases["all-hidden"] = (random_inputs(n_edge, rng, visible_p=0.0), task(n_edge))
+    cases["extreme"] = _extreme(n_edge, rng, task_obs_dim)
+    return cases
+
+
+# --- reference -----------------------------------------------------------------------------------
+def reference_bfm(manifest: mf.BundleManifest) -> BFM:
+    """The BFM the manifest records, rebuilt and hash-checked; BundleError if that is impossible."""
+    info, src = manifest.bfm, manifest.bfm.source
+    if src.startswith("checkpoint "):
+        path = src[len("checkpoint ") :]
+        if not Path(path).is_file():
+            raise BundleError(
+                f"cannot rebuild the reference: BFM checkpoint {path} (recorded in the manifest) is gone"
+            )
+        try:
+            bfm, _ = load_bfm(path, expected_sha256=info.sha256)
+        except CheckpointError as exc:
+            raise BundleError(f"cannot rebuild the reference BFM: {exc}") from exc
+        return bfm.freeze()
+    m = re.fullmatch(r"fresh seeded init \(untrained\) seed (-?\d+)", src)
+    if m is None and src != "embedded pretrained":
+        raise BundleError(f"cannot rebuild the reference: unknown BFM source {src!r} in the manifest")
+    bfm, _ = default_bfm(int(m.group(1)) if m else 0)
+    if state_hash(bfm) != info.sha256:
+        raise BundleError(
+            f"cannot rebuild the reference: the embedded BFM ({src}) no longer hashes to the manifest's "
+            f"{info.sha256[:12]}... (package weights changed?); verify with the original package"
+        )
+    return bfm.freeze()
+
+
+def reference_encoder(sk: mf.SkillManifest, bfm: BFM) -> torch.nn.Module:
+    """The skill's encoder from its recorded source (run checkpoint or seeded init), hash-checked."""
+    m = re.fullmatch(r"trained run (.+) steps \S+", sk.encoder_source)
+    f = re.fullmatch(
+        r"fresh seeded init \(untrained\) seed (-?\d+)(?: \(torch seed \d+\))?", sk.encoder_source
+    )
+    if m is None and f is None:
+        raise BundleError(
+            f"cannot rebuild the reference: unknown encoder source {sk.encoder_source!r} of {sk.name!r}"
+        )
+    run_dir, seed = (m.group(1), 0) if m else (None, int(f.group(1)))
+    if run_dir is not None and not Path(run_dir).is_dir():
+        raise BundleError(f"cannot rebuild the reference: run dir {run_dir} of skill {sk.name!r} is gone")
+    enc, _, _, sha, _ = build_encoder(sk.name, run_dir, bfm, sk.bfm_sha256, seed, sk.task_obs_dim)
+    if sha != sk.encoder_weights_sha256:
+        raise BundleError(
+            f"cannot rebuild the reference: encoder of {sk.name!r} from {sk.encoder_source!r} hashes to "
+            f"{sha[:12]}..., skill.json records {sk.encoder_weights_sha256[:12]}..."
+        )
+    return enc.eval()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the reference with `n` intra-op threads, restoring torch's setting afterwards.
+
+    Why: on a 2-core machine shared with other load, torch's default 2 threads made the small
+    BFM's batch-8 forward 40-100x slower (0.1-0.26 s vs 3-6 ms with 1 thread) - barrier contention.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _torch_actions(graph: BFMGraph, inputs: dict[str, np.ndarray], task_obs: np.ndarray) -> np.ndarray:
+    """(n, 69) clamped reference actions; `graph` decides which groups are read (absent = hidden)."""
+    with torch.inference_mode():
+        args = [torch.from_numpy(np.ascontiguousarray(inputs[k])) for k in graph.names]
+        return graph(*args, torch.from_numpy(task_obs)).numpy()
+
+
+def recorded_case(skill: str, graph: BFMGraph, envs: int, steps: int, seed: int) -> tuple[dict, np.ndarray]:
+    """Observations of a MuJoCo rollout of the skill's TaskEnv driven by the reference policy."""
+    from tt_deploy.sim.mujoco_backend import MujocoSimulator
+    from tt_deploy.tasks.env import TaskEnv
+    from tt_deploy.tasks.registry import make_task
+
+    task = make_task(skill, envs)
+    env = TaskEnv(MujocoSimulator(envs, nthread=1, objects=task.objects), task, seed=seed)
+    out = env.reset()
+    frames, obs = [], []
+    for _ in range(steps):
+        frames.append({k: v.copy() for k, v in out.inputs.items()})
+        obs.append(out.task_obs.astype(np.float32, copy=True))
+        out = env.step(_torch_actions(graph, out.inputs, out.task_obs.astype(np.float32)))
+    inputs = {k: np.concatenate([f[k] for f in frames]) for k in frames[0]}
+    return inputs, np.concatenate(obs)
+
+
+# --- comparison ----------------------------------------------------------------------------------
+def compare(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    """(max abs error, max rel error = abs / max(|ref|, REL_FLOOR)) over every element."""
+    diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+    rel = diff / np.maximum(np.abs(ref.astype(np.float64)), REL_FLOOR)
+    return float(diff.max(initial=0.0)), float(rel.max(initial=0.0))
+
+
+def _run_runtime(
+    rt: SkillRuntime, inputs: dict, task_obs: np.ndarray, limit: int
+) -> tuple[np.ndarray, slice]:
+    """Runtime actions: act_batch on a dynamic runtime, else act_into one sample at a time (first `limit`)."""
+    if rt.batch != 1:
+        return rt.act_batch(inputs, task_obs), slice(None)
+    n = min(limit, task_obs.shape[0])
+    out = np.empty((n, spec.ACTION_DIM), np.float32)
+    for i in range(n):
+        rt.act_into({k: v[i] for k, v in inputs.items()}, task_obs[i], out[i])
+    return out, slice(0, n)
+
+
+def _graph_label(sk: mf.SkillManifest, mode: str, batch: int | None) -> str:
+    dyn = batch != 1
+    if mode == "fused":
+        return f"skills/{sk.name}/{mf.graph_file('fused', dyn)}"
+    return f"skills/{sk.name}/{mf.graph_file('encoder', dyn)} + {mf.graph_file('bfm', dyn)}"
+
+
+def _verify_skill(bundle, sk, bfm, cases, backend, atol, limit) -> list[ParityRow]:
+    """Rows for one skill: every case through every (mode, batch) runtime."""
+    encoder = reference_encoder(sk, bfm)
+    full = BFMGraph(bfm, encoder=encoder).eval()
+    fused = BFMGraph(bfm, sk.visible_groups, encoder).eval()
+    keep = set(group_input_names(sk.visible_groups))
+    rows = []
+    for mode, batch in MODES:
+        graph = fused if mode == "fused" else full
+        with SkillRuntime(bundle, backend, skills=[sk.name], mode=mode, batch=batch) as rt:
+            for case, (inputs, task_obs) in cases.items():
+                fed = {k: v for k, v in inputs.items() if mode == "split" or k in keep}
+                got, sel = _run_runtime(rt, fed, task_obs, limit)
+                ref = _torch_actions(graph, {k: v[sel] for k, v in fed.items()}, task_obs[sel])
+                abs_err, rel_err = compare(got, ref)
+                rows.append(ParityRow(sk.name, mode, _graph_label(sk, mode, batch), case, int(ref.shape[0]),
+                                      abs_err, rel_err, abs_err <= atol))  # fmt: skip
+    return rows
+
+
+def _parity_record(report: VerifyReport, skill: str) -> dict:
+    """What skill.json's `parity` slot holds: settings, verdict, worst error per graph chain."""
+    mine = [r for r in report.rows if r.skill == skill]
+    worst = [r for r in report.worst() if r.skill == skill]
+    return {
+        "passed": all(r.passed for r in mine), "atol": report.atol, "backend": report.backend,
+        "cases": sorted({r.case for r in mine}), "samples": sum(r.n for r in mine),
+        "graphs": {f"{r.mode}: {r.graphs}": {"max_abs": r.max_abs, "max_rel": r.max_rel, "worst_case": r.case}
+                   for r in worst},
+        "torch": torch.__version__,
+    }  # fmt: skip
+
+
+def verify_bundle(
+    bundle_dir: str | os.PathLike,
+    skills: list[str] | tuple[str, ...] | None = None,
+    *,
+    backend: str = "auto",
+    cases: VerifyCases = VerifyCases(),  # noqa: B008 - frozen dataclass, safe as a default
+    seed: int = 0,
+    atol: float = ATOL,
+    record: bool = True,
+) -> VerifyReport:
+    """PyTorch reference vs SkillRuntime for each skill (default: all) of a bundle.
+
+    Returns a VerifyReport (one row per skill x mode x graph variant x case); with `record`,
+    writes each skill's verdict into its skill.json (`parity`). Raises BundleError when the
+    reference cannot be rebuilt from what the bundle records, InputError for bad arguments.
+    """
+    if not atol > 0:
+        raise InputError(f"atol must be > 0; got {atol}")
+    bundle = Path(bundle_dir)
+    manifest = mf.read_manifest(bundle)
+    names = list(manifest.skills if skills is None else skills)
+    unknown = sorted(set(names) - set(manifest.skills))
+    if unknown:
+        raise InputError(f"skills {unknown} are not in bundle {bundle}; it has {list(manifest.skills)}")
+    bfm = reference_bfm(manifest)
+    report = VerifyReport(str(bundle), backend, atol)
+    with torch_threads(1):
+        for i, name in enumerate(names):
+            _verify_one(bundle, name, i, bfm, report, cases, seed, record)
+    return report
+
+
+def _verify_one(
+    bundle: Path,
+    name: str,
+    i: int,
+    bfm: BFM,
+    report: VerifyReport,
+    cases: VerifyCases,
+    seed: int,
+    record: bool,
+) -> None:
+    """Build the skill's cases, compare every runtime variant, append rows, record in skill.json."""
+    sk = mf.read_skill(bundle, name)
+    rng = np.random.default_rng([seed, i])  # independent, reproducible inputs per skill
+    case_set = edge_and_random_cases(cases.random, cases.edge, rng, sk.task_obs_dim)
+    if cases.rollout_envs > 0 and cases.rollout_steps > 0:
+        graph = BFMGraph(bfm, encoder=reference_encoder(sk, bfm)).eval()
+        case_set["recorded"] = recorded_case(name, graph, cases.rollout_envs, cases.rollout_steps, seed)
+    report.rows += _verify_skill(bundle, sk, bfm, case_set, report.backend, report.atol, cases.batch1_max)
+    if record:
+        mf.record_skill_results(bundle, name, parity=_parity_record(report, name))
+    log.info(
+        "verified %s: %s", name, "pass" if all(r.passed for r in report.rows if r.skill == name) else "FAIL"
+    )
+
+
+__all__ = ["verify_bundle", "VerifyCases", "VerifyReport", "ParityRow", "random_inputs", "compare", "ATOL"]
