@@ -1,0 +1,275 @@
+"""`bench_bundle`: latency of a deploy bundle against its PyTorch reference and the physical floor.
+
+What is timed (each with `time.perf_counter_ns` around one call, after `warmup` untimed calls):
+- `torch-eager`: the PyTorch reference (BFM + encoder, `torch.inference_mode`, all 31 tokens fed),
+- `runtime-full`: `SkillRuntime(mode="split")` = encoder.onnx + bfm.onnx, every token group fed,
+- `runtime-fused`: `SkillRuntime(mode="fused")` = the skill's specialised fused graph,
+each at every batch size (batch 1 = static graphs through `act_into`; larger = dynamic graphs
+through `act_batch`). Runtime calls include input validation, as a controller pays it.
+
+Why the extra columns: batch-1 BFM inference is memory-bandwidth bound (DESIGN.md 7), so each row
+prints the bytes of weights one call must read (graph initializers) divided by the measured copy
+bandwidth - the floor no backend can beat unless the weights sit in cache. Deadline misses are
+counted against the control period (1 / rate_hz) and against a tighter inference budget
+(INFERENCE_BUDGET_FRACTION of the period) because the policy shares the period with state
+estimation, observation building and the PD write. `switch()` and resident memory per extra skill
+(RSS in fresh subprocesses, so allocator history cannot hide anything) complete the picture.
+
+Rows are plain dicts (JSON-ready) with a "kind": "latency" | "switch" | "memory" | "bandwidth".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from tt_deploy.errors import InputError, UnknownNameError
+from tt_deploy.runtime import SessionConfig, SkillRuntime
+from tt_deploy.runtime import manifest as mf
+from tt_deploy.stats import percentiles
+
+log = logging.getLogger(__name__)
+
+INFERENCE_BUDGET_FRACTION = 0.10  # of the control period: the share left for the policy call
+BANDWIDTH_BYTES = 256 * 2**20  # array size of the bandwidth probe (well beyond any cache)
+
+
+# --- measurements --------------------------------------------------------------------------------
+def measure_bandwidth(nbytes: int = BANDWIDTH_BYTES, repeats: int = 5) -> float:
+    """Memory copy bandwidth in bytes/s, best of `repeats` numpy copies of `nbytes`.
+
+    Counted STREAM-style as bytes read + bytes written (2 x nbytes per copy): a weight read is one
+    of those directions, so floor = weight bytes / this number is a slightly optimistic bound.
+    """
+    src = np.ones(nbytes // 8, np.float64)
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter_ns()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter_ns() - t0)
+    return 2 * src.nbytes / (best * 1e-9)
+
+
+def time_calls(fn: Callable[[], object], calls: int, warmup: int) -> np.ndarray:
+    """(calls,) int64 nanoseconds of `fn()`, each timed alone with perf_counter_ns after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    out = np.empty(calls, np.int64)
+    for i in range(calls):
+        t0 = time.perf_counter_ns()
+        fn()
+        out[i] = time.perf_counter_ns() - t0
+    return out
+
+
+def latency_row(name: str, batch: int, ns: np.ndarray, rate_hz: float, weight_bytes: int, bw: float) -> dict:
+    """Distribution (us), jitter, deadline misses and the bandwidth floor of one timed series."""
+    us = ns / 1e3
+    period_us = 1e6 / rate_hz
+    budget_us = period_us * INFERENCE_BUDGET_FRACTION
+    p = percentiles(us, (50, 90, 99))
+    return {
+        "kind": "latency", "name": name, "batch": batch, "calls": int(us.size),
+        "p50_us": p["p50"], "p90_us": p["p90"], "p99_us": p["p99"], "max_us": float(us.max()),
+        "jitter_p99_p50_us": p["p99"] - p["p50"], "std_us": float(us.std()),
+        "period_us": period_us, "misses_period": int((us > period_us).sum()),
+        "budget_us": budget_us, "misses_budget": int((us > budget_us).sum()),
+        "calls_per_s": 1e6 / float(us.mean()), "samples_per_s": batch * 1e6 / float(us.mean()),
+        "weight_bytes": int(weight_bytes), "floor_us": weight_bytes / bw * 1e6,
+    }  # fmt: skip
+
+
+def initializer_bytes(path: str | os.PathLike) -> int:
+    """Bytes of every initializer (weights, normaliser stats, constants) of an ONNX file."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    return sum(numpy_helper.to_array(t).nbytes for t in model.graph.initializer)
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process in bytes (psutil if installed, else /proc/self/statm)."""
+    try:
+        import psutil
+    except ImportError:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return int(psutil.Process().memory_info().rss)
+
+
+# --- inputs --------------------------------------------------------------------------------------
+def _inputs(batch: int, task_obs_dim: int, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """All 31 tokens' inputs (random values, every token visible) + task_obs, batch axis first."""
+    from tt_deploy.export.verify import random_inputs  # numpy only; the one input generator
+
+    rng = np.random.default_rng(seed)
+    inputs = random_inputs(batch, rng, visible_p=1.0)
+    return inputs, rng.standard_normal((batch, task_obs_dim)).astype(np.float32)
+
+
+def _runtime_fn(rt: SkillRuntime, inputs: dict, task_obs: np.ndarray, keep: set[str] | None) -> Callable:
+    """The call a controller makes: act_into a reused buffer at batch 1, act_batch otherwise."""
+    fed = {k: v for k, v in inputs.items() if keep is None or k in keep}
+    if rt.batch == 1:
+        fed = {k: np.ascontiguousarray(v[0]) for k, v in fed.items()}
+        obs, out = np.ascontiguousarray(task_obs[0]), np.empty(rt.manifest.action_dim, np.float32)
+        return lambda: rt.act_into(fed, obs, out)
+    return lambda: rt.act_batch(fed, task_obs)
+
+
+def _torch_fn(bundle: Path, skill: str, inputs: dict, task_obs: np.ndarray):
+    """(call, weight bytes) of the PyTorch eager reference rebuilt from the bundle's sources."""
+    import torch
+
+    from tt_deploy.export.onnx_graphs import BFMGraph
+    from tt_deploy.export.verify import reference_bfm, reference_encoder
+
+    bfm = reference_bfm(mf.read_manifest(bundle))
+    graph = BFMGraph(bfm, encoder=reference_encoder(mf.read_skill(bundle, skill), bfm)).eval()
+    args = [torch.from_numpy(inputs[k]) for k in graph.names] + [torch.from_numpy(task_obs)]
+    nbytes = sum(t.numel() * t.element_size() for t in graph.state_dict().values())
+
+    def call():
+        with torch.inference_mode():
+            return graph(*args)
+
+    return call, nbytes
+
+
+# --- the benchmark -------------------------------------------------------------------------------
+def _weights(bundle: Path, manifest: mf.BundleManifest, skill: str, dynamic: bool) -> dict[str, int]:
+    g = {
+        r: manifest.graph(r, None if r == "bfm" else skill, dynamic).path for r in ("bfm", "encoder", "fused")
+    }
+    sizes = {r: initializer_bytes(bundle / p) for r, p in g.items()}
+    return {"split": sizes["bfm"] + sizes["encoder"], "fused": sizes["fused"]}
+
+
+def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads) -> list[dict]:
+    """torch-eager, runtime-full and runtime-fused rows at one batch size."""
+    import torch
+
+    from tt_deploy.export.onnx_graphs import group_input_names
+    from tt_deploy.export.verify import torch_threads
+
+    manifest = mf.read_manifest(bundle)
+    sk = mf.read_skill(bundle, skill)
+    inputs, task_obs = _inputs(batch, sk.task_obs_dim)
+    weights = _weights(bundle, manifest, skill, batch != 1)
+    rows = []
+    with torch_threads(threads or torch.get_num_threads()):
+        fn, nbytes = _torch_fn(bundle, skill, inputs, task_obs)
+        rows.append(latency_row("torch-eager", batch, time_calls(fn, calls, warmup), rate_hz, nbytes, bw))
+        rows[-1]["torch_threads"] = torch.get_num_threads()
+    keep = set(group_input_names(sk.visible_groups))
+    for name, mode, kept in (("runtime-full", "split", None), ("runtime-fused", "fused", keep)):
+        config = SessionConfig(intra_op_threads=threads)
+        with SkillRuntime(
+            bundle, skills=[skill], mode=mode, batch=1 if batch == 1 else None, config=config
+        ) as rt:
+            ns = time_calls(_runtime_fn(rt, inputs, task_obs, kept), calls, warmup)
+            rows.append(latency_row(name, batch, ns, rate_hz, weights[mode], bw))
+            rows[-1]["backend"] = rt.backend
+    return rows
+
+
+def _switch_row(bundle: Path, manifest: mf.BundleManifest, calls: int, warmup: int) -> dict:
+    """switch() between the first two skills (or one skill to itself), per-call ns incl. timer overhead."""
+    names = list(manifest.skills[:2])
+    with SkillRuntime(bundle, skills=names, mode="fused") as rt:
+        i = iter(range(10**12))
+        ns = time_calls(lambda: rt.switch(names[next(i) % len(names)]), calls, warmup)
+    p = percentiles(ns / 1e3, (50, 99))
+    return {"kind": "switch", "name": "switch()", "skills": names, "calls": calls, "p50_us": p["p50"],
+            "p99_us": p["p99"], "max_us": float(ns.max() / 1e3)}  # fmt: skip
+
+
+_RSS_SCRIPT = """
+import json, sys
+from tt_deploy.bench.latency import rss_bytes
+from tt_deploy.runtime import SkillRuntime
+bundle, mode, k, skills = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+rt = SkillRuntime(bundle, skills=skills[:k], mode=mode) if k else None
+print(json.dumps(rss_bytes()))
+"""
+
+
+def memory_rows(bundle: str | os.PathLike, max_skills: int = 3) -> list[dict]:
+    """RSS (bytes) with 0..k resident skills per mode, each in a fresh subprocess; deltas per extra skill.
+
+    k = 0 is the baseline (numpy + onnxruntime + tt_deploy.runtime imported, nothing loaded).
+    """
+    skills = list(mf.read_manifest(bundle).skills[:max_skills])
+    rows = []
+    for mode in ("fused", "split"):
+        rss = []
+        for k in range(len(skills) + 1):
+            cmd = [sys.executable, "-c", _RSS_SCRIPT, str(bundle), mode, str(k), *skills]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=300)
+            rss.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        for k in range(1, len(rss)):
+            rows.append({"kind": "memory", "name": f"{mode}: skill {k} ({skills[k - 1]})", "mode": mode,
+                         "resident_skills": k, "rss_bytes": rss[k], "delta_bytes": rss[k] - rss[k - 1]})  # fmt: skip
+    return rows
+
+
+def bench_bundle(
+    bundle_dir: str | os.PathLike,
+    skill: str | None = None,
+    *,
+    batches: Sequence[int] = (1, 64),
+    calls: int = 1000,
+    warmup: int = 100,
+    rate_hz: float = 30,
+    json_path: str | os.PathLike | None = None,
+    threads: int | None = 1,
+    memory: bool = True,
+) -> list[dict]:
+    """Benchmark one skill (default: the bundle's first) of a bundle; returns JSON-ready rows.
+
+    threads: intra-op threads for ONNX Runtime and torch alike (None = ORT's default / torch's
+    current). Default 1: on 2 shared cores 1 thread was faster for the small BFM and torch with 2
+    threads slowed 40-100x under load. memory: also measure RSS per extra skill (subprocesses, ~1 s each).
+    """
+    if calls < 1 or warmup < 0 or rate_hz <= 0 or any(int(b) != b or b < 1 for b in batches):
+        raise InputError(f"need calls >= 1, warmup >= 0, rate_hz > 0, batches >= 1; got {calls}, {warmup}, "
+                         f"{rate_hz}, {list(batches)}")  # fmt: skip
+    bundle = Path(bundle_dir)
+    manifest = mf.read_manifest(bundle)
+    skill = skill or manifest.skills[0]
+    if skill not in manifest.skills:
+        raise UnknownNameError("skill", skill, manifest.skills)
+    bw = measure_bandwidth()
+    rows: list[dict] = [{"kind": "bandwidth", "name": "numpy copy 256 MB, best of 5", "bytes_per_s": bw,
+                         "load_avg": list(os.getloadavg()), "cpus": os.cpu_count()}]  # fmt: skip
+    for b in batches:
+        rows += _latency_rows(bundle, skill, int(b), calls, warmup, rate_hz, bw, threads)
+        log.info("benchmarked %s batch %d", skill, b)
+    rows.append(_switch_row(bundle, manifest, calls, warmup))
+    if memory:
+        rows += memory_rows(bundle)
+    if json_path is not None:
+        Path(json_path).write_text(
+            json.dumps({"bundle": str(bundle), "skill": skill, "rows": rows}, indent=1)
+        )
+    return rows
+
+
+__all__ = [
+    "bench_bundle",
+    "measure_bandwidth",
+    "time_calls",
+    "memory_rows",
+    "rss_bytes",
+    "INFERENCE_BUDGET_FRACTION",
+]
