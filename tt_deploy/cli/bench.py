@@ -1,0 +1,70 @@
+"""`ttdeploy bench`: latency of a bundle vs the PyTorch reference (thin shell over bench.latency)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tt_deploy.cli import app
+
+console = Console(width=None if sys.stdout.isatty() else 160)  # piped (CI, logs): no truncation
+
+
+def _latency_table(rows: list[dict], rate: float, bw: float) -> Table:
+    budget = rows[0]["budget_us"] if rows else 0.0
+    table = Table(
+        title=f"latency, us (misses: > period {1e6 / rate:.0f} us / > inference budget {budget:.0f} us); "
+        f"floor = weight bytes / {bw / 1e9:.1f} GB/s"
+    )
+    cols = ("what", "batch", "p50", "p90", "p99", "max", "p99-p50", "std", "miss period", "miss budget",
+            "calls/s", "weights MB", "floor")  # fmt: skip
+    for c in cols:
+        table.add_column(c, justify="left" if c == "what" else "right")
+    for r in rows:
+        table.add_row(
+            r["name"], str(r["batch"]), *(f"{r[k]:.0f}" for k in ("p50_us", "p90_us", "p99_us", "max_us")),
+            f"{r['jitter_p99_p50_us']:.0f}", f"{r['std_us']:.0f}", str(r["misses_period"]),
+            str(r["misses_budget"]), f"{r['calls_per_s']:.0f}", f"{r['weight_bytes'] / 1e6:.2f}",
+            f"{r['floor_us']:.0f}",
+        )  # fmt: skip
+    return table
+
+
+@app.command("bench")
+def bench_cmd(
+    bundle: Annotated[Path, typer.Option(help="Bundle directory to benchmark.")] = Path("deploy"),
+    skill: Annotated[str | None, typer.Option(help="Skill to time (default: the bundle's first).")] = None,
+    batch: Annotated[
+        list[int] | None, typer.Option("--batch", help="Batch size; repeat (default 1 and 64).")
+    ] = None,
+    calls: Annotated[int, typer.Option(help="Timed calls per row (after warm-up).")] = 1000,
+    warmup: Annotated[int, typer.Option(help="Untimed warm-up calls per row.")] = 100,
+    rate: Annotated[float, typer.Option(help="Control rate in Hz (deadline = 1/rate).")] = 30.0,
+    threads: Annotated[int, typer.Option(help="Intra-op threads for ONNX Runtime and torch.")] = 1,
+    memory: Annotated[bool, typer.Option(help="Measure RSS per extra resident skill (subprocesses).")] = True,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write every row as JSON.")] = None,
+) -> None:
+    """Time torch eager vs the full graph vs the fused graph; deadline misses, bandwidth floor, switch, RSS."""
+    from tt_deploy.bench.latency import bench_bundle
+
+    rows = bench_bundle(bundle, skill, batches=tuple(batch or (1, 64)), calls=calls, warmup=warmup,
+                        rate_hz=rate, json_path=json_path, threads=threads, memory=memory)  # fmt: skip
+    by = {k: [r for r in rows if r["kind"] == k] for k in ("bandwidth", "latency", "switch", "memory")}
+    bw = by["bandwidth"][0]
+    console.print(_latency_table(by["latency"], rate, bw["bytes_per_s"]))
+    for r in by["switch"]:
+        console.print(f"switch() {r['skills']}: p50 {r['p50_us']:.2f} us, p99 {r['p99_us']:.2f} us")
+    if by["memory"]:
+        mem = Table(title="resident memory (fresh process per row)")
+        for c in ("resident skills", "RSS MB", "+ this skill MB"):
+            mem.add_column(c, justify="right" if c != "resident skills" else "left")
+        for r in by["memory"]:
+            mem.add_row(r["name"], f"{r['rss_bytes'] / 1e6:.1f}", f"{r['delta_bytes'] / 1e6:.1f}")
+        console.print(mem)
+    load = ", ".join(f"{x:.1f}" for x in bw["load_avg"])
+    console.print(f"{bw['cpus']} CPUs, load average {load} (timings on a loaded machine are noisy: read p50)")

@@ -1,0 +1,65 @@
+"""`ttdeploy verify`: open-loop parity of a bundle vs its PyTorch reference (thin shell over export.verify)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tt_deploy.cli import app
+
+console = Console(width=None if sys.stdout.isatty() else 160)  # piped (CI, logs): no truncation
+
+
+@app.command("verify")
+def verify_cmd(
+    bundle: Annotated[Path, typer.Option(help="Bundle directory to verify.")] = Path("deploy"),
+    skill: Annotated[
+        list[str] | None, typer.Option("--skill", help="Skill to verify; repeat for several (default: all).")
+    ] = None,
+    backend: Annotated[
+        str, typer.Option(help="Runtime backend: auto | ort-cpu | ort-cuda | ort-trt.")
+    ] = "auto",
+    atol: Annotated[float, typer.Option(help="Max abs error allowed on the actions (fp32: 1e-5).")] = 1e-5,
+    random: Annotated[int, typer.Option(help="Random-mask samples per skill.")] = 64,
+    rollout_steps: Annotated[
+        int, typer.Option(help="Steps of the recorded MuJoCo rollout (8 envs); 0 = skip.")
+    ] = 60,
+    seed: Annotated[int, typer.Option(help="Seed of the random inputs and the rollout.")] = 0,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the full report as JSON.")
+    ] = None,
+) -> None:
+    """Compare the runtime (fused + split, batch-1 + batch graphs) with the PyTorch reference; exit 1 above atol."""
+    from tt_deploy.export.verify import VerifyCases, verify_bundle  # torch import happens here
+
+    cases = VerifyCases(random=random, rollout_steps=rollout_steps)
+    report = verify_bundle(bundle, skill or None, backend=backend, cases=cases, seed=seed, atol=atol)
+    table = Table(title=f"parity {bundle} (worst case per graph, atol {atol:.0e})")
+    for col in ("skill", "mode", "graphs", "worst case", "samples", "max abs", "max rel", "ok"):
+        table.add_column(col)
+    for r in report.worst():
+        n = sum(x.n for x in report.rows if (x.skill, x.mode, x.graphs) == (r.skill, r.mode, r.graphs))
+        ok = "[green]pass[/]" if r.passed else "[bold red]FAIL[/]"
+        table.add_row(
+            r.skill,
+            r.mode,
+            r.graphs.replace(f"skills/{r.skill}/", ""),
+            r.case,
+            str(n),
+            f"{r.max_abs:.2e}",
+            f"{r.max_rel:.2e}",
+            ok,
+        )
+    console.print(table)
+    if json_path is not None:
+        json_path.write_text(json.dumps(report.to_dict(), indent=1))
+    if not report.passed:
+        console.print(f"[bold red]parity FAILED[/]: max abs error above {atol:.0e}")
+        raise typer.Exit(1)
+    console.print("[green]parity ok[/] (recorded in each skill.json)")
