@@ -12,6 +12,7 @@ Bundle layout (DESIGN.md section 5, file names are the constants below):
     <bundle>/skills/<name>/encoder[.batch].onnx, fused[.batch].onnx
     <bundle>/skills/<name>/skill.json       SkillManifest
     <bundle>/skills/<name>/prior.npz        optional prior tokens (arrays by graph input name)
+    <bundle>/engines/                       optional TensorRT engines + index.json (EngineSpec)
 """
 
 from __future__ import annotations
@@ -118,6 +119,31 @@ class ToolVersions:
 
 
 @dataclass(frozen=True)
+class ProfileShape:
+    """One input's TensorRT optimisation-profile shapes (min = opt = max for static deploy engines)."""
+
+    name: str
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """One TensorRT engine built from a bundle graph (`ttdeploy export --format trt`); GPU-specific."""
+
+    path: str  # bundle-relative, under engines/
+    graph: str  # bundle-relative path of the ONNX graph it was built from
+    onnx_sha256: str
+    key: str  # cache key: sha256 over onnx sha256 + TensorRT version + GPU name + precision + profile
+    sha256: str  # of the serialized engine file
+    precision: str  # "fp32" | "tf32" | "fp16"
+    tensorrt: str  # TensorRT version that built it (engines are not portable across versions)
+    gpu: str  # CUDA device name it was built on
+    profile: tuple[ProfileShape, ...]
+
+
+@dataclass(frozen=True)
 class BundleManifest:
     """`manifest.json`: the bundle contract between export and runtime."""
 
@@ -139,6 +165,7 @@ class BundleManifest:
     tools: ToolVersions
     skills: tuple[str, ...]
     graphs: tuple[GraphSpec, ...]
+    engines: tuple[EngineSpec, ...] = ()  # optional TensorRT engines (engines/index.json has the same list)
 
     def graph(self, role: str, skill: str | None = None, dynamic: bool = False) -> GraphSpec:
         """The GraphSpec of one role/skill/batch kind; BundleError when the bundle lacks it."""
