@@ -128,3 +128,16 @@ def test_strike_target_state_topple_and_contacts():
     assert up[2] < 0.2  # toppled (the strike task's success test)
     with pytest.raises(InputError, match="no object 'ball'"):
         sim.object_state("ball")
+
+
+def test_push_adds_world_frame_root_velocity_to_chosen_envs_only():
+    from tt_deploy.sim.mujoco_backend import MujocoSimulator
+
+    sim = MujocoSimulator(3, nthread=1)
+    before = sim.body_state().lin_vel[:, 0].copy()
+    sim.push([2], [0.4, -0.3, 0.0])
+    after = sim.body_state().lin_vel[:, 0]
+    np.testing.assert_allclose(after[2] - before[2], [0.4, -0.3, 0.0], atol=1e-9)
+    np.testing.assert_allclose(after[:2], before[:2], atol=1e-12)
+    sim.step(np.zeros((3, 69)))
+    assert sim.body_state().pos[2, 0, 0] - sim.body_state().pos[0, 0, 0] > 0.005  # the kick moved it

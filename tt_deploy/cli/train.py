@@ -83,6 +83,8 @@ def pretrain_cmd(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/pretrain"),
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoints/last_state.pt.")] = False,
+    init_bfm: Annotated[Path | None, typer.Option(help="Warm-start from this BFM checkpoint (fresh critic and "
+                                                       "optimiser), e.g. the embedded one.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every iteration.")] = False,
 ) -> None:
     """Pretrain a BFM on random prompts (idle / reach / walk); resumable, checkpoints every 10 iterations."""
@@ -91,7 +93,7 @@ def pretrain_cmd(
     _logging(verbose)
     cfg = with_overrides(PretrainConfig(), config=config, steps=steps, num_envs=num_envs, seed=seed)
     with _progress(steps) as progress:
-        result = pretrain(cfg, out, resume=resume, progress=progress)
+        result = pretrain(cfg, out, resume=resume, init_bfm=init_bfm, progress=progress)
     console.print(f"BFM checkpoint: {out / 'checkpoints' / 'last.safetensors'}  ({result['env_steps']:,} env steps)")
 
 
