@@ -22,12 +22,15 @@ from tt_deploy.runtime.manifest import SCHEMA, GraphSpec, TensorSpec
 
 log = logging.getLogger(__name__)
 
-# backend name -> ONNX Runtime execution provider; `auto` tries them in this order.
+# backend name -> ONNX Runtime execution provider; `auto` tries native TensorRT ("trt", needs engines
+# built for this GPU: trt_backend.auto_reason) and then these, in this order.
 BACKENDS: dict[str, str] = {
+    "trt": "TensorRT (native engines, tt_deploy.runtime.trt_backend)",
     "ort-trt": "TensorrtExecutionProvider",
     "ort-cuda": "CUDAExecutionProvider",
     "ort-cpu": "CPUExecutionProvider",
 }
+ORT_BACKENDS = ("ort-trt", "ort-cuda", "ort-cpu")
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(bool)": "bool", "tensor(int64)": "int64"}
 
 
@@ -67,6 +70,9 @@ class SessionConfig:
     inter_op_threads: int = 1
     allow_spinning: bool = False
     graph_optimization: str = "all"  # "disable" | "basic" | "extended" | "all"
+    trt_precision: str | None = (
+        None  # trt / ort-trt: engine precision; None = fastest built (trt), fp32 (ort-trt)
+    )
 
     def session_options(self):
         ort = _ort()
@@ -89,26 +95,60 @@ class SessionConfig:
         return so
 
 
-def resolve_backend(backend: str) -> tuple[str, str]:
-    """(backend name, execution provider). `auto`: TensorRT EP > CUDA EP > CPU, by availability.
+def resolve_backend(backend: str, manifest=None) -> tuple[str, str]:
+    """(backend name, provider). `auto`: native TensorRT > TensorRT EP > CUDA EP > CPU, by availability.
 
-    An explicit backend whose provider is not available raises MissingExtraError; nothing falls
-    back silently.
+    Native TensorRT counts for `auto` only when its runtime, a GPU and engines for this GPU in the bundle
+    (`manifest`) are all present. An explicit backend that is not available raises MissingExtraError
+    with the install command; nothing falls back silently. The choice and the reasons are logged.
     """
-    available = set(_ort().get_available_providers())
     if backend == "auto":
-        for name, provider in BACKENDS.items():
-            if provider in available:
-                return name, provider
+        if manifest is not None:
+            from tt_deploy.runtime.trt_backend import auto_reason
+
+            reason = auto_reason(manifest)
+            if reason is None:
+                log.info("backend auto -> trt (native TensorRT engines)")
+                return "trt", BACKENDS["trt"]
+            log.info("backend auto: not using native TensorRT: %s", reason)
+        available = set(_ort().get_available_providers())
+        for name in ORT_BACKENDS:
+            if BACKENDS[name] in available:
+                log.info("backend auto -> %s", name)
+                return name, BACKENDS[name]
     if backend not in BACKENDS:
         raise UnknownNameError("backend", backend, [*BACKENDS, "auto"])
+    if backend == "trt":
+        from tt_deploy.runtime.trt_backend import INSTALL_HINT, unavailable_reason
+
+        reason = unavailable_reason()
+        if reason is not None:
+            raise MissingExtraError(
+                f"backend 'trt' needs TensorRT, cuda-python and a CUDA GPU ({reason}); install with: {INSTALL_HINT}"
+            )
+        return "trt", BACKENDS["trt"]
+    available = set(_ort().get_available_providers())
     provider = BACKENDS[backend]
     if provider not in available:
         raise MissingExtraError(
             f"backend {backend!r} needs {provider}, which this onnxruntime does not provide "
-            f"(available: {', '.join(sorted(available))}); install onnxruntime-gpu / TensorRT or pick another backend"
+            f"(available: {', '.join(sorted(available))}); install onnxruntime-gpu / TensorRT "
+            '(pip install "tt-deploy[gpu]") or pick another backend'
         )
     return backend, provider
+
+
+def provider_options(provider: str, bundle_dir: Path, config: SessionConfig) -> dict[str, object]:
+    """ONNX Runtime provider options. TensorRT EP: engine + timing caches under <bundle>/engines/ort-trt
+    (onnxruntime.ai TensorRT EP docs: trt_engine_cache_enable/_path, trt_timing_cache_enable, trt_fp16_enable)."""
+    if provider != BACKENDS["ort-trt"]:
+        return {}
+    return {
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(Path(bundle_dir) / "engines" / "ort-trt"),
+        "trt_timing_cache_enable": True,
+        "trt_fp16_enable": config.trt_precision == "fp16",
+    }
 
 
 def _shape_matches(expected: tuple, actual: list) -> bool:
@@ -148,7 +188,9 @@ class GraphSession:
         self.spec, self.path = spec, path
         data = self._read_verified(path, spec.sha256)
         try:
-            self.session = _ort().InferenceSession(data, config.session_options(), providers=[provider])
+            options = provider_options(provider, bundle_dir, config)
+            providers = [(provider, options)] if options else [provider]
+            self.session = _ort().InferenceSession(data, config.session_options(), providers=providers)
         except Exception as exc:  # onnxruntime raises several private pybind types for bad models
             raise BundleError(f"{path} is not a loadable ONNX graph ({exc}); re-export the bundle") from exc
         actual = self.session.get_providers()

@@ -33,7 +33,7 @@ MODES = ("fused", "split")
 class SkillRuntime:
     """Actions (69,) in [-1, 1] from observations, for one active skill of a bundle.
 
-    bundle_dir: exported bundle. backend: "auto" | "ort-cpu" | "ort-cuda" | "ort-trt" (the pick is
+    bundle_dir: exported bundle. backend: "auto" | "trt" | "ort-trt" | "ort-cuda" | "ort-cpu" (the pick is
     `self.backend`). skills: resident skills (None = all). mode: "fused" | "split". batch: 1 loads
     the static batch-1 graphs; any other int or None loads the dynamic-batch graphs (act_batch).
     """
@@ -54,7 +54,7 @@ class SkillRuntime:
             raise InputError(f"batch must be a positive int or None; got {batch!r}")
         self.bundle_dir, self.mode, self.batch = Path(bundle_dir), mode, batch
         self.manifest = mf.read_manifest(self.bundle_dir)
-        self.backend, self.provider = resolve_backend(backend)
+        self.backend, self.provider = resolve_backend(backend, self.manifest)
         self.config = config or SessionConfig()
         names = list(self.manifest.skills if skills is None else skills)
         for s in names:
@@ -67,9 +67,23 @@ class SkillRuntime:
         self.skills: dict[str, mf.SkillManifest] = {s: self._load_skill(s) for s in names}
         self._priors = {s: self._load_prior(m) for s, m in self.skills.items()}
         dyn = batch != 1
-        self._bfm = self._session("bfm", None, dyn) if mode == "split" else None
-        role = "encoder" if mode == "split" else "fused"
-        self._sessions = {s: self._session(role, s, dyn) for s in names}
+        self._trt = None
+        if self.backend == "trt":  # native TensorRT engines: same session interface (trt_backend)
+            from tt_deploy.runtime.trt_backend import TrtBackend
+
+            self._trt = TrtBackend(
+                self.bundle_dir,
+                self.manifest,
+                names,
+                mode=mode,
+                dynamic=dyn,
+                precision=self.config.trt_precision,
+            )
+            self._bfm, self._sessions = self._trt.head, self._trt.sessions
+        else:
+            self._bfm = self._session("bfm", None, dyn) if mode == "split" else None
+            role = "encoder" if mode == "split" else "fused"
+            self._sessions = {s: self._session(role, s, dyn) for s in names}
         self._token = np.empty((1, self.manifest.token_dim), np.float32)  # split-mode act_into scratch
         self._zeros: dict[str, np.ndarray] = {}
         self._active = names[0]
@@ -231,6 +245,9 @@ class SkillRuntime:
         head = self._head()
         feeds, task_obs = self._feeds(inputs, task_obs, batch, head)
         obs_name, token_name = self.manifest.task_obs_name, self.manifest.task_token_name
+        if self.mode == "split" and getattr(head, "device_chained", False):  # trt: encoder -> BFM on device
+            feeds[obs_name] = task_obs
+            return head.run_skill(self._active, feeds, out)
         if self.mode == "split":
             enc = self._sessions[self._active]
             if out is not None and task_obs.shape[0] == 1:
@@ -273,6 +290,8 @@ class SkillRuntime:
     # --- lifetime ---------------------------------------------------------------------------------
     def close(self) -> None:
         """Release every ONNX Runtime session; later calls raise TTDeployError."""
+        if self._trt is not None:
+            self._trt.close()
         self._sessions.clear()
         self._bfm = None
         self._closed = True
