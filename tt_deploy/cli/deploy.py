@@ -1,4 +1,8 @@
-"""`ttdeploy export`: write skills into a deploy bundle (thin shell over export.bundle.export_skill)."""
+"""`ttdeploy export`: write skills into a deploy bundle, build TensorRT engines, lint for TensorRT.
+
+Thin shell over export.bundle.export_skill, export.tensorrt_build.build_bundle_engines and
+export.trt_lint.lint_bundle; torch and tensorrt are imported inside the command.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,14 @@ from rich.table import Table
 from tt_deploy.cli import app
 
 console = Console()
+FORMATS = ("onnx", "trt")
 
 
 @app.command("export")
 def export_cmd(
-    skill: Annotated[list[str], typer.Option("--skill", help="Skill to export; repeat for several.")],
+    skill: Annotated[
+        list[str] | None, typer.Option("--skill", help="Skill to export; repeat for several.")
+    ] = None,
     bfm: Annotated[
         Path | None, typer.Option(help="BFM checkpoint (.safetensors); default: the embedded BFM.")
     ] = None,
@@ -29,14 +36,64 @@ def export_cmd(
         int, typer.Option(help="Seed of fresh (untrained) encoders when --run is not given.")
     ] = 0,
     opset: Annotated[int, typer.Option(help="ONNX opset for every graph of the bundle (>= 17).")] = 17,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="onnx: ONNX graphs only. trt: also TensorRT engines (fused + split, batch-1 and batch "
+            "profiles) into <bundle>/engines/, cached by ONNX sha256 + TensorRT + GPU + precision. "
+            "With trt, skills already in the bundle are built from its graphs without re-exporting "
+            "(unless --run/--bfm is given).",
+        ),
+    ] = "onnx",
+    precision: Annotated[
+        str, typer.Option(help="TensorRT precision: fp32 | tf32 | fp16 (LayerNorm/Softmax stay FP32).")
+    ] = "fp16",
+    workspace: Annotated[int, typer.Option(help="TensorRT builder workspace limit in MB.")] = 1024,
+    lint: Annotated[
+        bool,
+        typer.Option(
+            "--lint",
+            help="Check every bundle graph for TensorRT compatibility on CPU (ops, opset, dtypes, static "
+            "shapes, plugins); exit 1 on errors. Without --skill: lint the existing bundle only.",
+        ),
+    ] = False,
 ) -> None:
-    """Export the BFM and task encoders as ONNX graphs into a deploy bundle (atomic)."""
-    from tt_deploy.errors import InputError
-    from tt_deploy.export.bundle import bundle_files, export_skill  # torch import happens here
+    """Export the BFM and task encoders as ONNX graphs into a deploy bundle (atomic); optionally build
+    TensorRT engines and lint the graphs for TensorRT."""
+    from tt_deploy.errors import InputError, UnknownNameError
+    from tt_deploy.export.tensorrt_build import PRECISIONS
 
-    if run is not None and len(skill) != 1:
-        raise InputError(f"--run belongs to one skill; got {len(skill)} --skill values")
-    for name in skill:
+    skills = list(skill or [])
+    if fmt not in FORMATS:
+        raise UnknownNameError("--format", fmt, FORMATS)
+    if precision not in PRECISIONS:
+        raise UnknownNameError("--precision", precision, PRECISIONS)
+    if not skills and not lint:
+        raise InputError("give --skill NAME (repeatable), or --lint to lint an existing bundle")
+    if run is not None and len(skills) != 1:
+        raise InputError(f"--run belongs to one skill; got {len(skills)} --skill values")
+    if fmt == "trt":
+        from tt_deploy.export.tensorrt_build import require_tensorrt
+
+        require_tensorrt()  # before the (slow) ONNX export: MissingExtraError with the install command
+    if skills:
+        _export_onnx(skills, bfm, run, bundle, seed, opset, reuse=fmt == "trt")
+    if fmt == "trt":
+        _build_engines(bundle, skills, precision, workspace)
+    if lint:
+        _lint(bundle)
+
+
+def _export_onnx(skills, bfm, run, bundle: Path, seed: int, opset: int, *, reuse: bool) -> None:
+    from tt_deploy.export.bundle import bundle_files, export_skill  # torch import happens here
+    from tt_deploy.runtime import manifest as mf
+
+    have = set(mf.read_manifest(bundle).skills) if (bundle / mf.MANIFEST_FILE).is_file() else set()
+    for name in skills:
+        if reuse and name in have and bfm is None and run is None:
+            console.print(f"[bold]{name}[/] is in {bundle}: building engines from its graphs")
+            continue
         export_skill(name, bfm_path=bfm, run_dir=run, bundle_dir=bundle, seed=seed, opset=opset)
         console.print(f"exported [bold]{name}[/] into {bundle}")
     table = Table(title=f"bundle {bundle}")
@@ -45,3 +102,36 @@ def export_cmd(
     for rel, size, sha in bundle_files(bundle):
         table.add_row(rel, f"{size:,}", sha[:12])
     console.print(table)
+
+
+def _build_engines(bundle: Path, skills, precision: str, workspace: int) -> None:
+    from tt_deploy.export.tensorrt_build import build_bundle_engines
+
+    engines = build_bundle_engines(bundle, skills or None, precision=precision, workspace_mb=workspace)
+    table = Table(title=f"TensorRT engines ({precision})")
+    for col in ("engine", "graph", "profile (min/opt/max of first input)", "gpu", "tensorrt"):
+        table.add_column(col)
+    for e in engines:
+        p = e.profile[0] if e.profile else None
+        prof = f"{p.min} / {p.opt} / {p.max}" if p else ""
+        table.add_row(e.path, e.graph, prof, e.gpu, e.tensorrt)
+    console.print(table)
+
+
+def _lint(bundle: Path) -> None:
+    from tt_deploy.export.trt_lint import lint_bundle
+
+    report = lint_bundle(bundle)
+    table = Table(title=f"TensorRT lint of {bundle} ({len(report.ops)} graphs)")
+    for col in ("severity", "code", "graph", "node", "message"):
+        table.add_column(col)
+    for f in report.findings:
+        table.add_row(f.severity, f.code, f.graph, f.node or "", f.message)
+    if report.findings:
+        console.print(table)
+    console.print(f"ops checked: {', '.join(report.op_types())}")
+    console.print(f"op table: {report.table_source}")
+    if not report.ok:
+        console.print(f"[bold red]{len(report.errors)} TensorRT lint error(s)[/]")
+        raise typer.Exit(1)
+    console.print(f"[green]TensorRT lint passed[/] ({len(report.findings)} warnings/infos)")

@@ -258,6 +258,17 @@ def tensorrt():
     return trt
 
 
+def require_tensorrt() -> None:
+    """MissingExtraError (with the install command) unless tensorrt, cuda-python and a CUDA GPU are present."""
+    from tt_deploy.runtime.trt_backend import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is not None:
+        raise MissingExtraError(
+            f"--format trt needs TensorRT, cuda-python and a CUDA GPU ({reason}): {INSTALL_HINT}"
+        )
+
+
 def _logger(trt):
     return trt.Logger(trt.Logger.WARNING)
 
@@ -401,6 +412,7 @@ def build_bundle_engines(
     from tt_deploy.runtime.trt_backend import gpu_name
 
     policy = precision_policy(precision)
+    require_tensorrt()
     trt = tensorrt()
     bundle_dir = Path(bundle_dir)
     manifest = mf.read_manifest(bundle_dir)
@@ -444,5 +456,5 @@ def build_bundle_engines(
 __all__ = [
     "PRECISIONS", "PrecisionPolicy", "precision_policy", "fp32_pinned_nodes", "BatchProfile", "profile_shapes",
     "engine_cache_key", "engine_path", "timing_cache_path", "read_index", "record_engines", "cached_engine",
-    "NetworkFromOnnx", "CreateConfig", "EngineBytes", "pin_layers_fp32", "graphs_for", "build_bundle_engines",
+    "require_tensorrt", "NetworkFromOnnx", "CreateConfig", "EngineBytes", "pin_layers_fp32", "graphs_for", "build_bundle_engines",
 ]  # fmt: skip
