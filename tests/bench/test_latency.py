@@ -1,0 +1,91 @@
+"""bench_bundle: row structure, hand-checked deadline/floor arithmetic, CLI smoke (tiny call counts)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tt_deploy.bench import bench_bundle, measure_bandwidth, memory_rows, rss_bytes, time_calls
+from tt_deploy.bench.latency import INFERENCE_BUDGET_FRACTION, initializer_bytes, latency_row
+from tt_deploy.cli import _register, app
+from tt_deploy.errors import InputError, UnknownNameError
+from tt_deploy.export.bundle import export_skill
+
+_register()
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """Two skills on the embedded small BFM (two are needed for switch())."""
+    root = tmp_path_factory.mktemp("bench") / "deploy"
+    for skill in ("reach", "steering"):
+        export_skill(skill, bundle_dir=root)
+    return root
+
+
+def test_latency_row_counts_misses_against_period_and_budget():
+    ns = np.array([1_000_000, 2_000_000, 5_000_000, 40_000_000], np.int64)  # 1, 2, 5, 40 ms
+    row = latency_row("x", 4, ns, rate_hz=30, weight_bytes=10**9, bw=10**10)
+    assert row["budget_us"] == pytest.approx(1e6 / 30 * INFERENCE_BUDGET_FRACTION)  # 3333 us
+    assert row["misses_period"] == 1 and row["misses_budget"] == 2
+    assert row["p50_us"] == pytest.approx(3500.0) and row["max_us"] == pytest.approx(40000.0)
+    assert row["floor_us"] == pytest.approx(1e5)  # 1 GB at 10 GB/s
+    assert row["calls_per_s"] == pytest.approx(1e6 / 12000.0) and row["samples_per_s"] == pytest.approx(
+        4e6 / 12000
+    )
+
+
+def test_time_calls_and_probes():
+    calls = []
+    ns = time_calls(lambda: calls.append(1), 20, 5)
+    assert ns.shape == (20,) and ns.dtype == np.int64 and (ns > 0).all() and len(calls) == 25
+    assert 1e8 < measure_bandwidth(8 * 2**20, repeats=2) < 1e12
+    assert 10 * 2**20 < rss_bytes() < 64 * 2**30
+
+
+def test_bench_rows_for_every_implementation_and_batch(bundle, tmp_path):
+    out = tmp_path / "b.json"
+    rows = bench_bundle(bundle, batches=(1, 4), calls=30, warmup=3, json_path=out, memory=False)
+    lat = [r for r in rows if r["kind"] == "latency"]
+    assert [(r["name"], r["batch"]) for r in lat] == [
+        (n, b) for b in (1, 4) for n in ("torch-eager", "runtime-full", "runtime-fused")
+    ]
+    for r in lat:
+        assert 0 < r["p50_us"] <= r["p90_us"] <= r["p99_us"] <= r["max_us"] and r["calls"] == 30
+        assert r["floor_us"] > 0 and r["weight_bytes"] > 10**5
+    full, fused = (
+        next(r for r in lat if r["name"] == n and r["batch"] == 1) for n in ("runtime-full", "runtime-fused")
+    )
+    assert fused["weight_bytes"] < full["weight_bytes"]  # dropped token encoders
+    assert full["weight_bytes"] == initializer_bytes(bundle / "bfm.onnx") + initializer_bytes(
+        bundle / "skills/reach/encoder.onnx"
+    )
+    switch = next(r for r in rows if r["kind"] == "switch")
+    assert switch["skills"] == ["reach", "steering"] and switch["p50_us"] < 100
+    assert json.loads(out.read_text())["rows"] == json.loads(json.dumps(rows))
+
+
+def test_memory_rows_one_fresh_process_per_count(bundle):
+    rows = memory_rows(bundle, max_skills=1)
+    assert [(r["mode"], r["resident_skills"]) for r in rows] == [("fused", 1), ("split", 1)]
+    assert all(r["delta_bytes"] > 2**20 for r in rows)  # a session with ~2 MB of weights
+
+
+def test_bad_arguments(bundle):
+    with pytest.raises(InputError, match="calls >= 1"):
+        bench_bundle(bundle, calls=0)
+    with pytest.raises(UnknownNameError, match="known: reach, steering"):
+        bench_bundle(bundle, "jump")
+
+
+def test_cli_bench_smoke(bundle, tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["bench", "--bundle", str(bundle), "--calls", "50", "--warmup", "2", "--batch", "1", "--no-memory",
+            "--json", str(out)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "runtime-fused" in result.output and "switch()" in result.output
+    assert {r["kind"] for r in json.loads(out.read_text())["rows"]} == {"bandwidth", "latency", "switch"}

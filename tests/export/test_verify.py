@@ -1,0 +1,122 @@
+"""verify_bundle: passes on an honest bundle, FAILS on a swapped encoder with consistent hashes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tt_deploy import spec
+from tt_deploy.cli import _register, app
+from tt_deploy.errors import BundleError, InputError
+from tt_deploy.export.bundle import export_skill
+from tt_deploy.export.verify import ATOL, VerifyCases, compare, random_inputs, verify_bundle
+from tt_deploy.models.checkpoints import save_encoder, sha256_file
+from tt_deploy.models.config import EncoderConfig
+from tt_deploy.models.task_encoder import TaskEncoder
+from tt_deploy.runtime import manifest as mf
+
+TINY = VerifyCases(random=8, edge=2, rollout_envs=2, rollout_steps=4, batch1_max=6)
+runner = CliRunner()
+_register()
+
+
+@pytest.fixture(scope="module")
+def bundle(small_bfm_file, tmp_path_factory):
+    """`reach` = seeded fresh encoder, `steering` = trained-run checkpoint; BFM from a checkpoint file."""
+    bfm, path = small_bfm_file
+    root = tmp_path_factory.mktemp("verify")
+    export_skill("reach", bfm_path=path, bundle_dir=root / "deploy")
+    torch.manual_seed(7)
+    enc = TaskEncoder(EncoderConfig(obs_dim=5, token_dim=bfm.token_dim))
+    info = {"bfm_sha256": sha256_file(path), "skill": "steering", "steps": 10}
+    save_encoder(enc, root / "run" / "checkpoints" / "best.safetensors", info=info)
+    export_skill("steering", bfm_path=path, run_dir=root / "run", bundle_dir=root / "deploy")
+    return root / "deploy"
+
+
+def test_random_inputs_shapes_dtypes_and_mask_probability():
+    x = random_inputs(4000, np.random.default_rng(0), visible_p=0.25)
+    for g in spec.TOKEN_GROUPS:
+        assert x[g.name].dtype == np.float32
+        assert x[g.name].shape == ((4000, g.feat_dim) if g.n_tokens == 1 else (4000, g.n_tokens, g.feat_dim))
+        if g.mask_name:
+            assert x[g.mask_name].dtype == bool and x[g.mask_name].shape == (4000, g.n_tokens)
+    assert abs(x["historical_pose_obs_mask"].mean() - 0.25) < 0.01
+
+
+def test_compare_is_max_abs_and_max_rel():
+    abs_err, rel_err = compare(np.array([1.0, 0.5], np.float32), np.array([1.0, 0.25], np.float32))
+    assert abs_err == pytest.approx(0.25) and rel_err == pytest.approx(1.0)
+
+
+def test_honest_bundle_passes_every_mode_graph_and_case(bundle):
+    report = verify_bundle(bundle, cases=TINY)
+    assert report.passed, [r for r in report.rows if not r.passed]
+    graphs = {(r.skill, r.mode, r.graphs) for r in report.rows}
+    assert len(graphs) == 8  # 2 skills x (fused, split) x (static, dynamic)
+    cases = {r.case for r in report.rows}
+    assert {"random", "all-visible", "all-hidden", "extreme", "recorded"} <= cases
+    assert {f"hidden:{g.name}" for g in spec.TOKEN_GROUPS if g.mask_name} <= cases
+    assert max(r.max_abs for r in report.rows) <= ATOL
+    assert {r.n for r in report.rows if r.case == "recorded" and "batch" in r.graphs} == {8}  # 2 envs x 4
+    parity = mf.read_skill(bundle, "steering").parity
+    assert parity["passed"] is True and parity["atol"] == ATOL and len(parity["graphs"]) == 4
+
+
+def test_swapped_encoder_with_consistent_hashes_fails(bundle, small_bfm_file, tmp_path):
+    """Adversarial: reach's graphs replaced by a seed-1 export, every hash fixed up: the runtime
+    accepts it, but the rebuilt seed-0 reference disagrees, so verify must fail (exit 1)."""
+    bad = tmp_path / "bad"
+    shutil.copytree(bundle, bad)
+    other = export_skill("reach", bfm_path=small_bfm_file[1], bundle_dir=tmp_path / "other", seed=1)
+    rel = mf.skill_dir("reach")
+    for f in ("encoder.onnx", "encoder.batch.onnx", "fused.onnx", "fused.batch.onnx"):
+        shutil.copy2(other / rel / f, bad / rel / f)
+    data = json.loads((bad / mf.MANIFEST_FILE).read_text())
+    for g in data["graphs"]:
+        g["sha256"] = sha256_file(bad / g["path"])
+    (bad / mf.MANIFEST_FILE).write_text(json.dumps(data))
+    sk = json.loads((bad / rel / mf.SKILL_FILE).read_text())
+    sk["graphs"] = {p: sha256_file(bad / p) for p in sk["graphs"]}
+    (bad / rel / mf.SKILL_FILE).write_text(json.dumps(sk))
+    report = verify_bundle(bad, ["reach"], cases=TINY)
+    assert not any(r.passed for r in report.rows) and max(r.max_abs for r in report.rows) > 1e-3
+    assert mf.read_skill(bad, "reach").parity["passed"] is False
+    result = runner.invoke(app, ["verify", "--bundle", str(bad), "--skill", "reach", "--random", "4",
+                                 "--rollout-steps", "0"])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "FAIL" in result.output
+
+
+def test_missing_bfm_checkpoint_means_no_reference(bundle, tmp_path):
+    moved = tmp_path / "deploy"
+    shutil.copytree(bundle, moved)
+    data = json.loads((moved / mf.MANIFEST_FILE).read_text())
+    data["bfm"]["source"] = "checkpoint /nonexistent/bfm.safetensors"
+    (moved / mf.MANIFEST_FILE).write_text(json.dumps(data))
+    with pytest.raises(BundleError, match="cannot rebuild the reference.*is gone"):
+        verify_bundle(moved, cases=TINY)
+
+
+def test_unknown_skill_and_bad_atol(bundle):
+    with pytest.raises(InputError, match=r"\['jump'\] are not in bundle"):
+        verify_bundle(bundle, ["jump"], cases=TINY)
+    with pytest.raises(InputError, match="atol must be > 0"):
+        verify_bundle(bundle, cases=TINY, atol=0)
+
+
+def test_cli_verify_and_export_smoke(bundle, tmp_path):
+    out = tmp_path / "v.json"
+    args = ["verify", "--bundle", str(bundle), "--skill", "reach", "--random", "4", "--rollout-steps", "2",
+            "--json", str(out)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "parity ok" in result.output and json.loads(out.read_text())["passed"] is True
+    result = runner.invoke(app, ["export", "--skill", "direction", "--bundle", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    assert mf.read_manifest(tmp_path / "b").skills == ("direction",)
