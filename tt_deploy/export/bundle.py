@@ -124,11 +124,17 @@ def _prior_arrays(prior: dict | None) -> dict[str, np.ndarray]:
     return out
 
 
-def _visible_groups(prior: dict[str, np.ndarray]) -> tuple[str, ...]:
+def _visible_groups(prior: dict[str, np.ndarray], trained_with: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Groups the fused graph keeps: the defaults, static prior groups, and every group the encoder
+    was trained to see (a run with a state-dependent prior prompt records the target-pose group, which
+    the controller then feeds each step)."""
     named = {n for n in prior if n in spec.TOKEN_GROUP_BY_NAME}
     if prior and not named:
         named = set(PRIOR_GROUPS)
-    keep = set(DEFAULT_VISIBLE_GROUPS) | named
+    unknown = set(trained_with) - set(ALL_GROUPS)
+    if unknown:
+        raise BundleError(f"the run's visible_groups {sorted(unknown)} are not BFM token groups {list(ALL_GROUPS)}")
+    keep = set(DEFAULT_VISIBLE_GROUPS) | named | set(trained_with)
     return tuple(g for g in ALL_GROUPS if g in keep)
 
 
@@ -238,7 +244,7 @@ def _write_skill_files(
     """Export the skill's encoder/fused graphs, prior.npz and skill.json into tmp; returns graph specs."""
     rel = mf.skill_dir(skill)
     (tmp / rel).mkdir(parents=True, exist_ok=True)
-    visible = _visible_groups(prior)
+    visible = _visible_groups(prior, tuple(src[1].get("visible_groups", ())))
     obs_dim = encoder.config.obs_dim
     modules = [
         ("encoder", EncoderGraph(encoder), obs_dim),

@@ -53,6 +53,7 @@ class TaskTokenPolicy(ActorCritic):
         if not train_bfm:
             bfm.freeze()
         groups = visible_groups or ("obs", "historical_pose_obs", "terrain")
+        self.visible_groups = tuple(g.name for g in TOKEN_GROUPS if g.name in groups)
         self.input_keys = tuple(k for g in TOKEN_GROUPS if g.name in groups for k in (g.name, g.mask_name) if k)
         self.critic = Critic({"obs": SELF_OBS_DIM, TASK_OBS_NAME: encoder.config.obs_dim}, critic_hidden)
 

@@ -129,7 +129,8 @@ class _Checkpointer:
     def __call__(self, runner: OnPolicyRunner, tag: str) -> None:
         info = {"skill": self.cfg.skill, "method": self.cfg.method, "bfm_sha256": self.bfm_sha,
                 "env_steps": runner.env_steps, "task_obs_dim": self.meta["task_obs_dim"],
-                "current_pose": self.cfg.current_pose}  # fmt: skip
+                "current_pose": self.cfg.current_pose,
+                "visible_groups": list(getattr(runner.policy, "visible_groups", ()))}  # fmt: skip
         ck = self.out / "checkpoints"
         pol = runner.policy
         atomic_save_safetensors(dict(pol.state_dict()), ck / f"{tag}_policy.safetensors",
