@@ -1,0 +1,146 @@
+"""Native TensorRT backend: selection and errors on CPU; engine-vs-onnxruntime parity on a GPU (skipped here)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+from conftest import random_inputs
+
+from tt_deploy.errors import BundleError, MissingExtraError, TTDeployError
+from tt_deploy.export.bundle import export_skill
+from tt_deploy.runtime import BACKENDS, SkillRuntime
+from tt_deploy.runtime import manifest as mf
+from tt_deploy.runtime import trt_backend as tb
+
+REASON = tb.unavailable_reason()
+gpu = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(REASON is not None, reason=f"needs TensorRT + cuda-python + a CUDA GPU: {REASON}"),
+]
+
+
+@pytest.fixture(scope="module")
+def bundle(small_bfm_file, tmp_path_factory):
+    _, path = small_bfm_file
+    root = tmp_path_factory.mktemp("trtrt") / "deploy"
+    for skill in ("reach", "steering"):
+        export_skill(skill, bfm_path=path, bundle_dir=root)
+    return root
+
+
+def _engine(graph: mf.GraphSpec, precision: str, gpu_name="NVIDIA A10", version="10.9.0", sha=None):
+    return mf.EngineSpec(
+        f"engines/{graph.path}.{precision}",
+        graph.path,
+        sha or graph.sha256,
+        "k",
+        "s",
+        precision,
+        version,
+        gpu_name,
+        (),
+    )
+
+
+def test_auto_order_and_backend_names():
+    assert list(BACKENDS) == ["trt", "ort-trt", "ort-cuda", "ort-cpu"]
+
+
+@pytest.mark.skipif(REASON is None, reason="TensorRT and a GPU are present")
+def test_explicit_trt_without_tensorrt_names_the_install_command(bundle):
+    with pytest.raises(MissingExtraError, match=r'needs TensorRT.*pip install "tt-deploy\[gpu\]"'):
+        SkillRuntime(bundle, backend="trt")
+
+
+@pytest.mark.skipif(REASON is None, reason="TensorRT and a GPU are present")
+def test_auto_reports_why_it_skips_trt(bundle, caplog):
+    with caplog.at_level(logging.INFO, logger="tt_deploy.runtime.session"):
+        with SkillRuntime(bundle, backend="auto") as rt:
+            assert rt.backend != "trt"
+    assert "not using native TensorRT" in caplog.text and REASON in caplog.text
+
+
+def test_select_engine_prefers_fastest_and_honours_precision(bundle):
+    man = mf.read_manifest(bundle)
+    g = man.graph("fused", "reach", False)
+    man = dataclasses.replace(man, engines=(_engine(g, "fp32"), _engine(g, "fp16"), _engine(g, "tf32")))
+    assert tb.select_engine(man, g, "10.9.0", "NVIDIA A10").precision == "fp16"
+    assert tb.select_engine(man, g, "10.9.0", "NVIDIA A10", "fp32").precision == "fp32"
+
+
+@pytest.mark.parametrize(
+    "version, gpu_name, sha",
+    [("10.8.0", "NVIDIA A10", None), ("10.9.0", "NVIDIA L4", None), ("10.9.0", "NVIDIA A10", "0" * 64)],
+)
+def test_select_engine_refuses_engines_built_elsewhere(bundle, version, gpu_name, sha):
+    man = mf.read_manifest(bundle)
+    g = man.graph("fused", "reach", False)
+    man = dataclasses.replace(man, engines=(_engine(g, "fp16", version=version, gpu_name=gpu_name, sha=sha),))
+    with pytest.raises(BundleError, match="ttdeploy export --skill reach --format trt"):
+        tb.select_engine(man, g, "10.9.0", "NVIDIA A10")
+
+
+def test_cuda_errors_name_the_call():
+    ok, bad = object(), types.SimpleNamespace(name="cudaErrorMemoryAllocation")
+    fake = types.SimpleNamespace(cudaError_t=types.SimpleNamespace(cudaSuccess=ok))
+    assert tb._ok(fake, (ok, 1234), "cudaMalloc") == 1234
+    assert tb._ok(fake, (ok,), "cudaFree") is None
+    with pytest.raises(TTDeployError, match="cudaMalloc failed: cudaErrorMemoryAllocation"):
+        tb._ok(fake, (bad, None), "cudaMalloc")
+
+
+def test_backend_module_imports_neither_torch_nor_tensorrt():
+    code = (
+        "import sys, tt_deploy.runtime.trt_backend, tt_deploy.runtime;"
+        "bad = [m for m in ('torch', 'tensorrt', 'cuda') if m in sys.modules]; assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- GPU: engines vs onnxruntime -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def obs():
+    x = random_inputs(1, 3)
+    return {k: x[k] for k in ("obs", "historical_pose_obs", "historical_pose_obs_mask", "terrain")}
+
+
+def _ort_actions(bundle, mode, obs, task_obs):
+    with SkillRuntime(bundle, backend="ort-cpu", mode=mode) as rt:
+        return rt.act(obs, task_obs)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(REASON is not None, reason=f"needs TensorRT + cuda-python + a CUDA GPU: {REASON}")
+@pytest.mark.parametrize("precision, atol", [("fp32", 1e-3), ("fp16", 1e-2)])
+@pytest.mark.parametrize("mode", ["fused", "split"])
+def test_trt_matches_onnxruntime(bundle, obs, precision, atol, mode):
+    """Engines (batch-1 CUDA-graph path, act_into, switch, batch profile) vs ONNX Runtime CPU."""
+    from tt_deploy.export.tensorrt_build import BatchProfile, build_bundle_engines
+    from tt_deploy.runtime.session import SessionConfig
+
+    build_bundle_engines(
+        bundle, precision=precision, batch_profile=BatchProfile(1, 4, 8)
+    )  # cached after the 1st
+    task = np.array([0.5, -0.2, 0.1], np.float32)
+    ref = _ort_actions(bundle, mode, obs, task)
+    cfg = SessionConfig(trt_precision=precision)
+    with SkillRuntime(bundle, backend="trt", mode=mode, config=cfg) as rt:
+        got = rt.act(obs, task)
+        out = np.empty(69, np.float32)
+        rt.act_into(obs, task, out)
+        rt.switch("steering")
+        rt.act(obs, np.zeros(5, np.float32))
+        rt.switch("reach")
+        again = rt.act(obs, task)
+    assert np.abs(got - ref).max() <= atol
+    assert np.array_equal(got, out) and np.array_equal(got, again)  # graph replay is deterministic
+    with SkillRuntime(bundle, backend="trt", mode=mode, batch=None, config=cfg) as rt:
+        batch = {k: np.repeat(v[None], 3, 0) for k, v in obs.items()}
+        acts = rt.act_batch(batch, np.repeat(task[None], 3, 0))
+    assert acts.shape == (3, 69) and np.abs(acts - ref).max() <= atol
