@@ -55,3 +55,23 @@ def test_baseline_methods_run(tmp_path, method):
     run = json.loads((out / "reach" / "run.json").read_text())
     assert 0.0 <= run["final_eval"]["success_rate"] <= 1.0
     assert (run["trainable_params"] == 0) == (method == "prior-only")
+
+
+def test_compare_tabulates_runs_and_plots(tmp_path):
+    # two hand-made runs: one reaches 0.5 at 2000 steps, the other never does
+    for name, evals in (("a", [0.1, 0.6, 0.8]), ("b", [0.0, 0.2, 0.3])):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "run.json").write_text(json.dumps({"config": {"skill": "reach", "method": name}, "trainable_params": 7,
+                                                  "env_steps": 3000, "wall_seconds": 30.0,
+                                                  "final_eval": {"success_rate": evals[-1]}}))
+        rows = "iteration,env_steps,wall_seconds,eval_success_rate\n" + "".join(
+            f"{i + 1},{1000 * (i + 1)},{10 * (i + 1)},{s}\n" for i, s in enumerate(evals))
+        (run / "log.csv").write_text(rows)
+    png = tmp_path / "cmp.png"
+    out = tmp_path / "cmp.json"
+    _ok(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--plot", str(png), "--json", str(out)])
+    rows = json.loads(out.read_text())
+    assert rows[0]["steps_to_0.5"] == 2000 and rows[0]["wall_s_to_0.5"] == 20
+    assert rows[1]["steps_to_0.5"] is None and rows[1]["final_success"] == 0.3
+    assert png.stat().st_size > 1000

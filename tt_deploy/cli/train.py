@@ -122,3 +122,22 @@ def evaluate_bfm_cmd(
                    log_csv=log_csv, episodes=episodes, seed=seed)  # fmt: skip
         console.print(f"wrote {card}")
     write_json(json_path, {"bfm": {k: v for k, v in info.items()}, "abilities": rows})
+
+
+@app.command("compare")
+def compare_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="Training run directories (each with run.json).")],
+    level: Annotated[float, typer.Option(help="Success level for 'steps/wall-clock to reach'.")] = 0.5,
+    plot: Annotated[Path | None, typer.Option(help="Write success-vs-steps curves to this PNG.")] = None,
+    json_path: JsonOpt = None,
+) -> None:
+    """Compare methods: trainable parameters, steps and wall-clock to a success level, final success."""
+    from tt_deploy.train.compare import compare_runs
+
+    rows = compare_runs(runs, level=level, plot=plot)
+    cols = ["skill", "method", "trainable_params", "env_steps", "wall_seconds", f"steps_to_{level:g}",
+            f"wall_s_to_{level:g}", "final_success"]  # fmt: skip
+    print_table("method comparison", [{k: ("-" if r[k] is None else r[k]) for k in cols} for r in rows], cols)
+    if plot is not None:
+        console.print(f"wrote {plot}")
+    write_json(json_path, rows)
