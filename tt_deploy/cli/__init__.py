@@ -11,6 +11,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tt_deploy.errors import TTDeployError
 
@@ -48,7 +49,7 @@ def main() -> None:
     try:
         rc = app(standalone_mode=False)  # click returns typer.Exit codes here instead of exiting
     except TTDeployError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -168,7 +168,17 @@ def _carry_over(old_dir: Path, old: mf.BundleManifest, tmp: Path, skill: str) ->
     for g in kept:
         if g.role == "bfm":
             shutil.copy2(old_dir / g.path, tmp / g.path)
+    if (old_dir / "engines").is_dir():  # TensorRT engines are looked up by key: stale ones are harmless
+        shutil.copytree(old_dir / "engines", tmp / "engines")
     return kept
+
+
+def _kept_engines(old: mf.BundleManifest | None, graphs) -> tuple:
+    """Engine records of the old manifest whose ONNX graph is still in the bundle, unchanged."""
+    if old is None:
+        return ()
+    current = {g.path: g.sha256 for g in graphs}
+    return tuple(e for e in old.engines if current.get(e.graph) == e.onnx_sha256)
 
 
 def _check_compatible(old: mf.BundleManifest, bfm_sha: str, opset: int, bundle: Path) -> None:
@@ -204,7 +214,7 @@ def _tool_versions() -> mf.ToolVersions:
     )
 
 
-def _bundle_manifest(bfm: BFM, bfm_info: mf.BFMInfo, opset: int, skills, graphs) -> mf.BundleManifest:
+def _bundle_manifest(bfm: BFM, bfm_info: mf.BFMInfo, opset: int, skills, graphs, engines=()) -> mf.BundleManifest:
     groups = tuple(
         mf.TokenGroupSpec(
             g.name, g.n_tokens, g.feat_dim, g.mask_name, mf.MASK_SEMANTICS if g.mask_name else None
@@ -218,7 +228,7 @@ def _bundle_manifest(bfm: BFM, bfm_info: mf.BFMInfo, opset: int, skills, graphs)
         action_dim=spec.ACTION_DIM, action_clamp=spec.ACTION_CLAMP, control_dt=spec.CONTROL_DT,
         joint_names=spec.JOINT_NAMES, body_names=spec.BODY_NAMES, pd_offset=offset, pd_scale=scale,
         opset=opset, tools=_tool_versions(), skills=tuple(sorted(skills)),
-        graphs=tuple(sorted(graphs, key=lambda g: g.path)),
+        graphs=tuple(sorted(graphs, key=lambda g: g.path)), engines=tuple(engines),
     )  # fmt: skip
 
 
@@ -319,7 +329,7 @@ def export_skill(
             tmp, skill, bfm, bfm_info.sha256, src[0], src, prior, obs_spec, opset, meta
         )
         skills = {*(old.skills if old else ()), skill}
-        mf.write_manifest(tmp, _bundle_manifest(bfm, bfm_info, opset, skills, graphs))
+        mf.write_manifest(tmp, _bundle_manifest(bfm, bfm_info, opset, skills, graphs, _kept_engines(old, graphs)))
         _swap_in(tmp, bundle)
     finally:
         if tmp.exists():
