@@ -46,6 +46,7 @@ class EvalPromptTask(PromptTask):
 
     def __init__(self, modes: np.ndarray):
         cur = PromptCurriculum(reach_time=(0.6, 0.6), walk_speed=(1.0, 1.0), change_steps=(10**6, 10**6 + 1),
+                               reach_blend_min=1.0, reach_blend=1.0,
                                push_interval_s=0.0)  # evaluation pushes are scheduled, not random
         super().__init__(len(modes), cur)
         self.fixed_mode = modes

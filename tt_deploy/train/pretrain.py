@@ -27,6 +27,9 @@ from tt_deploy.train.pretrain_task import MODES, PromptCurriculum, PromptTask
 from tt_deploy.train.runner import OnPolicyRunner
 
 log = logging.getLogger(__name__)
+# v1: idle/reach/walk prompts; v2 (from 1.1 M steps of the shipped run): reach-distance curriculum,
+# reach progress term, walk reward that pays little for standing still
+RECIPE_VERSION = "tt-deploy prompt PPO v2"
 
 
 @dataclass(frozen=True)
@@ -55,13 +58,20 @@ def statue_init(bfm: BFM) -> BFM:
 
 
 def _save(runner: OnPolicyRunner, tag: str) -> None:
-    info = {"recipe": "tt-deploy prompt PPO v1", "env_steps": runner.env_steps, "iterations": runner.iteration,
+    info = {"recipe": RECIPE_VERSION, "env_steps": runner.env_steps, "iterations": runner.iteration,
             "wall_seconds": round(runner.wall_seconds, 1)}  # fmt: skip
     save_bfm(runner.policy.bfm, runner.out_dir / "checkpoints" / f"{tag}.safetensors", info=info)
 
 
+def reach_blend_at(env_steps: int) -> float:
+    """Reach-distance curriculum: targets start near the hand and reach the full range by 4 M steps."""
+    return float(min(1.0, 0.3 + 0.7 * env_steps / 4e6))
+
+
 def _mode_metrics(runner: OnPolicyRunner) -> dict[str, float]:
+    """Per-iteration hook: advance the curriculum and log per-mode progress."""
     task: PromptTask = runner.env.task
+    task.cur = replace(task.cur, reach_blend=reach_blend_at(runner.env_steps))
     state = runner.env.sim.body_state()
     out = {}
     reach = task.mode == MODES.index("reach")
@@ -71,6 +81,7 @@ def _mode_metrics(runner: OnPolicyRunner) -> dict[str, float]:
     s = np.sum(vel * task.walk_dir, -1)
     out["walk_speed_along"] = float(s[walk].mean()) if walk.any() else float("nan")
     out["walk_speed_cmd"] = float(task.walk_speed[walk].mean()) if walk.any() else float("nan")
+    out["reach_blend"] = task.cur.reach_blend
     return out
 
 

@@ -37,6 +37,8 @@ class PromptCurriculum:
     reach_time: tuple[float, float] = (0.4, 1.0)  # s until the hand target
     reach_radius: tuple[float, float] = (0.2, 0.6)  # horizontal distance of the target from the shoulder line
     reach_height: tuple[float, float] = (0.6, 1.6)  # m above ground
+    reach_blend: float = 1.0  # target = hand + U(blend_min, blend) x (sampled point - hand): a distance curriculum
+    reach_blend_min: float = 0.0  # evaluation uses 1.0: always the sampled point itself
     walk_speed: tuple[float, float] = (0.3, 1.2)  # m/s
     walk_lookahead: float = 1.0  # s
     push_interval_s: float = 4.0  # mean time between random horizontal kicks (0 = none)
@@ -62,6 +64,7 @@ class PromptTask(Task):
         self.walk_speed = np.zeros(n)
         self.pelvis_height = np.full(n, 0.9)
         self.hand_dist_min = np.full(n, np.inf)  # closest approach since the last reach goal (metric)
+        self.prev_hand_dist = np.full(n, np.nan)  # for the reach progress term
 
     # --- goals --------------------------------------------------------------------------------
     def _sample(self, env_ids: np.ndarray, state, sim, rng: np.random.Generator) -> None:
@@ -78,9 +81,12 @@ class PromptTask(Task):
         h = root_heading(state.select(env_ids))
         world = quat_rotate(quat_about_z(h), local) + state.pos[env_ids, PELVIS_ID]
         world[:, 2] = sim.ground_height(world[:, :2]) + rng.uniform(*cur.reach_height, n)
-        self.hand_target[env_ids] = world
+        hand_now = state.pos[env_ids, self.hand[env_ids]]
+        alpha = rng.uniform(min(cur.reach_blend_min, cur.reach_blend), cur.reach_blend, n)[:, None]
+        self.hand_target[env_ids] = hand_now + alpha * (world - hand_now)
         self.reach_deadline[env_ids] = self.progress[env_ids] * spec.CONTROL_DT + rng.uniform(*cur.reach_time, n)
         self.hand_dist_min[env_ids] = np.inf
+        self.prev_hand_dist[env_ids] = np.nan
         # walk: a direction within +-90 deg of the current heading, at a curriculum speed
         self.walk_dir[env_ids] = unit_from_angle(h + rng.uniform(-np.pi / 2, np.pi / 2, n))
         self.walk_speed[env_ids] = rng.uniform(*cur.walk_speed, n)
@@ -146,15 +152,19 @@ class PromptTask(Task):
         idle = 0.6 * np.exp(-4.0 * np.sum(vel[:, :2] ** 2, -1)) + 0.4 * np.exp(-np.sum(state.ang_vel[:, PELVIS_ID] ** 2, -1))
         # reach: dense + sharp proximity of the prompted hand
         d = self.hand_distance(state)
-        reach = 0.5 * np.exp(-4.0 * d**2) + 0.5 * np.exp(-40.0 * d**2)
+        approach = np.nan_to_num((self.prev_hand_dist - d) / spec.CONTROL_DT, nan=0.0)  # m/s toward the target
+        self.prev_hand_dist = d
+        reach = 0.3 * np.exp(-4.0 * d**2) + 0.4 * np.exp(-40.0 * d**2) + 0.3 * np.clip(approach, -1.0, 1.0)
         # walk: speed along d, no drift, facing d, one foot up while the other is down
         s = np.sum(vel[:, :2] * self.walk_dir, -1)
         drift = vel[:, :2] - s[:, None] * self.walk_dir
         facing_err = wrap_angle(root_heading(state) - np.arctan2(self.walk_dir[:, 1], self.walk_dir[:, 0]))
         feet_z = state.pos[:, FEET, 2]
         clearance = np.clip(np.abs(feet_z[:, 0] - feet_z[:, 1]) / 0.08, 0.0, 1.0)
-        walk = (0.45 * np.exp(-2.0 * (self.walk_speed - s) ** 2) + 0.2 * np.exp(-4.0 * np.sum(drift**2, -1))
-                + 0.2 * np.exp(-2.0 * facing_err**2) + 0.15 * clearance * (s > 0.2))  # fmt: skip
+        moving = np.clip(s / np.maximum(self.walk_speed, 1e-3), 0.0, 1.0)  # standing still earns little
+        walk = (0.5 * np.exp(-3.0 * (self.walk_speed - s) ** 2)
+                + moving * (0.2 * np.exp(-4.0 * np.sum(drift**2, -1)) + 0.15 * np.exp(-2.0 * facing_err**2)
+                            + 0.15 * clearance))  # fmt: skip
         task = np.choose(self.mode, [idle, reach, walk])
         return 0.2 * upright + 0.8 * task
 
