@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from tt_deploy.cli import app
-from tt_deploy.cli._output import console, print_table, write_json
+from tt_deploy.cli._output import write_json
+
+console = Console(width=None if sys.stdout.isatty() else 200)  # piped (CI, logs): no truncation
 
 
 @app.command("sim2sim")
@@ -37,7 +42,13 @@ def sim2sim_cmd(
     result = run_sim2sim(bundle, skill, grid=grid, episodes=episodes, episode_seconds=seconds, backend=backend,
                          seed=seed, executor=executor, ray_address=ray_address, cross_sim=cross_sim,
                          report_dir=report, atol=atol)  # fmt: skip
-    print_table(f"sim2sim {skill} ({grid} grid, {episodes} x {seconds:g} s, {result.backend})", cell_rows(result))
+    rows = cell_rows(result)
+    table = Table(title=f"sim2sim {skill} ({grid} grid, {episodes} x {seconds:g} s, {result.backend})")
+    for col in rows[0] if rows else []:
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(f"[bold red]{v}[/]" if v == "FAIL" else str(v) for v in r.values()))
+    console.print(table)
     cs = result.cross_sim
     if cs is not None:
         console.print(f"cross-sim {cs.training_physics} -> {cs.cross_physics}: success {cs.training.rate:.2f} -> "

@@ -45,7 +45,7 @@ def _png(fig) -> bytes:
 
 
 def robustness_figure(cells: list[CellResult]) -> bytes | None:
-    """PNG: one panel per perturbation kind, success rate (95 % CI) of reference and runtime."""
+    """PNG: one column per perturbation kind; success rate (95 % CI) and task metric of both runs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -54,19 +54,23 @@ def robustness_figure(cells: list[CellResult]) -> bytes | None:
     series = _kind_series(cells)
     if not series:
         return None
-    fig, axes = plt.subplots(1, len(series), figsize=(3.2 * len(series), 3.0), squeeze=False)
-    for ax, (knob, pts) in zip(axes[0], series.items(), strict=True):
+    metric = cells[0].metric_name
+    fig, axes = plt.subplots(2, len(series), figsize=(3.2 * len(series), 5.6), squeeze=False)
+    for col, (knob, pts) in enumerate(series.items()):
         x = np.array([p[0] for p in pts])
         for attr, label, style in (("reference", "PyTorch reference", "o-"), ("runtime", "runtime", "s--")):
             rates = [getattr(c, attr) for _, c in pts]
             y = np.array([r.rate for r in rates])
             err = np.array([[r.rate - r.low for r in rates], [r.high - r.rate for r in rates]])
-            ax.errorbar(x, y, yerr=err, fmt=style, capsize=3, label=label, alpha=0.8)
-        ax.set_xlabel(knob)
-        ax.set_ylim(-0.05, 1.05)
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("success rate")
-    axes[0][0].legend(fontsize=7, loc="lower left")
+            axes[0][col].errorbar(x, y, yerr=err, fmt=style, capsize=3, label=label, alpha=0.8)
+            axes[1][col].plot(x, [getattr(c, f"metric_{attr}") for _, c in pts], style, label=label, alpha=0.8)
+        axes[0][col].set_ylim(-0.05, 1.05)
+        axes[1][col].set_xlabel(knob)
+        for row in (0, 1):
+            axes[row][col].grid(alpha=0.3)
+    axes[0][0].set_ylabel("success rate (95 % CI)")
+    axes[1][0].set_ylabel(metric)
+    axes[0][0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     data = _png(fig)
     plt.close(fig)
