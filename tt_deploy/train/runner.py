@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tt_deploy.spec import TASK_OBS_NAME
+from tt_deploy.spec import ACTION_DIM, TASK_OBS_NAME
 from tt_deploy.tasks.env import EnvStep, TaskEnv
 from tt_deploy.train.ppo import PPO, ActorCritic, PPOConfig
 from tt_deploy.train.storage import RolloutStorage
@@ -115,7 +115,7 @@ class OnPolicyRunner:
         self.env_steps = 0
         self.wall_seconds = 0.0
         self.stats = TrainStats()
-        self.storage = RolloutStorage(ppo_cfg.horizon, env.num_envs, policy_action_dim(policy, env))
+        self.storage = RolloutStorage(ppo_cfg.horizon, env.num_envs, ACTION_DIM)
         self._obs: dict[str, torch.Tensor] | None = None
         self._csv_path = self.out_dir / "log.csv"
 
@@ -205,17 +205,21 @@ class OnPolicyRunner:
         return {k: v[: self.storage.step].reshape(n, *v.shape[2:]) for k, v in self.storage.obs.items()}
 
     def _log(self, row: dict) -> None:
+        """Append a row to log.csv; a new column (e.g. after a resume with newer code) rewrites the header."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        new = not self._csv_path.exists()
-        with open(self._csv_path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
+        rows, header = [], list(row)
+        if self._csv_path.exists():
+            with open(self._csv_path, newline="") as f:
+                reader = csv.DictReader(f)
+                old = list(reader.fieldnames or [])
+                if set(row) - set(old):
+                    rows = list(reader)
+                header = old + [k for k in row if k not in old]
+        if rows or not self._csv_path.exists():
+            with open(self._csv_path, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=header, restval="")
                 w.writeheader()
-            w.writerow(row)
+                w.writerows(rows)
+        with open(self._csv_path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=header, restval="").writerow(row)
         log.info(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))
-
-
-def policy_action_dim(policy: ActorCritic, env: TaskEnv) -> int:
-    from tt_deploy.spec import ACTION_DIM
-
-    return ACTION_DIM
