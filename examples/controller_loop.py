@@ -17,9 +17,10 @@ import time
 import numpy as np
 
 from tt_deploy.runtime import SkillRuntime
+from tt_deploy.runtime.manifest import read_skill
 from tt_deploy.sim.mujoco_backend import MujocoSimulator
 from tt_deploy.sim.observations import PoseHistory, bfm_inputs
-from tt_deploy.tasks.registry import make_task
+from tt_deploy.tasks.registry import make_task_for
 
 
 def main(argv=None) -> dict:
@@ -34,7 +35,8 @@ def main(argv=None) -> dict:
     skills = list(runtime.skills)
     sim = MujocoSimulator(1, nthread=1)
     rng = np.random.default_rng(0)
-    tasks = {s: make_task(s, 1) for s in skills}  # each skill's task observation + goals
+    # each skill's task observation + goals, built at the width its encoder was trained on
+    tasks = {s: make_task_for(s, 1, read_skill(args.bundle, s).task_obs_dim) for s in skills}
     history = PoseHistory(1)
     ground = np.zeros(1)  # flat floor: terrain height under the root, m
     history.reset(None, sim.body_state(), ground)

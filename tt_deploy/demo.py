@@ -31,11 +31,12 @@ class DemoConfig:
 def closed_loop(bundle: Path, skill: str, seconds: float, envs: int, seed: int = 0) -> dict:
     """Run the deployed runtime (batched graph) in MuJoCo; falls and task reward over `seconds`."""
     from tt_deploy.runtime import SkillRuntime
+    from tt_deploy.runtime.manifest import read_skill
     from tt_deploy.sim.mujoco_backend import MujocoSimulator
     from tt_deploy.tasks.env import TaskEnv
-    from tt_deploy.tasks.registry import make_task
+    from tt_deploy.tasks.registry import make_task_for
 
-    task = make_task(skill, envs)
+    task = make_task_for(skill, envs, read_skill(bundle, skill).task_obs_dim)
     env = TaskEnv(MujocoSimulator(envs, objects=task.objects, seed=seed), task,
                   episode_seconds=seconds + 1.0, seed=seed)  # fmt: skip
     steps, falls, reward = int(seconds * 30), np.zeros(envs, bool), 0.0

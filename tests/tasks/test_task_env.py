@@ -107,3 +107,16 @@ def test_prior_targets_reach_the_bfm_inputs():
     assert not out.inputs["masked_mimic_target_poses_masks"][:, :10].any()
     hidden = _env(n=2, task="reach")[0].reset()
     assert not hidden.inputs["masked_mimic_target_poses_masks"].any()
+
+
+def test_make_task_for_picks_current_pose_from_the_recorded_width():
+    import pytest
+
+    from tt_deploy.errors import InputError
+    from tt_deploy.tasks.registry import make_task_for
+
+    assert make_task_for("reach", 2, 3).obs_dim == 3
+    assert make_task_for("reach", 2, 9).current_pose
+    assert make_task_for("strike", 2, None).obs_dim == 15
+    with pytest.raises(InputError, match="4-dim task observation"):
+        make_task_for("reach", 2, 4)
