@@ -155,7 +155,7 @@ def _weights(bundle: Path, manifest: mf.BundleManifest, skill: str, dynamic: boo
     return {"split": sizes["bfm"] + sizes["encoder"], "fused": sizes["fused"]}
 
 
-def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads) -> list[dict]:
+def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads, backend="auto") -> list[dict]:
     """torch-eager, runtime-full and runtime-fused rows at one batch size."""
     import torch
 
@@ -175,7 +175,7 @@ def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads) -> 
     for name, mode, kept in (("runtime-full", "split", None), ("runtime-fused", "fused", keep)):
         config = SessionConfig(intra_op_threads=threads)
         with SkillRuntime(
-            bundle, skills=[skill], mode=mode, batch=1 if batch == 1 else None, config=config
+            bundle, backend=backend, skills=[skill], mode=mode, batch=1 if batch == 1 else None, config=config
         ) as rt:
             ns = time_calls(_runtime_fn(rt, inputs, task_obs, kept), calls, warmup)
             rows.append(latency_row(name, batch, ns, rate_hz, weights[mode], bw))
@@ -183,10 +183,10 @@ def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads) -> 
     return rows
 
 
-def _switch_row(bundle: Path, manifest: mf.BundleManifest, calls: int, warmup: int) -> dict:
+def _switch_row(bundle: Path, manifest: mf.BundleManifest, calls: int, warmup: int, backend: str = "auto") -> dict:
     """switch() between the first two skills (or one skill to itself), per-call ns incl. timer overhead."""
     names = list(manifest.skills[:2])
-    with SkillRuntime(bundle, skills=names, mode="fused") as rt:
+    with SkillRuntime(bundle, backend=backend, skills=names, mode="fused") as rt:
         i = iter(range(10**12))
         ns = time_calls(lambda: rt.switch(names[next(i) % len(names)]), calls, warmup)
     p = percentiles(ns / 1e3, (50, 99))
@@ -234,6 +234,7 @@ def bench_bundle(
     json_path: str | os.PathLike | None = None,
     threads: int | None = 1,
     memory: bool = True,
+    backend: str = "auto",
 ) -> list[dict]:
     """Benchmark one skill (default: the bundle's first) of a bundle; returns JSON-ready rows.
 
@@ -253,9 +254,9 @@ def bench_bundle(
     rows: list[dict] = [{"kind": "bandwidth", "name": "numpy copy 256 MB, best of 5", "bytes_per_s": bw,
                          "load_avg": list(os.getloadavg()), "cpus": os.cpu_count()}]  # fmt: skip
     for b in batches:
-        rows += _latency_rows(bundle, skill, int(b), calls, warmup, rate_hz, bw, threads)
+        rows += _latency_rows(bundle, skill, int(b), calls, warmup, rate_hz, bw, threads, backend)
         log.info("benchmarked %s batch %d", skill, b)
-    rows.append(_switch_row(bundle, manifest, calls, warmup))
+    rows.append(_switch_row(bundle, manifest, calls, warmup, backend))
     if memory:
         rows += memory_rows(bundle)
     if json_path is not None:

@@ -46,6 +46,7 @@ def bench_cmd(
     warmup: Annotated[int, typer.Option(help="Untimed warm-up calls per row.")] = 100,
     rate: Annotated[float, typer.Option(help="Control rate in Hz (deadline = 1/rate).")] = 30.0,
     threads: Annotated[int, typer.Option(help="Intra-op threads for ONNX Runtime and torch.")] = 1,
+    backend: Annotated[str, typer.Option(help="Runtime backend: auto, ort-cpu, ort-cuda, ort-trt, trt.")] = "auto",
     memory: Annotated[bool, typer.Option(help="Measure RSS per extra resident skill (subprocesses).")] = True,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write every row as JSON.")] = None,
 ) -> None:
@@ -53,7 +54,7 @@ def bench_cmd(
     from tt_deploy.bench.latency import bench_bundle
 
     rows = bench_bundle(bundle, skill, batches=tuple(batch or (1, 64)), calls=calls, warmup=warmup,
-                        rate_hz=rate, json_path=json_path, threads=threads, memory=memory)  # fmt: skip
+                        rate_hz=rate, json_path=json_path, threads=threads, memory=memory, backend=backend)  # fmt: skip
     by = {k: [r for r in rows if r["kind"] == k] for k in ("bandwidth", "latency", "switch", "memory")}
     bw = by["bandwidth"][0]
     console.print(_latency_table(by["latency"], rate, bw["bytes_per_s"]))
