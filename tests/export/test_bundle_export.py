@@ -7,7 +7,7 @@ import shutil
 
 import onnxruntime as ort
 import pytest
-from conftest import make_run
+from bundle_helpers import make_run
 from typer.testing import CliRunner
 
 from tt_deploy.errors import BundleError, UnknownNameError

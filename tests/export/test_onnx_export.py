@@ -7,7 +7,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import make_run, random_inputs, torch_actions
+from bundle_helpers import make_run, random_inputs, torch_actions
 
 from tt_deploy.export.bundle import export_skill
 from tt_deploy.runtime import manifest as mf

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import make_run, random_inputs, torch_actions
+from bundle_helpers import make_run, random_inputs, torch_actions
 
 from tt_deploy.errors import BundleError, InputError, MissingExtraError, TTDeployError, UnknownNameError
 from tt_deploy.export.bundle import export_skill

@@ -10,7 +10,7 @@ import types
 
 import numpy as np
 import pytest
-from conftest import random_inputs
+from bundle_helpers import random_inputs
 
 from tt_deploy.errors import BundleError, MissingExtraError, TTDeployError
 from tt_deploy.export.bundle import export_skill

@@ -1,0 +1,56 @@
+"""Shared by tests/export and tests/runtime: a small BFM checkpoint with non-trivial statistics,
+fake trained-encoder runs, numpy inputs (the one generator in tt_deploy.export.verify) and a torch
+reference forward."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tt_deploy.export import verify
+from tt_deploy.models.bfm import BFM
+from tt_deploy.models.checkpoints import save_bfm, save_encoder, sha256_file
+from tt_deploy.models.config import EncoderConfig, bfm_config
+from tt_deploy.models.task_encoder import TaskEncoder
+
+
+def perturb_stats(module: torch.nn.Module, seed: int) -> None:
+    """Non-trivial running statistics so the baked-in normalisation is exercised."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if hasattr(m, "num_features") and hasattr(m, "var"):
+            m.mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+            m.var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+
+
+def random_inputs(batch: int, seed: int, visible_p: float = 0.5, scale: float = 2.0) -> dict[str, np.ndarray]:
+    """Graph-named numpy inputs (B, ...) for every token group, masks bool True = visible."""
+    return verify.random_inputs(batch, np.random.default_rng(seed), visible_p=visible_p, scale=scale)
+
+
+def torch_actions(bfm: BFM, inputs: dict[str, np.ndarray], task_token: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        t = {k: torch.from_numpy(v) for k, v in inputs.items()}
+        return torch.clamp(bfm(t, task_token), -1, 1).numpy()
+
+
+@pytest.fixture(scope="session")
+def small_bfm_file(tmp_path_factory):
+    torch.manual_seed(0)
+    bfm = BFM(bfm_config("small")).freeze()
+    perturb_stats(bfm, 1)
+    path = save_bfm(bfm, tmp_path_factory.mktemp("bfm") / "bfm_small.safetensors", info={"note": "test"})
+    return bfm, path
+
+
+def make_run(root, bfm_path, skill: str, obs_dim: int, token_dim: int, seed: int, prior=None):
+    """A fake training run dir with checkpoints/best.safetensors; returns (run_dir, encoder)."""
+    torch.manual_seed(seed)
+    enc = TaskEncoder(EncoderConfig(obs_dim=obs_dim, token_dim=token_dim)).eval()
+    perturb_stats(enc, seed + 100)
+    info = {"bfm_sha256": sha256_file(bfm_path), "skill": skill, "steps": 1234}
+    if prior is not None:
+        info["prior"] = prior
+    save_encoder(enc, root / "checkpoints" / "best.safetensors", info=info)
+    return root, enc
