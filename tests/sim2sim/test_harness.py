@@ -74,7 +74,7 @@ def test_ray_executor_missing_raises_missing_extra(monkeypatch):
     import sys
 
     from tt_deploy.errors import MissingExtraError
-    from tt_deploy.sim2sim.executor import make_executor
+    from tt_deploy.executors import make_executor
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(MissingExtraError, match="pip install"):

@@ -75,3 +75,22 @@ def test_compare_tabulates_runs_and_plots(tmp_path):
     assert rows[0]["steps_to_0.5"] == 2000 and rows[0]["wall_s_to_0.5"] == 20
     assert rows[1]["steps_to_0.5"] is None and rows[1]["final_success"] == 0.3
     assert png.stat().st_size > 1000
+
+
+def test_several_skills_and_seeds_run_in_parallel_processes(tmp_path):
+    out = tmp_path / "multi"
+    _ok(["train", "--skill", "reach", "--skill", "direction", "--seeds", "2", "--num-envs", "4", "--steps", "128",
+         "--eval-envs", "2", "--out", str(out)])
+    for skill in ("reach", "direction"):
+        for seed in (0, 1):
+            run = json.loads((out / skill / f"seed{seed}" / "run.json").read_text())
+            assert run["config"]["seed"] == seed and run["env_steps"] == 128
+
+
+@pytest.mark.slow
+def test_runs_on_a_local_ray_instance(tmp_path):
+    pytest.importorskip("ray", reason="ray is an optional extra: pip install 'tt-deploy[ray]'")
+    out = tmp_path / "ray"
+    _ok(["train", "--skill", "reach", "--seeds", "2", "--num-envs", "4", "--steps", "128", "--eval-envs", "2",
+         "--out", str(out), "--ray-address", "local"])
+    assert all((out / "reach" / f"seed{s}" / "run.json").is_file() for s in (0, 1))

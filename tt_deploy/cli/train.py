@@ -52,6 +52,10 @@ def train_cmd(
     resume: Annotated[bool, typer.Option(help="Continue from OUT/<skill>/checkpoints/last_state.pt.")] = False,
     current_pose: Annotated[bool, typer.Option(help="Append pelvis and head xyz (+6) to the task obs.")] = False,
     eval_envs: Annotated[int, typer.Option(help="Episodes of each deterministic evaluation.")] = 32,
+    seeds: Annotated[int, typer.Option(help="Independent seeds per skill; > 1 (or several skills) runs them "
+                                            "in parallel processes, each in OUT/<skill>/seed<k>.")] = 1,
+    ray_address: Annotated[str | None, typer.Option(help="Run the runs as Ray tasks on this cluster "
+                                                         "('local' starts one here).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every iteration.")] = False,
 ) -> None:
     """Train a task token through the frozen BFM with PPO (or a baseline, with --method)."""
@@ -62,6 +66,16 @@ def train_cmd(
         raise InputError(f"--sim {sim}: training runs on the MuJoCo backend here; the Isaac Gym backend is "
                          "a simulator interface only (see docs/simulation.md)")  # fmt: skip
     _logging(verbose)
+    if seeds < 1:
+        raise InputError(f"--seeds must be >= 1; got {seeds}")
+    if seeds > 1 or len(skill) > 1 or ray_address is not None:
+        from tt_deploy.train.launcher import launch
+
+        cfgs = [TrainConfig(n, method=method, num_envs=num_envs, steps=steps, seed=seed, current_pose=current_pose,
+                            eval_envs=eval_envs) for n in skill]  # fmt: skip
+        rows = launch(cfgs, seeds, out, bfm_path=bfm, resume=resume, ray_address=ray_address)
+        print_table("training runs", rows)
+        return
     rows = []
     for name in skill:
         cfg = TrainConfig(name, method=method, num_envs=num_envs, steps=steps, seed=seed, current_pose=current_pose,

@@ -373,8 +373,8 @@ def run_sim2sim(
     skill's skill.json. Raises InputError / UnknownNameError / BundleError for bad arguments or a
     bundle whose reference cannot be rebuilt.
     """
+    from tt_deploy.executors import make_executor
     from tt_deploy.runtime import manifest as mf
-    from tt_deploy.sim2sim.executor import make_executor
 
     if int(episodes) != episodes or episodes < 1 or not episode_seconds > 0 or not atol > 0:
         raise InputError(f"episodes must be >= 1, episode_seconds > 0 and atol > 0; "

@@ -1,7 +1,9 @@
-"""Pluggable executors for sim2sim jobs: in this process, a local process pool, or a Ray cluster.
+"""Pluggable executors for independent jobs (sim2sim grid chunks, training runs): in this
+process, a local process pool, or a Ray cluster.
 
-An executor says how many grid chunks it wants (`chunks`) and how many threads each job may use
-(`threads`), and maps `harness.run_job` over the planned jobs, returning results in job order.
+An executor says how many chunks it wants (`chunks`) and how many threads each job may use
+(`threads`), and maps a picklable module-level function over the jobs, returning results in
+job order.
 
 Measured on the 2-core machine (docs/sim2sim.md): one in-process job stepping all cells in one
 `mujoco.batch` with 2 threads beat a 2-process pool (1 thread each) - the pool pays a second
@@ -101,4 +103,4 @@ def make_executor(name: str = "local", *, ray_address: str | None = None, worker
         return ProcessExecutor(workers)
     if name == "ray":
         return RayExecutor(ray_address)
-    raise UnknownNameError("sim2sim executor", name, EXECUTORS)
+    raise UnknownNameError("executor", name, EXECUTORS)
