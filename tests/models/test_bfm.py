@@ -95,3 +95,14 @@ def test_checkpoint_round_trip_and_hash_check(small_bfm, tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"version https://git-lfs.github.com/spec/v1\n")
     with pytest.raises(CheckpointError, match="not a readable"):
         load_bfm(tmp_path / "bad.safetensors")
+
+
+def test_last_layer_computing_only_token_zero_matches_all_rows(small_bfm):
+    gen = torch.Generator().manual_seed(5)
+    inputs = random_inputs(6, gen)
+    with torch.no_grad():
+        x, key_bias = small_bfm.encode_tokens(inputs)
+        for layer in small_bfm.layers:
+            x = layer(x, key_bias)  # every row, as nn.TransformerEncoder computes it
+        every_row = small_bfm.decode(inputs["obs"], inputs["terrain"], small_bfm.prior_mu(x[:, 0]))
+        torch.testing.assert_close(small_bfm(inputs), every_row, rtol=0, atol=1e-6)
