@@ -59,6 +59,34 @@ def measure_bandwidth(nbytes: int = BANDWIDTH_BYTES, repeats: int = 5) -> float:
     return 2 * src.nbytes / (best * 1e-9)
 
 
+def measure_matmul_flops(threads: int | None, n: int = 512, repeats: int = 20) -> float:
+    """Best float32 GEMM throughput (FLOP/s) torch reaches here with `threads` threads: the compute
+    side of the physical floor (batch-1 transformer inference over ~18-31 tokens is compute-bound)."""
+    import torch
+
+    from tt_deploy.export.verify import torch_threads
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    best = float("inf")
+    with torch_threads(threads or torch.get_num_threads()), torch.inference_mode():
+        torch.mm(a, b)
+        for _ in range(repeats):
+            t0 = time.perf_counter_ns()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter_ns() - t0)
+    return 2 * n**3 / (best / 1e9)
+
+
+def count_flops(module, args) -> int:
+    """FLOPs of one forward (matmuls and the like, as torch's FlopCounterMode counts them)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        module(*args)
+    return int(counter.get_total_flops())
+
+
 def time_calls(fn: Callable[[], object], calls: int, warmup: int) -> np.ndarray:
     """(calls,) int64 nanoseconds of `fn()`, each timed alone with perf_counter_ns after `warmup` calls."""
     for _ in range(warmup):
@@ -128,7 +156,8 @@ def _runtime_fn(rt: SkillRuntime, inputs: dict, task_obs: np.ndarray, keep: set[
 
 
 def _torch_fn(bundle: Path, skill: str, inputs: dict, task_obs: np.ndarray):
-    """(call, weight bytes) of the PyTorch eager reference rebuilt from the bundle's sources."""
+    """(call, weight bytes, FLOPs of the full and of the fused graph) of the PyTorch eager reference
+    rebuilt from the bundle's sources."""
     import torch
 
     from tt_deploy.export.onnx_graphs import BFMGraph
@@ -138,12 +167,16 @@ def _torch_fn(bundle: Path, skill: str, inputs: dict, task_obs: np.ndarray):
     graph = BFMGraph(bfm, encoder=reference_encoder(mf.read_skill(bundle, skill), bfm)).eval()
     args = [torch.from_numpy(inputs[k]) for k in graph.names] + [torch.from_numpy(task_obs)]
     nbytes = sum(t.numel() * t.element_size() for t in graph.state_dict().values())
+    sk = mf.read_skill(bundle, skill)
+    fused = BFMGraph(bfm, sk.visible_groups, graph.encoder).eval()
+    fused_args = [torch.from_numpy(inputs[k]) for k in fused.names] + [torch.from_numpy(task_obs)]
+    flops = {"split": count_flops(graph, args), "fused": count_flops(fused, fused_args)}
 
     def call():
         with torch.inference_mode():
             return graph(*args)
 
-    return call, nbytes
+    return call, nbytes, flops
 
 
 # --- the benchmark -------------------------------------------------------------------------------
@@ -155,7 +188,7 @@ def _weights(bundle: Path, manifest: mf.BundleManifest, skill: str, dynamic: boo
     return {"split": sizes["bfm"] + sizes["encoder"], "fused": sizes["fused"]}
 
 
-def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads, backend="auto") -> list[dict]:
+def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads, backend="auto", peak=None) -> list[dict]:
     """torch-eager, runtime-full and runtime-fused rows at one batch size."""
     import torch
 
@@ -168,9 +201,10 @@ def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads, bac
     weights = _weights(bundle, manifest, skill, batch != 1)
     rows = []
     with torch_threads(threads or torch.get_num_threads()):
-        fn, nbytes = _torch_fn(bundle, skill, inputs, task_obs)
+        fn, nbytes, flops = _torch_fn(bundle, skill, inputs, task_obs)
         rows.append(latency_row("torch-eager", batch, time_calls(fn, calls, warmup), rate_hz, nbytes, bw))
         rows[-1]["torch_threads"] = torch.get_num_threads()
+        _add_compute_floor(rows[-1], flops["split"], peak)
     keep = set(group_input_names(sk.visible_groups))
     for name, mode, kept in (("runtime-full", "split", None), ("runtime-fused", "fused", keep)):
         config = SessionConfig(intra_op_threads=threads)
@@ -180,7 +214,15 @@ def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads, bac
             ns = time_calls(_runtime_fn(rt, inputs, task_obs, kept), calls, warmup)
             rows.append(latency_row(name, batch, ns, rate_hz, weights[mode], bw))
             rows[-1]["backend"] = rt.backend
+            _add_compute_floor(rows[-1], flops[mode], peak)
     return rows
+
+
+def _add_compute_floor(row: dict, flops: int, peak: float | None) -> None:
+    """flops per call, the compute floor (flops / GEMM peak) and the physical floor = the larger one."""
+    row["flops"] = flops
+    row["compute_floor_us"] = flops / peak * 1e6 if peak else float("nan")
+    row["physical_floor_us"] = max(row["floor_us"], row["compute_floor_us"]) if peak else row["floor_us"]
 
 
 def _switch_row(bundle: Path, manifest: mf.BundleManifest, calls: int, warmup: int, backend: str = "auto") -> dict:
@@ -251,10 +293,12 @@ def bench_bundle(
     if skill not in manifest.skills:
         raise UnknownNameError("skill", skill, manifest.skills)
     bw = measure_bandwidth()
+    peak = measure_matmul_flops(threads)
     rows: list[dict] = [{"kind": "bandwidth", "name": "numpy copy 256 MB, best of 5", "bytes_per_s": bw,
-                         "load_avg": list(os.getloadavg()), "cpus": os.cpu_count()}]  # fmt: skip
+                         "matmul_flops_per_s": peak, "load_avg": list(os.getloadavg()),
+                         "cpus": os.cpu_count()}]  # fmt: skip
     for b in batches:
-        rows += _latency_rows(bundle, skill, int(b), calls, warmup, rate_hz, bw, threads, backend)
+        rows += _latency_rows(bundle, skill, int(b), calls, warmup, rate_hz, bw, threads, backend, peak)
         log.info("benchmarked %s batch %d", skill, b)
     rows.append(_switch_row(bundle, manifest, calls, warmup, backend))
     if memory:

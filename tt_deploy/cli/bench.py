@@ -15,14 +15,14 @@ from tt_deploy.cli import app
 console = Console(width=None if sys.stdout.isatty() else 160)  # piped (CI, logs): no truncation
 
 
-def _latency_table(rows: list[dict], rate: float, bw: float) -> Table:
+def _latency_table(rows: list[dict], rate: float, bw: float, peak: float = float("nan")) -> Table:
     budget = rows[0]["budget_us"] if rows else 0.0
     table = Table(
         title=f"latency, us (misses: > period {1e6 / rate:.0f} us / > inference budget {budget:.0f} us); "
-        f"floor = weight bytes / {bw / 1e9:.1f} GB/s"
+        f"floors: bandwidth = weight bytes / {bw / 1e9:.1f} GB/s, compute = FLOPs / {peak / 1e9:.0f} GFLOP/s (GEMM)"
     )
     cols = ("what", "batch", "p50", "p90", "p99", "max", "p99-p50", "std", "miss period", "miss budget",
-            "calls/s", "weights MB", "floor")  # fmt: skip
+            "calls/s", "weights MB", "bw floor", "MFLOP", "compute floor")  # fmt: skip
     for c in cols:
         table.add_column(c, justify="left" if c == "what" else "right")
     for r in rows:
@@ -30,7 +30,8 @@ def _latency_table(rows: list[dict], rate: float, bw: float) -> Table:
             r["name"], str(r["batch"]), *(f"{r[k]:.0f}" for k in ("p50_us", "p90_us", "p99_us", "max_us")),
             f"{r['jitter_p99_p50_us']:.0f}", f"{r['std_us']:.0f}", str(r["misses_period"]),
             str(r["misses_budget"]), f"{r['calls_per_s']:.0f}", f"{r['weight_bytes'] / 1e6:.2f}",
-            f"{r['floor_us']:.0f}",
+            f"{r['floor_us']:.0f}", f"{r.get('flops', float('nan')) / 1e6:.0f}",
+            f"{r.get('compute_floor_us', float('nan')):.0f}",
         )  # fmt: skip
     return table
 
@@ -57,7 +58,7 @@ def bench_cmd(
                         rate_hz=rate, json_path=json_path, threads=threads, memory=memory, backend=backend)  # fmt: skip
     by = {k: [r for r in rows if r["kind"] == k] for k in ("bandwidth", "latency", "switch", "memory")}
     bw = by["bandwidth"][0]
-    console.print(_latency_table(by["latency"], rate, bw["bytes_per_s"]))
+    console.print(_latency_table(by["latency"], rate, bw["bytes_per_s"], bw.get("matmul_flops_per_s", float("nan"))))
     for r in by["switch"]:
         console.print(f"switch() {r['skills']}: p50 {r['p50_us']:.2f} us, p99 {r['p99_us']:.2f} us")
     if by["memory"]:
