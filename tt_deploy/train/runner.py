@@ -205,21 +205,24 @@ class OnPolicyRunner:
         return {k: v[: self.storage.step].reshape(n, *v.shape[2:]) for k, v in self.storage.obs.items()}
 
     def _log(self, row: dict) -> None:
-        """Append a row to log.csv; a new column (e.g. after a resume with newer code) rewrites the header."""
+        """Append a row to log.csv; a new column (e.g. after a resume with newer code) rewrites the
+        file with the wider header, atomically, so a crash never loses the rows already logged."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        rows, header = [], list(row)
+        header, rows = list(row), None
         if self._csv_path.exists():
             with open(self._csv_path, newline="") as f:
                 reader = csv.DictReader(f)
                 old = list(reader.fieldnames or [])
                 if set(row) - set(old):
-                    rows = list(reader)
-                header = old + [k for k in row if k not in old]
-        if rows or not self._csv_path.exists():
-            with open(self._csv_path, "w", newline="") as f:
+                    rows = [{k: v for k, v in r.items() if k is not None} for r in reader]
+            header = old + [k for k in row if k not in old]
+        if rows is not None or not self._csv_path.exists():
+            tmp = self._csv_path.with_suffix(".csv.tmp")
+            with open(tmp, "w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=header, restval="")
                 w.writeheader()
-                w.writerows(rows)
+                w.writerows(rows or [])
+            os.replace(tmp, self._csv_path)
         with open(self._csv_path, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=header, restval="").writerow(row)
+            csv.DictWriter(f, fieldnames=header, restval="", extrasaction="ignore").writerow(row)
         log.info(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))
