@@ -7,7 +7,6 @@ time.perf_counter_ns after a warm-up; "control steps/s" counts environment steps
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 
@@ -45,13 +44,6 @@ def sim_info(mjcf=None) -> dict:
     }
 
 
-def _self_obs_fn():
-    try:
-        return importlib.import_module("tt_deploy.sim.observations").self_obs
-    except (ImportError, AttributeError):
-        return None
-
-
 def _rate(fn, num_envs: int, seconds: float, warmup: int = 5) -> float:
     for _ in range(warmup):
         fn()
@@ -68,10 +60,12 @@ def _rate(fn, num_envs: int, seconds: float, warmup: int = 5) -> float:
 def sim_bench(num_envs=(64, 256), threads=(1, 2), seconds: float = 3.0, mjcf=None) -> list[dict]:
     """30 Hz control steps/s with zero actions from standing, for each (num_envs, threads) pair.
 
-    Columns: physics (step only), physics_state (+ body_state()), physics_state_obs (+ the 358-dim
-    self observation; None when tt_deploy.sim.observations.self_obs is not available).
+    Columns: physics (step only), physics_state (+ body_state()), physics_state_obs (+ the whole
+    BFM input dict a policy step needs: self obs, 15 history tokens, 11 target tokens, terrain,
+    masks, and the history push), obs_overhead = 1 - physics_state_obs / physics.
     """
-    self_obs = _self_obs_fn()
+    from tt_deploy.sim.observations import PoseHistory, bfm_inputs
+
     rows = []
     for n in num_envs:
         for t in threads:
@@ -86,14 +80,21 @@ def sim_bench(num_envs=(64, 256), threads=(1, 2), seconds: float = 3.0, mjcf=Non
                 sim.step(zero)
                 return sim.body_state()
 
-            def with_obs(sim=sim, zero=zero, ground=ground):
+            history = PoseHistory(n)
+            history.reset(None, sim.body_state(), ground)
+
+            def with_obs(sim=sim, zero=zero, ground=ground, history=history):
                 sim.step(zero)
-                return self_obs(sim.body_state(), ground)
+                state = sim.body_state()
+                inputs = bfm_inputs(state, ground, history)
+                history.push(state, ground)
+                return inputs
 
             row = {"num_envs": n, "threads": t, "integrator": INTEGRATOR,
                    "timestep": float(sim.model.opt.timestep), "substeps": sim.hm.substeps,
                    "physics": _rate(physics, n, seconds), "physics_state": _rate(with_state, n, seconds),
-                   "physics_state_obs": _rate(with_obs, n, seconds) if self_obs else None}
+                   "physics_state_obs": _rate(with_obs, n, seconds)}
+            row["obs_overhead"] = 1.0 - row["physics_state_obs"] / row["physics"]
             row["unstable_envs"] = sim.num_unstable_total
             log.info("sim bench %s", row)
             rows.append(row)
