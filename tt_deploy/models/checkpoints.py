@@ -18,19 +18,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from tt_deploy.errors import CheckpointError
+from tt_deploy.hashing import sha256_file  # noqa: F401 - re-exported: checkpoints.sha256_file
 from tt_deploy.models.bfm import BFM
 from tt_deploy.models.config import BFMConfig, EncoderConfig, bfm_config
 from tt_deploy.models.task_encoder import TaskEncoder
 
 DEFAULT_BFM_PATH = Path(__file__).parent / "weights" / "bfm_small.safetensors"
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def state_hash(module: torch.nn.Module) -> str:

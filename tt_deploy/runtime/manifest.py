@@ -18,7 +18,6 @@ Bundle layout (DESIGN.md section 5, file names are the constants below):
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import tempfile
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tt_deploy.errors import BundleError
+from tt_deploy.hashing import sha256_file  # noqa: F401 - re-exported for runtime users
 
 SCHEMA = "tt-deploy.bundle/1"
 MANIFEST_FILE = "manifest.json"
@@ -49,15 +49,6 @@ def graph_file(role: str, dynamic: bool) -> str:
 def skill_dir(skill: str) -> str:
     """Bundle-relative POSIX directory of a skill."""
     return f"{SKILLS_DIR}/{skill}"
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes (the runtime's copy; no torch import)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --- dataclasses ---------------------------------------------------------------------------------
