@@ -349,6 +349,14 @@ def test_cli_import_export_runtime_equals_v1_forward(tmp_path):
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
     assert np.abs(ref).mean() > 0.05
 
+    # verify (recorded MuJoCo rollout with the 3 + 6 current-pose task obs) and sim2sim work unchanged
+    res = runner.invoke(app, ["verify", "--bundle", str(bundle), "--random", "8", "--rollout-steps", "5"],
+                        terminal_width=250)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["sim2sim", "--bundle", str(bundle), "--skill", "reach", "--episodes", "1",
+                              "--seconds", "0.5", "--no-cross-sim"], terminal_width=250)  # fmt: skip
+    assert res.exit_code == 0, res.output
+
 
 def test_cli_lfs_pointer_is_one_line_error(tmp_path, capsys):
     import sys
