@@ -165,6 +165,27 @@ class MujocoSimulator(Simulator):
         self.batch.forward(ids, stage=_VEL)
         self._cache = None
 
+    def state_dict(self) -> tuple[dict, dict]:
+        """(arrays, meta) of everything stepping depends on: the batch's integration state rows
+        (qpos, qvel, act, ctrl, warm start, ...), the action-delay ring, counters and the noise RNG."""
+        arrays = {"rows": np.array(self.batch.state), "ring": self._ring.copy(), "unstable": self.unstable.copy()}
+        meta = {"step_count": self._step_count, "num_unstable_total": self.num_unstable_total,
+                "rng": self.rng.bit_generator.state}  # fmt: skip
+        return arrays, meta
+
+    def load_state_dict(self, arrays: dict, meta: dict) -> None:
+        """Restore a state_dict(); derived fields (body poses, velocities) are recomputed."""
+        if arrays["rows"].shape != self.batch.state.shape:
+            raise InputError(f"simulator state has shape {arrays['rows'].shape}, this batch {self.batch.state.shape}")
+        self.batch.state[...] = arrays["rows"]
+        self._ring[...] = arrays["ring"]
+        self.unstable[...] = arrays["unstable"]
+        self._step_count = int(meta["step_count"])
+        self.num_unstable_total = int(meta["num_unstable_total"])
+        self.rng.bit_generator.state = meta["rng"]
+        self.batch.forward(stage=_VEL)
+        self._cache = None
+
     # --- state ------------------------------------------------------------------------------
     def body_state(self) -> BodyState:
         """World pos (N, 24, 3), xyzw quat (N, 24, 4), world lin/ang vel (N, 24, 3) at the body origins."""

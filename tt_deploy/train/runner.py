@@ -24,6 +24,7 @@ import torch
 
 from tt_deploy.spec import ACTION_DIM, TASK_OBS_NAME
 from tt_deploy.tasks.env import EnvStep, TaskEnv
+from tt_deploy.train.env_state import env_state, load_arrays, load_env_state, save_arrays
 from tt_deploy.train.ppo import PPO, ActorCritic, PPOConfig
 from tt_deploy.train.storage import RolloutStorage
 
@@ -131,15 +132,32 @@ class OnPolicyRunner:
         self.wall_seconds = float(state["wall_seconds"])
 
     def save(self, tag: str = "last") -> None:
-        atomic_torch_save(self.state_dict(), self.out_dir / "checkpoints" / f"{tag}_state.pt")
+        """Checkpoint at an iteration boundary: learner state, and (for `last`) the environments
+        mid-episode, so `resume` continues bit-exactly."""
+        ckpt = self.out_dir / "checkpoints"
+        if tag == "last" and self._obs is not None:
+            arrays, meta = env_state(self.env)
+            arrays.update({f"obs/{k}": v.numpy() for k, v in self._obs.items()})
+            meta["iteration"] = self.iteration
+            save_arrays(ckpt / "last_env", arrays, meta)
+        atomic_torch_save(self.state_dict(), ckpt / f"{tag}_state.pt")
         if self.save_fn is not None:
             self.save_fn(self, tag)
 
     def resume(self) -> bool:
+        """Load the last checkpoint; with its environment snapshot the run continues exactly as if
+        it had never stopped, without one (older checkpoints) the episodes restart."""
         path = self.out_dir / "checkpoints" / "last_state.pt"
         if not path.is_file():
             return False
         self.load_state_dict(torch.load(path, weights_only=True))
+        snap = load_arrays(self.out_dir / "checkpoints" / "last_env")
+        if snap is not None and snap[1].get("iteration") == self.iteration:
+            arrays, meta = snap
+            self.env.reset()
+            load_env_state(self.env, arrays, meta)
+            self._obs = {k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("obs/")}
+            log.info("restored %d environments mid-episode", self.env.num_envs)
         log.info("resumed from %s at iteration %d (%d env steps)", path, self.iteration, self.env_steps)
         return True
 
