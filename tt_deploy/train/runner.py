@@ -38,6 +38,16 @@ def to_torch(step: EnvStep) -> dict[str, torch.Tensor]:
     return obs
 
 
+def _tensorboard_writer(log_dir: Path):
+    """A SummaryWriter if the optional `tensorboard` extra is installed, else None (CSV only)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        log.info("tensorboard not installed (pip install 'tt-deploy[tensorboard]'): logging to CSV only")
+        return None
+    return SummaryWriter(log_dir=str(log_dir))
+
+
 def atomic_torch_save(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -119,6 +129,7 @@ class OnPolicyRunner:
         self.storage = RolloutStorage(ppo_cfg.horizon, env.num_envs, ACTION_DIM)
         self._obs: dict[str, torch.Tensor] | None = None
         self._csv_path = self.out_dir / "log.csv"
+        self._tb = None  # TensorBoard writer, opened on the first log row if tensorboard is installed
 
     # --- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -222,6 +233,15 @@ class OnPolicyRunner:
         n = self.storage.step * self.env.num_envs
         return {k: v[: self.storage.step].reshape(n, *v.shape[2:]) for k, v in self.storage.obs.items()}
 
+    def _log_tensorboard(self, row: dict) -> None:
+        if self._tb is None:
+            self._tb = _tensorboard_writer(self.out_dir / "tensorboard") or False
+        if self._tb:
+            for k, v in row.items():
+                if isinstance(v, (int, float)) and k not in ("iteration", "env_steps") and v == v:
+                    self._tb.add_scalar(k, v, global_step=row["env_steps"])
+            self._tb.flush()
+
     def _log(self, row: dict) -> None:
         """Append a row to log.csv; a new column (e.g. after a resume with newer code) rewrites the
         file with the wider header, atomically, so a crash never loses the rows already logged."""
@@ -243,4 +263,5 @@ class OnPolicyRunner:
             os.replace(tmp, self._csv_path)
         with open(self._csv_path, "a", newline="") as f:
             csv.DictWriter(f, fieldnames=header, restval="", extrasaction="ignore").writerow(row)
+        self._log_tensorboard(row)
         log.info(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))
