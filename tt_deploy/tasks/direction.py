@@ -16,6 +16,7 @@ import numpy as np
 
 from tt_deploy.errors import InputError
 from tt_deploy.tasks.base import GraceTask, root_velocity, to_heading_frame, unit_from_angle, wrap_angle
+from tt_deploy.tasks.random import rows
 
 SPEED_EPS = 1e-4
 SUCCESS_MAX_REL_ERR = 0.2
@@ -88,6 +89,7 @@ class DirectionTask(GraceTask):
     # --- goals --------------------------------------------------------------------------------
     def _sample_heading(self, env_ids, rng, fresh: bool) -> None:
         """Sample direction+speed for env_ids: uniform if fresh, else the reference's random/incremental mix."""
+        rng = rows(rng, env_ids)  # per-env streams (tasks/random.py)
         g, n = self.goals, len(env_ids)
         uniform = np.ones(n, dtype=bool) if fresh else rng.random(n) < g.random_prob
         theta_rand = rng.uniform(-np.pi, np.pi, n)

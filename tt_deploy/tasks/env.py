@@ -26,6 +26,7 @@ from tt_deploy.sim.base import BodyState, Simulator
 from tt_deploy.sim.observations import PoseHistory, bfm_inputs
 from tt_deploy.sim.perturbations import add_obs_noise
 from tt_deploy.tasks.base import PELVIS_ID, Task
+from tt_deploy.tasks.random import EnvRandom
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ class TaskEnv:
         self.contact_threshold = float(contact_threshold)
         self.termination_heights = np.full(spec.NUM_BODIES, float(termination_height))
         self.termination_heights[spec.BODY_NAMES.index("Head")] = float(head_termination_height)
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(seed)  # observation noise: all envs every step
+        self.goal_rng = EnvRandom(self.num_envs, seed)  # goals: one stream per env (tasks/random.py)
         self.history = PoseHistory(self.num_envs)
         self.steps = np.zeros(self.num_envs, dtype=np.int64)
         self.returns = np.zeros(self.num_envs)
@@ -125,7 +127,7 @@ class TaskEnv:
         prev, state = self._prev, self.sim.body_state()
 
         reward = self.task.reward(prev, state, self.sim)
-        self.task.update(prev, state, self.sim, self.rng)
+        self.task.update(prev, state, self.sim, self.goal_rng)
         self.steps += 1
         unstable = self._unstable()
         reward = np.where(unstable, 0.0, np.nan_to_num(reward, nan=0.0, posinf=0.0, neginf=0.0))
@@ -167,7 +169,7 @@ class TaskEnv:
 
     def _reset_envs(self, env_ids: np.ndarray) -> None:
         self.sim.reset(env_ids)
-        self.task.reset(env_ids, self.sim, self.rng)
+        self.task.reset(env_ids, self.sim, self.goal_rng)
         state = self.sim.body_state()
         self.history.reset(env_ids, state, self._ground(state))
         self.steps[env_ids] = 0

@@ -16,6 +16,7 @@ from tt_deploy import spec
 from tt_deploy.errors import InputError
 from tt_deploy.sim.prompts import sparse_targets
 from tt_deploy.tasks.base import PELVIS_ID, GraceTask, to_heading_frame
+from tt_deploy.tasks.random import rows
 
 REACH_BODY_ID = spec.BODY_NAMES.index("R_Hand")
 SUCCESS_RADIUS = 0.2  # m
@@ -42,6 +43,7 @@ class ReachTask(GraceTask):
         self.change_at = np.zeros(self.num_envs, dtype=np.int64)
 
     def _sample_targets(self, env_ids, state, sim, rng) -> None:
+        rng = rows(rng, env_ids)  # per-env streams (tasks/random.py)
         n = len(env_ids)
         xy = state.pos[env_ids, PELVIS_ID, :2] + rng.uniform(-self.xy_range, self.xy_range, (n, 2))
         z = sim.ground_height(xy) + rng.uniform(*self.height_range, n)

@@ -12,6 +12,7 @@ import numpy as np
 
 from tt_deploy.tasks.base import root_heading, root_velocity, unit_from_angle, wrap_angle
 from tt_deploy.tasks.direction import SUCCESS_MAX_REL_ERR, DirectionTask, direction_terms, local_direction
+from tt_deploy.tasks.random import rows
 
 FACING_SUCCESS_COS = float(np.cos(np.deg2rad(45.0)))
 
@@ -34,6 +35,7 @@ class SteeringTask(DirectionTask):
         self.tar_facing = np.tile([1.0, 0.0], (self.num_envs, 1))
 
     def _sample_heading(self, env_ids, rng, fresh: bool) -> None:
+        rng = rows(rng, env_ids)  # per-env streams (tasks/random.py)
         super()._sample_heading(env_ids, rng, fresh)
         g, n = self.goals, len(env_ids)
         uniform = np.ones(n, dtype=bool) if fresh else rng.random(n) < g.random_prob

@@ -24,6 +24,7 @@ from tt_deploy.sim.base import RigidState
 from tt_deploy.sim.prompts import sparse_targets
 from tt_deploy.sim.rotations import heading_quat_inv, quat_about_z, quat_mul, quat_rotate, tan_norm
 from tt_deploy.tasks.base import PELVIS_ID, PhaseTracker, Task, root_velocity, to_heading_frame
+from tt_deploy.tasks.random import rows
 
 OBJECT = "strike_target"
 TOPPLED_UP_Z = 0.2
@@ -72,6 +73,7 @@ class StrikeTask(Task):
         self._toppled = np.zeros(self.num_envs, dtype=bool)
 
     def _reset_goals(self, env_ids, state, sim, rng) -> None:
+        rng = rows(rng, env_ids)  # per-env streams (tasks/random.py)
         n = len(env_ids)
         dist_max = np.where(rng.random(n) < self.near_prob, self.near_dist, self.dist_range[1])
         dist = self.dist_range[0] + (dist_max - self.dist_range[0]) * rng.random(n)

@@ -68,6 +68,7 @@ def env_state(env) -> tuple[dict, dict]:
     for k in ("steps", "returns"):
         arrays[f"env/{k}"] = getattr(env, k).copy()
     meta["env/rng"] = {"generator": env.rng.bit_generator.state}
+    meta["env/goal_rng"] = env.goal_rng.state()
     for k in ("pos", "quat", "lin_vel", "ang_vel"):
         arrays[f"env/prev/{k}"] = getattr(env._prev, k).copy()
     return arrays, meta
@@ -83,6 +84,7 @@ def load_env_state(env, arrays: dict, meta: dict) -> None:
     env.steps[...] = arrays["env/steps"]
     env.returns[...] = arrays["env/returns"]
     env.rng.bit_generator.state = meta["env/rng"]["generator"]
+    env.goal_rng.set_state(meta["env/goal_rng"])
     env._prev = BodyState(*(arrays[f"env/prev/{k}"].copy() for k in ("pos", "quat", "lin_vel", "ang_vel")))
 
 

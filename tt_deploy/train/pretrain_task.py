@@ -21,6 +21,7 @@ from tt_deploy import spec
 from tt_deploy.sim.prompts import FAR_SLOT, HEADING_ENTRY, hidden_targets
 from tt_deploy.sim.rotations import quat_about_z, quat_rotate
 from tt_deploy.tasks.base import PELVIS_ID, Task, root_heading, root_velocity, unit_from_angle, wrap_angle
+from tt_deploy.tasks.random import rows
 
 MODES = ("idle", "reach", "walk")
 R_HAND, L_HAND = spec.BODY_NAMES.index("R_Hand"), spec.BODY_NAMES.index("L_Hand")
@@ -68,6 +69,7 @@ class PromptTask(Task):
 
     # --- goals --------------------------------------------------------------------------------
     def _sample(self, env_ids: np.ndarray, state, sim, rng: np.random.Generator) -> None:
+        rng = rows(rng, env_ids)  # per-env streams (tasks/random.py)
         n, cur = len(env_ids), self.cur
         self.mode[env_ids] = rng.choice(len(MODES), size=n, p=np.asarray(cur.mode_probs) / sum(cur.mode_probs))
         self.change_at[env_ids] = self.progress[env_ids] + rng.integers(*cur.change_steps, size=n)
@@ -106,10 +108,12 @@ class PromptTask(Task):
         if self.cur.push_interval_s <= 0 or not hasattr(sim, "push"):
             return
         p = spec.CONTROL_DT / self.cur.push_interval_s
-        ids = np.flatnonzero((rng.random(self.num_envs) < p) & (self.progress > spec.CONTROL_HZ))
+        ids = np.flatnonzero((rows(rng, np.arange(self.num_envs)).random(self.num_envs) < p)
+                            & (self.progress > spec.CONTROL_HZ))  # fmt: skip
         if ids.size:
-            ang = rng.uniform(0, 2 * np.pi, ids.size)
-            speed = rng.uniform(*self.cur.push_speed, ids.size)
+            r = rows(rng, ids)
+            ang = r.uniform(0, 2 * np.pi, ids.size)
+            speed = r.uniform(*self.cur.push_speed, ids.size)
             sim.push(ids, speed[:, None] * np.stack([np.cos(ang), np.sin(ang), np.zeros_like(ang)], -1))
 
     # --- prompt -------------------------------------------------------------------------------
