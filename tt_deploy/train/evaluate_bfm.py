@@ -21,6 +21,7 @@ import torch
 from tt_deploy.models.bfm import BFM
 from tt_deploy.sim.perturbations import Perturbation
 from tt_deploy.stats import wilson_interval
+from tt_deploy.tasks.base import root_heading, wrap_angle
 from tt_deploy.tasks.env import TaskEnv
 from tt_deploy.train.pretrain_task import FEET, MODES, PromptCurriculum, PromptTask
 from tt_deploy.train.runner import to_torch
@@ -99,9 +100,7 @@ def evaluate_bfm(bfm: BFM, episodes: int = 64, seed: int = 0, nthread: int = 2) 
         alive &= ~step.done
         st = sim.body_state()
         cmd = np.arctan2(task.walk_dir[:, 1], task.walk_dir[:, 0])
-        yaw = np.arctan2(2 * (st.quat[:, 0, 0] * st.quat[:, 0, 1] + st.quat[:, 0, 3] * st.quat[:, 0, 2]),
-                         1 - 2 * (st.quat[:, 0, 1] ** 2 + st.quat[:, 0, 2] ** 2))  # fmt: skip
-        head_err += np.where(alive, np.abs((yaw - cmd + np.pi) % (2 * np.pi) - np.pi), 0.0)
+        head_err += np.where(alive, np.abs(wrap_angle(root_heading(st) - cmd)), 0.0)
         clear += np.where(alive[:, None], st.pos[:, FEET, 2] - rest_feet > 0.03, 0.0)
         count += alive
         end_pos = np.where(alive[:, None], st.pos[:, 0, :2], end_pos)
