@@ -118,6 +118,7 @@ def evaluate_bfm_cmd(
     seed: Annotated[int, typer.Option(help="Evaluation seed.")] = 0,
     card: Annotated[Path | None, typer.Option(help="Write the model card here (e.g. docs/bfm_card.md).")] = None,
     log_csv: Annotated[Path | None, typer.Option("--log", help="Pretraining log.csv for the curves plot.")] = None,
+    notes: Annotated[str, typer.Option(help="A remark for the card (e.g. how the machine was shared).")] = "",
     json_path: JsonOpt = None,
 ) -> None:
     """Measure a BFM's abilities (stand, reach, walk) with the mean action; optionally write its model card."""
@@ -133,7 +134,7 @@ def evaluate_bfm_cmd(
     print_table("BFM abilities (mean action)", rows, ["ability", "condition", "success_rate", "ci95", "episodes", "metrics"])
     if card is not None:
         write_card(card, rows=rows, bfm_info=info, params=count_parameters(model), config=model.config.name,
-                   log_csv=log_csv, episodes=episodes, seed=seed)  # fmt: skip
+                   log_csv=log_csv, episodes=episodes, seed=seed, notes=notes)  # fmt: skip
         console.print(f"wrote {card}")
     write_json(json_path, {"bfm": {k: v for k, v in info.items()}, "abilities": rows})
 

@@ -13,15 +13,21 @@ from pathlib import Path
 
 RECIPE = """PPO directly on the `small` BFM (the BFM is the actor; all weights and its running-norm
 statistics train), on random sparse prompts written into the target-pose tokens
-(`tt_deploy/train/pretrain_task.py`): each env is in one prompt mode at a time - *idle* (every
-prompt token hidden; reward for standing still and upright), *reach* (a right- or left-hand target
-0.4-1.0 s ahead, counted down; reward exp(-4 d^2) + exp(-40 d^2)) or *walk* (a pelvis carrot 1 s
-ahead at 0.3-1.2 m/s, heading and velocity visible; reward for speed along the command, no drift,
-facing the command and alternating foot clearance) - plus 0.2 x uprightness, random 0.1-0.6 m/s
-pushes every ~4 s, and the reference fall termination. Start from a statue (decoder output
-layer x0.01, so zero actions hold the standing rest pose), fixed action std 0.03, fixed learning
-rate 1e-4 (actor) / 3e-4 (critic), 256 envs x 32 steps per update, 3 epochs x 4 minibatches
-(DESIGN.md section 8's lessons: small fixed exploration noise, fixed rate, mean-action evaluation)."""
+(`tt_deploy/train/pretrain_task.py`). Each env is in one prompt mode at a time (30 % / 40 % / 30 %):
+- *idle*: every prompt token hidden; reward for standing still and upright;
+- *reach*: a right- or left-hand target 0.4-1.0 s ahead (counted down) in the far target slot;
+  reward 0.3 exp(-4 d^2) + 0.4 exp(-40 d^2) + 0.3 x hand speed toward the target; a distance
+  curriculum starts targets near the hand (30 % of the way to the sampled point) and reaches the
+  full range at 4 M steps;
+- *walk*: a pelvis carrot 1 s ahead at 0.3-1.2 m/s with heading and velocity visible; reward for
+  speed along the command, and - scaled by how fast it moves - no drift, facing the command and
+  alternating foot clearance (standing still earns little).
+Plus 0.2 x uprightness, random 0.1-0.6 m/s pushes every ~4 s and the reference fall termination.
+Start from a statue (decoder output layer x0.01: zero actions hold the standing rest pose), fixed
+action std 0.03, fixed learning rate 1e-4 (actor) / 3e-4 (critic), 256 envs x 32 steps per update,
+3 epochs x 4 minibatches (DESIGN.md section 8: small fixed exploration noise, fixed rate,
+mean-action evaluation). Recipe v1 (no curriculum, no progress term, a walk reward that paid for
+standing) ran the first 1.15 M steps; v2 continued from that checkpoint."""
 
 
 def _plot_curves(log_csv: Path, png: Path) -> bool:
@@ -56,7 +62,7 @@ def _plot_curves(log_csv: Path, png: Path) -> bool:
 
 
 def write_card(path: Path, *, rows: list[dict], bfm_info: dict, params: int, config: str,
-               log_csv: Path | None, episodes: int, seed: int) -> Path:
+               log_csv: Path | None, episodes: int, seed: int, notes: str = "") -> Path:
     path = Path(path)
     steps = bfm_info.get("env_steps")
     wall = bfm_info.get("wall_seconds")
@@ -77,6 +83,7 @@ def write_card(path: Path, *, rows: list[dict], bfm_info: dict, params: int, con
         (f"| sample throughput | {steps / wall:,.0f} env steps/s end to end |" if steps and wall else ""),
         f"| recipe | {bfm_info.get('recipe', 'unknown')} |",
         "",
+        *([notes, ""] if notes else []),
         "## Recipe",
         "",
         RECIPE,
