@@ -51,6 +51,7 @@ def train_cmd(
     out: Annotated[Path, typer.Option(help="Run directory (per skill: OUT/<skill>).")] = Path("runs"),
     resume: Annotated[bool, typer.Option(help="Continue from OUT/<skill>/checkpoints/last_state.pt.")] = False,
     current_pose: Annotated[bool, typer.Option(help="Append pelvis and head xyz (+6) to the task obs.")] = False,
+    prior: Annotated[bool, typer.Option(help="The skill's prior prompt (reach, strike) joins the task token.")] = False,
     eval_envs: Annotated[int, typer.Option(help="Episodes of each deterministic evaluation.")] = 32,
     seeds: Annotated[int, typer.Option(help="Independent seeds per skill; > 1 (or several skills) runs them "
                                             "in parallel processes, each in OUT/<skill>/seed<k>.")] = 1,
@@ -72,14 +73,14 @@ def train_cmd(
         from tt_deploy.train.launcher import launch
 
         cfgs = [TrainConfig(n, method=method, num_envs=num_envs, steps=steps, seed=seed, current_pose=current_pose,
-                            eval_envs=eval_envs) for n in skill]  # fmt: skip
+                            prior=prior, eval_envs=eval_envs) for n in skill]  # fmt: skip
         rows = launch(cfgs, seeds, out, bfm_path=bfm, resume=resume, ray_address=ray_address)
         print_table("training runs", rows)
         return
     rows = []
     for name in skill:
         cfg = TrainConfig(name, method=method, num_envs=num_envs, steps=steps, seed=seed, current_pose=current_pose,
-                          eval_envs=eval_envs)
+                          prior=prior, eval_envs=eval_envs)
         run_dir = out / name
         with _progress(steps) as progress:
             summary = train_skill(cfg, run_dir, bfm_path=bfm, resume=resume, progress=progress)

@@ -82,7 +82,14 @@ def _make_env(cfg: TrainConfig, n: int, seed: int) -> TaskEnv:
     from tt_deploy.sim.registry import make_simulator
 
     kw = {"current_pose": cfg.current_pose}
-    if cfg.prior:
+    if cfg.prior or cfg.method == "prior-only":  # prior-only IS the skill's prior prompt
+        import inspect
+
+        from tt_deploy.tasks.registry import task_class
+
+        if "prior" not in inspect.signature(task_class(cfg.skill)).parameters:
+            raise InputError(f"skill {cfg.skill!r} has no prior prompt (reach and strike do); "
+                             "drop --prior / --method prior-only")  # fmt: skip
         kw["prior"] = True
     task = make_task(cfg.skill, n, **kw)
     sim = make_simulator("mujoco", num_envs=n, nthread=cfg.nthread, objects=task.objects, seed=seed)
