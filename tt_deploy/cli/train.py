@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -52,6 +53,7 @@ def train_cmd(
     resume: Annotated[bool, typer.Option(help="Continue from OUT/<skill>/checkpoints/last_state.pt.")] = False,
     current_pose: Annotated[bool, typer.Option(help="Append pelvis and head xyz (+6) to the task obs.")] = False,
     prior: Annotated[bool, typer.Option(help="The skill's prior prompt (reach, strike) joins the task token.")] = False,
+    actor_lr: Annotated[float | None, typer.Option(help="Encoder (actor) learning rate; default 1e-4.")] = None,
     eval_envs: Annotated[int, typer.Option(help="Episodes of each deterministic evaluation.")] = 32,
     seeds: Annotated[int, typer.Option(help="Independent seeds per skill; > 1 (or several skills) runs them "
                                             "in parallel processes, each in OUT/<skill>/seed<k>.")] = 1,
@@ -67,20 +69,21 @@ def train_cmd(
         raise InputError(f"--sim {sim}: training runs on the MuJoCo backend here; the Isaac Gym backend is "
                          "a simulator interface only (see docs/simulation.md)")  # fmt: skip
     _logging(verbose)
+    ppo = {} if actor_lr is None else {"ppo": replace(TrainConfig("reach").ppo, actor_lr=actor_lr)}
     if seeds < 1:
         raise InputError(f"--seeds must be >= 1; got {seeds}")
     if seeds > 1 or len(skill) > 1 or ray_address is not None:
         from tt_deploy.train.launcher import launch
 
         cfgs = [TrainConfig(n, method=method, num_envs=num_envs, steps=steps, seed=seed, current_pose=current_pose,
-                            prior=prior, eval_envs=eval_envs) for n in skill]  # fmt: skip
+                            prior=prior, eval_envs=eval_envs, **ppo) for n in skill]  # fmt: skip
         rows = launch(cfgs, seeds, out, bfm_path=bfm, resume=resume, ray_address=ray_address)
         print_table("training runs", rows)
         return
     rows = []
     for name in skill:
         cfg = TrainConfig(name, method=method, num_envs=num_envs, steps=steps, seed=seed, current_pose=current_pose,
-                          prior=prior, eval_envs=eval_envs)
+                          prior=prior, eval_envs=eval_envs, **ppo)
         run_dir = out / name
         with _progress(steps) as progress:
             summary = train_skill(cfg, run_dir, bfm_path=bfm, resume=resume, progress=progress)
