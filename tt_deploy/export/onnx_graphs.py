@@ -43,7 +43,10 @@ log = logging.getLogger(__name__)
 
 MIN_OPSET = 17  # first opset with LayerNormalization as a single op
 EXPORTER = "torch.onnx.export(dynamo=False) + onnxscript.optimizer.optimize"
-PARITY_TOL = 1e-5  # fp32 max abs error ONNX Runtime vs PyTorch accepted at export time
+# fp32 error ONNX Runtime vs PyTorch accepted at export time, relative to the output's scale:
+# max abs error / max(1, max |output|). Actions live in [-1, 1], so for them it is the plain 1e-5
+# abs; a trained encoder's token can reach tens, where fp32 rounding alone exceeds 1e-5 abs.
+PARITY_TOL = 1e-5
 ALL_GROUPS: tuple[str, ...] = tuple(g.name for g in TOKEN_GROUPS)
 
 
@@ -169,7 +172,8 @@ def export_graph(
         onnx.save(model, str(path))
         err = ort_parity(path, module, args)
     if not err <= PARITY_TOL:
-        raise TTDeployError(f"{path.name}: ONNX Runtime differs from PyTorch by {err:.2e} > {PARITY_TOL:.0e}")
+        raise TTDeployError(f"{path.name}: ONNX Runtime differs from PyTorch by {err:.2e} (relative to the "
+                            f"output scale) > {PARITY_TOL:.0e}")
     log.info(
         "exported %s (%s batch, opset %d), parity max abs %.2e",
         path.name,
@@ -181,7 +185,8 @@ def export_graph(
 
 
 def ort_parity(path: str | Path, module: nn.Module, args: Sequence[torch.Tensor]) -> float:
-    """Max abs difference between ONNX Runtime (CPU, all optimisations) and PyTorch on `args`."""
+    """Max abs difference between ONNX Runtime (CPU, all optimisations) and PyTorch on `args`,
+    divided by max(1, max |PyTorch output|) (see PARITY_TOL)."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -194,4 +199,4 @@ def ort_parity(path: str | Path, module: nn.Module, args: Sequence[torch.Tensor]
     got = sess.run(None, feeds)[0]
     with torch.no_grad():
         ref = module(*args).numpy()
-    return float(np.abs(got - ref).max())
+    return float(np.abs(got - ref).max() / max(1.0, float(np.abs(ref).max())))
