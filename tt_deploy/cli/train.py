@@ -103,13 +103,16 @@ def pretrain_cmd(
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoints/last_state.pt.")] = False,
     init_bfm: Annotated[Path | None, typer.Option(help="Warm-start from this BFM checkpoint (fresh critic and "
                                                        "optimiser), e.g. the embedded one.")] = None,
+    teacher_coef: Annotated[float | None, typer.Option(help="Weight of the IK reach teacher's behaviour-cloning "
+                                                             "loss (0 = PPO only; default 1.0).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every iteration.")] = False,
 ) -> None:
     """Pretrain a BFM on random prompts (idle / reach / walk); resumable, checkpoints every 10 iterations."""
     from tt_deploy.train.pretrain import PretrainConfig, pretrain, with_overrides
 
     _logging(verbose)
-    cfg = with_overrides(PretrainConfig(), config=config, steps=steps, num_envs=num_envs, seed=seed)
+    cfg = with_overrides(PretrainConfig(), config=config, steps=steps, num_envs=num_envs, seed=seed,
+                         teacher_coef=teacher_coef)
     with _progress(steps) as progress:
         result = pretrain(cfg, out, resume=resume, init_bfm=init_bfm, progress=progress)
     console.print(f"BFM checkpoint: {out / 'checkpoints' / 'last.safetensors'}  ({result['env_steps']:,} env steps)")

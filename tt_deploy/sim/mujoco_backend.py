@@ -203,6 +203,10 @@ class MujocoSimulator(Simulator):
     def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
         return self._qpos[:, self.hm.qpos_adr].copy(), self._qvel[:, self.hm.dof_adr].copy()
 
+    def raw_qpos(self, env_ids) -> np.ndarray:
+        """(len(env_ids), nq) MuJoCo qpos rows (wxyz root quat): for MuJoCo-side kinematics such as IK."""
+        return self._qpos[np.asarray(env_ids)].copy()
+
     def contact_forces(self) -> np.ndarray:
         """(N, 24) norm of the net contact force on each body (N) at the last physics substep."""
         adr = self.hm.force_sensor_adr[:, None] + np.arange(3)

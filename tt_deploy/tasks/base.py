@@ -153,6 +153,10 @@ class Task(abc.ABC):
         """User-defined prior tokens (a `TargetPoses` for joint conditioning), or None = all hidden."""
         return None
 
+    def teacher(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Optional supervision for training only: ((N, 69) actions, (N, 69) weights), or None."""
+        return None
+
     # --- hooks --------------------------------------------------------------------------------
     @abc.abstractmethod
     def features(self, state: BodyState, sim: Simulator) -> np.ndarray:

@@ -42,7 +42,9 @@ class EnvStep:
     done (N,) bool episodes that ended this step (already auto-reset: inputs show the new episode);
     info: per-env (N,) arrays "fell", "timeout", "task_terminated", "unstable", "success" (valid where
     done) and "episode": dict of arrays over the finished envs only ("env_ids", "success", "fell",
-    "timeout", "return", "length").
+    "timeout", "return", "length");
+    extras: training-only arrays from the task (e.g. "teacher_action" / "teacher_weight"), never
+    fed to a deployed graph.
     """
 
     inputs: dict[str, np.ndarray]
@@ -50,6 +52,7 @@ class EnvStep:
     reward: np.ndarray
     done: np.ndarray
     info: dict = field(default_factory=dict)
+    extras: dict = field(default_factory=dict)
 
 
 def _copy_state(s: BodyState) -> BodyState:
@@ -191,7 +194,11 @@ class TaskEnv:
             inputs["obs"] = self._noisy(inputs["obs"])
             task_obs = self._noisy(task_obs)
         self._prev = _copy_state(state)
-        return EnvStep(inputs, task_obs, reward, done, info)
+        extras = {}
+        teacher = self.task.teacher()
+        if teacher is not None:
+            extras = {"teacher_action": teacher[0].astype(np.float32), "teacher_weight": teacher[1].astype(np.float32)}
+        return EnvStep(inputs, task_obs, reward, done, info, extras)
 
     def _noisy(self, x: np.ndarray) -> np.ndarray:
         return add_obs_noise(x, self.obs_noise, self.rng).astype(np.float32)

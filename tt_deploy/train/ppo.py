@@ -55,6 +55,10 @@ class ActorCritic(nn.Module):
     def update_normalizers(self, obs: dict[str, torch.Tensor]) -> None:
         """Update running statistics that are allowed to change (never a frozen BFM's)."""
 
+    def aux_loss(self, obs: dict[str, torch.Tensor], mean: torch.Tensor) -> torch.Tensor | None:
+        """An extra actor loss added to PPO's (e.g. behaviour cloning toward a teacher); None = none."""
+        return None
+
 
 def gaussian_log_prob(actions: torch.Tensor, mean: torch.Tensor, std: float) -> torch.Tensor:
     var = std * std
@@ -83,7 +87,8 @@ class PPO:
 
     def update(self, storage: RolloutStorage) -> dict[str, float]:
         cfg = self.cfg
-        stats = {"policy_loss": 0.0, "value_loss": 0.0, "clip_frac": 0.0, "approx_kl": 0.0, "bound_loss": 0.0}
+        stats = {"policy_loss": 0.0, "value_loss": 0.0, "clip_frac": 0.0, "approx_kl": 0.0, "bound_loss": 0.0,
+                 "aux_loss": 0.0}
         n = 0
         for _ in range(cfg.epochs):
             for mb in storage.minibatches(cfg.num_minibatches, self.generator):
@@ -101,6 +106,9 @@ class PPO:
                     self.actor_opt.zero_grad(set_to_none=True)
                 self.critic_opt.zero_grad(set_to_none=True)
                 loss = policy_loss + cfg.bound_coef * bound_loss + cfg.value_coef * value_loss
+                aux_loss = self.policy.aux_loss(mb["obs"], mean)
+                if aux_loss is not None:
+                    loss = loss + aux_loss
                 loss.backward()
                 if self.actor_opt is not None:
                     nn.utils.clip_grad_norm_(self.policy.actor_parameters(), cfg.max_grad_norm)
@@ -111,6 +119,7 @@ class PPO:
                     stats["policy_loss"] += policy_loss.item()
                     stats["value_loss"] += value_loss.item()
                     stats["bound_loss"] += bound_loss.item()
+                    stats["aux_loss"] += aux_loss.item() if aux_loss is not None else 0.0
                     stats["clip_frac"] += ((ratio - 1).abs() > cfg.clip).float().mean().item()
                     stats["approx_kl"] += (mb["log_probs"] - log_prob).mean().item()
                 n += 1

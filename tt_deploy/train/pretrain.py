@@ -28,8 +28,9 @@ from tt_deploy.train.runner import OnPolicyRunner
 
 log = logging.getLogger(__name__)
 # v1: idle/reach/walk prompts; v2 (from 1.1 M steps of the shipped run): reach-distance curriculum,
-# reach progress term, walk reward that pays little for standing still
-RECIPE_VERSION = "tt-deploy prompt PPO v2"
+# reach progress term, walk reward that pays little for standing still; v3: an IK teacher for the
+# prompted arm (behaviour cloning beside PPO, train/reach_teacher.py) and more reach prompts
+RECIPE_VERSION = "tt-deploy prompt PPO v3"
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ class PretrainConfig:
     nthread: int = 2
     ppo: PPOConfig = PPOConfig(horizon=32, num_minibatches=4, epochs=3, actor_lr=1e-4, critic_lr=3e-4,
                                max_grad_norm=1.0, action_std=0.03, bound_coef=10.0)  # fmt: skip
-    curriculum: PromptCurriculum = PromptCurriculum()
+    curriculum: PromptCurriculum = PromptCurriculum(mode_probs=(0.3, 0.5, 0.2))
+    teacher_coef: float = 1.0  # weight of the IK teacher's behaviour-cloning loss (0 = PPO only)
     checkpoint_every: int = 10  # iterations
 
 
@@ -64,8 +66,8 @@ def _save(runner: OnPolicyRunner, tag: str) -> None:
 
 
 def reach_blend_at(env_steps: int) -> float:
-    """Reach-distance curriculum: targets start near the hand and reach the full range by 4 M steps."""
-    return float(min(1.0, 0.3 + 0.7 * env_steps / 4e6))
+    """Reach-distance curriculum: targets start near the hand and reach the full range by 1 M steps."""
+    return float(min(1.0, 0.3 + 0.7 * env_steps / 1e6))
 
 
 def _mode_metrics(runner: OnPolicyRunner) -> dict[str, float]:
@@ -97,9 +99,9 @@ def build_runner(cfg: PretrainConfig, out_dir: Path, *, init_bfm: Path | None = 
     for p in bfm.parameters():
         p.requires_grad_(True)
     sim = MujocoSimulator(cfg.num_envs, nthread=cfg.nthread, seed=cfg.seed)
-    task = PromptTask(cfg.num_envs, cfg.curriculum)
+    task = PromptTask(cfg.num_envs, cfg.curriculum, teacher=cfg.teacher_coef > 0)
     env = TaskEnv(sim, task, episode_seconds=cfg.episode_seconds, seed=cfg.seed)
-    policy = PretrainPolicy(bfm)
+    policy = PretrainPolicy(bfm, teacher_coef=cfg.teacher_coef)
     log.info("pretraining a %s BFM (%d params) on %d envs", cfg.config, count_parameters(bfm), cfg.num_envs)
     return OnPolicyRunner(env, policy, cfg.ppo, out_dir, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
                           save_fn=_save, extra_log=_mode_metrics)

@@ -9,6 +9,8 @@ Each environment is in one prompt mode at a time, resampled at every goal change
          step), heading = d, root velocity = v d; reward for speed along d, no sideways drift,
          facing d, and alternating foot clearance (a shuffle earns less than a step).
 The task has no task observation (feature_dim 0): everything the policy needs is in the prompt.
+With `teacher=True` (pretraining from recipe v3) reach envs also carry IK teacher actions for the
+prompted arm (train/reach_teacher.py), cloned by the policy's auxiliary loss.
 """
 
 from __future__ import annotations
@@ -52,10 +54,14 @@ class PromptTask(Task):
     name = "pretrain"
     feature_dim = 0
 
-    def __init__(self, num_envs: int, curriculum: PromptCurriculum | None = None):
+    def __init__(self, num_envs: int, curriculum: PromptCurriculum | None = None, *, teacher: bool = False):
         super().__init__(num_envs)
         self.cur = curriculum or PromptCurriculum()
+        self.use_teacher = teacher
+        self._ik = None  # ArmIK, built on first use from the simulator's model
         n = self.num_envs
+        self.teacher_joints = np.zeros((n, 6), dtype=np.int64)
+        self.teacher_act = np.zeros((n, 6))
         self.mode = np.zeros(n, dtype=np.int64)
         self.change_at = np.zeros(n, dtype=np.int64)
         self.hand = np.full(n, R_HAND)
@@ -89,6 +95,8 @@ class PromptTask(Task):
         self.reach_deadline[env_ids] = self.progress[env_ids] * spec.CONTROL_DT + rng.uniform(*cur.reach_time, n)
         self.hand_dist_min[env_ids] = np.inf
         self.prev_hand_dist[env_ids] = np.nan
+        if self.use_teacher:
+            self._solve_ik(env_ids[self.mode[env_ids] == MODES.index("reach")], sim)
         # walk: a direction within +-90 deg of the current heading, at a curriculum speed
         self.walk_dir[env_ids] = unit_from_angle(h + rng.uniform(-np.pi / 2, np.pi / 2, n))
         self.walk_speed[env_ids] = rng.uniform(*cur.walk_speed, n)
@@ -115,6 +123,30 @@ class PromptTask(Task):
             ang = r.uniform(0, 2 * np.pi, ids.size)
             speed = r.uniform(*self.cur.push_speed, ids.size)
             sim.push(ids, speed[:, None] * np.stack([np.cos(ang), np.sin(ang), np.zeros_like(ang)], -1))
+
+    def _solve_ik(self, env_ids: np.ndarray, sim) -> None:
+        if env_ids.size == 0 or not hasattr(sim, "raw_qpos"):
+            return
+        if self._ik is None:
+            from tt_deploy.train.reach_teacher import ArmIK
+
+            self._ik = ArmIK(sim.hm)
+        qpos = sim.raw_qpos(env_ids)
+        for row, e in enumerate(env_ids):
+            joints, act, _ = self._ik.solve(qpos[row], spec.BODY_NAMES[self.hand[e]], self.hand_target[e])
+            self.teacher_joints[e], self.teacher_act[e] = joints, act
+
+    def teacher(self):
+        """IK arm actions for reach envs (weight 1 on the prompted arm's 6 hinges), else nothing."""
+        if not self.use_teacher:
+            return None
+        n = self.num_envs
+        action, weight = np.zeros((n, spec.ACTION_DIM)), np.zeros((n, spec.ACTION_DIM))
+        idx = np.flatnonzero(self.mode == MODES.index("reach"))
+        rows_ = idx[:, None]
+        action[rows_, self.teacher_joints[idx]] = self.teacher_act[idx]
+        weight[rows_, self.teacher_joints[idx]] = 1.0
+        return action, weight
 
     # --- prompt -------------------------------------------------------------------------------
     def prior_targets(self, state, sim):

@@ -32,9 +32,10 @@ log = logging.getLogger(__name__)
 
 
 def to_torch(step: EnvStep) -> dict[str, torch.Tensor]:
-    """EnvStep inputs + task_obs as torch tensors sharing memory where possible (float32 / bool)."""
+    """EnvStep inputs + task_obs (+ training extras) as torch tensors sharing memory where possible."""
     obs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in step.inputs.items()}
     obs[TASK_OBS_NAME] = torch.from_numpy(np.ascontiguousarray(step.task_obs, dtype=np.float32))
+    obs.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in step.extras.items()})
     return obs
 
 
