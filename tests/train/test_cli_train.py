@@ -26,6 +26,12 @@ def test_pretrain_writes_a_loadable_bfm_and_resumes(tmp_path):
     _ok(["pretrain", "--num-envs", "4", "--steps", "256", "--out", str(out), "--resume"])
     _, info = load_bfm(out / "checkpoints" / "last.safetensors")
     assert info["env_steps"] == 256 and info["iterations"] == 2
+    # a warm start carries its starting checkpoint's cost, so model cards count every step
+    warm = tmp_path / "warm"
+    _ok(["pretrain", "--num-envs", "4", "--steps", "128", "--out", str(warm), "--teacher-coef", "0",
+         "--init-bfm", str(out / "checkpoints" / "last.safetensors")])
+    _, info = load_bfm(warm / "checkpoints" / "last.safetensors")
+    assert info["env_steps"] == 128 and info["init_env_steps"] == 256
 
 
 def test_train_task_token_keeps_bfm_frozen_and_changes_encoder(tmp_path):

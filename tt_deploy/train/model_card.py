@@ -13,12 +13,16 @@ from pathlib import Path
 
 RECIPE = """PPO directly on the `small` BFM (the BFM is the actor; all weights and its running-norm
 statistics train), on random sparse prompts written into the target-pose tokens
-(`tt_deploy/train/pretrain_task.py`). Each env is in one prompt mode at a time (30 % / 40 % / 30 %):
+(`tt_deploy/train/pretrain_task.py`). Each env is in one prompt mode at a time (v3: 30 % / 50 % / 20 %):
 - *idle*: every prompt token hidden; reward for standing still and upright;
 - *reach*: a right- or left-hand target 0.4-1.0 s ahead (counted down) in the far target slot;
   reward 0.3 exp(-4 d^2) + 0.4 exp(-40 d^2) + 0.3 x hand speed toward the target; a distance
   curriculum starts targets near the hand (30 % of the way to the sampled point) and reaches the
-  full range at 4 M steps;
+  full range at 1 M steps of a run (v2: 4 M); v3 adds an IK teacher
+  (`tt_deploy/train/reach_teacher.py`): damped least-squares IK on the prompted arm's shoulder and
+  elbow hinges plus the PD offset that holds the arm against gravity gives target actions, and a
+  behaviour-cloning loss (weight 1.0, squared error on those 6 actions) pulls the BFM toward them
+  beside PPO, which keeps every other joint;
 - *walk*: a pelvis carrot 1 s ahead at 0.3-1.2 m/s with heading and velocity visible; reward for
   speed along the command, and - scaled by how fast it moves - no drift, facing the command and
   alternating foot clearance (standing still earns little).
@@ -27,7 +31,8 @@ Start from a statue (decoder output layer x0.01: zero actions hold the standing 
 action std 0.03, fixed learning rate 1e-4 (actor) / 3e-4 (critic), 256 envs x 32 steps per update,
 3 epochs x 4 minibatches (DESIGN.md section 8: small fixed exploration noise, fixed rate,
 mean-action evaluation). Recipe v1 (no curriculum, no progress term, a walk reward that paid for
-standing) ran the first 1.15 M steps; v2 continued from that checkpoint."""
+standing) ran the first 1.15 M steps; v2 continued from that checkpoint to 3.18 M steps; v3
+(the IK teacher) continued from the v2 checkpoint with a fresh critic and optimiser."""
 
 
 def _plot_curves(log_csv: Path, png: Path) -> bool:
@@ -64,8 +69,9 @@ def _plot_curves(log_csv: Path, png: Path) -> bool:
 def write_card(path: Path, *, rows: list[dict], bfm_info: dict, params: int, config: str,
                log_csv: Path | None, episodes: int, seed: int, notes: str = "") -> Path:
     path = Path(path)
-    steps = bfm_info.get("env_steps")
-    wall = bfm_info.get("wall_seconds")
+    # a run warm-started with --init-bfm records what its starting checkpoint had already cost
+    steps = (bfm_info.get("env_steps") or 0) + (bfm_info.get("init_env_steps") or 0) or None
+    wall = (bfm_info.get("wall_seconds") or 0) + (bfm_info.get("init_wall_seconds") or 0) or None
     plot = path.parent / "img" / "bfm_training_curves.png"
     has_plot = log_csv is not None and _plot_curves(Path(log_csv), plot)
     lines = [

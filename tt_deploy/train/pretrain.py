@@ -61,7 +61,7 @@ def statue_init(bfm: BFM) -> BFM:
 
 def _save(runner: OnPolicyRunner, tag: str) -> None:
     info = {"recipe": RECIPE_VERSION, "env_steps": runner.env_steps, "iterations": runner.iteration,
-            "wall_seconds": round(runner.wall_seconds, 1)}  # fmt: skip
+            "wall_seconds": round(runner.wall_seconds, 1), **getattr(runner, "init_cost", {})}  # fmt: skip
     save_bfm(runner.policy.bfm, runner.out_dir / "checkpoints" / f"{tag}.safetensors", info=info)
 
 
@@ -91,8 +91,11 @@ def build_runner(cfg: PretrainConfig, out_dir: Path, *, init_bfm: Path | None = 
     from tt_deploy.sim.mujoco_backend import MujocoSimulator
 
     torch.manual_seed(cfg.seed)
+    init_cost = {}
     if init_bfm is not None:
-        bfm, _ = load_bfm(init_bfm)
+        bfm, info = load_bfm(init_bfm)
+        # total cost so far, so the model card of a warm-started BFM counts every step it took
+        init_cost = {f"init_{k}": (info.get(k) or 0) + (info.get(f"init_{k}") or 0) for k in ("env_steps", "wall_seconds")}
     else:
         bfm = statue_init(BFM(bfm_config(cfg.config)))
     bfm.train()
@@ -103,8 +106,10 @@ def build_runner(cfg: PretrainConfig, out_dir: Path, *, init_bfm: Path | None = 
     env = TaskEnv(sim, task, episode_seconds=cfg.episode_seconds, seed=cfg.seed)
     policy = PretrainPolicy(bfm, teacher_coef=cfg.teacher_coef)
     log.info("pretraining a %s BFM (%d params) on %d envs", cfg.config, count_parameters(bfm), cfg.num_envs)
-    return OnPolicyRunner(env, policy, cfg.ppo, out_dir, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
-                          save_fn=_save, extra_log=_mode_metrics)
+    runner = OnPolicyRunner(env, policy, cfg.ppo, out_dir, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
+                            save_fn=_save, extra_log=_mode_metrics)
+    runner.init_cost = init_cost
+    return runner
 
 
 def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, init_bfm: Path | None = None,
