@@ -53,15 +53,21 @@ class SelfAttention(nn.Module):
             # explicit slice ends: an open end exports as INT64_MAX, which TensorRT must narrow
             q = nn.functional.linear(x[:, 0:1], w[0:d], bias[0:d]).reshape(b, 1, h, dh).transpose(1, 2)
             kv = nn.functional.linear(x, w[d : 3 * d], bias[d : 3 * d]).reshape(b, t, 2, h, dh).permute(2, 0, 3, 1, 4)
-            k, v = kv[0], kv[1]
+            k, v = kv.unbind(0)
         else:
             qkv = nn.functional.linear(x, w, bias).reshape(b, t, 3, h, dh).permute(2, 0, 3, 1, 4)
-            q, k, v = qkv[0], qkv[1], qkv[2]
-        scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(dh))
-        if key_bias is not None:
-            scores = scores + key_bias
-        attn = torch.softmax(scores, dim=-1)
-        out = torch.matmul(attn, v).permute(0, 2, 1, 3).reshape(b, q.shape[2], d)
+            q, k, v = qkv.unbind(0)
+        if torch.onnx.is_in_onnx_export() or not torch.is_grad_enabled():
+            # the reference math, spelled out (MatMul, Add, Softmax): what the exported graph
+            # computes (simple for TensorRT) and what verify compares it with
+            scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(dh))
+            if key_bias is not None:
+                scores = scores + key_bias
+            out = torch.matmul(torch.softmax(scores, dim=-1), v)
+        else:
+            # training (forward + backward): the same math in one fused kernel, fewer copies
+            out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=key_bias)
+        out = out.permute(0, 2, 1, 3).reshape(b, q.shape[2], d)
         return self.out_proj(out)
 
 
