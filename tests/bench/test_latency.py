@@ -51,7 +51,7 @@ def test_bench_rows_for_every_implementation_and_batch(bundle, tmp_path):
     rows = bench_bundle(bundle, batches=(1, 4), calls=30, warmup=3, json_path=out, memory=False)
     lat = [r for r in rows if r["kind"] == "latency"]
     assert [(r["name"], r["batch"]) for r in lat] == [
-        (n, b) for b in (1, 4) for n in ("torch-eager", "runtime-full", "runtime-fused")
+        (n, b) for b in (1, 4) for n in ("torch-eager", "runtime-full", "runtime-fused", "runtime-fused-shared")
     ]
     for r in lat:
         assert 0 < r["p50_us"] <= r["p90_us"] <= r["p99_us"] <= r["max_us"] and r["calls"] == 30
@@ -69,9 +69,15 @@ def test_bench_rows_for_every_implementation_and_batch(bundle, tmp_path):
 
 
 def test_memory_rows_one_fresh_process_per_count(bundle):
-    rows = memory_rows(bundle, max_skills=1)
-    assert [(r["mode"], r["resident_skills"]) for r in rows] == [("fused", 1), ("split", 1)]
-    assert all(r["delta_bytes"] > 2**20 for r in rows)  # a session with ~2 MB of weights
+    rows = memory_rows(bundle, max_skills=2)
+    assert [(r["mode"], r["share_bfm"], r["resident_skills"]) for r in rows] == [
+        ("fused", None, 1), ("fused", None, 2), ("fused", False, 1), ("fused", False, 2), ("split", None, 1),
+        ("split", None, 2),
+    ]  # fmt: skip
+    first = [r for r in rows if r["resident_skills"] == 1]
+    assert all(r["delta_bytes"] > 2**20 for r in first)  # a session with ~2 MB of weights
+    second = {r["share_bfm"]: r["delta_bytes"] for r in rows if r["mode"] == "fused" and r["resident_skills"] == 2}
+    assert second[False] - second[None] > 2**20  # the shared BFM saves the second skill's weight copy
 
 
 def test_bad_arguments(bundle):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import onnxruntime as ort
 import pytest
 from bundle_helpers import make_run
@@ -42,7 +43,11 @@ def test_manifest_describes_every_file(base_bundle, small_bfm_file):
     assert {g.path for g in man.graphs} == {
         "bfm.onnx", "bfm.batch.onnx", "skills/reach/encoder.onnx", "skills/reach/encoder.batch.onnx",
         "skills/reach/fused.onnx", "skills/reach/fused.batch.onnx",
+        "bfm.obs+historical_pose_obs+terrain.onnx", "bfm.obs+historical_pose_obs+terrain.batch.onnx",
     }  # fmt: skip
+    specialised = man.specialised_bfm(("obs", "historical_pose_obs", "terrain"))
+    assert specialised.role == "bfm-specialised" and specialised.skill is None
+    assert [t.name for t in specialised.inputs][-1] == "task_token"
     for g in man.graphs:
         assert sha256_file(base_bundle / g.path) == g.sha256
         sess = ort.InferenceSession(str(base_bundle / g.path), providers=["CPUExecutionProvider"])
@@ -90,6 +95,23 @@ def test_second_skill_keeps_first_and_bfm_mismatch_refused(base_bundle, small_bf
     assert mf.read_skill(bundle, "strike").task_obs_dim == 15
     with pytest.raises(BundleError, match="export to a new --bundle dir or re-export all skills"):
         export_skill("direction", bundle_dir=bundle)  # embedded default BFM != the test BFM
+
+
+def test_one_specialised_bfm_per_visible_group_set(base_bundle, small_bfm_file, tmp_path):
+    """Re-exporting reach with prior tokens changes its visible groups: the new set gets its shared
+    BFM graphs, the set no skill uses any more is removed from the bundle and the manifest."""
+    bfm, bfm_path = small_bfm_file
+    bundle = shutil.copytree(base_bundle, tmp_path / "deploy")
+    prior = {"masked_mimic_target_poses": np.zeros((11, 184)).tolist(),
+             "masked_mimic_target_poses_masks": np.ones(11, bool).tolist()}  # fmt: skip
+    run, _ = make_run(tmp_path / "run", bfm_path, "reach", 3, bfm.token_dim, 1, prior=prior)
+    export_skill("reach", bfm_path=bfm_path, run_dir=run, bundle_dir=bundle)
+    visible = mf.read_skill(bundle, "reach").visible_groups
+    assert "masked_mimic_target_poses" in visible
+    man = mf.read_manifest(bundle)
+    want = {mf.specialised_bfm_file(visible, dyn) for dyn in (False, True)}
+    assert {g.path for g in man.graphs if g.role == "bfm-specialised"} == want
+    assert sorted(p.name for p in bundle.glob("bfm.*onnx")) == sorted(["bfm.onnx", "bfm.batch.onnx", *want])
 
 
 def test_trained_run_must_match_bfm_and_unknown_skill(small_bfm_file, tmp_path):

@@ -39,7 +39,7 @@ def codes(findings, severity="error"):
 def test_exported_bundle_passes_and_lists_its_ops(bundle):
     report = lint_bundle(bundle)
     assert report.ok and report.findings == (), report.findings
-    assert len(report.ops) == 6  # bfm, encoder, fused x static/batch
+    assert len(report.ops) == 8  # bfm, specialised bfm, encoder, fused x static/batch
     ops = report.op_types()
     assert {"LayerNormalization", "Softmax", "MatMul", "Gemm", "Where"} <= set(ops)
     assert set(ops) <= set(SUPPORTED_OPS)

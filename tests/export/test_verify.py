@@ -58,14 +58,15 @@ def test_honest_bundle_passes_every_mode_graph_and_case(bundle):
     report = verify_bundle(bundle, cases=TINY)
     assert report.passed, [r for r in report.rows if not r.passed]
     graphs = {(r.skill, r.mode, r.graphs) for r in report.rows}
-    assert len(graphs) == 8  # 2 skills x (fused, split) x (static, dynamic)
+    assert len(graphs) == 12  # 2 skills x (fused, fused + shared BFM, split) x (static, dynamic)
+    assert ("steering", "fused", "skills/steering/encoder.onnx + bfm.obs+historical_pose_obs+terrain.onnx") in graphs
     cases = {r.case for r in report.rows}
     assert {"random", "all-visible", "all-hidden", "extreme", "recorded"} <= cases
     assert {f"hidden:{g.name}" for g in spec.TOKEN_GROUPS if g.mask_name} <= cases
     assert max(r.max_abs for r in report.rows) <= ATOL
     assert {r.n for r in report.rows if r.case == "recorded" and "batch" in r.graphs} == {8}  # 2 envs x 4
     parity = mf.read_skill(bundle, "steering").parity
-    assert parity["passed"] is True and parity["atol"] == ATOL and len(parity["graphs"]) == 4
+    assert parity["passed"] is True and parity["atol"] == ATOL and len(parity["graphs"]) == 6
 
 
 def test_swapped_encoder_with_consistent_hashes_fails(bundle, small_bfm_file, tmp_path):

@@ -19,6 +19,7 @@ from tt_deploy.runtime import SkillRuntime
 from tt_deploy.runtime import manifest as mf
 
 TOL = 1e-5
+SPECIALISED = "bfm.obs+historical_pose_obs+terrain.onnx"  # both test skills keep the default groups
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +78,62 @@ def test_fused_and_split_match_torch_and_switch(bundle, rt):
     rt.switch("reach")
     np.testing.assert_array_equal(rt.act(obs, np.ones(3, np.float32)), a_reach)
     split.close()
+
+
+def test_fused_skills_share_one_specialised_bfm(bundle, rt):
+    """Two resident fused skills with the same visible groups run one BFM session (one copy of the
+    weights, pre-packed once) behind their own encoders, with the fused graphs' actions."""
+    assert rt.graphs("reach") == ("skills/reach/encoder.onnx", SPECIALISED)
+    assert rt.graphs("steering") == ("skills/steering/encoder.onnx", SPECIALISED)
+    assert rt._shared["reach"] is rt._shared["steering"]
+    with SkillRuntime(bundle[0], backend="ort-cpu", share_bfm=False) as own:
+        assert own.graphs("reach") == ("skills/reach/fused.onnx",) and not own._shared
+        for skill, dim in (("reach", 3), ("steering", 5)):
+            rt.switch(skill)
+            own.switch(skill)
+            assert rt.inputs == own.inputs and rt.outputs == own.outputs
+            for seed in range(3):
+                obs, task_obs = sample(seed), np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+                out = np.empty(69, np.float32)
+                np.testing.assert_allclose(rt.act_into(obs, task_obs, out), own.act(obs, task_obs), rtol=0, atol=1e-6)
+                np.testing.assert_allclose(rt.act(obs, task_obs), out, rtol=0, atol=0)
+    with SkillRuntime(bundle[0], skills=["reach"]) as single:  # one skill: its own fused graph, as before
+        assert single.graphs() == ("skills/reach/fused.onnx",)
+    with SkillRuntime(bundle[0], skills=["reach"], share_bfm=True, batch=None) as forced:
+        assert forced.graphs() == ("skills/reach/encoder.batch.onnx", SPECIALISED.replace(".onnx", ".batch.onnx"))
+        inputs = {k: v[None].repeat(4, 0) for k, v in sample(5).items()}
+        task_obs = np.random.default_rng(5).standard_normal((4, 3)).astype(np.float32)
+        np.testing.assert_allclose(
+            forced.act_batch(inputs, task_obs), reference(bundle, "reach", inputs, task_obs), rtol=0, atol=TOL
+        )
+    with SkillRuntime(bundle[0], mode="split") as split:  # split shares bfm.onnx already
+        assert split.graphs("steering") == ("skills/steering/encoder.onnx", "bfm.onnx")
+
+
+_RSS = """
+import os, sys
+import numpy as np
+from tt_deploy.runtime import SkillRuntime
+rt = SkillRuntime(sys.argv[1], backend="ort-cpu", share_bfm={"auto": None, "off": False}[sys.argv[2]])
+x = {"obs": np.zeros(358, np.float32), "terrain": np.zeros(256, np.float32)}
+for s, dim in (("reach", 3), ("steering", 5)):
+    rt.switch(s)
+    rt.act(x, np.zeros(dim, np.float32))
+print(int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+def test_shared_bfm_keeps_one_copy_of_the_weights_resident(bundle):
+    """RSS (fresh subprocesses) of two fused skills: sharing must save at least one BFM weight copy."""
+    def rss(share: str) -> int:
+        res = subprocess.run([sys.executable, "-c", _RSS, str(bundle[0]), share], capture_output=True, text=True,
+                             timeout=120)  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        return int(res.stdout.strip().splitlines()[-1])
+
+    weights = (bundle[0] / SPECIALISED).stat().st_size  # ~ the BFM weights (fp32 initializers)
+    assert rss("off") - rss("auto") > weights
 
 
 def test_switch_is_cheap(rt):
@@ -199,6 +256,10 @@ def _corrupt(kind, b):
         data[len(data) // 2] ^= 0x01
         (b / "skills/reach/fused.onnx").write_bytes(bytes(data))
         _fix_hash(b, "skills/reach/fused.onnx")
+    elif kind == "shared bfm flipped":
+        data = bytearray((b / SPECIALISED).read_bytes())
+        data[len(data) // 2] ^= 0x01
+        (b / SPECIALISED).write_bytes(bytes(data))
     elif kind == "schema":
         p = b / "manifest.json"
         p.write_text(p.read_text().replace("tt-deploy.bundle/1", "tt-deploy.bundle/0"))
@@ -212,6 +273,7 @@ def _corrupt(kind, b):
         ("truncated, hash fixed", "split", "not a loadable ONNX graph"),
         ("input renamed, hash fixed", "split", "graph inputs .* do not match the manifest"),
         ("weights flipped, manifest hash fixed", "fused", "skill.json and manifest.json disagree"),
+        ("shared bfm flipped", "fused", r"bfm\.obs\+historical_pose_obs\+terrain\.onnx: sha256 .* does not match"),
         ("schema", "fused", "reads 'tt-deploy.bundle/1'; re-export"),
     ],
 )

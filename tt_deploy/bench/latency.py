@@ -4,6 +4,8 @@ What is timed (each with `time.perf_counter_ns` around one call, after `warmup` 
 - `torch-eager`: the PyTorch reference (BFM + encoder, `torch.inference_mode`, all 31 tokens fed),
 - `runtime-full`: `SkillRuntime(mode="split")` = encoder.onnx + bfm.onnx, every token group fed,
 - `runtime-fused`: `SkillRuntime(mode="fused")` = the skill's specialised fused graph,
+- `runtime-fused-shared`: `SkillRuntime(mode="fused", share_bfm=True)` = encoder.onnx + the shared
+  specialised BFM graph (what fused mode runs when several resident skills share their groups),
 each at every batch size (batch 1 = static graphs through `act_into`; larger = dynamic graphs
 through `act_batch`). Runtime calls include input validation, as a controller pays it.
 
@@ -34,6 +36,7 @@ import numpy as np
 from tt_deploy.errors import InputError, UnknownNameError
 from tt_deploy.runtime import SessionConfig, SkillRuntime
 from tt_deploy.runtime import manifest as mf
+from tt_deploy.runtime.session import resolve_backend
 from tt_deploy.stats import percentiles
 
 log = logging.getLogger(__name__)
@@ -184,12 +187,18 @@ def _weights(bundle: Path, manifest: mf.BundleManifest, skill: str, dynamic: boo
     g = {
         r: manifest.graph(r, None if r == "bfm" else skill, dynamic).path for r in ("bfm", "encoder", "fused")
     }
+    shared = manifest.specialised_bfm(mf.read_skill(bundle, skill).visible_groups, dynamic)
+    if shared is not None:
+        g["shared"] = shared.path
     sizes = {r: initializer_bytes(bundle / p) for r, p in g.items()}
-    return {"split": sizes["bfm"] + sizes["encoder"], "fused": sizes["fused"]}
+    out = {"split": sizes["bfm"] + sizes["encoder"], "fused": sizes["fused"]}
+    if shared is not None:
+        out["fused-shared"] = sizes["shared"] + sizes["encoder"]
+    return out
 
 
 def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads, backend="auto", peak=None) -> list[dict]:
-    """torch-eager, runtime-full and runtime-fused rows at one batch size."""
+    """torch-eager, runtime-full, runtime-fused (and runtime-fused-shared) rows at one batch size."""
     import torch
 
     from tt_deploy.export.onnx_graphs import group_input_names
@@ -206,13 +215,17 @@ def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads, bac
         rows[-1]["torch_threads"] = torch.get_num_threads()
         _add_compute_floor(rows[-1], flops["split"], peak)
     keep = set(group_input_names(sk.visible_groups))
-    for name, mode, kept in (("runtime-full", "split", None), ("runtime-fused", "fused", keep)):
+    variants = [("runtime-full", "split", None, "split", None), ("runtime-fused", "fused", keep, "fused", False)]
+    if "fused-shared" in weights and resolve_backend(backend, manifest)[0] != "trt":
+        variants.append(("runtime-fused-shared", "fused", keep, "fused-shared", True))
+    for name, mode, kept, key, share in variants:
         config = SessionConfig(intra_op_threads=threads)
         with SkillRuntime(
-            bundle, backend=backend, skills=[skill], mode=mode, batch=1 if batch == 1 else None, config=config
-        ) as rt:
+            bundle, backend=backend, skills=[skill], mode=mode, batch=1 if batch == 1 else None, config=config,
+            share_bfm=share,
+        ) as rt:  # fmt: skip
             ns = time_calls(_runtime_fn(rt, inputs, task_obs, kept), calls, warmup)
-            rows.append(latency_row(name, batch, ns, rate_hz, weights[mode], bw))
+            rows.append(latency_row(name, batch, ns, rate_hz, weights[key], bw))
             rows[-1]["backend"] = rt.backend
             _add_compute_floor(rows[-1], flops[mode], peak)
     return rows
@@ -240,28 +253,36 @@ _RSS_SCRIPT = """
 import json, sys
 from tt_deploy.bench.latency import rss_bytes
 from tt_deploy.runtime import SkillRuntime
-bundle, mode, k, skills = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
-rt = SkillRuntime(bundle, skills=skills[:k], mode=mode) if k else None
+bundle, mode, share, k, skills = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]), sys.argv[5:]
+rt = SkillRuntime(bundle, skills=skills[:k], mode=mode, share_bfm=share) if k else None
 print(json.dumps(rss_bytes()))
 """
+# (label, mode, share_bfm): fused as configured by default (shares the BFM from 2 skills on), fused with
+# one self-contained graph per skill (a private BFM copy each), split
+MEMORY_VARIANTS = (("fused", "fused", None), ("fused, share_bfm=False", "fused", False), ("split", "split", None))
 
 
 def memory_rows(bundle: str | os.PathLike, max_skills: int = 3) -> list[dict]:
-    """RSS (bytes) with 0..k resident skills per mode, each in a fresh subprocess; deltas per extra skill.
-
-    k = 0 is the baseline (numpy + onnxruntime + tt_deploy.runtime imported, nothing loaded).
+    """RSS (bytes) with 0..k resident skills per MEMORY_VARIANTS, each in a fresh subprocess; deltas per
+    extra skill. k = 0 is the baseline (numpy + onnxruntime + tt_deploy.runtime imported, nothing loaded).
     """
     skills = list(mf.read_manifest(bundle).skills[:max_skills])
     rows = []
-    for mode in ("fused", "split"):
+    baseline = None
+    for label, mode, share in MEMORY_VARIANTS:
         rss = []
         for k in range(len(skills) + 1):
-            cmd = [sys.executable, "-c", _RSS_SCRIPT, str(bundle), mode, str(k), *skills]
+            if k == 0 and baseline is not None:
+                rss.append(baseline)
+                continue
+            cmd = [sys.executable, "-c", _RSS_SCRIPT, str(bundle), mode, json.dumps(share), str(k), *skills]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=300)
             rss.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        baseline = rss[0]
         for k in range(1, len(rss)):
-            rows.append({"kind": "memory", "name": f"{mode}: skill {k} ({skills[k - 1]})", "mode": mode,
-                         "resident_skills": k, "rss_bytes": rss[k], "delta_bytes": rss[k] - rss[k - 1]})  # fmt: skip
+            rows.append({"kind": "memory", "name": f"{label}: skill {k} ({skills[k - 1]})", "mode": mode,
+                         "share_bfm": share, "resident_skills": k, "rss_bytes": rss[k],
+                         "delta_bytes": rss[k] - rss[k - 1]})  # fmt: skip
     return rows
 
 

@@ -138,12 +138,14 @@ def _visible_groups(prior: dict[str, np.ndarray], trained_with: tuple[str, ...] 
     return tuple(g for g in ALL_GROUPS if g in keep)
 
 
-def _export_graphs(out: Path, rel_dir: str, role_modules, *, opset, metadata, skill) -> list[mf.GraphSpec]:
-    """Static and dynamic variant of each (role, module, last_dim) into out/rel_dir."""
+def _export_graphs(
+    out: Path, rel_dir: str, role_modules, *, opset, metadata, skill, file_name=mf.graph_file
+) -> list[mf.GraphSpec]:
+    """Static and dynamic variant of each (role, module, last_dim) into out/rel_dir/file_name(role, dynamic)."""
     specs = []
     for role, module, last_dim in role_modules:
         for dynamic in (False, True):
-            rel = f"{rel_dir}/{mf.graph_file(role, dynamic)}".lstrip("/")
+            rel = f"{rel_dir}/{file_name(role, dynamic)}".lstrip("/")
             meta = {**metadata, "tt-deploy.role": role, "tt-deploy.skill": skill or ""}
             ins, outs, err = export_graph(
                 module, out / rel, dynamic=dynamic, opset=opset, last_dim=last_dim, metadata=meta
@@ -166,7 +168,7 @@ def _carry_over(old_dir: Path, old: mf.BundleManifest, tmp: Path, skill: str) ->
         if other != skill:
             shutil.copytree(old_dir / mf.skill_dir(other), tmp / mf.skill_dir(other))
     for g in kept:
-        if g.role == "bfm":
+        if g.skill is None:  # bfm + specialised bfm graphs at the bundle root
             shutil.copy2(old_dir / g.path, tmp / g.path)
     if (old_dir / "engines").is_dir():  # TensorRT engines are looked up by key: stale ones are harmless
         shutil.copytree(old_dir / "engines", tmp / "engines")
@@ -179,6 +181,31 @@ def _kept_engines(old: mf.BundleManifest | None, graphs) -> tuple:
         return ()
     current = {g.path: g.sha256 for g in graphs}
     return tuple(e for e in old.engines if current.get(e.graph) == e.onnx_sha256)
+
+
+def _specialised_graphs(tmp: Path, bfm: BFM, graphs, skills: set[str], *, opset, metadata) -> list[mf.GraphSpec]:
+    """`graphs` with one specialised BFM (static + dynamic) per distinct visible-group set of `skills`.
+
+    Why: fused graphs each carry a private copy of the BFM weights (and ONNX Runtime pre-packs
+    every copy), so a fused-mode runtime with several resident skills instead runs their encoders
+    into one shared session of this graph. Sets no skill uses any more are dropped.
+    """
+    wanted = {mf.read_skill(tmp, s).visible_groups for s in skills}
+    keep = [g for g in graphs if g.role != mf.SPECIALISED_ROLE]
+    have = {g.path: g for g in graphs if g.role == mf.SPECIALISED_ROLE}
+    for visible in sorted(wanted):
+        paths = [mf.specialised_bfm_file(visible, dyn) for dyn in (False, True)]
+        found = [have.pop(p) for p in paths if p in have]
+        if len(found) == len(paths):
+            keep += found
+            continue
+        keep += _export_graphs(
+            tmp, "", [(mf.SPECIALISED_ROLE, BFMGraph(bfm, visible), bfm.token_dim)], opset=opset,
+            metadata=metadata, skill=None, file_name=lambda _role, dyn, v=visible: mf.specialised_bfm_file(v, dyn),
+        )  # fmt: skip
+    for g in have.values():  # carried over, but no skill uses that set any more
+        (tmp / g.path).unlink(missing_ok=True)
+    return keep
 
 
 def _check_compatible(old: mf.BundleManifest, bfm_sha: str, opset: int, bundle: Path) -> None:
@@ -329,6 +356,7 @@ def export_skill(
             tmp, skill, bfm, bfm_info.sha256, src[0], src, prior, obs_spec, opset, meta
         )
         skills = {*(old.skills if old else ()), skill}
+        graphs = _specialised_graphs(tmp, bfm, graphs, skills, opset=opset, metadata=meta)
         mf.write_manifest(tmp, _bundle_manifest(bfm, bfm_info, opset, skills, graphs, _kept_engines(old, graphs)))
         _swap_in(tmp, bundle)
     finally:

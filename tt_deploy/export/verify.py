@@ -6,8 +6,9 @@ check rebuilds the reference *from the bundle's recorded sources* (the BFM check
 the manifest records, the encoder's run checkpoint or seeded fresh init) and runs the real
 `SkillRuntime` on many valid inputs: random visible/hidden masks, every maskable token group
 hidden, every token visible, extreme magnitudes, and observations recorded from a short MuJoCo
-rollout of the skill's TaskEnv driven by the reference. Both runtime modes (fused, split) and both
-graph variants (static batch 1, dynamic batch) are checked. A bundle whose graphs do not compute
+rollout of the skill's TaskEnv driven by the reference. Both runtime modes (fused, split), fused
+with the shared specialised BFM graph (encoder + bfm.<groups>.onnx), and both graph variants
+(static batch 1, dynamic batch) are checked. A bundle whose graphs do not compute
 what their recorded sources compute fails, even when every hash is consistent.
 
 Errors are Polygraphy-style per output: max abs error and max rel error
@@ -36,13 +37,18 @@ from tt_deploy.models.bfm import BFM
 from tt_deploy.models.checkpoints import default_bfm, load_bfm, state_hash
 from tt_deploy.runtime import SkillRuntime
 from tt_deploy.runtime import manifest as mf
+from tt_deploy.runtime.session import resolve_backend
 
 log = logging.getLogger(__name__)
 
 ATOL = 1e-5  # fp32 max abs error accepted on the clamped actions
 REL_FLOOR = 1e-6  # denominator floor of the relative error (actions near 0 would make it infinite)
 EXTREME = 50.0  # |value| of the extreme-value case: positions (m) / velocities (m/s, rad/s) bound
-MODES = (("fused", 1), ("fused", None), ("split", 1), ("split", None))  # (mode, runtime batch)
+# (mode, runtime batch, share_bfm): fused graph, fused with the shared specialised BFM, split
+MODES = (
+    ("fused", 1, False), ("fused", None, False), ("fused", 1, True), ("fused", None, True),
+    ("split", 1, None), ("split", None, None),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -257,13 +263,6 @@ def _run_runtime(
     return out, slice(0, n)
 
 
-def _graph_label(sk: mf.SkillManifest, mode: str, batch: int | None) -> str:
-    dyn = batch != 1
-    if mode == "fused":
-        return f"skills/{sk.name}/{mf.graph_file('fused', dyn)}"
-    return f"skills/{sk.name}/{mf.graph_file('encoder', dyn)} + {mf.graph_file('bfm', dyn)}"
-
-
 def _verify_skill(bundle, sk, bfm, cases, backend, atol, limit) -> list[ParityRow]:
     """Rows for one skill: every case through every (mode, batch) runtime."""
     encoder = reference_encoder(sk, bfm)
@@ -271,15 +270,20 @@ def _verify_skill(bundle, sk, bfm, cases, backend, atol, limit) -> list[ParityRo
     fused = BFMGraph(bfm, sk.visible_groups, encoder).eval()
     keep = set(group_input_names(sk.visible_groups))
     rows = []
-    for mode, batch in MODES:
+    manifest = mf.read_manifest(bundle)
+    native_trt = resolve_backend(backend, manifest)[0] == "trt"  # runs fused engines, never a shared BFM
+    for mode, batch, share in MODES:
+        if share and (native_trt or manifest.specialised_bfm(sk.visible_groups, batch != 1) is None):
+            continue  # or: bundle exported before specialised BFM graphs existed
         graph = fused if mode == "fused" else full
-        with SkillRuntime(bundle, backend, skills=[sk.name], mode=mode, batch=batch) as rt:
+        with SkillRuntime(bundle, backend, skills=[sk.name], mode=mode, batch=batch, share_bfm=share) as rt:
+            label = " + ".join(rt.graphs())
             for case, (inputs, task_obs) in cases.items():
                 fed = {k: v for k, v in inputs.items() if mode == "split" or k in keep}
                 got, sel = _run_runtime(rt, fed, task_obs, limit)
                 ref = _torch_actions(graph, {k: v[sel] for k, v in fed.items()}, task_obs[sel])
                 abs_err, rel_err = compare(got, ref)
-                rows.append(ParityRow(sk.name, mode, _graph_label(sk, mode, batch), case, int(ref.shape[0]),
+                rows.append(ParityRow(sk.name, mode, label, case, int(ref.shape[0]),
                                       abs_err, rel_err, abs_err <= atol))  # fmt: skip
     return rows
 

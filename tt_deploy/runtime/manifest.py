@@ -9,6 +9,8 @@ Bundle layout (DESIGN.md section 5, file names are the constants below):
 
     <bundle>/manifest.json                  BundleManifest
     <bundle>/bfm.onnx, bfm.batch.onnx       frozen BFM, static batch 1 / dynamic batch
+    <bundle>/bfm.<g1>+<g2>...[.batch].onnx  the BFM specialised to one set of visible groups, shared
+                                            by every skill with that set (role "bfm-specialised")
     <bundle>/skills/<name>/encoder[.batch].onnx, fused[.batch].onnx
     <bundle>/skills/<name>/skill.json       SkillManifest
     <bundle>/skills/<name>/prior.npz        optional prior tokens (arrays by graph input name)
@@ -38,12 +40,21 @@ PRIOR_FILE = "prior.npz"
 MASK_SEMANTICS = "bool, True = visible"
 BATCH_DIM = "batch"  # symbolic name of the batch axis in dynamic graphs
 STATIC_SUFFIX, DYNAMIC_SUFFIX = ".onnx", ".batch.onnx"
-GRAPH_ROLES = ("bfm", "encoder", "fused")
+# "bfm-specialised" (added within schema 1, older readers ignore it): the BFM without the token groups
+# a set of skills always hides; fused-mode runtimes share one session of it between those skills.
+GRAPH_ROLES = ("bfm", "encoder", "fused", "bfm-specialised")
+SPECIALISED_ROLE = "bfm-specialised"
 
 
 def graph_file(role: str, dynamic: bool) -> str:
     """File name of a graph: `bfm.onnx` (static batch 1) or `bfm.batch.onnx` (dynamic batch)."""
     return role + (DYNAMIC_SUFFIX if dynamic else STATIC_SUFFIX)
+
+
+def specialised_bfm_file(visible_groups: tuple[str, ...] | list[str], dynamic: bool) -> str:
+    """Bundle-relative file of the BFM specialised to `visible_groups` (spec order), e.g.
+    `bfm.obs+historical_pose_obs+terrain.onnx`: the name says which groups it keeps."""
+    return "bfm." + "+".join(visible_groups) + (DYNAMIC_SUFFIX if dynamic else STATIC_SUFFIX)
 
 
 def skill_dir(skill: str) -> str:
@@ -66,7 +77,7 @@ class GraphSpec:
     """One ONNX file of the bundle, with the hash and I/O the runtime checks before running it."""
 
     path: str  # bundle-relative POSIX path
-    role: str  # "bfm" | "encoder" | "fused"
+    role: str  # "bfm" | "encoder" | "fused" | "bfm-specialised"
     skill: str | None  # None for the shared bfm graphs
     batch: str  # "static" (batch 1, deployment) | "dynamic" (batched evaluation)
     sha256: str
@@ -167,6 +178,11 @@ class BundleManifest:
         raise BundleError(
             f"manifest lists no {want} {role} graph" + (f" for skill {skill!r}" if skill else "")
         )
+
+    def specialised_bfm(self, visible_groups: tuple[str, ...], dynamic: bool = False) -> GraphSpec | None:
+        """The shared BFM graph specialised to `visible_groups`, or None (bundles exported before it existed)."""
+        path = specialised_bfm_file(visible_groups, dynamic)
+        return next((g for g in self.graphs if g.role == SPECIALISED_ROLE and g.path == path), None)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,13 @@ Modes: "fused" runs one graph per skill (encoder + BFM, specialised to the skill
 token groups); "split" runs the skill's encoder.onnx then the shared bfm.onnx (one BFM session
 for every skill). Both give the same actions for the same inputs.
 
+Shared BFM in fused mode (`share_bfm`): each fused graph carries its own copy of the BFM weights and
+ONNX Runtime pre-packs every copy per session (a paper-size BFM: ~50 MB + ~50 MB per skill). Python
+ONNX Runtime cannot share pre-packed weights between sessions (no PrepackedWeightsContainer), and
+sharing plain initializers with pre-packing disabled measured ~60 % slower. So skills with the same
+visible groups instead run encoder.onnx into one session of the bundle's specialised BFM graph
+(the same graph minus the encoder: identical actions, one extra small session run per call).
+
 Input semantics (same as the PyTorch BFM): a maskable group that is absent is hidden; a group
 given without its mask is visible; obs and terrain are required. A skill's stored prior tokens
 fill prior groups the caller does not pass. A graph that dropped a group accepts it only if it
@@ -16,8 +23,9 @@ is fully hidden: visible tokens are never dropped silently.
 
 from __future__ import annotations
 
+import ctypes
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +38,28 @@ log = logging.getLogger(__name__)
 MODES = ("fused", "split")
 
 
+def release_freed_heap() -> None:
+    """Give heap memory freed while loading (graph bytes, protobuf parse buffers) back to the OS.
+
+    Why: glibc keeps it, so the RSS of identically loaded runtimes varied by +-20 MB with a paper-size
+    BFM, hiding what a resident skill really costs. glibc only (malloc_trim); a no-op elsewhere.
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
+
+
 class SkillRuntime:
     """Actions (69,) in [-1, 1] from observations, for one active skill of a bundle.
 
     bundle_dir: exported bundle. backend: "auto" | "trt" | "ort-trt" | "ort-cuda" | "ort-cpu" (the pick is
     `self.backend`). skills: resident skills (None = all). mode: "fused" | "split". batch: 1 loads
     the static batch-1 graphs; any other int or None loads the dynamic-batch graphs (act_batch).
+    share_bfm (fused mode, ONNX Runtime backends): None = share one specialised BFM session between
+    resident skills with the same visible groups when there are two or more of them; True = always
+    (also for one skill); False = never (one self-contained fused graph per skill).
     """
 
     def __init__(
@@ -47,6 +71,7 @@ class SkillRuntime:
         batch: int | None = 1,
         *,
         config: SessionConfig | None = None,
+        share_bfm: bool | None = None,
     ) -> None:
         if mode not in MODES:
             raise UnknownNameError("runtime mode", mode, MODES)
@@ -68,6 +93,9 @@ class SkillRuntime:
         self._priors = {s: self._load_prior(m) for s, m in self.skills.items()}
         dyn = batch != 1
         self._trt = None
+        if self.backend == "trt" and share_bfm:
+            raise InputError("share_bfm=True needs an ONNX Runtime backend, not native TensorRT")
+        self._shared: dict[str, GraphSession] = {}
         if self.backend == "trt":  # native TensorRT engines: same session interface (trt_backend)
             from tt_deploy.runtime.trt_backend import TrtBackend
 
@@ -82,20 +110,71 @@ class SkillRuntime:
             self._bfm, self._sessions = self._trt.head, self._trt.sessions
         else:
             self._bfm = self._session("bfm", None, dyn) if mode == "split" else None
-            role = "encoder" if mode == "split" else "fused"
-            self._sessions = {s: self._session(role, s, dyn) for s in names}
-        self._token = np.empty((1, self.manifest.token_dim), np.float32)  # split-mode act_into scratch
+            shared = self._shared_skills(names, share_bfm, dyn) if mode == "fused" else set()
+            self._sessions = {
+                s: self._session("encoder" if mode == "split" or s in shared else "fused", s, dyn) for s in names
+            }
+            self._shared = self._shared_heads(shared, dyn)
+        self._token = np.empty((1, self.manifest.token_dim), np.float32)  # batch-1 token of chained skills
+        self._encode = self._batch1_encoders() if self._trt is None else {}
         self._zeros: dict[str, np.ndarray] = {}
         self._active = names[0]
         self._closed = False
+        release_freed_heap()
         log.info(
-            "SkillRuntime: %s, mode %s, backend %s, skills %s", self.bundle_dir, mode, self.backend, names
+            "SkillRuntime: %s, mode %s, backend %s, skills %s, shared BFM for %s", self.bundle_dir, mode,
+            self.backend, names, sorted(self._shared) or "none",
         )
 
     # --- loading ----------------------------------------------------------------------------------
     def _session(self, role: str, skill: str | None, dynamic: bool) -> GraphSession:
         spec = self.manifest.graph(role, skill, dynamic)
         return GraphSession(self.bundle_dir, spec, self.provider, self.config, self.manifest.bfm.sha256)
+
+    def _shared_skills(self, names: list[str], share_bfm: bool | None, dynamic: bool) -> set[str]:
+        """Resident skills that will run encoder.onnx + a shared specialised BFM session."""
+        if share_bfm is False:
+            return set()
+        by_groups: dict[tuple[str, ...], list[str]] = {}
+        for s in names:
+            by_groups.setdefault(self.skills[s].visible_groups, []).append(s)
+        shared = set()
+        for groups, members in by_groups.items():
+            if share_bfm is None and len(members) < 2:
+                continue
+            if self.manifest.specialised_bfm(groups, dynamic) is None:
+                if share_bfm:
+                    raise BundleError(
+                        f"bundle {self.bundle_dir} has no {mf.specialised_bfm_file(groups, dynamic)} (exported "
+                        "before shared BFM graphs existed); re-export it to use share_bfm"
+                    )
+                log.info("no specialised BFM graph for %s in this bundle: one fused graph per skill", groups)
+                continue
+            shared.update(members)
+        return shared
+
+    def _shared_heads(self, shared: set[str], dynamic: bool) -> dict[str, GraphSession]:
+        """skill -> its specialised BFM session; one session per distinct visible-group set."""
+        sessions: dict[str, GraphSession] = {}
+        heads = {}
+        for s in sorted(shared):
+            spec = self.manifest.specialised_bfm(self.skills[s].visible_groups, dynamic)
+            if spec.path not in sessions:
+                sessions[spec.path] = GraphSession(
+                    self.bundle_dir, spec, self.provider, self.config, self.manifest.bfm.sha256
+                )
+            heads[s] = sessions[spec.path]
+        return heads
+
+    def _batch1_encoders(self) -> dict[str, tuple[np.ndarray, Callable[[], None]]]:
+        """skill -> (task_obs buffer (1, k), call writing its token into self._token) for every skill
+        that runs its encoder before a BFM session (split mode, shared BFM)."""
+        chained = self._sessions if self.mode == "split" else self._shared
+        out = {}
+        for s in chained:
+            buf = np.zeros((1, self.skills[s].task_obs_dim), np.float32)
+            out[s] = (buf, self._sessions[s].bound_runner({self.manifest.task_obs_name: buf}, self._token))
+        return out
 
     def _load_skill(self, name: str) -> mf.SkillManifest:
         sk = mf.read_skill(self.bundle_dir, name)
@@ -132,16 +211,25 @@ class SkillRuntime:
     @property
     def inputs(self) -> tuple[mf.TensorSpec, ...]:
         """Inputs of the active skill's graph chain ("batch" = batch axis; act() takes them without it)."""
-        if self.mode == "fused":
+        if not self._chained():
             return self._sessions[self._active].spec.inputs
         enc = self._sessions[self._active].spec.inputs
-        return tuple(t for t in self._bfm.spec.inputs if t.name != self.manifest.task_token_name) + enc
+        return tuple(t for t in self._head().spec.inputs if t.name != self.manifest.task_token_name) + enc
 
     @property
     def outputs(self) -> tuple[mf.TensorSpec, ...]:
         """(actions,) of shape (batch, 69), float32, already clamped to [-1, 1]."""
-        head = self._bfm if self.mode == "split" else self._sessions[self._active]
-        return head.spec.outputs
+        return self._head().spec.outputs
+
+    def graphs(self, skill: str | None = None) -> tuple[str, ...]:
+        """Bundle-relative graph files a skill (default: the active one) runs, in order, e.g.
+        ("skills/reach/encoder.onnx", "bfm.obs+historical_pose_obs+terrain.onnx") when its BFM is shared."""
+        skill = self._active if skill is None else skill
+        if skill not in self._sessions:
+            raise UnknownNameError("resident skill", skill, self._sessions)
+        first = self._sessions[skill].spec.path
+        head = self._shared.get(skill) or (self._bfm if self.mode == "split" else None)
+        return (first,) if head is None else (first, head.spec.path)
 
     # --- skill switching --------------------------------------------------------------------------
     def switch(self, skill: str) -> None:
@@ -237,7 +325,14 @@ class SkillRuntime:
 
     # --- inference --------------------------------------------------------------------------------
     def _head(self) -> GraphSession:
+        """The session that outputs actions for the active skill."""
+        if self._active in self._shared:
+            return self._shared[self._active]
         return self._bfm if self.mode == "split" else self._sessions[self._active]
+
+    def _chained(self) -> bool:
+        """True when the active skill runs its encoder first (split mode or a shared BFM)."""
+        return self.mode == "split" or self._active in self._shared
 
     def _run(self, inputs, task_obs, batch: int | None, out: np.ndarray | None) -> np.ndarray:
         if self._closed:
@@ -248,10 +343,13 @@ class SkillRuntime:
         if self.mode == "split" and getattr(head, "device_chained", False):  # trt: encoder -> BFM on device
             feeds[obs_name] = task_obs
             return head.run_skill(self._active, feeds, out)
-        if self.mode == "split":
+        if self._chained():
             enc = self._sessions[self._active]
-            if out is not None and task_obs.shape[0] == 1:
-                feeds[token_name] = enc.run_into({obs_name: task_obs}, self._token)
+            if task_obs.shape[0] == 1:  # batch 1: pre-bound encoder, token into the scratch, no allocation
+                buf, encode = self._encode[self._active]
+                np.copyto(buf, task_obs)
+                encode()
+                feeds[token_name] = self._token
             else:
                 feeds[token_name] = enc.run({obs_name: task_obs})
         else:
@@ -293,6 +391,8 @@ class SkillRuntime:
         if self._trt is not None:
             self._trt.close()
         self._sessions.clear()
+        self._shared.clear()
+        self._encode.clear()
         self._bfm = None
         self._closed = True
 
