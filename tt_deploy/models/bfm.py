@@ -57,16 +57,10 @@ class SelfAttention(nn.Module):
         else:
             qkv = nn.functional.linear(x, w, bias).reshape(b, t, 3, h, dh).permute(2, 0, 3, 1, 4)
             q, k, v = qkv.unbind(0)
-        if torch.onnx.is_in_onnx_export() or not torch.is_grad_enabled():
-            # the reference math, spelled out (MatMul, Add, Softmax): what the exported graph
-            # computes (simple for TensorRT) and what verify compares it with
-            scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(dh))
-            if key_bias is not None:
-                scores = scores + key_bias
-            out = torch.matmul(torch.softmax(scores, dim=-1), v)
-        else:
-            # training (forward + backward): the same math in one fused kernel, fewer copies
-            out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=key_bias)
+        scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(dh))
+        if key_bias is not None:
+            scores = scores + key_bias
+        out = torch.matmul(torch.softmax(scores, dim=-1), v)
         out = out.permute(0, 2, 1, 3).reshape(b, q.shape[2], d)
         return self.out_proj(out)
 

@@ -219,6 +219,9 @@ class OnPolicyRunner:
                 row = {"iteration": self.iteration, "env_steps": self.env_steps, "wall_seconds": round(self.wall_seconds, 2),
                        "steps_per_s": n / (t2 - t0), "t_collect": t1 - t0, "t_update": t2 - t1,
                        **timing, **losses, **self.stats.summary()}  # fmt: skip
+                # profile: share of the step spent in the policy network (the BFM for BFM-based
+                # methods): its forward while collecting + its forward/backward in the update
+                row["policy_frac"] = (timing["t_policy"] + losses["t_update_actor"]) / (t2 - t0)
                 if self.extra_log is not None:
                     row.update(self.extra_log(self))
                 self._log(row)

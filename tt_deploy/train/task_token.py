@@ -48,18 +48,18 @@ class TrainConfig:
 
     skill: str
     method: str = "task-token"
-    num_envs: int = 128  # ref 1024 on a GPU
+    num_envs: int = 256  # ref 1024 on a GPU
     steps: int = 5_000_000
     seed: int = 0
     episode_seconds: float = 10.0
     encoder_hidden: tuple[int, ...] = (256, 256)  # "bigger" variant: (512, 512, 512)
     current_pose: bool = False  # +6 task-obs dims: pelvis and head xyz
     prior: bool = False  # the skill's prior prompt joins the task token
-    eval_every: int = 10  # iterations
+    eval_every: int = 20  # iterations
     eval_envs: int = 32
     nthread: int = 2
     ppo: PPOConfig = field(default_factory=lambda: PPOConfig(
-        horizon=32, num_minibatches=4, epochs=5, actor_lr=1e-4, critic_lr=1e-4, max_grad_norm=50.0,
+        horizon=32, num_minibatches=4, epochs=3, actor_lr=1e-3, critic_lr=1e-4, max_grad_norm=50.0,
         action_std=0.03))  # fmt: skip  # ref lr 2e-5 / 1e-4, std exp(-2.9) = 0.055 (see docs/training.md)
 
     def __post_init__(self):
