@@ -100,3 +100,15 @@ def test_runs_on_a_local_ray_instance(tmp_path):
     _ok(["train", "--skill", "reach", "--seeds", "2", "--num-envs", "4", "--steps", "128", "--eval-envs", "2",
          "--out", str(out), "--ray-address", "local"])
     assert all((out / "reach" / f"seed{s}" / "run.json").is_file() for s in (0, 1))
+
+
+def test_evaluate_bfm_writes_a_card_with_the_embedded_bfm_standing(tmp_path):
+    card, js = tmp_path / "card.md", tmp_path / "abilities.json"
+    _ok(["evaluate-bfm", "--episodes", "2", "--card", str(card), "--json", str(js)])
+    rows = json.loads(js.read_text())["abilities"]
+    assert [r["ability"].split()[0] for r in rows] == ["stand"] * 4 + ["hand", "walk"]
+    assert rows[0]["success_rate"] == 1.0  # the embedded BFM stands 10 s unprompted (model card: 100 %)
+    reach = rows[4]
+    assert reach["episodes"] == 10 and 0.0 <= reach["metrics"]["arm_ik_within_0_2m"] <= 1.0
+    text = card.read_text()
+    assert "| stand 10 s, no prompt | nominal | 100 % |" in text and "## Recipe" in text

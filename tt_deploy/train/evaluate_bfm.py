@@ -18,6 +18,7 @@ import logging
 import numpy as np
 import torch
 
+from tt_deploy import spec
 from tt_deploy.models.bfm import BFM
 from tt_deploy.sim.perturbations import Perturbation
 from tt_deploy.stats import wilson_interval
@@ -52,6 +53,7 @@ class EvalPromptTask(PromptTask):
         super().__init__(len(modes), cur)
         self.fixed_mode = modes
         self.reach_results: list[tuple[int, float]] = []  # (env, min distance) per finished target
+        self.ik_residuals: list[float] = []  # how close arm-only IK from the current pose gets, per target
 
     def _sample(self, env_ids, state, sim, rng) -> None:
         done = env_ids[(self.mode[env_ids] == MODES.index("reach")) & (self.progress[env_ids] > 0)]
@@ -60,6 +62,18 @@ class EvalPromptTask(PromptTask):
         self.mode[env_ids] = self.fixed_mode[env_ids]
         reach = env_ids[self.mode[env_ids] == MODES.index("reach")]
         self.change_at[reach] = self.progress[reach] + REACH_STEPS
+        self._book_reachability(reach, sim)
+
+    def _book_reachability(self, env_ids, sim) -> None:
+        """Context for the reach row: could the arm alone (shoulder + elbow IK, body as it stands) get there?"""
+        if env_ids.size == 0 or not hasattr(sim, "raw_qpos"):
+            return
+        from tt_deploy.train.reach_teacher import ArmIK
+
+        self._ik = self._ik or ArmIK(sim.hm)
+        qpos = sim.raw_qpos(env_ids)
+        for row, e in enumerate(env_ids):
+            self.ik_residuals.append(self._ik.solve(qpos[row], spec.BODY_NAMES[self.hand[e]], self.hand_target[e])[2])
 
 
 def _row(name, condition, ok: np.ndarray, **metrics) -> dict:
@@ -114,7 +128,9 @@ def evaluate_bfm(bfm: BFM, episodes: int = 64, seed: int = 0, nthread: int = 2) 
             # every finished 2 s target (a fall resets the env and its target counts as missed)
             res = [(env_id, d) for env_id, d in task.reach_results if env_id in set(ids)]
             ok = np.array([d <= 0.2 for _, d in res], bool)
-            rows.append(_row(name, cond, ok, median_min_hand_dist_m=float(np.median([d for _, d in res] or [np.nan]))))
+            ik = np.asarray(task.ik_residuals)
+            rows.append(_row(name, cond, ok, median_min_hand_dist_m=float(np.median([d for _, d in res] or [np.nan])),
+                             arm_ik_within_0_2m=float(np.mean(ik <= 0.2)) if ik.size else float("nan")))  # fmt: skip
         else:
             progress = np.sum((end_pos[ids] - p0[ids]) * task.walk_dir[ids], -1) / SECONDS
             err = np.degrees(head_err[ids] / np.maximum(count[ids], 1))
