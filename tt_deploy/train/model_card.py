@@ -21,7 +21,8 @@ statistics train), on random sparse prompts written into the target-pose tokens
   full range at 1 M steps of a run (v2: 4 M); v3 adds an IK teacher
   (`tt_deploy/train/reach_teacher.py`): damped least-squares IK on the prompted arm's shoulder and
   elbow hinges plus the PD offset that holds the arm against gravity gives target actions, and a
-  behaviour-cloning loss (weight 20, squared error on those 6 actions; weight 1 was lost in PPO's gradient noise) pulls the BFM toward them
+  behaviour-cloning loss (squared error on those 6 actions; weight 1 for the first 0.74 M steps of v3
+  was lost in PPO's gradient noise, then 20 up to 2.95 M steps, then 50) pulls the BFM toward them
   beside PPO, which keeps every other joint;
 - *walk*: a pelvis carrot 1 s ahead at 0.3-1.2 m/s with heading and velocity visible; reward for
   speed along the command, and - scaled by how fast it moves - no drift, facing the command and

@@ -46,7 +46,7 @@ class PretrainConfig:
     ppo: PPOConfig = PPOConfig(horizon=32, num_minibatches=4, epochs=3, actor_lr=1e-4, critic_lr=3e-4,
                                max_grad_norm=1.0, action_std=0.03, bound_coef=10.0)  # fmt: skip
     curriculum: PromptCurriculum = PromptCurriculum(mode_probs=(0.3, 0.5, 0.2))
-    teacher_coef: float = 20.0  # weight of the IK teacher's behaviour-cloning loss (0 = PPO only)
+    teacher_coef: float = 50.0  # weight of the IK teacher's behaviour-cloning loss (0 = PPO only)
     checkpoint_every: int = 10  # iterations
 
 
