@@ -32,6 +32,21 @@ def test_pretrain_writes_a_loadable_bfm_and_resumes(tmp_path):
          "--init-bfm", str(out / "checkpoints" / "last.safetensors")])
     _, info = load_bfm(warm / "checkpoints" / "last.safetensors")
     assert info["env_steps"] == 128 and info["init_env_steps"] == 256
+    # resuming without --init-bfm keeps the run's own starting cost
+    _ok(["pretrain", "--num-envs", "4", "--steps", "256", "--out", str(warm), "--resume", "--teacher-coef", "0"])
+    _, info = load_bfm(warm / "checkpoints" / "last.safetensors")
+    assert info["env_steps"] == 256 and info["init_env_steps"] == 256
+
+
+def test_resumed_pretraining_takes_the_teacher_setting_of_this_invocation(tmp_path):
+    from tt_deploy.train.pretrain import PretrainConfig, _after_resume, build_runner, pretrain
+
+    cfg = PretrainConfig(num_envs=4, steps=128, teacher_coef=0.0)
+    pretrain(cfg, tmp_path)
+    runner = build_runner(PretrainConfig(num_envs=4, steps=256, teacher_coef=50.0), tmp_path)
+    assert runner.resume()  # the snapshot says "no teacher" ...
+    _after_resume(runner, PretrainConfig(num_envs=4, steps=256, teacher_coef=50.0))
+    assert runner.env.task.use_teacher  # ... this invocation says 50
 
 
 def test_train_task_token_keeps_bfm_frozen_and_changes_encoder(tmp_path):
@@ -109,6 +124,6 @@ def test_evaluate_bfm_writes_a_card_with_the_embedded_bfm_standing(tmp_path):
     assert [r["ability"].split()[0] for r in rows] == ["stand"] * 4 + ["hand", "walk"]
     assert rows[0]["success_rate"] == 1.0  # the embedded BFM stands 10 s unprompted (model card: 100 %)
     reach = rows[4]
-    assert reach["episodes"] == 10 and 0.0 <= reach["metrics"]["arm_ik_within_0_2m"] <= 1.0
+    assert reach["episodes"] >= 8 and 0.0 <= reach["metrics"]["arm_ik_within_0_2m"] <= 1.0
     text = card.read_text()
     assert "| stand 10 s, no prompt | nominal | 100 % |" in text and "## Recipe" in text

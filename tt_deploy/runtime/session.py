@@ -242,7 +242,11 @@ class GraphSession:
 
         Why: for a batch-1 encoder, binding input and output on every call cost ~10 us of ~26 us; the
         caller refills the buffers in place instead (they must stay alive and keep their shapes).
+        CPU execution provider only: a GPU provider copies a bound CPU input to the device at bind
+        time, so refilling the host buffer would never reach it: there every call rebinds (run_into).
         """
+        if self.session.get_providers()[0] != "CPUExecutionProvider":
+            return functools.partial(self.run_into, feeds, out)
         binding = self.session.io_binding()
         for name, value in feeds.items():
             binding.bind_cpu_input(name, value)

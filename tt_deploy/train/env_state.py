@@ -22,7 +22,8 @@ _SCALARS = (bool, int, float, str, np.integer, np.floating, np.bool_)
 def _helper_object(v) -> bool:
     """A nested tt-deploy object with its own mutable state (not a frozen config dataclass)."""
     return (type(v).__module__.startswith("tt_deploy.") and hasattr(v, "__dict__")
-            and getattr(type(v), "__dataclass_params__", None) is None)  # fmt: skip
+            and getattr(type(v), "__dataclass_params__", None) is None
+            and getattr(v, "snapshot_state", True))  # fmt: skip
 
 
 def snapshot_object(obj, prefix: str, arrays: dict, meta: dict, depth: int = 0) -> None:

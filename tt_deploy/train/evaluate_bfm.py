@@ -53,11 +53,13 @@ class EvalPromptTask(PromptTask):
         super().__init__(len(modes), cur)
         self.fixed_mode = modes
         self.reach_results: list[tuple[int, float]] = []  # (env, min distance) per finished target
-        self.ik_residuals: list[float] = []  # how close arm-only IK from the current pose gets, per target
+        self.ik_residuals: list[float] = []  # per finished target (same ones as reach_results): arm-only IK residual
+        self.target_ik = np.full(len(modes), np.nan)  # the residual of each env's current target
 
     def _sample(self, env_ids, state, sim, rng) -> None:
         done = env_ids[(self.mode[env_ids] == MODES.index("reach")) & (self.progress[env_ids] > 0)]
         self.reach_results += [(int(e), float(self.hand_dist_min[e])) for e in done]
+        self.ik_residuals += [float(self.target_ik[e]) for e in done]
         super()._sample(env_ids, state, sim, rng)
         self.mode[env_ids] = self.fixed_mode[env_ids]
         reach = env_ids[self.mode[env_ids] == MODES.index("reach")]
@@ -73,7 +75,7 @@ class EvalPromptTask(PromptTask):
         self._ik = self._ik or ArmIK(sim.hm)
         qpos = sim.raw_qpos(env_ids)
         for row, e in enumerate(env_ids):
-            self.ik_residuals.append(self._ik.solve(qpos[row], spec.BODY_NAMES[self.hand[e]], self.hand_target[e])[2])
+            self.target_ik[e] = self._ik.solve(qpos[row], spec.BODY_NAMES[self.hand[e]], self.hand_target[e])[2]
 
 
 def _row(name, condition, ok: np.ndarray, **metrics) -> dict:
@@ -128,7 +130,8 @@ def evaluate_bfm(bfm: BFM, episodes: int = 64, seed: int = 0, nthread: int = 2) 
             # every finished 2 s target (a fall resets the env and its target counts as missed)
             res = [(env_id, d) for env_id, d in task.reach_results if env_id in set(ids)]
             ok = np.array([d <= 0.2 for _, d in res], bool)
-            ik = np.asarray(task.ik_residuals)
+            ik = np.array([r for (env_id, _), r in zip(task.reach_results, task.ik_residuals, strict=True)
+                           if env_id in set(ids) and np.isfinite(r)])  # fmt: skip
             rows.append(_row(name, cond, ok, median_min_hand_dist_m=float(np.median([d for _, d in res] or [np.nan])),
                              arm_ik_within_0_2m=float(np.mean(ik <= 0.2)) if ik.size else float("nan")))  # fmt: skip
         else:

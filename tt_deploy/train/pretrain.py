@@ -117,9 +117,22 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, 
     """Run (or resume) BFM pretraining; returns the runner summary."""
     out_dir = Path(out_dir)
     runner = build_runner(cfg, out_dir, init_bfm=init_bfm)
-    if resume and not runner.resume():
-        log.warning("--resume: no checkpoint in %s, starting fresh", out_dir)
+    if resume:
+        if runner.resume():
+            _after_resume(runner, cfg)
+        else:
+            log.warning("--resume: no checkpoint in %s, starting fresh", out_dir)
     return runner.learn(cfg.steps, progress=progress)
+
+
+def _after_resume(runner: OnPolicyRunner, cfg: PretrainConfig) -> None:
+    """Settings come from this invocation, costs from the run itself (not from the env snapshot or
+    whatever the --init-bfm file holds now)."""
+    runner.env.task.use_teacher = cfg.teacher_coef > 0
+    last = runner.out_dir / "checkpoints" / "last.safetensors"
+    if last.is_file():
+        _, info = load_bfm(last)
+        runner.init_cost = {k: info[k] for k in ("init_env_steps", "init_wall_seconds") if k in info}
 
 
 def with_overrides(cfg: PretrainConfig, **kw) -> PretrainConfig:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tt_deploy import spec
+from tt_deploy.errors import InputError
 from tt_deploy.sim.prompts import FAR_SLOT, HEADING_ENTRY, hidden_targets
 from tt_deploy.sim.rotations import quat_about_z, quat_rotate
 from tt_deploy.tasks.base import PELVIS_ID, Task, root_heading, root_velocity, unit_from_angle, wrap_angle
@@ -125,8 +126,11 @@ class PromptTask(Task):
             sim.push(ids, speed[:, None] * np.stack([np.cos(ang), np.sin(ang), np.zeros_like(ang)], -1))
 
     def _solve_ik(self, env_ids: np.ndarray, sim) -> None:
-        if env_ids.size == 0 or not hasattr(sim, "raw_qpos"):
+        if env_ids.size == 0:
             return
+        if not hasattr(sim, "raw_qpos"):
+            raise InputError(f"the IK reach teacher needs MuJoCo kinematics (raw_qpos); {type(sim).__name__} "
+                             "has none: pretrain with teacher_coef 0 on this simulator")  # fmt: skip
         if self._ik is None:
             from tt_deploy.train.reach_teacher import ArmIK
 

@@ -29,6 +29,8 @@ def arm_joint_ids(hand: str) -> np.ndarray:
 class ArmIK:
     """DLS IK on one MjData scratch copy; `solve` returns the arm actions that hold the hand at a point."""
 
+    snapshot_state = False  # a scratch solver: nothing to resume, and its settings come from code
+
     def __init__(self, hm: HumanoidModel, iterations: int = 25, damping: float = 0.05, max_step: float = 0.3):
         self.hm, self.model = hm, hm.model
         self.data = mujoco.MjData(self.model)
