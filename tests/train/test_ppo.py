@@ -66,3 +66,27 @@ def test_ppo_moves_mean_toward_reward():
         ppo.update(storage)
     assert (policy.mu.detach() - target).abs().max() < 0.1
     assert math.isfinite(policy.v.weight.item())
+
+
+def test_dropping_tokens_hidden_in_the_whole_batch_keeps_actions():
+    import numpy as np
+
+    from tt_deploy.models.bfm import BFM
+    from tt_deploy.models.config import bfm_config
+    from tt_deploy.sim.observations import empty_inputs
+    from tt_deploy.train.policies import drop_hidden_tokens
+
+    torch.manual_seed(0)
+    bfm = BFM(bfm_config("small")).eval()
+    inputs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in empty_inputs(5).items()}
+    for k, v in inputs.items():
+        if v.dtype == torch.float32:
+            v.normal_()
+    inputs["masked_mimic_target_poses_masks"][:, 10] = True  # the far slot: visible everywhere
+    inputs["masked_mimic_target_poses_masks"][2, 3] = True  # slot 3: visible in one sample only
+    inputs["historical_pose_obs_mask"][:] = True
+    dropped = drop_hidden_tokens(inputs)
+    assert dropped["masked_mimic_target_poses"].shape == (5, 2, 184)
+    assert "historical_pose_obs" in dropped and dropped["historical_pose_obs"].shape == (5, 15, 217)
+    with torch.no_grad():
+        torch.testing.assert_close(bfm(dropped), bfm(inputs), rtol=0, atol=1e-6)
