@@ -56,6 +56,14 @@ class EvalPromptTask(PromptTask):
         self.ik_residuals: list[float] = []  # per finished target (same ones as reach_results): arm-only IK residual
         self.target_ik = np.full(len(modes), np.nan)  # the residual of each env's current target
 
+    def reset(self, env_ids, sim, rng) -> None:
+        """An env reset inside the window fell: its current reach target counts as missed."""
+        env_ids = np.asarray(env_ids, dtype=np.int64)
+        fell = env_ids[(self.mode[env_ids] == MODES.index("reach")) & (self.progress[env_ids] > 0)]
+        self.reach_results += [(int(e), float("inf")) for e in fell]
+        self.ik_residuals += [float(self.target_ik[e]) for e in fell]
+        super().reset(env_ids, sim, rng)
+
     def _sample(self, env_ids, state, sim, rng) -> None:
         done = env_ids[(self.mode[env_ids] == MODES.index("reach")) & (self.progress[env_ids] > 0)]
         self.reach_results += [(int(e), float(self.hand_dist_min[e])) for e in done]
