@@ -56,12 +56,12 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = log.info) -> dict:
     from tt_deploy.bench.latency import bench_bundle
     from tt_deploy.export.bundle import export_skill
     from tt_deploy.export.verify import verify_bundle
-    from tt_deploy.models.checkpoints import default_bfm
+    from tt_deploy.models.checkpoints import default_bfm, pretraining_cost
 
     out = Path(cfg.out)
     bundle = out / "deploy"
     bfm, info = default_bfm()
-    say("BFM: " + (f"embedded pretrained checkpoint {info['path']} ({info.get('env_steps', '?'):,} training steps)"
+    say("BFM: " + (f"embedded pretrained checkpoint {info['path']} ({pretraining_cost(info)[0] or 0:,} training steps)"
                    if info.get("pretrained") else "no pretrained BFM embedded: a seeded fresh `small` BFM"))
     summary: dict = {"bfm": {k: v for k, v in info.items()}, "bundle": str(bundle), "skills": {}}
     for skill in cfg.skills:

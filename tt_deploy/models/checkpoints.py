@@ -137,3 +137,12 @@ def resolve_bfm(path: str | os.PathLike | None) -> tuple[BFM, dict]:
         return default_bfm()
     bfm, info = load_bfm(path)
     return bfm, {**info, "path": str(path)}
+
+
+def pretraining_cost(info: dict) -> tuple[int | None, float | None]:
+    """(total env steps, total wall-clock s) behind a BFM checkpoint, warm starts included
+    (a run started with --init-bfm records its starting checkpoint's cost as init_*)."""
+    steps = (info.get("env_steps") or 0) + (info.get("init_env_steps") or 0)
+    wall = (info.get("wall_seconds") or 0) + (info.get("init_wall_seconds") or 0)
+    return (int(steps) or None), (float(wall) or None)
+

@@ -11,6 +11,8 @@ import csv
 import math
 from pathlib import Path
 
+from tt_deploy.models.checkpoints import pretraining_cost
+
 RECIPE = """PPO directly on the `small` BFM (the BFM is the actor; all weights and its running-norm
 statistics train), on random sparse prompts written into the target-pose tokens
 (`tt_deploy/train/pretrain_task.py`). Each env is in one prompt mode at a time (v3: 30 % / 50 % / 20 %):
@@ -70,9 +72,7 @@ def _plot_curves(log_csv: Path, png: Path) -> bool:
 def write_card(path: Path, *, rows: list[dict], bfm_info: dict, params: int, config: str,
                log_csv: Path | None, episodes: int, seed: int, notes: str = "") -> Path:
     path = Path(path)
-    # a run warm-started with --init-bfm records what its starting checkpoint had already cost
-    steps = (bfm_info.get("env_steps") or 0) + (bfm_info.get("init_env_steps") or 0) or None
-    wall = (bfm_info.get("wall_seconds") or 0) + (bfm_info.get("init_wall_seconds") or 0) or None
+    steps, wall = pretraining_cost(bfm_info)
     plot = path.parent / "img" / "bfm_training_curves.png"
     has_plot = log_csv is not None and _plot_curves(Path(log_csv), plot)
     lines = [
