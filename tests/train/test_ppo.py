@@ -79,7 +79,7 @@ def test_dropping_tokens_hidden_in_the_whole_batch_keeps_actions():
     torch.manual_seed(0)
     bfm = BFM(bfm_config("small")).eval()
     inputs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in empty_inputs(5).items()}
-    for k, v in inputs.items():
+    for v in inputs.values():
         if v.dtype == torch.float32:
             v.normal_()
     inputs["masked_mimic_target_poses_masks"][:, 10] = True  # the far slot: visible everywhere
