@@ -197,7 +197,8 @@ class TaskEnv:
         extras = {}
         teacher = self.task.teacher()
         if teacher is not None:
-            extras = {"teacher_action": teacher[0].astype(np.float32), "teacher_weight": teacher[1].astype(np.float32)}
+            extras = {"teacher_action": teacher[0].astype(np.float32, copy=False),
+                      "teacher_weight": teacher[1].astype(np.float32, copy=False)}
         return EnvStep(inputs, task_obs, reward, done, info, extras)
 
     def _noisy(self, x: np.ndarray) -> np.ndarray:

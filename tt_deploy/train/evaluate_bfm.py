@@ -18,7 +18,6 @@ import logging
 import numpy as np
 import torch
 
-from tt_deploy import spec
 from tt_deploy.models.bfm import BFM
 from tt_deploy.sim.perturbations import Perturbation
 from tt_deploy.stats import wilson_interval
@@ -76,14 +75,8 @@ class EvalPromptTask(PromptTask):
 
     def _book_reachability(self, env_ids, sim) -> None:
         """Context for the reach row: could the arm alone (shoulder + elbow IK, body as it stands) get there?"""
-        if env_ids.size == 0 or not hasattr(sim, "raw_qpos"):
-            return
-        from tt_deploy.train.reach_teacher import ArmIK
-
-        self._ik = self._ik or ArmIK(sim.hm)
-        qpos = sim.raw_qpos(env_ids)
-        for row, e in enumerate(env_ids):
-            self.target_ik[e] = self._ik.solve(qpos[row], spec.BODY_NAMES[self.hand[e]], self.hand_target[e])[2]
+        if hasattr(sim, "raw_qpos"):
+            self.target_ik[env_ids] = self._solve_ik(env_ids, sim)
 
 
 def _row(name, condition, ok: np.ndarray, **metrics) -> dict:
@@ -136,10 +129,11 @@ def evaluate_bfm(bfm: BFM, episodes: int = 64, seed: int = 0, nthread: int = 2) 
             rows.append(_row(name, cond, ~fell[ids]))
         elif mode == "reach":
             # every finished 2 s target (a fall resets the env and its target counts as missed)
-            res = [(env_id, d) for env_id, d in task.reach_results if env_id in set(ids)]
+            group_ids = set(ids.tolist())
+            res = [(env_id, d) for env_id, d in task.reach_results if env_id in group_ids]
             ok = np.array([d <= 0.2 for _, d in res], bool)
             ik = np.array([r for (env_id, _), r in zip(task.reach_results, task.ik_residuals, strict=True)
-                           if env_id in set(ids) and np.isfinite(r)])  # fmt: skip
+                           if env_id in group_ids and np.isfinite(r)])  # fmt: skip
             rows.append(_row(name, cond, ok, median_min_hand_dist_m=float(np.median([d for _, d in res] or [np.nan])),
                              arm_ik_within_0_2m=float(np.mean(ik <= 0.2)) if ik.size else float("nan")))  # fmt: skip
         else:

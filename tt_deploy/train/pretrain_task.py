@@ -125,9 +125,10 @@ class PromptTask(Task):
             speed = r.uniform(*self.cur.push_speed, ids.size)
             sim.push(ids, speed[:, None] * np.stack([np.cos(ang), np.sin(ang), np.zeros_like(ang)], -1))
 
-    def _solve_ik(self, env_ids: np.ndarray, sim) -> None:
+    def _solve_ik(self, env_ids: np.ndarray, sim) -> np.ndarray:
+        """Teacher actions for env_ids' current targets; returns each target's IK residual (m)."""
         if env_ids.size == 0:
-            return
+            return np.zeros(0)
         if not hasattr(sim, "raw_qpos"):
             raise InputError(f"the IK reach teacher needs MuJoCo kinematics (raw_qpos); {type(sim).__name__} "
                              "has none: pretrain with teacher_coef 0 on this simulator")  # fmt: skip
@@ -136,16 +137,19 @@ class PromptTask(Task):
 
             self._ik = ArmIK(sim.hm)
         qpos = sim.raw_qpos(env_ids)
+        residuals = np.zeros(len(env_ids))
         for row, e in enumerate(env_ids):
-            joints, act, _ = self._ik.solve(qpos[row], spec.BODY_NAMES[self.hand[e]], self.hand_target[e])
+            joints, act, residuals[row] = self._ik.solve(qpos[row], spec.BODY_NAMES[self.hand[e]], self.hand_target[e])
             self.teacher_joints[e], self.teacher_act[e] = joints, act
+        return residuals
 
     def teacher(self):
         """IK arm actions for reach envs (weight 1 on the prompted arm's 6 hinges), else nothing."""
         if not self.use_teacher:
             return None
         n = self.num_envs
-        action, weight = np.zeros((n, spec.ACTION_DIM)), np.zeros((n, spec.ACTION_DIM))
+        action = np.zeros((n, spec.ACTION_DIM), np.float32)
+        weight = np.zeros((n, spec.ACTION_DIM), np.float32)
         idx = np.flatnonzero(self.mode == MODES.index("reach"))
         rows_ = idx[:, None]
         action[rows_, self.teacher_joints[idx]] = self.teacher_act[idx]
