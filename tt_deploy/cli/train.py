@@ -104,7 +104,7 @@ def pretrain_cmd(
     init_bfm: Annotated[Path | None, typer.Option(help="Warm-start from this BFM checkpoint (fresh critic and "
                                                        "optimiser), e.g. the embedded one.")] = None,
     teacher_coef: Annotated[float | None, typer.Option(help="Weight of the IK reach teacher's behaviour-cloning "
-                                                             "loss (0 = PPO only; default 50).")] = None,
+                                                             "loss (0 = PPO only; default 20).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every iteration.")] = False,
 ) -> None:
     """Pretrain a BFM on random prompts (idle / reach / walk); resumable, checkpoints every 10 iterations."""

@@ -29,8 +29,9 @@ from tt_deploy.train.runner import OnPolicyRunner
 log = logging.getLogger(__name__)
 # v1: idle/reach/walk prompts; v2 (from 1.1 M steps of the shipped run): reach-distance curriculum,
 # reach progress term, walk reward that pays little for standing still; v3: an IK teacher for the
-# prompted arm (behaviour cloning beside PPO, train/reach_teacher.py) and more reach prompts
-RECIPE_VERSION = "tt-deploy prompt PPO v3"
+# prompted arm (behaviour cloning beside PPO, train/reach_teacher.py) and more reach prompts;
+# v3.1: more idle prompts and harder, more frequent pushes (reaching had cost push recovery), teacher weight 20
+RECIPE_VERSION = "tt-deploy prompt PPO v3.1"
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,8 @@ class PretrainConfig:
     nthread: int = 2
     ppo: PPOConfig = PPOConfig(horizon=32, num_minibatches=4, epochs=3, actor_lr=1e-4, critic_lr=3e-4,
                                max_grad_norm=1.0, action_std=0.03, bound_coef=10.0)  # fmt: skip
-    curriculum: PromptCurriculum = PromptCurriculum(mode_probs=(0.3, 0.5, 0.2))
-    teacher_coef: float = 50.0  # weight of the IK teacher's behaviour-cloning loss (0 = PPO only)
+    curriculum: PromptCurriculum = PromptCurriculum(mode_probs=(0.4, 0.4, 0.2), push_interval_s=3.0, push_speed=(0.2, 0.8))
+    teacher_coef: float = 20.0  # weight of the IK teacher's behaviour-cloning loss (0 = PPO only)
     checkpoint_every: int = 10  # iterations
 
 
