@@ -47,7 +47,7 @@ def test_teacher_weights_only_the_prompted_arm_of_reach_envs():
     sim, task, env = _reach_env()
     env.reset()
     task.mode[: N // 2] = MODES.index("idle")
-    action, weight = task.teacher()
+    action, weight = task.teacher(sim.body_state(), sim)
     assert not weight[: N // 2].any()
     for e in range(N // 2, N):
         joints = np.flatnonzero(weight[e])

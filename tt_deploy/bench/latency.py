@@ -197,7 +197,8 @@ def _weights(bundle: Path, manifest: mf.BundleManifest, skill: str, dynamic: boo
     return out
 
 
-def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads, backend="auto", peak=None) -> list[dict]:
+def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads, backend="auto", peak=None,
+                  spin: bool = False) -> list[dict]:
     """torch-eager, runtime-full, runtime-fused (and runtime-fused-shared) rows at one batch size."""
     import torch
 
@@ -219,7 +220,7 @@ def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads, bac
     if "fused-shared" in weights and resolve_backend(backend, manifest)[0] != "trt":
         variants.append(("runtime-fused-shared", "fused", keep, "fused-shared", True))
     for name, mode, kept, key, share in variants:
-        config = SessionConfig(intra_op_threads=threads)
+        config = SessionConfig(intra_op_threads=threads, allow_spinning=spin)
         with SkillRuntime(
             bundle, backend=backend, skills=[skill], mode=mode, batch=1 if batch == 1 else None, config=config,
             share_bfm=share,
@@ -298,12 +299,15 @@ def bench_bundle(
     threads: int | None = 1,
     memory: bool = True,
     backend: str = "auto",
+    spin: bool = False,
 ) -> list[dict]:
     """Benchmark one skill (default: the bundle's first) of a bundle; returns JSON-ready rows.
 
     threads: intra-op threads for ONNX Runtime and torch alike (None = ORT's default / torch's
     current). Default 1: on 2 shared cores 1 thread was faster for the small BFM and torch with 2
     threads slowed 40-100x under load. memory: also measure RSS per extra skill (subprocesses, ~1 s each).
+    spin: ONNX Runtime's worker threads spin between ops (SessionConfig.allow_spinning): faster on cores
+    the controller owns, worse p99 on shared ones.
     """
     if calls < 1 or warmup < 0 or rate_hz <= 0 or any(int(b) != b or b < 1 for b in batches):
         raise InputError(f"need calls >= 1, warmup >= 0, rate_hz > 0, batches >= 1; got {calls}, {warmup}, "
@@ -316,10 +320,10 @@ def bench_bundle(
     bw = measure_bandwidth()
     peak = measure_matmul_flops(threads)
     rows: list[dict] = [{"kind": "bandwidth", "name": "numpy copy 256 MB, best of 5", "bytes_per_s": bw,
-                         "matmul_flops_per_s": peak, "load_avg": list(os.getloadavg()),
+                         "matmul_flops_per_s": peak, "load_avg": list(os.getloadavg()), "ort_spinning": spin,
                          "cpus": os.cpu_count()}]  # fmt: skip
     for b in batches:
-        rows += _latency_rows(bundle, skill, int(b), calls, warmup, rate_hz, bw, threads, backend, peak)
+        rows += _latency_rows(bundle, skill, int(b), calls, warmup, rate_hz, bw, threads, backend, peak, spin)
         log.info("benchmarked %s batch %d", skill, b)
     rows.append(_switch_row(bundle, manifest, calls, warmup, backend))
     if memory:

@@ -48,6 +48,8 @@ def bench_cmd(
     rate: Annotated[float, typer.Option(help="Control rate in Hz (deadline = 1/rate).")] = 30.0,
     threads: Annotated[int, typer.Option(help="Intra-op threads for ONNX Runtime and torch.")] = 1,
     backend: Annotated[str, typer.Option(help="Runtime backend: auto, ort-cpu, ort-cuda, ort-trt, trt.")] = "auto",
+    spin: Annotated[bool, typer.Option(help="Let ONNX Runtime's worker threads spin between ops: for cores "
+                                            "the controller owns (faster), not shared ones (worse p99).")] = False,
     memory: Annotated[bool, typer.Option(help="Measure RSS per extra resident skill (subprocesses).")] = True,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write every row as JSON.")] = None,
 ) -> None:
@@ -55,7 +57,8 @@ def bench_cmd(
     from tt_deploy.bench.latency import bench_bundle
 
     rows = bench_bundle(bundle, skill, batches=tuple(batch or (1, 64)), calls=calls, warmup=warmup,
-                        rate_hz=rate, json_path=json_path, threads=threads, memory=memory, backend=backend)  # fmt: skip
+                        rate_hz=rate, json_path=json_path, threads=threads, memory=memory, backend=backend,
+                        spin=spin)  # fmt: skip
     by = {k: [r for r in rows if r["kind"] == k] for k in ("bandwidth", "latency", "switch", "memory")}
     bw = by["bandwidth"][0]
     console.print(_latency_table(by["latency"], rate, bw["bytes_per_s"], bw.get("matmul_flops_per_s", float("nan"))))

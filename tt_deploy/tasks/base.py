@@ -153,8 +153,9 @@ class Task(abc.ABC):
         """User-defined prior tokens (a `TargetPoses` for joint conditioning), or None = all hidden."""
         return None
 
-    def teacher(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """Optional supervision for training only: ((N, 69) actions, (N, 69) weights), or None."""
+    def teacher(self, state: BodyState, sim: Simulator) -> tuple[np.ndarray, np.ndarray] | None:
+        """Optional supervision for training only: ((N, 69) actions, (N, 69) weights) for the state the
+        policy is about to act on (called once per control step and at reset), or None."""
         return None
 
     # --- hooks --------------------------------------------------------------------------------

@@ -195,7 +195,7 @@ class TaskEnv:
             task_obs = self._noisy(task_obs)
         self._prev = _copy_state(state)
         extras = {}
-        teacher = self.task.teacher()
+        teacher = self.task.teacher(state, self.sim)
         if teacher is not None:
             extras = {"teacher_action": teacher[0].astype(np.float32, copy=False),
                       "teacher_weight": teacher[1].astype(np.float32, copy=False)}
