@@ -105,6 +105,9 @@ def pretrain_cmd(
                                                        "optimiser), e.g. the embedded one.")] = None,
     teacher_coef: Annotated[float | None, typer.Option(help="Weight of the IK reach teacher's behaviour-cloning "
                                                              "loss (0 = PPO only; default 20).")] = None,
+    gait_weight: Annotated[float | None, typer.Option(help="Per-leg-hinge weight of the walking controller's "
+                                                           "behaviour cloning in walk prompts (0 = none; "
+                                                           "default 0; needs --teacher-coef > 0).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every iteration.")] = False,
 ) -> None:
     """Pretrain a BFM on random prompts (idle / reach / walk); resumable, checkpoints every 10 iterations."""
@@ -112,7 +115,7 @@ def pretrain_cmd(
 
     _logging(verbose)
     cfg = with_overrides(PretrainConfig(), config=config, steps=steps, num_envs=num_envs, seed=seed,
-                         teacher_coef=teacher_coef)
+                         teacher_coef=teacher_coef, gait_weight=gait_weight)
     with _progress(steps) as progress:
         result = pretrain(cfg, out, resume=resume, init_bfm=init_bfm, progress=progress)
     console.print(f"BFM checkpoint: {out / 'checkpoints' / 'last.safetensors'}  ({result['env_steps']:,} env steps)")

@@ -47,7 +47,8 @@ class PretrainConfig:
     ppo: PPOConfig = PPOConfig(horizon=32, num_minibatches=4, epochs=3, actor_lr=1e-4, critic_lr=3e-4,
                                max_grad_norm=1.0, action_std=0.03, bound_coef=10.0)  # fmt: skip
     curriculum: PromptCurriculum = PromptCurriculum(mode_probs=(0.4, 0.4, 0.2), push_interval_s=3.0, push_speed=(0.2, 0.8))
-    teacher_coef: float = 20.0  # weight of the IK teacher's behaviour-cloning loss (0 = PPO only)
+    teacher_coef: float = 20.0  # weight of the teachers' behaviour-cloning loss (0 = PPO only)
+    gait_weight: float = 0.0  # per leg hinge in walk prompts (reach teacher: 1 per arm hinge); 0 = no gait teacher
     checkpoint_every: int = 10  # iterations
 
 
@@ -103,7 +104,7 @@ def build_runner(cfg: PretrainConfig, out_dir: Path, *, init_bfm: Path | None = 
     for p in bfm.parameters():
         p.requires_grad_(True)
     sim = MujocoSimulator(cfg.num_envs, nthread=cfg.nthread, seed=cfg.seed)
-    task = PromptTask(cfg.num_envs, cfg.curriculum, teacher=cfg.teacher_coef > 0)
+    task = PromptTask(cfg.num_envs, cfg.curriculum, teacher=cfg.teacher_coef > 0, gait_weight=cfg.gait_weight)
     env = TaskEnv(sim, task, episode_seconds=cfg.episode_seconds, seed=cfg.seed)
     policy = PretrainPolicy(bfm, teacher_coef=cfg.teacher_coef)
     log.info("pretraining a %s BFM (%d params) on %d envs", cfg.config, count_parameters(bfm), cfg.num_envs)
@@ -130,6 +131,7 @@ def _after_resume(runner: OnPolicyRunner, cfg: PretrainConfig) -> None:
     """Settings come from this invocation, costs from the run itself (not from the env snapshot or
     whatever the --init-bfm file holds now)."""
     runner.env.task.use_teacher = cfg.teacher_coef > 0
+    runner.env.task.gait_weight = cfg.gait_weight
     last = runner.out_dir / "checkpoints" / "last.safetensors"
     if last.is_file():
         _, info = load_bfm(last)

@@ -10,7 +10,9 @@ Each environment is in one prompt mode at a time, resampled at every goal change
          facing d, and alternating foot clearance (a shuffle earns less than a step).
 The task has no task observation (feature_dim 0): everything the policy needs is in the prompt.
 With `teacher=True` (pretraining from recipe v3) reach envs also carry IK teacher actions for the
-prompted arm (train/reach_teacher.py), cloned by the policy's auxiliary loss.
+prompted arm (train/reach_teacher.py), cloned by the policy's auxiliary loss; with `gait_weight > 0`
+(recipe v4) walk envs carry the leg actions of a SIMBICON-style walking controller
+(train/gait_teacher.py), at that weight per leg hinge.
 """
 
 from __future__ import annotations
@@ -55,11 +57,14 @@ class PromptTask(Task):
     name = "pretrain"
     feature_dim = 0
 
-    def __init__(self, num_envs: int, curriculum: PromptCurriculum | None = None, *, teacher: bool = False):
+    def __init__(self, num_envs: int, curriculum: PromptCurriculum | None = None, *, teacher: bool = False,
+                 gait_weight: float = 0.0):
         super().__init__(num_envs)
         self.cur = curriculum or PromptCurriculum()
         self.use_teacher = teacher
+        self.gait_weight = float(gait_weight)
         self._ik = None  # ArmIK, built on first use from the simulator's model
+        self.gait = None  # GaitTeacher, built at the first reset (its state machine is snapshot for resume)
         n = self.num_envs
         self.teacher_joints = np.zeros((n, 6), dtype=np.int64)
         self.teacher_act = np.zeros((n, 6))
@@ -104,6 +109,10 @@ class PromptTask(Task):
 
     def _reset_goals(self, env_ids, state, sim, rng) -> None:
         self.pelvis_height[env_ids] = state.pos[env_ids, PELVIS_ID, 2]
+        if self.use_teacher and self.gait_weight > 0:
+            if self.gait is None:
+                self.gait = self._gait_teacher(sim)
+            self.gait.reset(env_ids)
         self._sample(env_ids, state, sim, rng)
 
     def _resample_due(self, state, sim, rng) -> None:
@@ -143,8 +152,17 @@ class PromptTask(Task):
             self.teacher_joints[e], self.teacher_act[e] = joints, act
         return residuals
 
-    def teacher(self):
-        """IK arm actions for reach envs (weight 1 on the prompted arm's 6 hinges), else nothing."""
+    def _gait_teacher(self, sim):
+        if not all(hasattr(sim, a) for a in ("hm", "joint_state", "contact_forces")):
+            raise InputError(f"the gait teacher needs MuJoCo's model (hm); {type(sim).__name__} has none: "
+                             "pretrain with gait_weight 0 on this simulator")  # fmt: skip
+        from tt_deploy.train.gait_teacher import GaitTeacher
+
+        return GaitTeacher(sim.hm, self.num_envs)
+
+    def teacher(self, state, sim):
+        """IK arm actions for reach envs (weight 1 on the prompted arm's 6 hinges), walking-controller
+        leg actions for walk envs (gait_weight on each leg hinge), else nothing."""
         if not self.use_teacher:
             return None
         n = self.num_envs
@@ -154,6 +172,12 @@ class PromptTask(Task):
         rows_ = idx[:, None]
         action[rows_, self.teacher_joints[idx]] = self.teacher_act[idx]
         weight[rows_, self.teacher_joints[idx]] = 1.0
+        if self.gait is not None and self.gait_weight > 0:  # runs every step in every env: its state machine follows
+            joints, legs = self.gait.actions(state, sim.joint_state()[0], sim.contact_forces(), self.walk_dir,
+                                             self.walk_speed)  # fmt: skip
+            walk = np.flatnonzero(self.mode == MODES.index("walk"))[:, None]
+            action[walk, joints] = legs[walk[:, 0]]
+            weight[walk, joints] = self.gait_weight
         return action, weight
 
     # --- prompt -------------------------------------------------------------------------------
