@@ -68,6 +68,24 @@ def test_ppo_moves_mean_toward_reward():
     assert math.isfinite(policy.v.weight.item())
 
 
+def test_critic_warmup_updates_only_the_critic():
+    torch.manual_seed(0)
+    policy = _Bandit()
+    cfg = PPOConfig(horizon=8, num_minibatches=2, epochs=2, actor_lr=3e-2, critic_lr=1e-2, action_std=0.3)
+    ppo = PPO(policy, cfg, seed=0)
+    storage = RolloutStorage(cfg.horizon, 16, 2)
+    obs = {"x": torch.ones(16, 1)}
+    for _ in range(cfg.horizon):
+        a, logp, v, _ = ppo.act(obs)
+        storage.add(obs, a, logp, v, -((a - 0.5) ** 2).sum(-1), torch.ones(16))
+    storage.compute_gae(torch.zeros(16), cfg.gamma, cfg.lam)
+    mu, w = policy.mu.detach().clone(), policy.v.weight.detach().clone()
+    ppo.update(storage, train_actor=False)
+    assert torch.equal(policy.mu, mu) and not torch.equal(policy.v.weight, w)
+    ppo.update(storage)
+    assert not torch.equal(policy.mu, mu)
+
+
 def test_dropping_tokens_hidden_in_the_whole_batch_keeps_actions():
     import numpy as np
 

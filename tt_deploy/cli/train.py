@@ -104,10 +104,10 @@ def pretrain_cmd(
     init_bfm: Annotated[Path | None, typer.Option(help="Warm-start from this BFM checkpoint (fresh critic and "
                                                        "optimiser), e.g. the embedded one.")] = None,
     teacher_coef: Annotated[float | None, typer.Option(help="Weight of the IK reach teacher's behaviour-cloning "
-                                                             "loss (0 = PPO only; default 20).")] = None,
-    gait_weight: Annotated[float | None, typer.Option(help="Per-leg-hinge weight of the walking controller's "
+                                                             "loss (0 = PPO only; default 50).")] = None,
+    gait_weight: Annotated[float | None, typer.Option(help="Per-hinge weight of the walking controller's "
                                                            "behaviour cloning in walk prompts (0 = none; "
-                                                           "default 0; needs --teacher-coef > 0).")] = None,
+                                                           "default 0.1; needs --teacher-coef > 0).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every iteration.")] = False,
 ) -> None:
     """Pretrain a BFM on random prompts (idle / reach / walk); resumable, checkpoints every 10 iterations."""

@@ -32,6 +32,8 @@ class PPOConfig:
     clip: float = 0.2
     actor_lr: float = 2e-5  # ref 2e-5 (task encoder)
     critic_lr: float = 1e-4  # ref 1e-4
+    critic_warmup: int = 0  # first iterations train only the critic (a warm-started actor's fresh critic
+    # otherwise turns noise advantages into KL ~3 updates: measured on warm-started pretraining)
     max_grad_norm: float = 50.0  # ref 50
     action_std: float = math.exp(-2.9)  # ref fixed exp(-2.9) ~ 0.055
     value_coef: float = 1.0
@@ -86,7 +88,7 @@ class PPO:
             actions = mean + self.cfg.action_std * noise
         return actions, gaussian_log_prob(actions, mean, self.cfg.action_std), self.policy.value(obs), mean
 
-    def update(self, storage: RolloutStorage) -> dict[str, float]:
+    def update(self, storage: RolloutStorage, train_actor: bool = True) -> dict[str, float]:
         cfg = self.cfg
         stats = {"policy_loss": 0.0, "value_loss": 0.0, "clip_frac": 0.0, "approx_kl": 0.0, "bound_loss": 0.0,
                  "aux_loss": 0.0}
@@ -111,13 +113,13 @@ class PPO:
                 aux_loss = self.policy.aux_loss(mb["obs"], mean)
                 if aux_loss is not None:
                     actor_loss = actor_loss + aux_loss
-                if actor_loss.requires_grad:
+                if actor_loss.requires_grad and train_actor:
                     actor_loss.backward()
                 t_actor += time.perf_counter() - t0
                 value = self.policy.value(mb["obs"])
                 value_loss = (value - mb["returns"]).pow(2).mean()
                 (cfg.value_coef * value_loss).backward()
-                if self.actor_opt is not None:
+                if self.actor_opt is not None and train_actor:
                     nn.utils.clip_grad_norm_(self.policy.actor_parameters(), cfg.max_grad_norm)
                     self.actor_opt.step()
                 nn.utils.clip_grad_norm_(self.policy.critic_parameters(), cfg.max_grad_norm)

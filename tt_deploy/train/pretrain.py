@@ -30,8 +30,11 @@ log = logging.getLogger(__name__)
 # v1: idle/reach/walk prompts; v2 (from 1.1 M steps of the shipped run): reach-distance curriculum,
 # reach progress term, walk reward that pays little for standing still; v3: an IK teacher for the
 # prompted arm (behaviour cloning beside PPO, train/reach_teacher.py) and more reach prompts;
-# v3.1: more idle prompts and harder, more frequent pushes (reaching had cost push recovery), teacher weight 20
-RECIPE_VERSION = "tt-deploy prompt PPO v3.1"
+# v3.1: more idle prompts and harder, more frequent pushes, teacher weight 20 (1.3 M steps: pushes 67 %, reach
+# 63 -> 54 %: dropped); v4: a SIMBICON-style walking controller labels the legs and trunk of walk prompts
+# (train/gait_teacher.py) at 0.1 a hinge (0.5 made every prompt fall within 12 iterations), more walk prompts,
+# v3.1's pushes, teacher weight back to 50, 10 critic-only iterations first (warm starts began with KL ~3)
+RECIPE_VERSION = "tt-deploy prompt PPO v4"
 
 
 @dataclass(frozen=True)
@@ -45,10 +48,11 @@ class PretrainConfig:
     episode_seconds: float = 10.0
     nthread: int = 2
     ppo: PPOConfig = PPOConfig(horizon=32, num_minibatches=4, epochs=3, actor_lr=1e-4, critic_lr=3e-4,
-                               max_grad_norm=1.0, action_std=0.03, bound_coef=10.0)  # fmt: skip
-    curriculum: PromptCurriculum = PromptCurriculum(mode_probs=(0.4, 0.4, 0.2), push_interval_s=3.0, push_speed=(0.2, 0.8))
-    teacher_coef: float = 20.0  # weight of the teachers' behaviour-cloning loss (0 = PPO only)
-    gait_weight: float = 0.0  # per leg hinge in walk prompts (reach teacher: 1 per arm hinge); 0 = no gait teacher
+                               max_grad_norm=1.0, action_std=0.03, bound_coef=10.0, critic_warmup=10)  # fmt: skip
+    curriculum: PromptCurriculum = PromptCurriculum(mode_probs=(0.3, 0.35, 0.35), push_interval_s=3.0,
+                                                    push_speed=(0.2, 0.8))  # fmt: skip
+    teacher_coef: float = 50.0  # weight of the teachers' behaviour-cloning loss (0 = PPO only)
+    gait_weight: float = 0.1  # per leg/trunk hinge in walk prompts (reach teacher: 1 per arm hinge); 0 = none
     checkpoint_every: int = 10  # iterations
 
 
@@ -75,7 +79,8 @@ def reach_blend_at(env_steps: int) -> float:
 def _mode_metrics(runner: OnPolicyRunner) -> dict[str, float]:
     """Per-iteration hook: advance the curriculum and log per-mode progress."""
     task: PromptTask = runner.env.task
-    task.cur = replace(task.cur, reach_blend=reach_blend_at(runner.env_steps))
+    total = runner.env_steps + getattr(runner, "init_cost", {}).get("init_env_steps", 0)  # warm starts count
+    task.cur = replace(task.cur, reach_blend=reach_blend_at(total))
     state = runner.env.sim.body_state()
     out = {}
     reach = task.mode == MODES.index("reach")

@@ -210,7 +210,7 @@ class OnPolicyRunner:
                 t1 = time.perf_counter()
                 self.policy.update_normalizers(self._flat_obs())
                 self.policy.train()
-                losses = self.ppo.update(self.storage)
+                losses = self.ppo.update(self.storage, train_actor=self.iteration >= self.ppo.cfg.critic_warmup)
                 t2 = time.perf_counter()
                 self.iteration += 1
                 n = self.cfg.horizon * self.env.num_envs

@@ -1,0 +1,100 @@
+"""The SIMBICON gait teacher: alone it walks the MuJoCo humanoid along the command, its state
+machine alternates legs on foot contact, and its output is state feedback (no clock)."""
+
+import numpy as np
+import pytest
+
+from tt_deploy import spec
+from tt_deploy.errors import InputError
+from tt_deploy.sim.mujoco_backend import MujocoSimulator
+from tt_deploy.tasks.base import PELVIS_ID
+from tt_deploy.train.gait_teacher import GaitTeacher, teacher_joint_ids
+
+N = 8
+
+
+def _walk(steps: int, speed: float = 0.5):
+    sim = MujocoSimulator(N, nthread=1, seed=0)
+    rng = np.random.default_rng(0)
+    sim.reset(root_lin_vel=np.concatenate([rng.uniform(-0.05, 0.05, (N, 2)), np.zeros((N, 1))], -1))
+    teacher = GaitTeacher(sim.hm, N)
+    walk_dir = np.tile([1.0, 0.0], (N, 1))  # the initial heading
+    start = sim.body_state().pos[:, PELVIS_ID, :2].copy()
+    actions = np.zeros((N, spec.ACTION_DIM))
+    min_height = np.full(N, np.inf)
+    for _ in range(steps):
+        q, _ = sim.joint_state()
+        joints, act = teacher.actions(sim.body_state(), q, sim.contact_forces(), walk_dir, np.full(N, speed))
+        actions[:, joints] = act
+        sim.step(actions)
+        min_height = np.minimum(min_height, sim.body_state().pos[:, PELVIS_ID, 2])
+    progress = (sim.body_state().pos[:, PELVIS_ID, :2] - start) @ np.array([1.0, 0.0])
+    return sim, teacher, progress, min_height
+
+
+def test_teacher_alone_walks_forward_without_falling_and_alternates_legs():
+    sim, teacher, progress, min_height = _walk(steps=120)  # 4 s from standing
+    assert np.all(min_height > 0.5), min_height
+    assert np.all(progress > 0.5), progress  # measured 0.9-1.1 m
+    assert np.all(teacher.num_switches >= 8), teacher.num_switches  # ~2.7 steps/s, each ended by contact
+    assert not teacher.num_timeouts.any()  # every swing ended on swing-foot contact
+    assert sim.num_unstable_total == 0
+
+
+def test_output_is_state_feedback_on_com_velocity():
+    """Same FSM state, a sideways COM velocity moves the swing foot target to that side."""
+    sim = MujocoSimulator(2, nthread=1, seed=0)
+    sim.reset(np.array([1]), root_lin_vel=np.array([0.0, 0.4, 0.0]))
+    teacher = GaitTeacher(sim.hm, 2)
+    q, _ = sim.joint_state()
+    walk_dir = np.tile([1.0, 0.0], (2, 1))
+    joints, act = teacher.actions(sim.body_state(), q, sim.contact_forces(), walk_dir, np.ones(2))
+    assert act.shape == (2, len(joints)) and np.all(np.abs(act) <= 1.0)
+    assert np.array_equal(joints, teacher_joint_ids())
+    hip_x = list(joints).index(spec.JOINT_NAMES.index("L_Hip_x"))  # the left leg swings first
+    assert act[1, hip_x] > act[0, hip_x] + 0.05  # +y velocity -> left foot placed further to +y
+
+
+def test_state_dict_round_trip_and_reset():
+    _, teacher, _, _ = _walk(steps=20)
+    saved = teacher.state_dict()
+    other = GaitTeacher(MujocoSimulator(1, nthread=1).hm, N)
+    other.load_state_dict(saved)
+    for k, v in saved.items():
+        assert np.array_equal(getattr(other, k), v)
+    other.reset(np.array([0]))
+    assert other.swing_left[0] and other.phase[0] == 0 and other.t_swing[0] == 0.0
+
+
+def test_wrong_input_shapes_are_rejected_with_the_argument_named():
+    sim = MujocoSimulator(2, nthread=1)
+    teacher = GaitTeacher(sim.hm, 2)
+    q, _ = sim.joint_state()
+    with pytest.raises(InputError, match=r"walk_dir must have shape \(2, 2\); got \(2,\)"):
+        teacher.actions(sim.body_state(), q, sim.contact_forces(), np.array([1.0, 0.0]), np.ones(2))
+
+
+def test_pretraining_walk_prompts_carry_the_controller_and_its_labels_walk():
+    """PromptTask(gait_weight): walk envs are supervised on the controller's 33 hinges (others not), and
+    stepping the env with those labels (DAgger-style: computed on the states the labels produce) walks."""
+    from tt_deploy.tasks.env import TaskEnv
+    from tt_deploy.train.pretrain_task import MODES, PromptCurriculum, PromptTask
+
+    sim = MujocoSimulator(N, nthread=1, seed=1)
+    cur = PromptCurriculum(mode_probs=(0.0, 0.0, 1.0), change_steps=(1000, 1001), walk_speed=(0.5, 0.5),
+                           push_interval_s=0.0)  # fmt: skip
+    task = PromptTask(N, cur, teacher=True, gait_weight=0.5)
+    env = TaskEnv(sim, task, seed=1)
+    step = env.reset()
+    start = sim.body_state().pos[:, PELVIS_ID, :2].copy()
+    task.mode[:2] = MODES.index("idle")  # two envs stand: no supervision there
+    step = env.step(step.extras["teacher_action"])  # (the controller must run exactly once a step)
+    weight = step.extras["teacher_weight"]
+    assert not weight[:2].any()
+    assert np.array_equal(np.flatnonzero(weight[2]), np.sort(teacher_joint_ids()))
+    assert np.all(weight[2:][:, teacher_joint_ids()] == 0.5)
+    for _ in range(90):  # 3 s
+        step = env.step(step.extras["teacher_action"])
+        assert not step.done[2:].any()
+    progress = np.sum((sim.body_state().pos[:, PELVIS_ID, :2] - start) * task.walk_dir, -1)
+    assert np.all(progress[2:] > 0.25), progress  # measured 0.34-0.67 m in 3 s from standing (dirs up to 67 deg off)
