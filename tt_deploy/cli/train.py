@@ -108,6 +108,8 @@ def pretrain_cmd(
     gait_weight: Annotated[float | None, typer.Option(help="Per-hinge weight of the walking controller's "
                                                            "behaviour cloning in walk prompts (0 = none; "
                                                            "default 0.1; needs --teacher-coef > 0).")] = None,
+    gait_drive: Annotated[float | None, typer.Option(help="Share of walk prompts the walking controller walks "
+                                                          "itself (cloned on its own states; default 0.5).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every iteration.")] = False,
 ) -> None:
     """Pretrain a BFM on random prompts (idle / reach / walk); resumable, checkpoints every 10 iterations."""
@@ -115,7 +117,7 @@ def pretrain_cmd(
 
     _logging(verbose)
     cfg = with_overrides(PretrainConfig(), config=config, steps=steps, num_envs=num_envs, seed=seed,
-                         teacher_coef=teacher_coef, gait_weight=gait_weight)
+                         teacher_coef=teacher_coef, gait_weight=gait_weight, gait_drive=gait_drive)
     with _progress(steps) as progress:
         result = pretrain(cfg, out, resume=resume, init_bfm=init_bfm, progress=progress)
     console.print(f"BFM checkpoint: {out / 'checkpoints' / 'last.safetensors'}  ({result['env_steps']:,} env steps)")

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from dataclasses import replace
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np

@@ -199,6 +199,8 @@ class TaskEnv:
         if teacher is not None:
             extras = {"teacher_action": teacher[0].astype(np.float32, copy=False),
                       "teacher_weight": teacher[1].astype(np.float32, copy=False)}
+            if len(teacher) > 2:
+                extras["teacher_drive"] = teacher[2].astype(np.float32)
         return EnvStep(inputs, task_obs, reward, done, info, extras)
 
     def _noisy(self, x: np.ndarray) -> np.ndarray:

@@ -101,13 +101,19 @@ class PPO:
                 # actor and critic graphs are disjoint: two backward passes equal one on the sum,
                 # and timing the actor's alone is the profile of the policy (BFM) forward/backward
                 t0 = time.perf_counter()
+                # samples a teacher drove (runner.teacher_driven) are not the policy's: no policy gradient
+                on = 1.0 - mb["obs"]["teacher_drive"] if "teacher_drive" in mb["obs"] else None
                 adv = mb["advantages"]
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 mean = self.policy.action_mean(mb["obs"])
                 log_prob = gaussian_log_prob(mb["actions"], mean, cfg.action_std)
-                ratio = torch.exp(log_prob - mb["log_probs"])
+                log_ratio = log_prob - mb["log_probs"] if on is None else (log_prob - mb["log_probs"]) * on
+                ratio = torch.exp(log_ratio)
                 surrogate = torch.min(ratio * adv, torch.clamp(ratio, 1 - cfg.clip, 1 + cfg.clip) * adv)
-                policy_loss = -surrogate.mean()
+                if on is None:
+                    policy_loss = -surrogate.mean()
+                else:
+                    policy_loss = -(surrogate * on).sum() / on.sum().clamp(min=1.0)
                 bound_loss = (torch.relu(mean - 1.0) ** 2 + torch.relu(-1.0 - mean) ** 2).sum(-1).mean()
                 actor_loss = policy_loss + cfg.bound_coef * bound_loss
                 aux_loss = self.policy.aux_loss(mb["obs"], mean)
@@ -130,7 +136,7 @@ class PPO:
                     stats["bound_loss"] += bound_loss.item()
                     stats["aux_loss"] += aux_loss.item() if aux_loss is not None else 0.0
                     stats["clip_frac"] += ((ratio - 1).abs() > cfg.clip).float().mean().item()
-                    stats["approx_kl"] += (mb["log_probs"] - log_prob).mean().item()
+                    stats["approx_kl"] += -log_ratio.mean().item()
                 n += 1
         return {**{k: v / max(n, 1) for k, v in stats.items()}, "t_update_actor": t_actor}
 

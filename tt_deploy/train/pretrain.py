@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 # v3.1: more idle prompts and harder, more frequent pushes, teacher weight 20 (1.3 M steps: pushes 67 %, reach
 # 63 -> 54 %: dropped); v4: a SIMBICON-style walking controller labels the legs and trunk of walk prompts
 # (train/gait_teacher.py) at 0.1 a hinge (0.5 made every prompt fall within 12 iterations), more walk prompts,
-# v3.1's pushes, teacher weight back to 50, 10 critic-only iterations first (warm starts began with KL ~3)
+# v3.1's pushes, teacher weight back to 50, 10 critic-only iterations first (warm starts began with KL ~3);
+# the controller itself walks half of the walk prompts (cloned on its own states, no policy gradient there):
+# with the BFM walking them all (DAgger only) it fell more and more and walked backwards
 RECIPE_VERSION = "tt-deploy prompt PPO v4"
 
 
@@ -52,6 +54,7 @@ class PretrainConfig:
     curriculum: PromptCurriculum = PromptCurriculum(mode_probs=(0.3, 0.35, 0.35), push_interval_s=3.0,
                                                     push_speed=(0.2, 0.8))  # fmt: skip
     teacher_coef: float = 50.0  # weight of the teachers' behaviour-cloning loss (0 = PPO only)
+    gait_drive: float = 0.5  # share of walk prompts the controller itself walks (cloned, no policy gradient)
     gait_weight: float = 0.1  # per leg/trunk hinge in walk prompts (reach teacher: 1 per arm hinge); 0 = none
     checkpoint_every: int = 10  # iterations
 
@@ -90,6 +93,8 @@ def _mode_metrics(runner: OnPolicyRunner) -> dict[str, float]:
     s = np.sum(vel * task.walk_dir, -1)
     out["walk_speed_along"] = float(s[walk].mean()) if walk.any() else float("nan")
     out["walk_speed_cmd"] = float(task.walk_speed[walk].mean()) if walk.any() else float("nan")
+    own = walk & ~task.teacher_drive  # walked by the BFM itself
+    out["walk_speed_own"] = float(s[own].mean()) if own.any() else float("nan")
     out["reach_blend"] = task.cur.reach_blend
     return out
 
@@ -109,7 +114,8 @@ def build_runner(cfg: PretrainConfig, out_dir: Path, *, init_bfm: Path | None = 
     for p in bfm.parameters():
         p.requires_grad_(True)
     sim = MujocoSimulator(cfg.num_envs, nthread=cfg.nthread, seed=cfg.seed)
-    task = PromptTask(cfg.num_envs, cfg.curriculum, teacher=cfg.teacher_coef > 0, gait_weight=cfg.gait_weight)
+    task = PromptTask(cfg.num_envs, cfg.curriculum, teacher=cfg.teacher_coef > 0, gait_weight=cfg.gait_weight,
+                      gait_drive=cfg.gait_drive)  # fmt: skip
     env = TaskEnv(sim, task, episode_seconds=cfg.episode_seconds, seed=cfg.seed)
     policy = PretrainPolicy(bfm, teacher_coef=cfg.teacher_coef)
     log.info("pretraining a %s BFM (%d params) on %d envs", cfg.config, count_parameters(bfm), cfg.num_envs)
@@ -137,6 +143,7 @@ def _after_resume(runner: OnPolicyRunner, cfg: PretrainConfig) -> None:
     whatever the --init-bfm file holds now)."""
     runner.env.task.use_teacher = cfg.teacher_coef > 0
     runner.env.task.gait_weight = cfg.gait_weight
+    runner.env.task.gait_drive = cfg.gait_drive
     last = runner.out_dir / "checkpoints" / "last.safetensors"
     if last.is_file():
         _, info = load_bfm(last)

@@ -58,11 +58,13 @@ class PromptTask(Task):
     feature_dim = 0
 
     def __init__(self, num_envs: int, curriculum: PromptCurriculum | None = None, *, teacher: bool = False,
-                 gait_weight: float = 0.0):
+                 gait_weight: float = 0.0, gait_drive: float = 0.0):
         super().__init__(num_envs)
         self.cur = curriculum or PromptCurriculum()
         self.use_teacher = teacher
         self.gait_weight = float(gait_weight)
+        self.gait_drive = float(gait_drive)  # probability that the controller itself walks a walk prompt
+        self.teacher_drive = np.zeros(num_envs, dtype=bool)
         self._ik = None  # ArmIK, built on first use from the simulator's model
         self.gait = None  # GaitTeacher, built at the first reset (its state machine is snapshot for resume)
         n = self.num_envs
@@ -106,6 +108,9 @@ class PromptTask(Task):
         # walk: a direction within +-90 deg of the current heading, at a curriculum speed
         self.walk_dir[env_ids] = unit_from_angle(h + rng.uniform(-np.pi / 2, np.pi / 2, n))
         self.walk_speed[env_ids] = rng.uniform(*cur.walk_speed, n)
+        if self.gait_drive > 0:  # drawn last: runs without it keep their random streams
+            walk = self.mode[env_ids] == MODES.index("walk")
+            self.teacher_drive[env_ids] = walk & (rng.random(n) < self.gait_drive)
 
     def _reset_goals(self, env_ids, state, sim, rng) -> None:
         self.pelvis_height[env_ids] = state.pos[env_ids, PELVIS_ID, 2]
@@ -162,7 +167,8 @@ class PromptTask(Task):
 
     def teacher(self, state, sim):
         """IK arm actions for reach envs (weight 1 on the prompted arm's 6 hinges), walking-controller
-        leg actions for walk envs (gait_weight on each leg hinge), else nothing."""
+        leg and trunk actions for walk envs (gait_weight on each hinge), else nothing; with gait_drive,
+        the walk envs where the controller's actions are executed (pure cloning of its own states)."""
         if not self.use_teacher:
             return None
         n = self.num_envs
@@ -178,6 +184,8 @@ class PromptTask(Task):
             walk = np.flatnonzero(self.mode == MODES.index("walk"))[:, None]
             action[walk, joints] = legs[walk[:, 0]]
             weight[walk, joints] = self.gait_weight
+            if self.gait_drive > 0:
+                return action, weight, self.teacher_drive & (self.mode == MODES.index("walk"))
         return action, weight
 
     # --- prompt -------------------------------------------------------------------------------

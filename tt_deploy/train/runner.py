@@ -39,6 +39,16 @@ def to_torch(step: EnvStep) -> dict[str, torch.Tensor]:
     return obs
 
 
+def teacher_driven(obs: dict[str, torch.Tensor], actions: torch.Tensor) -> torch.Tensor:
+    """The executed actions: where the task lets its teacher drive (obs["teacher_drive"]), the teacher's
+    actions replace the policy's on the joints it supervises (the rest stay the policy's)."""
+    drive = obs.get("teacher_drive")
+    if drive is None or not bool(drive.any()):
+        return actions
+    sel = (drive[:, None] > 0) & (obs["teacher_weight"] > 0)
+    return torch.where(sel, obs["teacher_action"], actions)
+
+
 def _tensorboard_writer(log_dir: Path):
     """A SummaryWriter if the optional `tensorboard` extra is installed, else None (CSV only)."""
     try:
@@ -184,6 +194,7 @@ class OnPolicyRunner:
         for _ in range(self.cfg.horizon):
             t0 = time.perf_counter()
             actions, log_probs, values, _ = self.ppo.act(self._obs)
+            actions = teacher_driven(self._obs, actions)
             t1 = time.perf_counter()
             step = self.env.step(actions.numpy())
             t2 = time.perf_counter()
