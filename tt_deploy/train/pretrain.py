@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 # (train/gait_teacher.py) at 0.1 a hinge (0.5 made every prompt fall within 12 iterations), more walk prompts,
 # v3.1's pushes, teacher weight back to 50, 10 critic-only iterations first (warm starts began with KL ~3);
 # the controller itself walks half of the walk prompts (cloned on its own states, no policy gradient there):
-# with the BFM walking them all (DAgger only) it fell more and more and walked backwards
+# with the BFM walking them all (DAgger only) it fell more and more and walked backwards; no pushes in walk
+# prompts (the controller rarely survives them)
 RECIPE_VERSION = "tt-deploy prompt PPO v4"
 
 

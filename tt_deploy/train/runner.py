@@ -41,12 +41,12 @@ def to_torch(step: EnvStep) -> dict[str, torch.Tensor]:
 
 def teacher_driven(obs: dict[str, torch.Tensor], actions: torch.Tensor) -> torch.Tensor:
     """The executed actions: where the task lets its teacher drive (obs["teacher_drive"]), the teacher's
-    actions replace the policy's on the joints it supervises (the rest stay the policy's)."""
+    whole action row replaces the policy's (rest pose, 0, on joints it does not label: the walking
+    controller alone keeps 87-100 % of walks up that way, but with the BFM's arms only ~20 %)."""
     drive = obs.get("teacher_drive")
     if drive is None or not bool(drive.any()):
         return actions
-    sel = (drive[:, None] > 0) & (obs["teacher_weight"] > 0)
-    return torch.where(sel, obs["teacher_action"], actions)
+    return torch.where(drive[:, None] > 0, obs["teacher_action"], actions)
 
 
 def _tensorboard_writer(log_dir: Path):
