@@ -109,7 +109,7 @@ def pretrain_cmd(
                                                            "behaviour cloning in walk prompts (0 = none; "
                                                            "default 0.1; needs --teacher-coef > 0).")] = None,
     gait_drive: Annotated[float | None, typer.Option(help="Share of walk prompts the walking controller walks "
-                                                          "itself (cloned on its own states; default 0.5).")] = None,
+                                                          "itself (cloned on its own states; default 1).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every iteration.")] = False,
 ) -> None:
     """Pretrain a BFM on random prompts (idle / reach / walk); resumable, checkpoints every 10 iterations."""

@@ -15,7 +15,8 @@ from tt_deploy.models.checkpoints import pretraining_cost
 
 RECIPE = """PPO directly on the `small` BFM (the BFM is the actor; all weights and its running-norm
 statistics train), on random sparse prompts written into the target-pose tokens
-(`tt_deploy/train/pretrain_task.py`). Each env is in one prompt mode at a time (v3: 30 % / 50 % / 20 %):
+(`tt_deploy/train/pretrain_task.py`). Each env is in one prompt mode at a time (v3: 30 % / 50 % / 20 %;
+v4: 30 % / 35 % / 35 %):
 - *idle*: every prompt token hidden; reward for standing still and upright;
 - *reach*: a right- or left-hand target 0.4-1.0 s ahead (counted down) in the far target slot;
   reward 0.3 exp(-4 d^2) + 0.4 exp(-40 d^2) + 0.3 x hand speed toward the target; a distance
@@ -28,14 +29,21 @@ statistics train), on random sparse prompts written into the target-pose tokens
   beside PPO, which keeps every other joint;
 - *walk*: a pelvis carrot 1 s ahead at 0.3-1.2 m/s with heading and velocity visible; reward for
   speed along the command, and - scaled by how fast it moves - no drift, facing the command and
-  alternating foot clearance (standing still earns little).
-Plus 0.2 x uprightness, random 0.1-0.6 m/s pushes every ~4 s and the reference fall termination.
+  alternating foot clearance (standing still earns little); v4 adds a walking controller as teacher
+  (`tt_deploy/train/gait_teacher.py`, SIMBICON-style state feedback; alone it walks 0.25-0.47 m/s and
+  keeps 87-100 % of 10 s walks up): it walks the walk prompts itself (its whole action row executed,
+  rest pose on the joints it does not label), and the BFM clones its 33 leg and trunk actions on
+  those states (weight 0.1 per hinge x 50) with no policy gradient there.
+Plus 0.2 x uprightness, random pushes (v3: 0.1-0.6 m/s every ~4 s; v4: 0.2-0.8 m/s every ~3 s,
+not in walk prompts) and the reference fall termination.
 Start from a statue (decoder output layer x0.01: zero actions hold the standing rest pose), fixed
 action std 0.03, fixed learning rate 1e-4 (actor) / 3e-4 (critic), 256 envs x 32 steps per update,
 3 epochs x 4 minibatches (DESIGN.md section 8: small fixed exploration noise, fixed rate,
 mean-action evaluation). Recipe v1 (no curriculum, no progress term, a walk reward that paid for
 standing) ran the first 1.15 M steps; v2 continued from that checkpoint to 3.18 M steps; v3
-(the IK teacher) continued from the v2 checkpoint with a fresh critic and optimiser."""
+(the IK teacher) continued from the v2 checkpoint with a fresh critic and optimiser; v4 (the
+walking controller) continued from v3 at 10.3 M steps with a fresh critic trained alone for its
+first 10 iterations."""
 
 
 def _plot_curves(log_csv: Path, png: Path) -> bool:

@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 # (train/gait_teacher.py) at 0.1 a hinge (0.5 made every prompt fall within 12 iterations), more walk prompts,
 # v3.1's pushes, teacher weight back to 50, 10 critic-only iterations first (warm starts began with KL ~3);
 # the controller itself walks half of the walk prompts (cloned on its own states, no policy gradient there):
-# with the BFM walking them all (DAgger only) it fell more and more and walked backwards; no pushes in walk
-# prompts (the controller rarely survives them)
+# with the BFM walking them all (DAgger only) it fell more and more and walked backwards, with half of them
+# (0.5) as well; the shipped v4 lets the controller walk all of them (1.0); no pushes in walk prompts
 RECIPE_VERSION = "tt-deploy prompt PPO v4"
 
 
@@ -55,7 +55,7 @@ class PretrainConfig:
     curriculum: PromptCurriculum = PromptCurriculum(mode_probs=(0.3, 0.35, 0.35), push_interval_s=3.0,
                                                     push_speed=(0.2, 0.8))  # fmt: skip
     teacher_coef: float = 50.0  # weight of the teachers' behaviour-cloning loss (0 = PPO only)
-    gait_drive: float = 0.5  # share of walk prompts the controller itself walks (cloned, no policy gradient)
+    gait_drive: float = 1.0  # share of walk prompts the controller itself walks (cloned, no policy gradient)
     gait_weight: float = 0.1  # per leg/trunk hinge in walk prompts (reach teacher: 1 per arm hinge); 0 = none
     checkpoint_every: int = 10  # iterations
 
