@@ -92,7 +92,12 @@ class SkillRuntime:
             raise InputError("no skills to load: the bundle or the skills argument is empty")
         self._groups = {g.name: g for g in self.manifest.token_groups}
         self._masks = {g.mask_name: g for g in self.manifest.token_groups if g.mask_name}
-        self._expected_cache: dict[str, tuple[tuple[int, ...], str]] = {}
+        # per-sample (shape, dtype) of every group and mask input, built once: act looks it up per input
+        self._expected_io: dict[str, tuple[tuple[int, ...], str]] = {
+            **{g.name: ((g.feat_dim,) if g.n_tokens == 1 else (g.n_tokens, g.feat_dim), "float32")
+               for g in self.manifest.token_groups},
+            **{name: ((g.n_tokens,), "bool") for name, g in self._masks.items()},
+        }  # fmt: skip
         self.skills: dict[str, mf.SkillManifest] = {s: self._load_skill(s) for s in names}
         self._priors = {s: self._load_prior(m) for s, m in self.skills.items()}
         dyn = batch != 1
@@ -248,17 +253,9 @@ class SkillRuntime:
 
     # --- validation -------------------------------------------------------------------------------
     def _expected(self, name: str) -> tuple[tuple[int, ...], str]:
-        """Per-sample shape and dtype of a token-group or mask input (cached: act calls it per input)."""
-        if name not in self._expected_cache:
-            self._expected_cache[name] = self._expected_uncached(name)
-        return self._expected_cache[name]
-
-    def _expected_uncached(self, name: str) -> tuple[tuple[int, ...], str]:
-        if name in self._groups:
-            g = self._groups[name]
-            return ((g.feat_dim,) if g.n_tokens == 1 else (g.n_tokens, g.feat_dim)), "float32"
-        if name in self._masks:
-            return (self._masks[name].n_tokens,), "bool"
+        """Per-sample shape and dtype of a token-group or mask input."""
+        if name in self._expected_io:
+            return self._expected_io[name]
         known = [*self._groups, *self._masks]
         raise InputError(
             f"unknown input {name!r}; inputs are {', '.join(known)} and task_obs (separate argument)"

@@ -156,8 +156,8 @@ class Task(abc.ABC):
     def teacher(self, state: BodyState, sim: Simulator) -> tuple[np.ndarray, ...] | None:
         """Optional supervision for training only: ((N, 69) actions, (N, 69) weights[, (N,) drive]) for
         the state the policy is about to act on (called once per control step and at reset), or None.
-        `drive` marks envs where the teacher's actions are executed on the joints it weights (the
-        trainer leaves those samples out of the policy-gradient loss and only clones them)."""
+        `drive` marks envs where the teacher's whole action row is executed instead of the policy's
+        (the trainer leaves those samples out of the policy-gradient loss and only clones them)."""
         return None
 
     # --- hooks --------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ Each environment is in one prompt mode at a time, resampled at every goal change
 The task has no task observation (feature_dim 0): everything the policy needs is in the prompt.
 With `teacher=True` (pretraining from recipe v3) reach envs also carry IK teacher actions for the
 prompted arm (train/reach_teacher.py), cloned by the policy's auxiliary loss; with `gait_weight > 0`
-(recipe v4) walk envs carry the leg actions of a SIMBICON-style walking controller
-(train/gait_teacher.py), at that weight per leg hinge.
+(recipe v4) walk envs carry the leg and trunk actions of a SIMBICON-style walking controller
+(train/gait_teacher.py), at that weight per hinge, and with `gait_drive` that share of walk goals is
+walked by the controller itself (`teacher_drive`; the trainer executes its actions there).
 """
 
 from __future__ import annotations
