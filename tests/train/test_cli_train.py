@@ -127,3 +127,9 @@ def test_evaluate_bfm_writes_a_card_with_the_embedded_bfm_standing(tmp_path):
     assert reach["episodes"] >= 8 and 0.0 <= reach["metrics"]["arm_ik_within_0_2m"] <= 1.0
     text = card.read_text()
     assert "| stand 10 s, no prompt | nominal | 100 % |" in text and "## Recipe" in text
+
+
+def test_pretrain_dagger_rejects_a_missing_bfm(tmp_path):
+    res = runner.invoke(app, ["pretrain-dagger", "--init-bfm", str(tmp_path / "none.safetensors"), "--rounds", "1",
+                              "--out", str(tmp_path)])  # fmt: skip
+    assert res.exit_code != 0 and "no such file" in str(res.exception)

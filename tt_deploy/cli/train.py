@@ -16,22 +16,26 @@ from tt_deploy.cli._output import console, print_table, write_json
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON to this path.")]
 
 
+def _ppo_stats(row: dict) -> str:
+    stats = f"{row['steps_per_s']:,.0f} st/s  ret {row['ep_return']:.1f}  len {row['ep_length']:.0f}"
+    ev = row.get("eval_success_rate")
+    if ev is not None and ev == ev:  # evaluated this iteration (not NaN)
+        stats += f"  eval success {100 * ev:.0f} %"
+    return stats
+
+
 @contextmanager
-def _progress(total: int, start: int = 0):
-    """A rich progress bar fed by the runner's per-iteration rows (steps/s, reward, success, ETA)."""
+def _progress(total: int, start: int = 0, stats=_ppo_stats, unit: str = "steps", key: str = "env_steps"):
+    """A rich progress bar fed by the trainer's per-iteration rows (throughput, reward, success, ETA)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     cols = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
             TextColumn("{task.fields[stats]}"), TimeRemainingColumn())  # fmt: skip
     with Progress(*cols, console=console) as bar:
-        task = bar.add_task("steps", total=total, completed=start, stats="")
+        task = bar.add_task(unit, total=total, completed=start, stats="")
 
         def update(row: dict) -> None:
-            stats = f"{row['steps_per_s']:,.0f} st/s  ret {row['ep_return']:.1f}  len {row['ep_length']:.0f}"
-            ev = row.get("eval_success_rate")
-            if ev is not None and ev == ev:  # evaluated this iteration (not NaN)
-                stats += f"  eval success {100 * ev:.0f} %"
-            bar.update(task, completed=row["env_steps"], stats=stats)
+            bar.update(task, completed=row[key], stats=stats(row))
 
         yield update
 
@@ -121,6 +125,35 @@ def pretrain_cmd(
     with _progress(steps) as progress:
         result = pretrain(cfg, out, resume=resume, init_bfm=init_bfm, progress=progress)
     console.print(f"BFM checkpoint: {out / 'checkpoints' / 'last.safetensors'}  ({result['env_steps']:,} env steps)")
+
+
+@app.command("pretrain-dagger")
+def pretrain_dagger_cmd(
+    init_bfm: Annotated[Path | None, typer.Option(help="The BFM to distil into; default: the embedded one.")] = None,
+    out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/dagger"),
+    rounds: Annotated[int | None, typer.Option(help="DAgger rounds (collect + train); default 60.")] = None,
+    num_envs: Annotated[int | None, typer.Option(help="Parallel environments; default 128.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoints/last_state.pt (empty buffer).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every round.")] = False,
+) -> None:
+    """Distil the walking controller into a BFM with DAgger (the BFM walks, the controller labels;
+    idle and reach prompts keep the starting BFM's actions); resumable, checkpoints every round."""
+    from tt_deploy.models.checkpoints import DEFAULT_BFM_PATH
+    from tt_deploy.train.dagger import DaggerConfig, dagger
+
+    _logging(verbose)
+    cfg = DaggerConfig(seed=seed)
+    cfg = replace(cfg, rounds=rounds or cfg.rounds, num_envs=num_envs or cfg.num_envs)
+
+    def stats(row: dict) -> str:
+        return (f"beta {row['beta']:.2f}  own walks: falls/10 s {row['own_walk_falls_per_10s']:.2f}  "
+                f"speed {row['own_walk_speed']:+.2f} m/s  loss {row['train_loss']:.3f}")  # fmt: skip
+
+    with _progress(cfg.rounds, stats=stats, unit="rounds", key="iteration") as progress:
+        result = dagger(cfg, init_bfm or DEFAULT_BFM_PATH, out, resume=resume, progress=progress)
+    console.print(f"BFM checkpoint: {out / 'checkpoints' / 'last.safetensors'}  ({result['rounds']} rounds, "
+                  f"{result['env_steps']:,} env steps)")
 
 
 @app.command("evaluate-bfm")

@@ -43,7 +43,17 @@ mean-action evaluation). Recipe v1 (no curriculum, no progress term, a walk rewa
 standing) ran the first 1.15 M steps; v2 continued from that checkpoint to 3.18 M steps; v3
 (the IK teacher) continued from the v2 checkpoint with a fresh critic and optimiser; v4 (the
 walking controller) continued from v3 at 10.3 M steps with a fresh critic trained alone for its
-first 10 iterations."""
+first 10 iterations.
+
+v5 adds a DAgger stage after v4 (`ttdeploy pretrain-dagger`, `tt_deploy/train/dagger.py`; supervised,
+no PPO): cloned on the controller's own states v4 fitted its walk actions with R^2 0.95, but on the
+states its own walking reached R^2 fell to 0.08 and it fell (compounding error). Each DAgger round
+runs 128 envs for 100 control steps with beta x controller + (1 - beta) x BFM executed in walk
+prompts (beta 0.8, x0.93 a round), labels every walk state with the controller's whole action row
+and every idle/reach state with the v4 BFM's own (clamped) mean action (a frozen anchor that keeps
+standing, pushes and reaching), and takes 100 Adam steps (lr 5e-5, batch 2048) of squared error on a
+256 k-sample FIFO of all rounds' labels. No exploration noise is added: noise std 0.03 on the
+executed actions (PPO's std) made even the controller fall 2.25 times per 10 s instead of 0.25."""
 
 
 def _plot_curves(log_csv: Path, png: Path) -> bool:
@@ -62,10 +72,15 @@ def _plot_curves(log_csv: Path, png: Path) -> bool:
         return [float(r.get(name) or "nan") for r in rows]
 
     steps = [s / 1e6 for s in col("env_steps")]
+    if "own_walk_speed" in rows[0]:  # a DAgger log (train/dagger.py)
+        panels = [("own_walk_falls_per_10s", "walks with the BFM: falls per 10 s"),
+                  ("own_walk_speed", "walks with the BFM: speed along command (m/s)"),
+                  ("beta", "controller share of walk actions")]  # fmt: skip
+    else:  # a PPO pretraining log
+        panels = [("ep_length", "episode length (control steps)"), ("reach_hand_dist", "reach: hand distance (m)"),
+                  ("walk_speed_along", "walk: speed along command (m/s)")]  # fmt: skip
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-    for ax, (name, label) in zip(axes, [("ep_length", "episode length (control steps)"),
-                                        ("reach_hand_dist", "reach: hand distance (m)"),
-                                        ("walk_speed_along", "walk: speed along command (m/s)")], strict=True):  # fmt: skip
+    for ax, (name, label) in zip(axes, panels, strict=True):
         ax.plot(steps, col(name), lw=1)
         ax.set_xlabel("env steps (M)")
         ax.set_title(label, fontsize=10)

@@ -7,8 +7,6 @@ estimate (as rsl_rl does), falls and task terminations do not.
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import os
 import signal
@@ -26,6 +24,7 @@ from tt_deploy.spec import ACTION_DIM, TASK_OBS_NAME
 from tt_deploy.tasks.env import EnvStep, TaskEnv
 from tt_deploy.train.env_state import env_state, load_arrays, load_env_state, save_arrays
 from tt_deploy.train.ppo import PPO, ActorCritic, PPOConfig
+from tt_deploy.train.run_log import RunLog
 from tt_deploy.train.storage import RolloutStorage
 
 log = logging.getLogger(__name__)
@@ -47,16 +46,6 @@ def teacher_driven(obs: dict[str, torch.Tensor], actions: torch.Tensor) -> torch
     if drive is None or not bool(drive.any()):
         return actions
     return torch.where(drive[:, None] > 0, obs["teacher_action"], actions)
-
-
-def _tensorboard_writer(log_dir: Path):
-    """A SummaryWriter if the optional `tensorboard` extra is installed, else None (CSV only)."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        log.info("tensorboard not installed (pip install 'tt-deploy[tensorboard]'): logging to CSV only")
-        return None
-    return SummaryWriter(log_dir=str(log_dir))
 
 
 def atomic_torch_save(obj, path: Path) -> None:
@@ -139,8 +128,7 @@ class OnPolicyRunner:
         self.stats = TrainStats()
         self.storage = RolloutStorage(ppo_cfg.horizon, env.num_envs, ACTION_DIM)
         self._obs: dict[str, torch.Tensor] | None = None
-        self._csv_path = self.out_dir / "log.csv"
-        self._tb = None  # TensorBoard writer, opened on the first log row if tensorboard is installed
+        self.run_log = RunLog(self.out_dir)
 
     # --- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -235,7 +223,7 @@ class OnPolicyRunner:
                 row["policy_frac"] = (timing["t_policy"] + losses["t_update_actor"]) / (t2 - t0)
                 if self.extra_log is not None:
                     row.update(self.extra_log(self))
-                self._log(row)
+                self.run_log(row)
                 if progress is not None:
                     progress(row)
                 if self.iteration % self.checkpoint_every == 0:
@@ -247,36 +235,3 @@ class OnPolicyRunner:
     def _flat_obs(self) -> dict[str, torch.Tensor]:
         n = self.storage.step * self.env.num_envs
         return {k: v[: self.storage.step].reshape(n, *v.shape[2:]) for k, v in self.storage.obs.items()}
-
-    def _log_tensorboard(self, row: dict) -> None:
-        if self._tb is None:
-            self._tb = _tensorboard_writer(self.out_dir / "tensorboard") or False
-        if self._tb:
-            for k, v in row.items():
-                if isinstance(v, (int, float)) and k not in ("iteration", "env_steps") and v == v:
-                    self._tb.add_scalar(k, v, global_step=row["env_steps"])
-            self._tb.flush()
-
-    def _log(self, row: dict) -> None:
-        """Append a row to log.csv; a new column (e.g. after a resume with newer code) rewrites the
-        file with the wider header, atomically, so a crash never loses the rows already logged."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        header, rows = list(row), None
-        if self._csv_path.exists():
-            with open(self._csv_path, newline="") as f:
-                reader = csv.DictReader(f)
-                old = list(reader.fieldnames or [])
-                if set(row) - set(old):
-                    rows = [{k: v for k, v in r.items() if k is not None} for r in reader]
-            header = old + [k for k in row if k not in old]
-        if rows is not None or not self._csv_path.exists():
-            tmp = self._csv_path.with_suffix(".csv.tmp")
-            with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=header, restval="")
-                w.writeheader()
-                w.writerows(rows or [])
-            os.replace(tmp, self._csv_path)
-        with open(self._csv_path, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=header, restval="", extrasaction="ignore").writerow(row)
-        self._log_tensorboard(row)
-        log.info(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))

@@ -1,0 +1,33 @@
+import csv
+
+import pytest
+
+from tt_deploy.train.model_card import write_card
+
+ROWS = [{"ability": "stand", "condition": "nominal", "success_rate": 1.0, "ci95": (0.94, 1.0), "episodes": 64,
+         "metrics": {"fall_rate": 0.0}},
+        {"ability": "walk 1 m/s", "condition": "nominal", "success_rate": 0.25, "ci95": (0.16, 0.37), "episodes": 64,
+         "metrics": {"progress_m_s": 0.31, "heading_err_deg": float("nan")}}]  # fmt: skip
+
+
+def _log(path, columns):
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["env_steps", *columns])
+        w.writeheader()
+        for i in range(1, 4):
+            w.writerow({"env_steps": i * 1000, **{c: 0.1 * i for c in columns}})
+    return path
+
+
+@pytest.mark.parametrize("columns", [["ep_length", "reach_hand_dist", "walk_speed_along"],  # PPO pretraining
+                                     ["own_walk_falls_per_10s", "own_walk_speed", "beta"]])  # DAgger  # fmt: skip
+def test_card_has_cost_table_goals_and_the_curves_of_either_log(tmp_path, columns):
+    info = {"recipe": "r", "env_steps": 1000, "wall_seconds": 100.0, "init_env_steps": 9000, "init_wall_seconds": 900.0}
+    card = write_card(tmp_path / "card.md", rows=ROWS, bfm_info=info, params=466_000, config="small",
+                      log_csv=_log(tmp_path / "log.csv", columns), episodes=64, seed=0)  # fmt: skip
+    text = card.read_text()
+    assert "| pretraining env steps | 10,000 |" in text  # warm-start cost counted
+    assert "0.28 h on 2 CPU cores = 0.56 CPU-hours" in text
+    assert "| walk 1 m/s | nominal | 25 % | 16-37 % | 64 | >= 70 % | progress_m_s 0.31 |" in text
+    assert "heading_err_deg" not in text  # NaN metrics are left out
+    assert (tmp_path / "img" / "bfm_training_curves.png").stat().st_size > 1000

@@ -1,0 +1,230 @@
+"""DAgger distillation of the walking controller (and of the BFM's own standing and reaching) into the BFM.
+
+Why: cloned on the controller's own states (recipe v4) the BFM fits its walk actions with R^2 0.95,
+but on the states its own walking reaches R^2 drops to 0.08 and it falls (compounding error). DAgger
+(Ross et al. 2011) fixes exactly that: the BFM walks, the controller labels the states it reaches,
+and every round trains on all labels so far. Each round:
+1. collect `steps_per_round` control steps of all envs, executing beta x controller + (1 - beta) x BFM
+   (its mean action) in walk prompts and the BFM alone elsewhere;
+2. label every sample: walk prompts get the controller's whole action row (legs and trunk, rest pose
+   elsewhere: what it walks with), idle and reach prompts get the starting BFM's mean action (a frozen
+   copy: the "anchor" that keeps standing, push recovery and reaching as they were);
+3. append to a FIFO buffer and take `updates_per_round` Adam steps of squared error on it.
+`beta` decays each round; normalisers stay frozen. Checkpoints every round; `--resume` continues
+from the last round's weights and optimiser with an empty buffer (it would be ~5 GB on disk).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tt_deploy import spec
+from tt_deploy.errors import InputError
+from tt_deploy.models.checkpoints import load_bfm, pretraining_cost, save_bfm
+from tt_deploy.tasks.base import PELVIS_ID
+from tt_deploy.tasks.env import TaskEnv
+from tt_deploy.train.policies import PretrainPolicy
+from tt_deploy.train.pretrain_task import MODES, PromptCurriculum, PromptTask
+from tt_deploy.train.run_log import RunLog
+from tt_deploy.train.runner import Stopper, atomic_torch_save, to_torch
+
+log = logging.getLogger(__name__)
+RECIPE = "walk DAgger v1"
+WALK = MODES.index("walk")
+
+
+@dataclass(frozen=True)
+class DaggerConfig:
+    """Defaults sized for 2 CPU cores (~25 s a round)."""
+
+    num_envs: int = 128
+    rounds: int = 60
+    steps_per_round: int = 100  # control steps of all envs: 12,800 samples a round
+    # the controller's share of the actions executed in walk prompts, beta x controller + (1 - beta) x BFM:
+    # (start, decay a round, floor)
+    beta: tuple[float, float, float] = (0.8, 0.93, 0.0)
+    exec_noise: float = 0.0  # std added to executed actions; 0.03 (PPO pretraining's std) made the controller fall 2.25 times in 10 s instead of 0.25
+    buffer_size: int = 256_000
+    updates_per_round: int = 100
+    batch_size: int = 2048
+    lr: float = 5e-5
+    max_grad_norm: float = 1.0
+    curriculum: PromptCurriculum = field(default_factory=lambda: PromptCurriculum(
+        mode_probs=(0.25, 0.25, 0.5), push_interval_s=3.0, push_speed=(0.2, 0.8), walk_speed=(0.3, 1.2)))
+    seed: int = 0
+    nthread: int = 2
+
+    def beta_at(self, round_: int) -> float:
+        start, decay, floor = self.beta
+        return max(floor, start * decay**round_)
+
+
+class Buffer:
+    """A FIFO ring of (BFM inputs, label) rows."""
+
+    def __init__(self, capacity: int):
+        self.capacity, self.size, self.head = capacity, 0, 0
+        self.data: dict[str, torch.Tensor] = {}
+
+    def add(self, rows: dict[str, torch.Tensor]) -> None:
+        n = next(iter(rows.values())).shape[0]
+        if not self.data:
+            self.data = {k: torch.zeros((self.capacity, *v.shape[1:]), dtype=v.dtype) for k, v in rows.items()}
+        idx = (self.head + torch.arange(n)) % self.capacity
+        for k, v in rows.items():
+            self.data[k][idx] = v
+        self.head = int((self.head + n) % self.capacity)
+        self.size = min(self.capacity, self.size + n)
+
+    def sample(self, batch: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        idx = torch.randint(0, self.size, (batch,), generator=gen)
+        return {k: v[idx] for k, v in self.data.items()}
+
+
+class DaggerTrainer:
+    def __init__(self, cfg: DaggerConfig, init_bfm: Path, out_dir: Path):
+        from tt_deploy.sim.mujoco_backend import MujocoSimulator
+
+        torch.manual_seed(cfg.seed)
+        self.cfg, self.out_dir = cfg, Path(out_dir)
+        bfm, info = load_bfm(init_bfm)
+        steps, wall = pretraining_cost(info)
+        self.init_cost = {"init_env_steps": steps or 0, "init_wall_seconds": wall or 0.0}
+        self.recipe = f"{info['recipe']} + {RECIPE}" if info.get("recipe") else RECIPE  # provenance chain
+        self.student = PretrainPolicy(bfm)
+        self.anchor = PretrainPolicy(copy.deepcopy(bfm)).eval()
+        for p in self.anchor.parameters():
+            p.requires_grad_(False)
+        self.opt = torch.optim.Adam(self.student.bfm.parameters(), lr=cfg.lr)
+        sim = MujocoSimulator(cfg.num_envs, nthread=cfg.nthread, seed=cfg.seed)
+        self.task = PromptTask(cfg.num_envs, cfg.curriculum, teacher=True, gait_weight=1.0)
+        self.env = TaskEnv(sim, self.task, seed=cfg.seed)
+        self.buffer = Buffer(cfg.buffer_size)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.round, self.env_steps, self.wall_seconds = 0, 0, 0.0
+        self._obs = None
+        self._since_walk = np.full(cfg.num_envs, 10**6)  # control steps since each env last had a walk prompt
+
+    # --- one round -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def collect(self) -> dict[str, float]:
+        """`steps_per_round` control steps into the buffer; returns the round's walk/fall statistics."""
+        cfg, task = self.cfg, self.task
+        beta = cfg.beta_at(self.round)
+        if self._obs is None:
+            self._obs = to_torch(self.env.reset())
+        self.student.eval()
+        sums = dict.fromkeys(("walk_steps", "walk_falls", "walk_speed", "walk_err", "other_steps", "other_falls",
+                              "other_err", "other_falls_after_walk"), 0.0)  # fmt: skip
+        for _ in range(cfg.steps_per_round):
+            obs = self._obs
+            mean = self.student.action_mean(obs).clamp(-1, 1)
+            walk = torch.from_numpy(task.mode == WALK)
+            label = torch.where(walk[:, None], obs["teacher_action"], self.anchor.action_mean(obs).clamp(-1, 1))
+            share = beta * walk.float()[:, None]  # the controller's share of the executed walk actions
+            executed = share * label + (1 - share) * mean
+            executed = executed + cfg.exec_noise * torch.randn(executed.shape, generator=self.gen)
+            self.buffer.add({**{k: v.clone() for k, v in self.student._inputs(obs).items()}, "label": label})
+            step = self.env.step(executed.numpy())
+            self._obs = to_torch(step)
+            self._count(sums, step, walk.numpy(), ((mean - label) ** 2).mean(-1).numpy())
+        self.env_steps += cfg.num_envs * cfg.steps_per_round
+        per10s = 10.0 / spec.CONTROL_DT
+        return {"beta": beta,
+                "own_walk_falls_per_10s": sums["walk_falls"] / max(sums["walk_steps"], 1) * per10s,
+                "own_walk_speed": sums["walk_speed"] / max(sums["walk_steps"], 1),
+                "other_falls_per_10s": sums["other_falls"] / max(sums["other_steps"], 1) * per10s,
+                "other_falls_after_walk_share": sums["other_falls_after_walk"] / max(sums["other_falls"], 1),
+                "mse_own_walk": sums["walk_err"] / max(sums["walk_steps"], 1),
+                "mse_other": sums["other_err"] / max(sums["other_steps"], 1)}  # fmt: skip
+
+    def _count(self, sums: dict, step, walk: np.ndarray, err: np.ndarray) -> None:
+        """Accumulate one step's falls, walking speed and label error, per prompt kind."""
+        fell = step.done & ~step.info["timeout"]
+        other = ~walk
+        vel = self.env.sim.body_state().lin_vel[:, PELVIS_ID, :2]
+        speed = np.sum(vel * self.task.walk_dir, -1)
+        after_walk = self._since_walk < 2.0 / spec.CONTROL_DT  # stopping a walk is the hard part of idle
+        sums["walk_steps"] += walk.sum()
+        sums["walk_falls"] += (fell & walk).sum()
+        sums["walk_speed"] += speed[walk].sum()
+        sums["walk_err"] += err[walk].sum()
+        sums["other_steps"] += other.sum()
+        sums["other_falls"] += (fell & other).sum()
+        sums["other_err"] += err[other].sum()
+        sums["other_falls_after_walk"] += (fell & other & after_walk).sum()
+        self._since_walk = np.where(walk, 0, self._since_walk + 1)
+        self._since_walk[step.done] = 10**6
+
+    def train(self) -> dict[str, float]:
+        cfg = self.cfg
+        self.student.train()
+        total = 0.0
+        for _ in range(cfg.updates_per_round):
+            b = self.buffer.sample(cfg.batch_size, self.gen)
+            label = b.pop("label")
+            loss = (self.student.bfm(b) - label).pow(2).sum(-1).mean()
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.student.bfm.parameters(), cfg.max_grad_norm)
+            self.opt.step()
+            total += loss.item()
+        return {"train_loss": total / max(cfg.updates_per_round, 1)}
+
+    # --- checkpoints ---------------------------------------------------------------------------
+    def save(self) -> None:
+        ckpt = self.out_dir / "checkpoints"
+        info = {"recipe": self.recipe, "env_steps": self.env_steps, "iterations": self.round,
+                "wall_seconds": round(self.wall_seconds, 1), **self.init_cost}  # fmt: skip
+        save_bfm(self.student.bfm, ckpt / "last.safetensors", info=info)
+        atomic_torch_save({"opt": self.opt.state_dict(), "round": self.round, "env_steps": self.env_steps,
+                           "wall_seconds": self.wall_seconds, "gen": self.gen.get_state(),
+                           "bfm": self.student.bfm.state_dict(), "init_cost": self.init_cost, "recipe": self.recipe,
+                           "config": asdict(self.cfg)}, ckpt / "last_state.pt")  # fmt: skip
+
+    def resume(self) -> bool:
+        path = self.out_dir / "checkpoints" / "last_state.pt"
+        if not path.is_file():
+            return False
+        state = torch.load(path, weights_only=True)
+        self.student.bfm.load_state_dict(state["bfm"])
+        self.opt.load_state_dict(state["opt"])
+        self.gen.set_state(state["gen"])
+        self.round, self.env_steps, self.wall_seconds = state["round"], state["env_steps"], state["wall_seconds"]
+        self.init_cost, self.recipe = state["init_cost"], state.get("recipe", self.recipe)
+        log.info("resumed at round %d (%d env steps); the sample buffer starts empty", self.round, self.env_steps)
+        return True
+
+
+def dagger(cfg: DaggerConfig, init_bfm: Path, out_dir: Path, *, resume: bool = False, progress=None) -> dict:
+    """Run (or resume) DAgger rounds; returns a summary. Logs a CSV row per round."""
+    if not Path(init_bfm).is_file():
+        raise InputError(f"--init-bfm {init_bfm}: no such file (DAgger distils into an existing BFM)")
+    trainer = DaggerTrainer(cfg, init_bfm, out_dir)
+    if resume and not trainer.resume():
+        log.warning("--resume: no checkpoint in %s, starting fresh", out_dir)
+    run_log = RunLog(trainer.out_dir)
+    with Stopper() as stopper:
+        while trainer.round < cfg.rounds and not stopper.requested:
+            t0 = time.perf_counter()
+            row = trainer.collect()
+            t1 = time.perf_counter()
+            row.update(trainer.train())
+            t2 = time.perf_counter()
+            trainer.round += 1
+            trainer.wall_seconds += t2 - t0
+            row = {"iteration": trainer.round, "env_steps": trainer.env_steps, "wall_seconds": round(trainer.wall_seconds, 1),
+                   "t_collect": t1 - t0, "t_update": t2 - t1, "buffer": trainer.buffer.size, **row}  # fmt: skip
+            run_log(row)
+            trainer.save()
+            if progress is not None:
+                progress(row)
+    return {"rounds": trainer.round, "env_steps": trainer.env_steps, "wall_seconds": trainer.wall_seconds,
+            "interrupted": stopper.requested}  # fmt: skip
