@@ -8,6 +8,7 @@ one, and the output says which) -> deploy bundle -> open-loop verification -> la
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +52,20 @@ def closed_loop(bundle: Path, skill: str, seconds: float, envs: int, seed: int =
             "mean_reward_per_step": reward / steps, "wall_s": time.perf_counter() - t0}  # fmt: skip
 
 
+def _clear_old_bundle(bundle: Path) -> None:
+    """The demo rebuilds its bundle every run: one from an earlier run (maybe of another BFM) goes;
+    a non-empty directory that is not a bundle is left alone and reported."""
+    from tt_deploy.errors import InputError
+    from tt_deploy.runtime.manifest import MANIFEST_FILE
+
+    if not bundle.exists():
+        return
+    if (bundle / MANIFEST_FILE).is_file():
+        shutil.rmtree(bundle)
+    elif any(bundle.iterdir()):
+        raise InputError(f"{bundle} exists and is not a deploy bundle: choose another --out for the demo")
+
+
 def run_demo(cfg: DemoConfig, say: Callable[[str], None] = log.info) -> dict:
     """Run every stage; returns a summary dict with the paths it wrote and the numbers it measured."""
     from tt_deploy.bench.latency import bench_bundle
@@ -64,6 +79,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = log.info) -> dict:
     say("BFM: " + (f"embedded pretrained checkpoint {info['path']} ({pretraining_cost(info)[0] or 0:,} training steps)"
                    if info.get("pretrained") else "no pretrained BFM embedded: a seeded fresh `small` BFM"))
     summary: dict = {"bfm": {k: v for k, v in info.items()}, "bundle": str(bundle), "skills": {}}
+    _clear_old_bundle(bundle)
     for skill in cfg.skills:
         run = SHIPPED_RUNS / skill
         run_dir = run if (run / "checkpoints").is_dir() else None

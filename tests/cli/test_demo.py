@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def test_demo_runs_end_to_end(tmp_path):
     out = tmp_path / "demo"
@@ -16,3 +18,20 @@ def test_demo_runs_end_to_end(tmp_path):
     assert (out / "deploy" / "manifest.json").is_file()
     assert {r["name"] for r in summary["bench"]} >= {"torch-eager", "runtime-full", "runtime-fused"}
     assert summary["closed_loop"]["envs"] == 16
+
+
+def test_demo_replaces_its_own_old_bundle_and_spares_other_dirs(tmp_path):
+    from tt_deploy.demo import _clear_old_bundle
+    from tt_deploy.errors import InputError
+
+    old = tmp_path / "deploy"
+    old.mkdir()
+    (old / "manifest.json").write_text("{}")  # e.g. exported with an earlier BFM
+    _clear_old_bundle(old)
+    assert not old.exists()
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep")
+    with pytest.raises(InputError, match="not a deploy bundle"):
+        _clear_old_bundle(other)
+    assert (other / "notes.txt").is_file()

@@ -140,8 +140,12 @@ def evaluate_bfm(bfm: BFM, episodes: int = 64, seed: int = 0, nthread: int = 2) 
             progress = np.sum((end_pos[ids] - p0[ids]) * task.walk_dir[ids], -1) / SECONDS
             err = np.degrees(head_err[ids] / np.maximum(count[ids], 1))
             frac = (clear[ids] / np.maximum(count[ids], 1)[:, None]).min(1)
-            ok = (progress >= 0.6) & (err < 30) & (frac >= 1 / 3) & ~fell[ids]
+            facing_stepping = (err < 30) & (frac >= 1 / 3) & ~fell[ids]
+            ok = (progress >= 0.6) & facing_stepping
             rows.append(_row(name, cond, ok, mean_progress_m_s=float(progress.mean()),
                              mean_heading_err_deg=float(err.mean()), mean_min_foot_clear_frac=float(frac.mean()),
-                             fall_rate=float(fell[ids].mean())))  # fmt: skip
+                             fall_rate=float(fell[ids].mean()),
+                             # which criterion fails: every one but the speed, on its own
+                             share_upright_facing_stepping=float(facing_stepping.mean()),
+                             share_progress_ge_0_6=float((progress >= 0.6).mean())))  # fmt: skip
     return rows

@@ -53,7 +53,9 @@ prompts (beta 0.8, x0.93 a round), labels every walk state with the controller's
 and every idle/reach state with the v4 BFM's own (clamped) mean action (a frozen anchor that keeps
 standing, pushes and reaching), and takes 100 Adam steps (lr 5e-5, batch 2048) of squared error on a
 256 k-sample FIFO of all rounds' labels. No exploration noise is added: noise std 0.03 on the
-executed actions (PPO's std) made even the controller fall 2.25 times per 10 s instead of 0.25."""
+executed actions (PPO's std) made even the controller fall 2.25 times per 10 s instead of 0.25.
+The shipped v5 ran 39 rounds with the controller as tuned for v4, then 35 rounds (beta from 0.6)
+with the controller retuned for speed (0.31 / 0.43 / 0.52 m/s at 0.3 / 0.6 / 1.0 m/s commands)."""
 
 
 def _plot_curves(log_csv: Path, png: Path) -> bool:
