@@ -60,6 +60,8 @@ def _clear_old_bundle(bundle: Path) -> None:
 
     if not bundle.exists():
         return
+    if not bundle.is_dir():
+        raise InputError(f"{bundle} is a file, not a bundle directory: choose another --out for the demo")
     if (bundle / MANIFEST_FILE).is_file():
         shutil.rmtree(bundle)
     elif any(bundle.iterdir()):

@@ -133,3 +133,8 @@ def test_pretrain_dagger_rejects_a_missing_bfm(tmp_path):
     res = runner.invoke(app, ["pretrain-dagger", "--init-bfm", str(tmp_path / "none.safetensors"), "--rounds", "1",
                               "--out", str(tmp_path)])  # fmt: skip
     assert res.exit_code != 0 and "no such file" in str(res.exception)
+
+
+def test_pretrain_dagger_rejects_a_bad_beta(tmp_path):
+    res = runner.invoke(app, ["pretrain-dagger", "--beta", "0.8,fast", "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "START,DECAY,FLOOR" in str(res.exception)

@@ -1,3 +1,4 @@
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -5,21 +6,25 @@ import pytest
 import torch
 
 from tt_deploy.errors import InputError
-from tt_deploy.models.checkpoints import DEFAULT_BFM_PATH, load_bfm
+from tt_deploy.models.checkpoints import DEFAULT_BFM_PATH, load_bfm, save_bfm
 from tt_deploy.spec import ACTION_DIM
 from tt_deploy.train.dagger import Buffer, DaggerConfig, DaggerTrainer, dagger
+from tt_deploy.train.gait_teacher import teacher_joint_ids
+from tt_deploy.train.model_card import _panels
 from tt_deploy.train.pretrain_task import MODES
+from tt_deploy.train.runner import to_torch
 
 TINY = DaggerConfig(num_envs=6, rounds=1, steps_per_round=4, buffer_size=64, updates_per_round=2, batch_size=8, nthread=1)
+MIXED = replace(TINY, curriculum=replace(TINY.curriculum, mode_probs=(1, 1, 1)))
 
 
 def test_buffer_is_a_fifo_ring():
     buf = Buffer(5)
     buf.add({"x": torch.arange(3.0)[:, None]})
+    batch = buf.sample(100, torch.Generator().manual_seed(0))  # partly filled: only rows that were added
+    assert set(batch["x"][:, 0].tolist()) == {0.0, 1.0, 2.0}
     buf.add({"x": torch.arange(3.0, 7.0)[:, None]})  # 7 rows into 5 slots: 0 and 1 are overwritten
     assert buf.size == 5 and sorted(buf.data["x"][:, 0].tolist()) == [2.0, 3.0, 4.0, 5.0, 6.0]
-    batch = buf.sample(100, torch.Generator().manual_seed(0))
-    assert set(batch["x"][:, 0].tolist()) <= {2.0, 3.0, 4.0, 5.0, 6.0}
 
 
 def test_beta_decays_to_its_floor():
@@ -27,24 +32,44 @@ def test_beta_decays_to_its_floor():
     assert [cfg.beta_at(k) for k in range(4)] == [0.5, 0.25, 0.125, 0.1]
 
 
-def test_labels_are_the_controller_in_walk_prompts_and_the_starting_bfm_elsewhere(tmp_path):
-    trainer = DaggerTrainer(replace(TINY, curriculum=replace(TINY.curriculum, mode_probs=(1, 1, 1))),
-                            DEFAULT_BFM_PATH, tmp_path)  # fmt: skip
-    trainer.collect()
-    data = {k: v[: trainer.buffer.size] for k, v in trainer.buffer.data.items()}
-    assert trainer.buffer.size == 6 * 4
-    with torch.no_grad():  # student == anchor before any update: non-walk labels are its own mean action
-        mean = trainer.student.bfm({k: v for k, v in data.items() if k != "label"})
-    last = slice(18, 24)  # the last step's rows, in env order; the task's modes are still those of that step
+@pytest.mark.parametrize("bad", [{"rounds": 0}, {"num_envs": 0}, {"buffer_size": 3}, {"beta": (1.5, 0.9, 0.0)},
+                                 {"beta": (0.5, 0.0, 0.0)}, {"exec_noise": -0.1}])  # fmt: skip
+def test_config_rejects_bad_values(bad):
+    with pytest.raises(InputError, match="DAgger"):
+        replace(TINY, **bad)
+
+
+def test_labels_are_the_controllers_row_in_walk_prompts_and_the_starting_bfm_elsewhere(tmp_path):
+    trainer = DaggerTrainer(replace(MIXED, steps_per_round=1), DEFAULT_BFM_PATH, tmp_path)
+    trainer._obs = obs = to_torch(trainer.env.reset())
     walk = trainer.task.mode == MODES.index("walk")
     assert walk.any() and (~walk).any()
-    label, m = data["label"][last], mean[last]
-    torch.testing.assert_close(label[~walk], m[~walk].clamp(-1, 1), atol=1e-5, rtol=0)
-    assert (label[walk] - m[walk]).abs().max() > 1e-3  # the controller's actions, not the BFM's
+    trainer.collect()
+    label = trainer.buffer.data["label"][: trainer.buffer.size]
     assert label.shape == (6, ACTION_DIM)
+    torch.testing.assert_close(label[walk], obs["teacher_action"][walk].float(), atol=0, rtol=0)
+    others = np.setdiff1d(np.arange(ACTION_DIM), teacher_joint_ids())
+    assert torch.all(label[walk][:, others] == 0)  # rest pose on the joints the controller leaves alone
+    assert label[walk][:, teacher_joint_ids()].abs().max() > 1e-3
+    with torch.no_grad():  # student == anchor before any update
+        anchor = trainer.anchor.action_mean(obs).clamp(-1, 1)
+    torch.testing.assert_close(label[~walk], anchor[~walk], atol=0, rtol=0)
 
 
-def test_dagger_trains_the_student_only_and_resumes(tmp_path):
+def test_training_moves_the_student_and_never_the_anchor_or_the_normalisers(tmp_path):
+    trainer = DaggerTrainer(TINY, DEFAULT_BFM_PATH, tmp_path)
+    anchor = {k: v.clone() for k, v in trainer.anchor.state_dict().items()}
+    before = {k: v.clone() for k, v in trainer.student.bfm.state_dict().items()}
+    trainer.collect()
+    assert np.isfinite(trainer.train()["train_loss"])
+    assert all(torch.equal(v, trainer.anchor.state_dict()[k]) for k, v in anchor.items())
+    after = trainer.student.bfm.state_dict()
+    stats = [k for k in before if k.endswith((".mean", ".var", ".count"))]
+    assert stats and all(torch.equal(before[k], after[k]) for k in stats)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k not in stats)
+
+
+def test_dagger_checkpoints_every_round_and_resumes(tmp_path):
     dagger(TINY, DEFAULT_BFM_PATH, tmp_path)
     bfm, info = load_bfm(tmp_path / "checkpoints" / "last.safetensors")
     assert info["recipe"].endswith(" + walk DAgger v1") and info["iterations"] == 1 and info["env_steps"] == 24
@@ -55,21 +80,23 @@ def test_dagger_trains_the_student_only_and_resumes(tmp_path):
     _, info = load_bfm(tmp_path / "checkpoints" / "last.safetensors")
     assert info["iterations"] == 2 and info["env_steps"] == 48
     rows = (tmp_path / "log.csv").read_text().splitlines()
-    assert len(rows) == 3 and "own_walk_falls_per_10s" in rows[0]
+    header = rows[0].split(",")
+    assert len(rows) == 3 and all(c in header for c, _ in _panels(header))  # the model card can plot it
+
+
+def test_resume_refuses_another_anchor(tmp_path):
+    dagger(TINY, DEFAULT_BFM_PATH, tmp_path / "run")
+    other = tmp_path / "other.safetensors"
+    bfm, info = load_bfm(DEFAULT_BFM_PATH)
+    with torch.no_grad():
+        bfm.decoder[-1].bias.add_(0.01)
+    save_bfm(bfm, other, info=info)
+    with pytest.raises(InputError, match="pass the run's own --init-bfm"):
+        dagger(replace(TINY, rounds=2), other, tmp_path / "run", resume=True)
+    shutil.copy(DEFAULT_BFM_PATH, tmp_path / "same.safetensors")  # same bytes, other path: fine
+    dagger(replace(TINY, rounds=2), tmp_path / "same.safetensors", tmp_path / "run", resume=True)
 
 
 def test_dagger_needs_an_existing_bfm(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         dagger(TINY, tmp_path / "missing.safetensors", tmp_path)
-
-
-def test_normalisers_are_frozen_in_dagger(tmp_path):
-    trainer = DaggerTrainer(TINY, DEFAULT_BFM_PATH, tmp_path)
-    before = {k: v.clone() for k, v in trainer.student.bfm.state_dict().items()}
-    trainer.collect()
-    trainer.train()
-    after = trainer.student.bfm.state_dict()
-    stats = [k for k in before if "mean" in k or "var" in k or "count" in k]
-    assert stats and all(torch.equal(before[k], after[k]) for k in stats)
-    assert any(not torch.equal(before[k], after[k]) for k in before if k not in stats)
-    assert np.isfinite(trainer.train()["train_loss"])

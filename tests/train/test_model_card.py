@@ -2,7 +2,7 @@ import csv
 
 import pytest
 
-from tt_deploy.train.model_card import write_card
+from tt_deploy.train.model_card import _panels, write_card
 
 ROWS = [{"ability": "stand", "condition": "nominal", "success_rate": 1.0, "ci95": (0.94, 1.0), "episodes": 64,
          "metrics": {"fall_rate": 0.0}},
@@ -20,7 +20,7 @@ def _log(path, columns):
 
 
 @pytest.mark.parametrize("columns", [["ep_length", "reach_hand_dist", "walk_speed_along"],  # PPO pretraining
-                                     ["own_walk_falls_per_10s", "own_walk_speed", "beta"]])  # DAgger  # fmt: skip
+                                     ["walk_falls_per_10s", "walk_speed", "beta"]])  # DAgger  # fmt: skip
 def test_card_has_cost_table_goals_and_the_curves_of_either_log(tmp_path, columns):
     info = {"recipe": "r", "env_steps": 1000, "wall_seconds": 100.0, "init_env_steps": 9000, "init_wall_seconds": 900.0}
     card = write_card(tmp_path / "card.md", rows=ROWS, bfm_info=info, params=466_000, config="small",
@@ -31,3 +31,10 @@ def test_card_has_cost_table_goals_and_the_curves_of_either_log(tmp_path, column
     assert "| walk 1 m/s | nominal | 25 % | 16-37 % | 64 | >= 70 % | progress_m_s 0.31 |" in text
     assert "heading_err_deg" not in text  # NaN metrics are left out
     assert (tmp_path / "img" / "bfm_training_curves.png").stat().st_size > 1000
+
+
+def test_curves_follow_the_log_kind():
+    assert [c for c, _ in _panels(["env_steps", "walk_falls_per_10s", "walk_speed", "beta"])] == [
+        "walk_falls_per_10s", "walk_speed", "beta"]
+    assert [c for c, _ in _panels(["env_steps", "ep_length", "reach_hand_dist"])] == [
+        "ep_length", "reach_hand_dist", "walk_speed_along"]

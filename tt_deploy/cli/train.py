@@ -25,14 +25,14 @@ def _ppo_stats(row: dict) -> str:
 
 
 @contextmanager
-def _progress(total: int, start: int = 0, stats=_ppo_stats, unit: str = "steps", key: str = "env_steps"):
+def _progress(total: int, stats=_ppo_stats, unit: str = "steps", key: str = "env_steps"):
     """A rich progress bar fed by the trainer's per-iteration rows (throughput, reward, success, ETA)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     cols = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
             TextColumn("{task.fields[stats]}"), TimeRemainingColumn())  # fmt: skip
     with Progress(*cols, console=console) as bar:
-        task = bar.add_task(unit, total=total, completed=start, stats="")
+        task = bar.add_task(unit, total=total, stats="")
 
         def update(row: dict) -> None:
             bar.update(task, completed=row[key], stats=stats(row))
@@ -129,26 +129,38 @@ def pretrain_cmd(
 
 @app.command("pretrain-dagger")
 def pretrain_dagger_cmd(
-    init_bfm: Annotated[Path | None, typer.Option(help="The BFM to distil into; default: the embedded one.")] = None,
+    init_bfm: Annotated[Path | None, typer.Option(help="The BFM to distil into (and the anchor of idle/reach "
+                                                       "labels); default: the embedded one. Repeat it on --resume.")] = None,
     out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/dagger"),
-    rounds: Annotated[int | None, typer.Option(help="DAgger rounds (collect + train); default 60.")] = None,
-    num_envs: Annotated[int | None, typer.Option(help="Parallel environments; default 128.")] = None,
+    rounds: Annotated[int | None, typer.Option(min=1, help="Total DAgger rounds, resumed ones included; default 60.")] = None,
+    num_envs: Annotated[int | None, typer.Option(min=1, help="Parallel environments; default 128.")] = None,
+    beta: Annotated[str | None, typer.Option(help="Controller share of walk actions: START,DECAY,FLOOR "
+                                                  "(a round); default 0.8,0.93,0.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoints/last_state.pt (empty buffer).")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every round.")] = False,
 ) -> None:
     """Distil the walking controller into a BFM with DAgger (the BFM walks, the controller labels;
-    idle and reach prompts keep the starting BFM's actions); resumable, checkpoints every round."""
+    idle and reach prompts keep the starting BFM's actions); resumable, checkpoints every round.
+    Needs ~4.2 GB of RAM for its sample buffer."""
+    from tt_deploy.errors import InputError
     from tt_deploy.models.checkpoints import DEFAULT_BFM_PATH
     from tt_deploy.train.dagger import DaggerConfig, dagger
 
     _logging(verbose)
-    cfg = DaggerConfig(seed=seed)
-    cfg = replace(cfg, rounds=rounds or cfg.rounds, num_envs=num_envs or cfg.num_envs)
+    kw = {k: v for k, v in {"rounds": rounds, "num_envs": num_envs}.items() if v is not None}
+    if beta is not None:
+        try:
+            kw["beta"] = tuple(float(x) for x in beta.split(","))
+        except ValueError:
+            raise InputError(f"--beta {beta!r}: expected three numbers START,DECAY,FLOOR") from None
+    cfg = DaggerConfig(seed=seed, **kw)
 
     def stats(row: dict) -> str:
-        return (f"beta {row['beta']:.2f}  own walks: falls/10 s {row['own_walk_falls_per_10s']:.2f}  "
-                f"speed {row['own_walk_speed']:+.2f} m/s  loss {row['train_loss']:.3f}")  # fmt: skip
+        if "beta" not in row:  # the starting row of a resumed run
+            return ""
+        return (f"beta {row['beta']:.2f}  walks: falls/10 s {row['walk_falls_per_10s']:.2f}  "
+                f"speed {row['walk_speed']:+.2f} m/s  loss {row['train_loss']:.3f}")  # fmt: skip
 
     with _progress(cfg.rounds, stats=stats, unit="rounds", key="iteration") as progress:
         result = dagger(cfg, init_bfm or DEFAULT_BFM_PATH, out, resume=resume, progress=progress)

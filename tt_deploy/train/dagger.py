@@ -10,8 +10,11 @@ and every round trains on all labels so far. Each round:
    elsewhere: what it walks with), idle and reach prompts get the starting BFM's mean action (a frozen
    copy: the "anchor" that keeps standing, push recovery and reaching as they were);
 3. append to a FIFO buffer and take `updates_per_round` Adam steps of squared error on it.
-`beta` decays each round; normalisers stay frozen. Checkpoints every round; `--resume` continues
-from the last round's weights and optimiser with an empty buffer (it would be ~5 GB on disk).
+`beta` decays each round; normalisers stay frozen. The walk statistics of a round (falls, speed) are
+of the executed blend, not of the BFM alone (beta of the actions are the controller's). The buffer
+holds ~16.5 KB a sample (the BFM's input tokens): ~4.2 GB of RAM at the default 256 k. Checkpoints
+every round; `--resume` continues from the last round's weights and optimiser with an empty buffer
+(it would be ~4 GB on disk), and must start from the same `--init-bfm` (the anchor; checked by hash).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch
 
 from tt_deploy import spec
 from tt_deploy.errors import InputError
+from tt_deploy.hashing import sha256_file
 from tt_deploy.models.checkpoints import load_bfm, pretraining_cost, save_bfm
 from tt_deploy.tasks.base import PELVIS_ID
 from tt_deploy.tasks.env import TaskEnv
@@ -38,6 +42,7 @@ from tt_deploy.train.runner import Stopper, atomic_torch_save, to_torch
 log = logging.getLogger(__name__)
 RECIPE = "walk DAgger v1"
 WALK = MODES.index("walk")
+CLAMP = spec.ACTION_CLAMP
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,9 @@ class DaggerConfig:
     # the controller's share of the actions executed in walk prompts, beta x controller + (1 - beta) x BFM:
     # (start, decay a round, floor)
     beta: tuple[float, float, float] = (0.8, 0.93, 0.0)
-    exec_noise: float = 0.0  # std added to executed actions; 0.03 (PPO pretraining's std) made the controller fall 2.25 times in 10 s instead of 0.25
+    # std added to executed actions; 0.03 (PPO pretraining's std) made the controller alone fall 2.25 times
+    # in 10 s instead of 0.25
+    exec_noise: float = 0.0
     buffer_size: int = 256_000
     updates_per_round: int = 100
     batch_size: int = 2048
@@ -60,6 +67,18 @@ class DaggerConfig:
         mode_probs=(0.25, 0.25, 0.5), push_interval_s=3.0, push_speed=(0.2, 0.8), walk_speed=(0.3, 1.2)))
     seed: int = 0
     nthread: int = 2
+
+    def __post_init__(self):
+        for name in ("num_envs", "rounds", "steps_per_round", "updates_per_round", "batch_size"):
+            if getattr(self, name) < 1:
+                raise InputError(f"DAgger {name} must be >= 1, got {getattr(self, name)}")
+        if self.buffer_size < self.num_envs:
+            raise InputError(f"DAgger buffer_size {self.buffer_size} < num_envs {self.num_envs}: one step would "
+                             "overwrite itself")  # fmt: skip
+        if len(self.beta) != 3 or not (0 <= self.beta[2] <= 1 and 0 <= self.beta[0] <= 1 and 0 < self.beta[1] <= 1):
+            raise InputError(f"DAgger beta (start, decay, floor) must be in [0, 1] with decay > 0, got {self.beta}")
+        if self.exec_noise < 0 or self.lr <= 0:
+            raise InputError(f"DAgger exec_noise must be >= 0 and lr > 0, got {self.exec_noise}, {self.lr}")
 
     def beta_at(self, round_: int) -> float:
         start, decay, floor = self.beta
@@ -89,12 +108,15 @@ class Buffer:
 
 
 class DaggerTrainer:
+    """The student BFM, its frozen anchor, the prompt environment and the label buffer of one DAgger run."""
+
     def __init__(self, cfg: DaggerConfig, init_bfm: Path, out_dir: Path):
         from tt_deploy.sim.mujoco_backend import MujocoSimulator
 
         torch.manual_seed(cfg.seed)
         self.cfg, self.out_dir = cfg, Path(out_dir)
         bfm, info = load_bfm(init_bfm)
+        self.anchor_sha256 = sha256_file(init_bfm)
         steps, wall = pretraining_cost(info)
         self.init_cost = {"init_env_steps": steps or 0, "init_wall_seconds": wall or 0.0}
         self.recipe = f"{info['recipe']} + {RECIPE}" if info.get("recipe") else RECIPE  # provenance chain
@@ -121,38 +143,43 @@ class DaggerTrainer:
         if self._obs is None:
             self._obs = to_torch(self.env.reset())
         self.student.eval()
-        sums = dict.fromkeys(("walk_steps", "walk_falls", "walk_speed", "walk_err", "other_steps", "other_falls",
-                              "other_err", "other_falls_after_walk"), 0.0)  # fmt: skip
+        sums = dict.fromkeys(("walk_steps", "walk_speed_steps", "walk_falls", "walk_speed", "walk_err", "other_steps",
+                              "other_falls", "other_err", "other_falls_after_walk"), 0.0)  # fmt: skip
         for _ in range(cfg.steps_per_round):
             obs = self._obs
-            mean = self.student.action_mean(obs).clamp(-1, 1)
+            mean = self.student.action_mean(obs).clamp(-CLAMP, CLAMP)
             walk = torch.from_numpy(task.mode == WALK)
-            label = torch.where(walk[:, None], obs["teacher_action"], self.anchor.action_mean(obs).clamp(-1, 1))
+            label = torch.where(walk[:, None], obs["teacher_action"], self.anchor.action_mean(obs).clamp(-CLAMP, CLAMP))
             share = beta * walk.float()[:, None]  # the controller's share of the executed walk actions
             executed = share * label + (1 - share) * mean
             executed = executed + cfg.exec_noise * torch.randn(executed.shape, generator=self.gen)
-            self.buffer.add({**{k: v.clone() for k, v in self.student._inputs(obs).items()}, "label": label})
+            self.buffer.add({**self.student._inputs(obs), "label": label})  # copied into the ring
             step = self.env.step(executed.numpy())
             self._obs = to_torch(step)
             self._count(sums, step, walk.numpy(), ((mean - label) ** 2).mean(-1).numpy())
         self.env_steps += cfg.num_envs * cfg.steps_per_round
         per10s = 10.0 / spec.CONTROL_DT
+        # walk_*: of the executed blend (beta x controller + (1 - beta) x BFM); mse_*: the BFM's clamped mean
+        # action vs its label, per action dimension
         return {"beta": beta,
-                "own_walk_falls_per_10s": sums["walk_falls"] / max(sums["walk_steps"], 1) * per10s,
-                "own_walk_speed": sums["walk_speed"] / max(sums["walk_steps"], 1),
+                "walk_falls_per_10s": sums["walk_falls"] / max(sums["walk_steps"], 1) * per10s,
+                "walk_speed": sums["walk_speed"] / max(sums["walk_speed_steps"], 1),
                 "other_falls_per_10s": sums["other_falls"] / max(sums["other_steps"], 1) * per10s,
-                "other_falls_after_walk_share": sums["other_falls_after_walk"] / max(sums["other_falls"], 1),
-                "mse_own_walk": sums["walk_err"] / max(sums["walk_steps"], 1),
+                "other_falls_after_walk_share": (sums["other_falls_after_walk"] / sums["other_falls"]
+                                                 if sums["other_falls"] else float("nan")),
+                "mse_walk": sums["walk_err"] / max(sums["walk_steps"], 1),
                 "mse_other": sums["other_err"] / max(sums["other_steps"], 1)}  # fmt: skip
 
     def _count(self, sums: dict, step, walk: np.ndarray, err: np.ndarray) -> None:
-        """Accumulate one step's falls, walking speed and label error, per prompt kind."""
-        fell = step.done & ~step.info["timeout"]
+        """Accumulate one step's falls, walking speed and label error, per prompt kind. Envs that just
+        ended are already reset (new state, new prompt): they count for falls, not for speed."""
+        fell = step.info["fell"] & step.done
         other = ~walk
         vel = self.env.sim.body_state().lin_vel[:, PELVIS_ID, :2]
-        speed = np.sum(vel * self.task.walk_dir, -1)
+        speed = np.where(step.done, 0.0, np.sum(vel * self.task.walk_dir, -1))
         after_walk = self._since_walk < 2.0 / spec.CONTROL_DT  # stopping a walk is the hard part of idle
         sums["walk_steps"] += walk.sum()
+        sums["walk_speed_steps"] += (walk & ~step.done).sum()
         sums["walk_falls"] += (fell & walk).sum()
         sums["walk_speed"] += speed[walk].sum()
         sums["walk_err"] += err[walk].sum()
@@ -164,6 +191,8 @@ class DaggerTrainer:
         self._since_walk[step.done] = 10**6
 
     def train(self) -> dict[str, float]:
+        """`updates_per_round` Adam steps on random buffer rows; train_loss is the squared error summed
+        over the 69 actions (unclamped output: a label at the clamp still pulls an output beyond it back)."""
         cfg = self.cfg
         self.student.train()
         total = 0.0
@@ -180,6 +209,7 @@ class DaggerTrainer:
 
     # --- checkpoints ---------------------------------------------------------------------------
     def save(self) -> None:
+        """The BFM (loadable by load_bfm, with its cost and recipe) and the trainer state, both atomically."""
         ckpt = self.out_dir / "checkpoints"
         info = {"recipe": self.recipe, "env_steps": self.env_steps, "iterations": self.round,
                 "wall_seconds": round(self.wall_seconds, 1), **self.init_cost}  # fmt: skip
@@ -187,15 +217,23 @@ class DaggerTrainer:
         atomic_torch_save({"opt": self.opt.state_dict(), "round": self.round, "env_steps": self.env_steps,
                            "wall_seconds": self.wall_seconds, "gen": self.gen.get_state(),
                            "bfm": self.student.bfm.state_dict(), "init_cost": self.init_cost, "recipe": self.recipe,
-                           "config": asdict(self.cfg)}, ckpt / "last_state.pt")  # fmt: skip
+                           "anchor_sha256": self.anchor_sha256, "config": asdict(self.cfg)},
+                          ckpt / "last_state.pt")  # fmt: skip
 
     def resume(self) -> bool:
+        """Continue from the last round. Settings (rounds, beta, lr...) come from this invocation; the
+        anchor must be the run's own starting BFM, since it defines every idle/reach label."""
         path = self.out_dir / "checkpoints" / "last_state.pt"
         if not path.is_file():
             return False
         state = torch.load(path, weights_only=True)
+        if state.get("anchor_sha256", self.anchor_sha256) != self.anchor_sha256:
+            raise InputError(f"--resume: {self.out_dir} started from a BFM with sha256 {state['anchor_sha256'][:12]}..., "
+                             f"but --init-bfm has {self.anchor_sha256[:12]}...: pass the run's own --init-bfm")  # fmt: skip
         self.student.bfm.load_state_dict(state["bfm"])
         self.opt.load_state_dict(state["opt"])
+        for group in self.opt.param_groups:
+            group["lr"] = self.cfg.lr  # this invocation's rate, not the checkpoint's
         self.gen.set_state(state["gen"])
         self.round, self.env_steps, self.wall_seconds = state["round"], state["env_steps"], state["wall_seconds"]
         self.init_cost, self.recipe = state["init_cost"], state.get("recipe", self.recipe)
@@ -210,6 +248,11 @@ def dagger(cfg: DaggerConfig, init_bfm: Path, out_dir: Path, *, resume: bool = F
     trainer = DaggerTrainer(cfg, init_bfm, out_dir)
     if resume and not trainer.resume():
         log.warning("--resume: no checkpoint in %s, starting fresh", out_dir)
+    if trainer.round >= cfg.rounds:
+        log.warning("%s already ran %d rounds (--rounds %d counts resumed rounds): nothing to do", out_dir,
+                    trainer.round, cfg.rounds)  # fmt: skip
+    if progress is not None:
+        progress({"iteration": trainer.round})
     run_log = RunLog(trainer.out_dir)
     with Stopper() as stopper:
         while trainer.round < cfg.rounds and not stopper.requested:
@@ -220,10 +263,11 @@ def dagger(cfg: DaggerConfig, init_bfm: Path, out_dir: Path, *, resume: bool = F
             t2 = time.perf_counter()
             trainer.round += 1
             trainer.wall_seconds += t2 - t0
-            row = {"iteration": trainer.round, "env_steps": trainer.env_steps, "wall_seconds": round(trainer.wall_seconds, 1),
-                   "t_collect": t1 - t0, "t_update": t2 - t1, "buffer": trainer.buffer.size, **row}  # fmt: skip
+            row = {"iteration": trainer.round, "env_steps": trainer.env_steps,
+                   "wall_seconds": round(trainer.wall_seconds, 1), "t_collect": t1 - t0, "t_update": t2 - t1,
+                   "buffer": trainer.buffer.size, **row}  # fmt: skip
+            trainer.save()  # before the log row: a logged round always has its checkpoint
             run_log(row)
-            trainer.save()
             if progress is not None:
                 progress(row)
     return {"rounds": trainer.round, "env_steps": trainer.env_steps, "wall_seconds": trainer.wall_seconds,

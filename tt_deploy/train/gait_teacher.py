@@ -33,11 +33,11 @@ API: `GaitTeacher(hm, num_envs, params=None)`; `reset(env_ids=None)`;
 toe; left then right) and the 9 trunk hinges. Every other joint is left to the caller (rest pose,
 action 0, is what it was tuned with). Call it once per control step, before `sim.step`, with the
 state after the previous step; `reset(ids)` when an env starts walking. Measured alone
-(runs/gait/measure.py, speed_measure.py; 64 envs x 10 s, other joints at action 0): it walks at
+(64 envs x 10 s, other joints at action 0; the search behind these gains: docs/training.md): it walks at
 0.31 / 0.43 / 0.52 m/s for commands of 0.3 / 0.6 / >=1.0 m/s (straight; speed tracking is weak),
 keeps 100% of straight and 92-100% of turning (+-90 deg) episodes up (95% for U(0.3, 1.2) m/s),
 36-56% with N(0, 0.01) noise on all 69 actions, but only 33% / 27% under random 0.3 / 0.5 m/s
-pushes every ~2 s (runs/gait/speed_search.md).
+pushes every ~2 s.
 Nothing here is exported.
 """
 
@@ -264,8 +264,8 @@ class GaitTeacher:
         tgt[:, _col("Knee", "y")] = np.take(p.stance_knee, f["phase"])
         foot_pitch = f["pitch"] + q[:, _col("Hip", "y")] + q[:, _col("Knee", "y")]
         # speed deficit -> dorsiflex (the shank tips forward); excess -> plantarflex (brake)
-        push = p.ankle_speed_gain * (f["speed"] - f["com_vel"][:, 0])
-        push = np.clip(push, -p.ankle_speed_max, p.ankle_speed_max) + p.ankle_per_speed * f["speed"]
-        tgt[:, _col("Ankle", "y")] = np.take(p.stance_ankle, f["phase"]) - push - p.stance_level * foot_pitch
+        dorsi = p.ankle_speed_gain * (f["speed"] - f["com_vel"][:, 0])
+        dorsi = np.clip(dorsi, -p.ankle_speed_max, p.ankle_speed_max) + p.ankle_per_speed * f["speed"]
+        tgt[:, _col("Ankle", "y")] = np.take(p.stance_ankle, f["phase"]) - dorsi - p.stance_level * foot_pitch
         tgt[:, _col("Ankle", "x")] = -p.stance_level * (f["roll"] + q[:, _col("Hip", "x")])
         return tgt

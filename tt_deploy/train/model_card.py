@@ -54,8 +54,19 @@ and every idle/reach state with the v4 BFM's own (clamped) mean action (a frozen
 standing, pushes and reaching), and takes 100 Adam steps (lr 5e-5, batch 2048) of squared error on a
 256 k-sample FIFO of all rounds' labels. No exploration noise is added: noise std 0.03 on the
 executed actions (PPO's std) made even the controller fall 2.25 times per 10 s instead of 0.25.
-The shipped v5 ran 39 rounds with the controller as tuned for v4, then 35 rounds (beta from 0.6)
-with the controller retuned for speed (0.31 / 0.43 / 0.52 m/s at 0.3 / 0.6 / 1.0 m/s commands)."""
+The shipped v5 is two such runs: 39 rounds from v4 with the controller as tuned for v4, then 35
+rounds (beta from 0.6) from that result - now also the anchor of the idle/reach labels - with the
+controller retuned for speed (0.31 / 0.43 / 0.52 m/s at 0.3 / 0.6 / 1.0 m/s commands)."""
+
+
+def _panels(header: list[str]) -> list[tuple[str, str]]:
+    """(column, title) of the three curves worth looking at in this kind of training log."""
+    if "beta" in header:  # a DAgger log (train/dagger.py): statistics of the executed blend
+        return [("walk_falls_per_10s", "walk prompts: falls per 10 s"),
+                ("walk_speed", "walk prompts: speed along command (m/s)"),
+                ("beta", "controller share of walk actions (rest: BFM)")]  # fmt: skip
+    return [("ep_length", "episode length (control steps)"), ("reach_hand_dist", "reach: hand distance (m)"),
+            ("walk_speed_along", "walk: speed along command (m/s)")]  # PPO pretraining (train/pretrain.py)
 
 
 def _plot_curves(log_csv: Path, png: Path) -> bool:
@@ -74,13 +85,7 @@ def _plot_curves(log_csv: Path, png: Path) -> bool:
         return [float(r.get(name) or "nan") for r in rows]
 
     steps = [s / 1e6 for s in col("env_steps")]
-    if "own_walk_speed" in rows[0]:  # a DAgger log (train/dagger.py)
-        panels = [("own_walk_falls_per_10s", "walks with the BFM: falls per 10 s"),
-                  ("own_walk_speed", "walks with the BFM: speed along command (m/s)"),
-                  ("beta", "controller share of walk actions")]  # fmt: skip
-    else:  # a PPO pretraining log
-        panels = [("ep_length", "episode length (control steps)"), ("reach_hand_dist", "reach: hand distance (m)"),
-                  ("walk_speed_along", "walk: speed along command (m/s)")]  # fmt: skip
+    panels = _panels(list(rows[0]))
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
     for ax, (name, label) in zip(axes, panels, strict=True):
         ax.plot(steps, col(name), lw=1)

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 # the controller itself walks half of the walk prompts (cloned on its own states, no policy gradient there):
 # with the BFM walking them all (DAgger only) it fell more and more and walked backwards, with half of them
 # (0.5) as well; the shipped v4 lets the controller walk all of them (1.0); no pushes in walk prompts
+# v5 follows v4 with a supervised DAgger stage (train/dagger.py, `ttdeploy pretrain-dagger`), not with PPO:
+# PPO's std 0.03 alone makes even the controller fall, and std 0.005 gave approx KL 65-250 (walks backwards)
 RECIPE_VERSION = "tt-deploy prompt PPO v4"
 
 
