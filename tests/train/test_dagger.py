@@ -33,7 +33,7 @@ def test_beta_decays_to_its_floor():
 
 
 @pytest.mark.parametrize("bad", [{"rounds": 0}, {"num_envs": 0}, {"buffer_size": 3}, {"beta": (1.5, 0.9, 0.0)},
-                                 {"beta": (0.5, 0.0, 0.0)}, {"exec_noise": -0.1}])  # fmt: skip
+                                 {"beta": (0.5, 0.0, 0.0)}, {"exec_noise": -0.1}, {"keep_every": -1}])  # fmt: skip
 def test_config_rejects_bad_values(bad):
     with pytest.raises(InputError, match="DAgger"):
         replace(TINY, **bad)
@@ -76,9 +76,10 @@ def test_dagger_checkpoints_every_round_and_resumes(tmp_path):
     assert info["init_env_steps"] > 0  # the starting BFM's cost carries over into the model card
     base, _ = load_bfm(DEFAULT_BFM_PATH)
     assert any(not torch.equal(v, base.state_dict()[k]) for k, v in bfm.state_dict().items())
-    dagger(replace(TINY, rounds=2), DEFAULT_BFM_PATH, tmp_path, resume=True)
+    dagger(replace(TINY, rounds=2, keep_every=2), DEFAULT_BFM_PATH, tmp_path, resume=True)
     _, info = load_bfm(tmp_path / "checkpoints" / "last.safetensors")
     assert info["iterations"] == 2 and info["env_steps"] == 48
+    assert [p.name for p in (tmp_path / "checkpoints").glob("round_*")] == ["round_0002.safetensors"]
     rows = (tmp_path / "log.csv").read_text().splitlines()
     header = rows[0].split(",")
     assert len(rows) == 3 and all(c in header for c, _ in _panels(header))  # the model card can plot it

@@ -65,6 +65,8 @@ class DaggerConfig:
     max_grad_norm: float = 1.0
     curriculum: PromptCurriculum = field(default_factory=lambda: PromptCurriculum(
         mode_probs=(0.25, 0.25, 0.5), push_interval_s=3.0, push_speed=(0.2, 0.8), walk_speed=(0.3, 1.2)))
+    # also keep the BFM of every k-th round (1.9 MB each): the best round is not always the last (0 = none)
+    keep_every: int = 5
     seed: int = 0
     nthread: int = 2
 
@@ -77,6 +79,8 @@ class DaggerConfig:
                              "overwrite itself")  # fmt: skip
         if len(self.beta) != 3 or not (0 <= self.beta[2] <= 1 and 0 <= self.beta[0] <= 1 and 0 < self.beta[1] <= 1):
             raise InputError(f"DAgger beta (start, decay, floor) must be in [0, 1] with decay > 0, got {self.beta}")
+        if self.keep_every < 0:
+            raise InputError(f"DAgger keep_every must be >= 0 (0 = keep only the last), got {self.keep_every}")
         if self.exec_noise < 0 or self.lr <= 0:
             raise InputError(f"DAgger exec_noise must be >= 0 and lr > 0, got {self.exec_noise}, {self.lr}")
 
@@ -214,6 +218,8 @@ class DaggerTrainer:
         info = {"recipe": self.recipe, "env_steps": self.env_steps, "iterations": self.round,
                 "wall_seconds": round(self.wall_seconds, 1), **self.init_cost}  # fmt: skip
         save_bfm(self.student.bfm, ckpt / "last.safetensors", info=info)
+        if self.cfg.keep_every and self.round % self.cfg.keep_every == 0:
+            save_bfm(self.student.bfm, ckpt / f"round_{self.round:04d}.safetensors", info=info)
         atomic_torch_save({"opt": self.opt.state_dict(), "round": self.round, "env_steps": self.env_steps,
                            "wall_seconds": self.wall_seconds, "gen": self.gen.get_state(),
                            "bfm": self.student.bfm.state_dict(), "init_cost": self.init_cost, "recipe": self.recipe,
