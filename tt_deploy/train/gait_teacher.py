@@ -21,9 +21,9 @@ The swing leg changes on swing-ankle/toe contact force > `contact_force` in phas
 - swing hip x: outward thigh roll width0 + cd_lat * d_lat + cv_lat * v_lat;
 - swing hip z: the swing foot lands turned toward the command by clip(turn_gain * error, max_turn)
   relative to the stance foot; the stance hip z holds 0, so the pelvis follows the feet;
-- knees from the table (swing knee 1.094 rad in phase 0, 0.05 in phase 1; stance 0.106);
-  swing ankle x/y keep the swing foot level; stance ankles partly level (stance_level), and the
-  stance ankle dorsiflexes ankle_per_speed per m/s of command, and more when the COM is slower
+- knees from the table (swing knee 1.094 rad + swing_knee_per_speed * speed in phase 0, 0.05 in phase 1;
+  stance 0.106); swing ankle x/y keep the swing foot level (phase 1: 0.1 rad toe-up, a heel strike);
+  stance ankles partly level (stance_level), and the stance ankle dorsiflexes ankle_per_speed per m/s of command, and more when the COM is slower
   than the command (ankle_speed_gain, off);
 - trunk (Torso/Spine/Chest x, y): bend back trunk_comp of the pelvis tilt, upper body upright.
 
@@ -34,10 +34,14 @@ toe; left then right) and the 9 trunk hinges. Every other joint is left to the c
 action 0, is what it was tuned with). Call it once per control step, before `sim.step`, with the
 state after the previous step; `reset(ids)` when an env starts walking. Measured alone
 (64 envs x 10 s, other joints at action 0; the search behind these gains: docs/training.md): it walks at
-0.31 / 0.43 / 0.52 m/s for commands of 0.3 / 0.6 / >=1.0 m/s (straight; speed tracking is weak),
-keeps 100% of straight and 92-100% of turning (+-90 deg) episodes up (95% for U(0.3, 1.2) m/s),
-36-56% with N(0, 0.01) noise on all 69 actions, but only 33% / 27% under random 0.3 / 0.5 m/s
-pushes every ~2 s.
+0.35 / 0.54 / 0.58 m/s for commands of 0.3 / 0.6 / >=1.0 m/s (straight; speed tracking is weak;
+0.34 / 0.51-0.52 / 0.55 m/s with directions +-90 deg off the heading), keeps 97-100% of straight and
+91-98% of turning (+-90 deg) episodes up (two seeds), 48-56% with N(0, 0.01) noise on all 69 actions
+(runs/gait/structure_search.md). Before the structure search (lift_time 0.257, speed_cap 0.85,
+k_speed 0.288, no heel strike, swing_knee_per_speed 0): 0.31 / 0.43 / 0.52 m/s, 100% / 92-100% up,
+but only 33% / 27% under random 0.3 / 0.5 m/s pushes every ~2 s (not re-measured since).
+The push-off fields (pushoff_*, trail_*) and swing_hip_ff* are off: every setting tried walked slower
+or fell more (ankle plantarflexion in flat-foot single stance brakes the COM).
 Nothing here is exported.
 """
 
@@ -66,15 +70,17 @@ TOE_IDS = np.array([spec.BODY_NAMES.index("L_Toe"), spec.BODY_NAMES.index("R_Toe
 class GaitParams:
     """Controller gains and the SIMBICON table; angles in rad, lengths in m, times in s."""
 
-    speed_cap: float = 0.85  # m/s: commands above this are walked as this (1.2 was faster at 1 m/s, fell more turning)
-    lift_time: float = 0.257  # duration of phase 0
+    # m/s: commands above this are walked as this (0.85 before the structure search; 0.7 with today's step
+    # timing walks 0.60 m/s at 1 m/s but keeps only ~91% of straight episodes up)
+    speed_cap: float = 0.65
+    lift_time: float = 0.22  # duration of phase 0 (7 control steps; was 0.257 = 8: faster cadence, 2.7 -> 2.9-3 steps/s)
     max_swing: float = 0.8  # force a leg change after this long
     contact_force: float = 37.5  # N on the swing ankle/toe that counts as touch-down (phase 1)
     # swing hip (world thigh angle, forward positive)
     alpha0: float = 0.3198  # at rest
     alpha_per_speed: float = 0.1736  # per m/s of commanded speed
     c_neutral: float = 0.0  # per m/s of COM speed: the Raibert neutral point, ~ stance time / 2 / leg length
-    k_speed: float = 0.288  # per m/s of COM speed above the command
+    k_speed: float = 0.32  # per m/s of COM speed above the command (0.288 before the structure search)
     cd: float = 0.3106  # per m of COM ahead of the stance ankle
     # swing hip lateral (world thigh roll, outward positive)
     width0: float = 0.0767
@@ -97,12 +103,23 @@ class GaitParams:
     ankle_speed_gain: float = 0.0
     ankle_speed_max: float = 0.05
     ankle_per_speed: float = 0.0076  # feed-forward stance ankle dorsiflexion (rad) per m/s of command (0: off)
-    swing_ankle_pitch: tuple[float, float] = (0.0, 0.0)  # relative to level
+    swing_ankle_pitch: tuple[float, float] = (0.0, -0.1)  # relative to level; phase 1 toe-up = heel strike
     # turning
     max_turn: float = 0.1  # rad: swing foot yaw ahead of the pelvis heading, toward the command
     turn_gain: float = 0.2  # swing foot yaw per rad of heading error (before the max_turn clip)
     foot_frame: bool = True  # balance feedback in the stance foot's yaw frame (else the pelvis heading)
     stance_turn: float = 0.0  # fraction of that turn the stance hip applies to the pelvis (feet slip in yaw)
+    # structure (each 0 = off): swing-hip feed-forward, speed-dependent swing knee, push-off in late stance
+    swing_hip_ff: float = 0.0  # extra world thigh angle (rad) of the swing hip target in phase 0 (faster swing)
+    swing_hip_ff_per_speed: float = 0.0  # more of it per m/s of command
+    swing_knee_per_speed: float = 0.2  # extra phase-0 swing knee flexion (rad) per m/s of command
+    pushoff_start: float = 0.257  # s of swing after which the stance leg pushes off (late stance)
+    pushoff_ankle: float = 0.0  # stance ankle plantarflexion (rad, toe-down) per m/s of command after pushoff_start
+    pushoff_toe: float = 0.0  # stance toe flexion (rad, toe-down) per m/s of command after pushoff_start
+    pushoff_hip: float = 0.0  # stance hip extension bias (rad) per m/s of command after pushoff_start
+    trail_pushoff: float = 0.0  # swing (trailing) ankle plantarflexion (rad) per m/s of command, first trail_time s
+    trail_toe: float = 0.0  # swing (trailing) toe flexion (rad) per m/s of command, first trail_time s
+    trail_time: float = 0.1  # s after the leg change during which the trailing foot pushes off
 
 
 def leg_joint_ids() -> np.ndarray:
@@ -240,16 +257,22 @@ class GaitTeacher:
         # SIMBICON balance feedback: world thigh angle forward (alpha) and outward (lat)
         alpha = (p.alpha0 + p.alpha_per_speed * f["speed"] + p.c_neutral * v[:, 0]
                  + p.k_speed * (v[:, 0] - f["speed"]) + p.cd * f["d"][:, 0])  # fmt: skip
+        lift = f["phase"] == 0
+        alpha = alpha + lift * (p.swing_hip_ff + p.swing_hip_ff_per_speed * f["speed"])
         lat = f["side"] * p.width0 + p.cd_lat * f["d"][:, 1] + p.cv_lat * v[:, 1]
         tgt[:, _col("Hip", "y")] = -alpha - f["pitch"]
         tgt[:, _col("Hip", "x")] = lat - f["roll"]
         # foot yaw toward the command relative to the planted stance foot, not the pelvis: a
         # pelvis-referenced target feeds the swing hip's reaction torque back into pelvis yaw
         tgt[:, _col("Hip", "z")] = f["turn"]
-        tgt[:, _col("Knee", "y")] = np.take(p.swing_knee, f["phase"])
+        tgt[:, _col("Knee", "y")] = np.take(p.swing_knee, f["phase"]) + lift * p.swing_knee_per_speed * f["speed"]
         foot_pitch = f["pitch"] + q[:, _col("Hip", "y")] + q[:, _col("Knee", "y")]
         tgt[:, _col("Ankle", "y")] = np.take(p.swing_ankle_pitch, f["phase"]) - foot_pitch  # foot level
         tgt[:, _col("Ankle", "x")] = -(f["roll"] + q[:, _col("Hip", "x")])
+        # trailing-leg push-off right after the other foot landed (double support)
+        trail = (self.t_swing <= p.trail_time) * f["speed"]
+        tgt[:, _col("Ankle", "y")] += p.trail_pushoff * trail
+        tgt[:, _col("Toe", "y")] = p.trail_toe * trail
         return tgt
 
     def _stance_targets(self, f: dict, q: np.ndarray) -> np.ndarray:
@@ -267,5 +290,10 @@ class GaitTeacher:
         dorsi = p.ankle_speed_gain * (f["speed"] - f["com_vel"][:, 0])
         dorsi = np.clip(dorsi, -p.ankle_speed_max, p.ankle_speed_max) + p.ankle_per_speed * f["speed"]
         tgt[:, _col("Ankle", "y")] = np.take(p.stance_ankle, f["phase"]) - dorsi - p.stance_level * foot_pitch
+        # push-off: late in the stance (the swing leg about to land) plantarflex ankle/toe, extend the hip
+        push = (self.t_swing >= p.pushoff_start) * f["speed"]
+        tgt[:, _col("Ankle", "y")] += p.pushoff_ankle * push
+        tgt[:, _col("Toe", "y")] = p.pushoff_toe * push
+        tgt[:, _col("Hip", "y")] += p.pushoff_hip * push
         tgt[:, _col("Ankle", "x")] = -p.stance_level * (f["roll"] + q[:, _col("Hip", "x")])
         return tgt
