@@ -151,13 +151,14 @@ class DaggerTrainer:
                               "other_falls", "other_err", "other_falls_after_walk"), 0.0)  # fmt: skip
         for _ in range(cfg.steps_per_round):
             obs = self._obs
-            mean = self.student.action_mean(obs).clamp(-CLAMP, CLAMP)
+            inputs = self.student._inputs(obs)  # once: student, anchor and buffer all take the same tokens
+            mean = self.student.bfm(inputs).clamp(-CLAMP, CLAMP)
             walk = torch.from_numpy(task.mode == WALK)
-            label = torch.where(walk[:, None], obs["teacher_action"], self.anchor.action_mean(obs).clamp(-CLAMP, CLAMP))
+            label = torch.where(walk[:, None], obs["teacher_action"], self.anchor.bfm(inputs).clamp(-CLAMP, CLAMP))
             share = beta * walk.float()[:, None]  # the controller's share of the executed walk actions
             executed = share * label + (1 - share) * mean
             executed = executed + cfg.exec_noise * torch.randn(executed.shape, generator=self.gen)
-            self.buffer.add({**self.student._inputs(obs), "label": label})  # copied into the ring
+            self.buffer.add({**inputs, "label": label})  # copied into the ring
             step = self.env.step(executed.numpy())
             self._obs = to_torch(step)
             self._count(sums, step, walk.numpy(), ((mean - label) ** 2).mean(-1).numpy())

@@ -37,11 +37,11 @@ state after the previous step; `reset(ids)` when an env starts walking. Measured
 0.35 / 0.54 / 0.58 m/s for commands of 0.3 / 0.6 / >=1.0 m/s (straight; speed tracking is weak;
 0.34 / 0.51-0.52 / 0.55 m/s with directions +-90 deg off the heading), keeps 97-100% of straight and
 91-98% of turning (+-90 deg) episodes up (two seeds), 48-56% with N(0, 0.01) noise on all 69 actions
-(runs/gait/structure_search.md). Before the structure search (lift_time 0.257, speed_cap 0.85,
+(the search: docs/training.md). Before the structure search (lift_time 0.257, speed_cap 0.85,
 k_speed 0.288, no heel strike, swing_knee_per_speed 0): 0.31 / 0.43 / 0.52 m/s, 100% / 92-100% up,
 but only 33% / 27% under random 0.3 / 0.5 m/s pushes every ~2 s (not re-measured since).
-The push-off fields (pushoff_*, trail_*) and swing_hip_ff* are off: every setting tried walked slower
-or fell more (ankle plantarflexion in flat-foot single stance brakes the COM).
+A swing-hip feed-forward and push-off (late-stance ankle/toe/hip, trailing foot) were tried and
+dropped: every setting walked slower or fell more (plantarflexion in flat-foot single stance brakes the COM).
 Nothing here is exported.
 """
 
@@ -109,17 +109,9 @@ class GaitParams:
     turn_gain: float = 0.2  # swing foot yaw per rad of heading error (before the max_turn clip)
     foot_frame: bool = True  # balance feedback in the stance foot's yaw frame (else the pelvis heading)
     stance_turn: float = 0.0  # fraction of that turn the stance hip applies to the pelvis (feet slip in yaw)
-    # structure (each 0 = off): swing-hip feed-forward, speed-dependent swing knee, push-off in late stance
-    swing_hip_ff: float = 0.0  # extra world thigh angle (rad) of the swing hip target in phase 0 (faster swing)
-    swing_hip_ff_per_speed: float = 0.0  # more of it per m/s of command
-    swing_knee_per_speed: float = 0.2  # extra phase-0 swing knee flexion (rad) per m/s of command
-    pushoff_start: float = 0.257  # s of swing after which the stance leg pushes off (late stance)
-    pushoff_ankle: float = 0.0  # stance ankle plantarflexion (rad, toe-down) per m/s of command after pushoff_start
-    pushoff_toe: float = 0.0  # stance toe flexion (rad, toe-down) per m/s of command after pushoff_start
-    pushoff_hip: float = 0.0  # stance hip extension bias (rad) per m/s of command after pushoff_start
-    trail_pushoff: float = 0.0  # swing (trailing) ankle plantarflexion (rad) per m/s of command, first trail_time s
-    trail_toe: float = 0.0  # swing (trailing) toe flexion (rad) per m/s of command, first trail_time s
-    trail_time: float = 0.1  # s after the leg change during which the trailing foot pushes off
+    # extra phase-0 swing knee flexion (rad) per m/s of command; a swing-hip feed-forward and late-stance /
+    # trailing-foot push-off were tried in the same search and only slowed the walk (docs/training.md)
+    swing_knee_per_speed: float = 0.2
 
 
 def leg_joint_ids() -> np.ndarray:
@@ -258,7 +250,6 @@ class GaitTeacher:
         alpha = (p.alpha0 + p.alpha_per_speed * f["speed"] + p.c_neutral * v[:, 0]
                  + p.k_speed * (v[:, 0] - f["speed"]) + p.cd * f["d"][:, 0])  # fmt: skip
         lift = f["phase"] == 0
-        alpha = alpha + lift * (p.swing_hip_ff + p.swing_hip_ff_per_speed * f["speed"])
         lat = f["side"] * p.width0 + p.cd_lat * f["d"][:, 1] + p.cv_lat * v[:, 1]
         tgt[:, _col("Hip", "y")] = -alpha - f["pitch"]
         tgt[:, _col("Hip", "x")] = lat - f["roll"]
@@ -269,10 +260,6 @@ class GaitTeacher:
         foot_pitch = f["pitch"] + q[:, _col("Hip", "y")] + q[:, _col("Knee", "y")]
         tgt[:, _col("Ankle", "y")] = np.take(p.swing_ankle_pitch, f["phase"]) - foot_pitch  # foot level
         tgt[:, _col("Ankle", "x")] = -(f["roll"] + q[:, _col("Hip", "x")])
-        # trailing-leg push-off right after the other foot landed (double support)
-        trail = (self.t_swing <= p.trail_time) * f["speed"]
-        tgt[:, _col("Ankle", "y")] += p.trail_pushoff * trail
-        tgt[:, _col("Toe", "y")] = p.trail_toe * trail
         return tgt
 
     def _stance_targets(self, f: dict, q: np.ndarray) -> np.ndarray:
@@ -290,10 +277,5 @@ class GaitTeacher:
         dorsi = p.ankle_speed_gain * (f["speed"] - f["com_vel"][:, 0])
         dorsi = np.clip(dorsi, -p.ankle_speed_max, p.ankle_speed_max) + p.ankle_per_speed * f["speed"]
         tgt[:, _col("Ankle", "y")] = np.take(p.stance_ankle, f["phase"]) - dorsi - p.stance_level * foot_pitch
-        # push-off: late in the stance (the swing leg about to land) plantarflex ankle/toe, extend the hip
-        push = (self.t_swing >= p.pushoff_start) * f["speed"]
-        tgt[:, _col("Ankle", "y")] += p.pushoff_ankle * push
-        tgt[:, _col("Toe", "y")] = p.pushoff_toe * push
-        tgt[:, _col("Hip", "y")] += p.pushoff_hip * push
         tgt[:, _col("Ankle", "x")] = -p.stance_level * (f["roll"] + q[:, _col("Hip", "x")])
         return tgt
