@@ -8,7 +8,7 @@ from tt_deploy import spec
 from tt_deploy.errors import InputError
 from tt_deploy.sim.mujoco_backend import MujocoSimulator
 from tt_deploy.tasks.base import PELVIS_ID
-from tt_deploy.train.gait_teacher import GaitTeacher, teacher_joint_ids
+from tt_deploy.train.gait_teacher import GaitParams, GaitTeacher, teacher_joint_ids
 
 N = 8
 
@@ -53,6 +53,27 @@ def test_output_is_state_feedback_on_com_velocity():
     assert np.array_equal(joints, teacher_joint_ids())
     hip_x = list(joints).index(spec.JOINT_NAMES.index("L_Hip_x"))  # the left leg swings first
     assert act[1, hip_x] > act[0, hip_x] + 0.05  # +y velocity -> left foot placed further to +y
+
+
+def test_turn_slow_walks_a_command_off_the_heading_slower():
+    """turn_slow scales the walked speed by cos(heading error) ** turn_slow: a command 90 deg off the
+    heading is walked as speed 0 (turn on the spot), one 60 deg off as half the speed."""
+    sim = MujocoSimulator(2, nthread=1, seed=0)
+    sim.reset()
+    q, _ = sim.joint_state()
+    heading = np.array([1.0, 0.0])  # the initial heading
+
+    def act(params, walk_dir, speed):
+        teacher = GaitTeacher(sim.hm, 2, params)
+        return teacher.actions(sim.body_state(), q, sim.contact_forces(), np.tile(walk_dir, (2, 1)),
+                               np.full(2, speed))[1]  # fmt: skip
+
+    side, sixty = np.array([0.0, 1.0]), np.array([0.5, np.sqrt(0.75)])
+    slow, plain = GaitParams(turn_slow=1.0), GaitParams(turn_slow=0.0)
+    np.testing.assert_allclose(act(slow, side, 1.0), act(plain, side, 0.0), atol=1e-9)
+    np.testing.assert_allclose(act(slow, sixty, 0.8), act(plain, sixty, 0.4), atol=1e-9)
+    np.testing.assert_allclose(act(slow, heading, 0.8), act(plain, heading, 0.8), atol=1e-9)
+    assert not np.allclose(act(slow, side, 1.0), act(plain, side, 1.0))
 
 
 def test_state_dict_round_trip_and_reset():

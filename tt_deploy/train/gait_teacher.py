@@ -26,6 +26,8 @@ The swing leg changes on swing-ankle/toe contact force > `contact_force` in phas
   stance ankles partly level (stance_level), and the stance ankle dorsiflexes ankle_per_speed per m/s of command, and more when the COM is slower
   than the command (ankle_speed_gain, off);
 - trunk (Torso/Spine/Chest x, y): bend back trunk_comp of the pelvis tilt, upper body upright.
+The (capped) command speed is first scaled by max(cos(heading error), 0) ** turn_slow (0: off), so a walk
+far off the command direction turns before it speeds up.
 
 API: `GaitTeacher(hm, num_envs, params=None)`; `reset(env_ids=None)`;
 `actions(state, joint_pos (N, 69), contact_forces (N, 24), walk_dir (N, 2), speed (N,))
@@ -33,15 +35,17 @@ API: `GaitTeacher(hm, num_envs, params=None)`; `reset(env_ids=None)`;
 toe; left then right) and the 9 trunk hinges. Every other joint is left to the caller (rest pose,
 action 0, is what it was tuned with). Call it once per control step, before `sim.step`, with the
 state after the previous step; `reset(ids)` when an env starts walking. Measured alone
-(64 envs x 10 s, other joints at action 0; the search behind these gains: docs/training.md): it walks at
-0.35 / 0.54 / 0.58 m/s for commands of 0.3 / 0.6 / >=1.0 m/s (straight; speed tracking is weak;
-0.34 / 0.51-0.52 / 0.55 m/s with directions +-90 deg off the heading), keeps 97-100% of straight and
-91-98% of turning (+-90 deg) episodes up (two seeds), 48-56% with N(0, 0.01) noise on all 69 actions
-(the search: docs/training.md). Before the structure search (lift_time 0.257, speed_cap 0.85,
-k_speed 0.288, no heel strike, swing_knee_per_speed 0): 0.31 / 0.43 / 0.52 m/s, 100% / 92-100% up,
-but only 33% / 27% under random 0.3 / 0.5 m/s pushes every ~2 s (not re-measured since).
+(64 envs x 10 s, other joints at action 0, seeds 0 and 1; the searches behind these gains: docs/training.md):
+it walks 0.33 / 0.47 / 0.70 m/s for commands of 0.3 / 0.6 / 1.0 m/s straight (0.30 / 0.43 / 0.62-0.64 with
+directions +-90 deg off the heading), keeps 94-100 % of straight and 91-97 % of turning episodes up, 52-59 %
+with N(0, 0.01) noise on all 69 actions. Speed comes from cadence (2.9 steps/s) and the forward lean that the
+stiff torso loop (torso_kp 5) holds; the previous defaults (torso_kp 2, max_lean 0.05, speed_cap 0.65, no
+turn_slow) walked 0.58 / 0.55 m/s at 1 m/s straight / turning. Pushes were last measured on an older tuning
+(33 % / 27 % up under random 0.3 / 0.5 m/s pushes every ~2 s); at speed 0 the current one steps in place
+(drifting ~0.2 m/s forward) and keeps only 13-22 % up under the evaluate-bfm 0.5 m/s pushes.
 A swing-hip feed-forward and push-off (late-stance ankle/toe/hip, trailing foot) were tried and
-dropped: every setting walked slower or fell more (plantarflexion in flat-foot single stance brakes the COM).
+dropped: every setting walked slower or fell more (plantarflexion in flat-foot single stance brakes the COM);
+so was a double-support phase with trailing-foot push-off (it costs cadence; runs/gait/structure_search2.md).
 Nothing here is exported.
 """
 
@@ -70,9 +74,9 @@ TOE_IDS = np.array([spec.BODY_NAMES.index("L_Toe"), spec.BODY_NAMES.index("R_Toe
 class GaitParams:
     """Controller gains and the SIMBICON table; angles in rad, lengths in m, times in s."""
 
-    # m/s: commands above this are walked as this (0.85 before the structure search; 0.7 with today's step
-    # timing walks 0.60 m/s at 1 m/s but keeps only ~91% of straight episodes up)
-    speed_cap: float = 0.65
+    # m/s: commands above this are walked as this (0.65 with torso_kp 2: faster fell forward; the stiff torso
+    # and turn_slow made 1.0 safe)
+    speed_cap: float = 1.0
     lift_time: float = 0.22  # duration of phase 0 (7 control steps; was 0.257 = 8: faster cadence, 2.7 -> 2.9-3 steps/s)
     max_swing: float = 0.8  # force a leg change after this long
     contact_force: float = 37.5  # N on the swing ankle/toe that counts as touch-down (phase 1)
@@ -87,11 +91,11 @@ class GaitParams:
     cd_lat: float = 0.0111
     cv_lat: float = 0.4571
     # torso (stance hip) feedback
-    torso_kp: float = 2.0171
+    torso_kp: float = 5.0  # 2.0 before session 5: too soft to hold a lean at 1 m/s (the pelvis pitched over)
     torso_kd: float = 0.181
     lean_per_speed: float = 0.056  # forward pelvis pitch per m/s
     lean_per_speed_error: float = 0.1711  # extra pitch per m/s of COM speed below the command (starting)
-    max_lean: float = 0.0506  # cap on the total lean: more walks faster but falls forward more often
+    max_lean: float = 0.03  # cap on the total lean (0.05 with torso_kp 2): more walks faster but falls more
     trunk_comp: float = 0.5  # fraction of the pelvis roll/pitch error the spine bends back (0: trunk rigid)
     # knees/ankles (knee flexion positive, ankle toe-down positive)
     swing_knee: tuple[float, float] = (1.094, 0.05)
@@ -112,6 +116,9 @@ class GaitParams:
     # extra phase-0 swing knee flexion (rad) per m/s of command; a swing-hip feed-forward and late-stance /
     # trailing-foot push-off were tried in the same search and only slowed the walk (docs/training.md)
     swing_knee_per_speed: float = 0.2
+    # walked speed *= max(cos(pelvis heading - command direction), 0) ** turn_slow (0: off); 1 keeps more turning
+    # walks up at a high speed_cap (runs/gait/structure_search2.md)
+    turn_slow: float = 1.0
 
 
 def leg_joint_ids() -> np.ndarray:
@@ -197,7 +204,11 @@ class GaitTeacher:
             if np.shape(value) != shape:
                 raise InputError(f"{name} must have shape {shape}; got {np.shape(value)}")
         self._advance(contact_forces)
-        f = self._features(state, walk_dir, np.minimum(speed, self.p.speed_cap))
+        speed = np.minimum(speed, self.p.speed_cap)
+        if self.p.turn_slow != 0.0:  # turn first, then speed up
+            err = wrap_angle(np.arctan2(walk_dir[:, 1], walk_dir[:, 0]) - root_heading(state))
+            speed = speed * np.maximum(np.cos(err), 0.0) ** self.p.turn_slow
+        f = self._features(state, walk_dir, speed)
         q = joint_pos[:, self.joint_ids[:24]].reshape(n, 2, 12)
         rows = np.arange(n)
         tgt_sw, tgt_st = self._swing_targets(f, q[rows, f["sw"]]), self._stance_targets(f, q[rows, f["st"]])
