@@ -1,5 +1,6 @@
+import json
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from tt_deploy.errors import InputError
 from tt_deploy.models.checkpoints import DEFAULT_BFM_PATH, load_bfm, save_bfm
 from tt_deploy.spec import ACTION_DIM
 from tt_deploy.train.dagger import Buffer, DaggerConfig, DaggerTrainer, dagger
-from tt_deploy.train.gait_teacher import teacher_joint_ids
+from tt_deploy.train.gait_teacher import GaitParams, teacher_joint_ids
 from tt_deploy.train.model_card import _panels
 from tt_deploy.train.pretrain_task import MODES
 from tt_deploy.train.runner import to_torch
@@ -74,6 +75,7 @@ def test_dagger_checkpoints_every_round_and_resumes(tmp_path):
     bfm, info = load_bfm(tmp_path / "checkpoints" / "last.safetensors")
     assert info["recipe"].endswith(" + walk DAgger v1") and info["iterations"] == 1 and info["env_steps"] == 24
     assert info["init_env_steps"] > 0  # the starting BFM's cost carries over into the model card
+    assert info["gait_params"] == json.loads(json.dumps(asdict(GaitParams())))  # provenance (JSON: tuples as lists): the controller tuning behind the labels
     base, _ = load_bfm(DEFAULT_BFM_PATH)
     assert any(not torch.equal(v, base.state_dict()[k]) for k, v in bfm.state_dict().items())
     dagger(replace(TINY, rounds=2, keep_every=2), DEFAULT_BFM_PATH, tmp_path, resume=True)

@@ -218,6 +218,8 @@ class DaggerTrainer:
         ckpt = self.out_dir / "checkpoints"
         info = {"recipe": self.recipe, "env_steps": self.env_steps, "iterations": self.round,
                 "wall_seconds": round(self.wall_seconds, 1), **self.init_cost}  # fmt: skip
+        if self.task.gait is not None:  # which controller tuning the walk labels came from
+            info["gait_params"] = asdict(self.task.gait.p)
         save_bfm(self.student.bfm, ckpt / "last.safetensors", info=info)
         if self.cfg.keep_every and self.round % self.cfg.keep_every == 0:
             save_bfm(self.student.bfm, ckpt / f"round_{self.round:04d}.safetensors", info=info)
