@@ -56,7 +56,12 @@ standing, pushes and reaching), and takes 100 Adam steps (lr 5e-5, batch 2048) o
 executed actions (PPO's std) made even the controller fall 2.25 times per 10 s instead of 0.25.
 The shipped v5 is two such runs: 39 rounds from v4 with the controller as tuned for v4, then 35
 rounds (beta from 0.6) from that result - now also the anchor of the idle/reach labels - with the
-controller retuned for speed (0.31 / 0.43 / 0.52 m/s at 0.3 / 0.6 / 1.0 m/s commands)."""
+controller retuned for speed (0.31 / 0.43 / 0.52 m/s at 0.3 / 0.6 / 1.0 m/s commands).
+v6 is two more runs (beta 0.6, x0.93 a round, floor 0.1), each anchored on its own starting BFM: 60
+rounds from v5 with the controller's third tuning (0.58 m/s at a 1 m/s command), then 40 rounds with
+its fourth (a stiff torso loop that holds a forward lean, and turn-then-speed-up: 0.70 m/s straight,
+0.62-0.64 m/s with directions up to +-90 deg off the heading); the shipped round was picked from
+snapshots every 5 rounds by this evaluation (docs/training.md has every snapshot and a second seed)."""
 
 
 def _panels(header: list[str]) -> list[tuple[str, str]]:
