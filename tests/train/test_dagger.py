@@ -75,7 +75,8 @@ def test_dagger_checkpoints_every_round_and_resumes(tmp_path):
     bfm, info = load_bfm(tmp_path / "checkpoints" / "last.safetensors")
     assert info["recipe"].endswith(" + walk DAgger v1") and info["iterations"] == 1 and info["env_steps"] == 24
     assert info["init_env_steps"] > 0  # the starting BFM's cost carries over into the model card
-    assert info["gait_params"] == json.loads(json.dumps(asdict(GaitParams())))  # provenance (JSON: tuples as lists): the controller tuning behind the labels
+    # provenance: the controller tuning behind the walk labels (JSON turns tuples into lists)
+    assert info["gait_params"] == json.loads(json.dumps(asdict(GaitParams())))
     base, _ = load_bfm(DEFAULT_BFM_PATH)
     assert any(not torch.equal(v, base.state_dict()[k]) for k, v in bfm.state_dict().items())
     dagger(replace(TINY, rounds=2, keep_every=2), DEFAULT_BFM_PATH, tmp_path, resume=True)

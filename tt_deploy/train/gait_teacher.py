@@ -204,11 +204,7 @@ class GaitTeacher:
             if np.shape(value) != shape:
                 raise InputError(f"{name} must have shape {shape}; got {np.shape(value)}")
         self._advance(contact_forces)
-        speed = np.minimum(speed, self.p.speed_cap)
-        if self.p.turn_slow != 0.0:  # turn first, then speed up
-            err = wrap_angle(np.arctan2(walk_dir[:, 1], walk_dir[:, 0]) - root_heading(state))
-            speed = speed * np.maximum(np.cos(err), 0.0) ** self.p.turn_slow
-        f = self._features(state, walk_dir, speed)
+        f = self._features(state, walk_dir, np.minimum(speed, self.p.speed_cap))
         q = joint_pos[:, self.joint_ids[:24]].reshape(n, 2, 12)
         rows = np.arange(n)
         tgt_sw, tgt_st = self._swing_targets(f, q[rows, f["sw"]]), self._stance_targets(f, q[rows, f["st"]])
@@ -229,6 +225,9 @@ class GaitTeacher:
         p, n = self.p, self.num_envs
         rows = np.arange(n)
         heading = root_heading(state)
+        goal = np.arctan2(walk_dir[:, 1], walk_dir[:, 0])
+        if p.turn_slow != 0.0:  # turn first, then speed up
+            speed = speed * np.maximum(np.cos(wrap_angle(goal - heading)), 0.0) ** p.turn_slow
         c, s = np.cos(-heading), np.sin(-heading)
         up = yaw_rotate(c, s, quat_rotate(state.quat[:, PELVIS_ID], np.broadcast_to([0.0, 0.0, 1.0], (n, 3))))
         omega = yaw_rotate(c, s, state.ang_vel[:, PELVIS_ID])  # roll rate x, pitch rate y
@@ -243,7 +242,6 @@ class GaitTeacher:
         com_vel = yaw_rotate(bc, bs, np.einsum("b,nbk->nk", self.mass_frac, state.lin_vel))
         lean = p.lean_per_speed * speed + p.lean_per_speed_error * (speed - com_vel[:, 0])
         lean = np.clip(lean, 0.0, p.max_lean)
-        goal = np.arctan2(walk_dir[:, 1], walk_dir[:, 0])
         return {
             "sw": sw, "st": st, "phase": self.phase, "speed": speed, "lean": lean,
             "pitch": np.arctan2(up[:, 0], up[:, 2]), "roll": np.arctan2(-up[:, 1], up[:, 2]), "omega": omega,
