@@ -136,6 +136,9 @@ def pretrain_dagger_cmd(
     num_envs: Annotated[int | None, typer.Option(min=1, help="Parallel environments; default 128.")] = None,
     beta: Annotated[str | None, typer.Option(help="Controller share of walk actions: START,DECAY,FLOOR "
                                                   "(a round); default 0.8,0.93,0.")] = None,
+    ema: Annotated[float | None, typer.Option(help="Checkpoints hold an exponential moving average of the student, "
+                                                   "this decay a round (0.8 ~ the last 5 rounds); default 0 = "
+                                                   "the student itself.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoints/last_state.pt (empty buffer).")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every round.")] = False,
@@ -148,7 +151,7 @@ def pretrain_dagger_cmd(
     from tt_deploy.train.dagger import DaggerConfig, dagger
 
     _logging(verbose)
-    kw = {k: v for k, v in {"rounds": rounds, "num_envs": num_envs}.items() if v is not None}
+    kw = {k: v for k, v in {"rounds": rounds, "num_envs": num_envs, "ema": ema}.items() if v is not None}
     if beta is not None:
         try:
             kw["beta"] = tuple(float(x) for x in beta.split(","))

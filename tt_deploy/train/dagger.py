@@ -10,7 +10,11 @@ and every round trains on all labels so far. Each round:
    elsewhere: what it walks with), idle and reach prompts get the starting BFM's mean action (a frozen
    copy: the "anchor" that keeps standing, push recovery and reaching as they were);
 3. append to a FIFO buffer and take `updates_per_round` Adam steps of squared error on it.
-`beta` decays each round; normalisers stay frozen. The walk statistics of a round (falls, speed) are
+`beta` decays each round; normalisers stay frozen. With `ema` > 0 the checkpoints hold an exponential
+moving average of the student's weights (updated once a round) instead of the student itself: single
+rounds trade falls for speed (the walk row of snapshots 5 rounds apart varied 16-52 %) and a plain
+average of rounds 40/45/50 walked 4 points better over three evaluation seeds than round 40 alone.
+The student keeps collecting (DAgger needs the states of the policy being trained). The walk statistics of a round (falls, speed) are
 of the executed blend, not of the BFM alone (beta of the actions are the controller's). The buffer
 holds ~16.5 KB a sample (the BFM's input tokens): ~4.2 GB of RAM at the default 256 k. Checkpoints
 every round; `--resume` continues from the last round's weights and optimiser with an empty buffer
@@ -67,6 +71,9 @@ class DaggerConfig:
         mode_probs=(0.25, 0.25, 0.5), push_interval_s=3.0, push_speed=(0.2, 0.8), walk_speed=(0.3, 1.2)))
     # also keep the BFM of every k-th round (1.9 MB each): the best round is not always the last (0 = none)
     keep_every: int = 5
+    # checkpoints hold an EMA of the student's weights, ema x average + (1 - ema) x student, once a round
+    # (0 = the student itself; 0.8 averages ~5 rounds)
+    ema: float = 0.0
     seed: int = 0
     nthread: int = 2
 
@@ -81,6 +88,8 @@ class DaggerConfig:
             raise InputError(f"DAgger beta (start, decay, floor) must be in [0, 1] with decay > 0, got {self.beta}")
         if self.keep_every < 0:
             raise InputError(f"DAgger keep_every must be >= 0 (0 = keep only the last), got {self.keep_every}")
+        if not 0 <= self.ema < 1:
+            raise InputError(f"DAgger ema must be in [0, 1) (0 = off), got {self.ema}")
         if self.exec_noise < 0 or self.lr <= 0:
             raise InputError(f"DAgger exec_noise must be >= 0 and lr > 0, got {self.exec_noise}, {self.lr}")
 
@@ -129,6 +138,7 @@ class DaggerTrainer:
         for p in self.anchor.parameters():
             p.requires_grad_(False)
         self.opt = torch.optim.Adam(self.student.bfm.parameters(), lr=cfg.lr)
+        self.average = copy.deepcopy(bfm).eval() if cfg.ema > 0 else None  # the shipped weights (EMA)
         sim = MujocoSimulator(cfg.num_envs, nthread=cfg.nthread, seed=cfg.seed)
         self.task = PromptTask(cfg.num_envs, cfg.curriculum, teacher=True, gait_weight=1.0)
         self.env = TaskEnv(sim, self.task, seed=cfg.seed)
@@ -210,7 +220,23 @@ class DaggerTrainer:
             torch.nn.utils.clip_grad_norm_(self.student.bfm.parameters(), cfg.max_grad_norm)
             self.opt.step()
             total += loss.item()
+        self._update_average()
         return {"train_loss": total / max(cfg.updates_per_round, 1)}
+
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        """One EMA step over the weights (floating-point tensors; the frozen normalisers are equal anyway)."""
+        if self.average is None:
+            return
+        student = self.student.bfm.state_dict()
+        for name, value in self.average.state_dict().items():
+            if value.is_floating_point():
+                value.lerp_(student[name], 1.0 - self.cfg.ema)
+
+    @property
+    def shipped(self) -> torch.nn.Module:
+        """The BFM the checkpoints hold: the EMA with `ema` > 0, else the student."""
+        return self.average if self.average is not None else self.student.bfm
 
     # --- checkpoints ---------------------------------------------------------------------------
     def save(self) -> None:
@@ -220,12 +246,16 @@ class DaggerTrainer:
                 "wall_seconds": round(self.wall_seconds, 1), **self.init_cost}  # fmt: skip
         if self.task.gait is not None:  # which controller tuning the walk labels came from
             info["gait_params"] = asdict(self.task.gait.p)
-        save_bfm(self.student.bfm, ckpt / "last.safetensors", info=info)
+        if self.average is not None:
+            info["ema"] = self.cfg.ema
+        save_bfm(self.shipped, ckpt / "last.safetensors", info=info)
         if self.cfg.keep_every and self.round % self.cfg.keep_every == 0:
-            save_bfm(self.student.bfm, ckpt / f"round_{self.round:04d}.safetensors", info=info)
+            save_bfm(self.shipped, ckpt / f"round_{self.round:04d}.safetensors", info=info)
         atomic_torch_save({"opt": self.opt.state_dict(), "round": self.round, "env_steps": self.env_steps,
                            "wall_seconds": self.wall_seconds, "gen": self.gen.get_state(),
-                           "bfm": self.student.bfm.state_dict(), "init_cost": self.init_cost, "recipe": self.recipe,
+                           "bfm": self.student.bfm.state_dict(),
+                           "average": self.average.state_dict() if self.average is not None else None,
+                           "init_cost": self.init_cost, "recipe": self.recipe,
                            "anchor_sha256": self.anchor_sha256, "config": asdict(self.cfg)},
                           ckpt / "last_state.pt")  # fmt: skip
 
@@ -240,6 +270,8 @@ class DaggerTrainer:
             raise InputError(f"--resume: {self.out_dir} started from a BFM with sha256 {state['anchor_sha256'][:12]}..., "
                              f"but --init-bfm has {self.anchor_sha256[:12]}...: pass the run's own --init-bfm")  # fmt: skip
         self.student.bfm.load_state_dict(state["bfm"])
+        if self.average is not None:  # a run that had no EMA starts its average at the resumed student
+            self.average.load_state_dict(state.get("average") or state["bfm"])
         self.opt.load_state_dict(state["opt"])
         for group in self.opt.param_groups:
             group["lr"] = self.cfg.lr  # this invocation's rate, not the checkpoint's
