@@ -51,8 +51,10 @@ def test_resumed_pretraining_takes_the_teacher_setting_of_this_invocation(tmp_pa
 
 def test_train_task_token_keeps_bfm_frozen_and_changes_encoder(tmp_path):
     out = tmp_path / "runs"
-    _ok(["train", "--skill", "reach", "--num-envs", "8", "--steps", "256", "--eval-envs", "2", "--out", str(out)])
+    _ok(["train", "--skill", "reach", "--num-envs", "8", "--steps", "256", "--eval-envs", "2", "--out", str(out),
+         "--action-std", "0.01"])
     run = json.loads((out / "reach" / "run.json").read_text())
+    assert run["config"]["ppo"]["action_std"] == 0.01 and run["config"]["ppo"]["actor_lr"] == 1e-3  # the rest default
     fr = run["freezing"]
     assert fr["bfm_unchanged"] and fr["bfm_state_hash_before"] == fr["bfm_state_hash_after"]
     assert fr["trained_state_hash_before"] != fr["trained_state_hash_after"]
@@ -119,14 +121,21 @@ def test_runs_on_a_local_ray_instance(tmp_path):
 
 def test_evaluate_bfm_writes_a_card_with_the_embedded_bfm_standing(tmp_path):
     card, js = tmp_path / "card.md", tmp_path / "abilities.json"
-    _ok(["evaluate-bfm", "--episodes", "2", "--card", str(card), "--json", str(js)])
+    _ok(["evaluate-bfm", "--episodes", "2", "--card", str(card), "--json", str(js), "--controller"])
     rows = json.loads(js.read_text())["abilities"]
-    assert [r["ability"].split()[0] for r in rows] == ["stand"] * 4 + ["hand", "walk"]
+    assert [r["ability"].split()[0] for r in rows] == ["stand"] * 4 + ["hand", "walk", "walk"]
+    assert rows[-1].get("reference") and not rows[-2].get("reference")  # the controller's row, then the BFM's
     assert rows[0]["success_rate"] == 1.0  # the embedded BFM stands 10 s unprompted (model card: 100 %)
     reach = rows[4]
     assert reach["episodes"] >= 8 and 0.0 <= reach["metrics"]["arm_ik_within_0_2m"] <= 1.0
     text = card.read_text()
     assert "| stand 10 s, no prompt | nominal | 100 % |" in text and "## Recipe" in text
+    assert "| the walking controller itself (DAgger teacher) |" in text and "| reference |" in text
+
+
+def test_train_rejects_a_non_positive_action_std(tmp_path):
+    res = runner.invoke(app, ["train", "--skill", "reach", "--action-std", "0", "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "--action-std" in str(res.exception)
 
 
 def test_pretrain_dagger_rejects_a_missing_bfm(tmp_path):

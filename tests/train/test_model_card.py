@@ -38,3 +38,11 @@ def test_curves_follow_the_log_kind():
         "walk_falls_per_10s", "walk_speed", "beta"]
     assert [c for c, _ in _panels(["env_steps", "ep_length", "reach_hand_dist"])] == [
         "ep_length", "reach_hand_dist", "walk_speed_along"]
+
+
+def test_a_reference_row_is_not_held_to_the_bfm_goal(tmp_path):
+    ref = {**ROWS[1], "condition": "the walking controller itself", "reference": True}
+    text = write_card(tmp_path / "card.md", rows=[*ROWS, ref], bfm_info={}, params=1, config="small", log_csv=None,
+                      episodes=64, seed=0).read_text()  # fmt: skip
+    assert "| walk 1 m/s | nominal | 25 % | 16-37 % | 64 | >= 70 % |" in text
+    assert "| walk 1 m/s | the walking controller itself | 25 % | 16-37 % | 64 | reference |" in text

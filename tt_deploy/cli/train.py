@@ -58,6 +58,8 @@ def train_cmd(
     current_pose: Annotated[bool, typer.Option(help="Append pelvis and head xyz (+6) to the task obs.")] = False,
     prior: Annotated[bool, typer.Option(help="The skill's prior prompt (reach, strike) joins the task token.")] = False,
     actor_lr: Annotated[float | None, typer.Option(help="Encoder (actor) learning rate; default 1e-3.")] = None,
+    action_std: Annotated[float | None, typer.Option(help="Fixed std of the Gaussian policy's actions; default 0.03 "
+                                                          "(the reference's 0.055 topples our BFM).")] = None,
     eval_envs: Annotated[int, typer.Option(help="Episodes of each deterministic evaluation.")] = 32,
     seeds: Annotated[int, typer.Option(help="Independent seeds per skill; > 1 (or several skills) runs them "
                                             "in parallel processes, each in OUT/<skill>/seed<k>.")] = 1,
@@ -73,7 +75,10 @@ def train_cmd(
         raise InputError(f"--sim {sim}: training runs on the MuJoCo backend here; the Isaac Gym backend is "
                          "a simulator interface only (see docs/simulation.md)")  # fmt: skip
     _logging(verbose)
-    ppo = {} if actor_lr is None else {"ppo": replace(TrainConfig("reach").ppo, actor_lr=actor_lr)}
+    overrides = {k: v for k, v in {"actor_lr": actor_lr, "action_std": action_std}.items() if v is not None}
+    if overrides.get("action_std", 1.0) <= 0 or overrides.get("actor_lr", 1.0) <= 0:
+        raise InputError(f"--action-std and --actor-lr must be > 0; got {overrides}")
+    ppo = {"ppo": replace(TrainConfig("reach").ppo, **overrides)} if overrides else {}
     if seeds < 1:
         raise InputError(f"--seeds must be >= 1; got {seeds}")
     if seeds > 1 or len(skill) > 1 or ray_address is not None:
@@ -179,18 +184,22 @@ def evaluate_bfm_cmd(
     card: Annotated[Path | None, typer.Option(help="Write the model card here (e.g. docs/bfm_card.md).")] = None,
     log_csv: Annotated[Path | None, typer.Option("--log", help="Pretraining log.csv for the curves plot.")] = None,
     notes: Annotated[str, typer.Option(help="A remark for the card (e.g. how the machine was shared).")] = "",
+    controller: Annotated[bool, typer.Option(help="Also run the walk row with the walking controller (the DAgger "
+                                                  "teacher) acting itself: a reference row, the student's ceiling.")] = False,
     json_path: JsonOpt = None,
 ) -> None:
     """Measure a BFM's abilities (stand, reach, walk) with the mean action; optionally write its model card."""
     from tt_deploy.models.bfm import count_parameters
     from tt_deploy.models.checkpoints import resolve_bfm
-    from tt_deploy.train.evaluate_bfm import evaluate_bfm
+    from tt_deploy.train.evaluate_bfm import evaluate_bfm, evaluate_walk_controller
     from tt_deploy.train.model_card import write_card
 
     model, info = resolve_bfm(bfm)
     if not info.get("pretrained", True):
         console.print("[yellow]note:[/] no pretrained BFM is embedded; evaluating a freshly initialised one")
     rows = evaluate_bfm(model, episodes=episodes, seed=seed)
+    if controller:
+        rows.append(evaluate_walk_controller(episodes=episodes, seed=seed))
     print_table("BFM abilities (mean action)", rows, ["ability", "condition", "success_rate", "ci95", "episodes", "metrics"])
     if card is not None:
         write_card(card, rows=rows, bfm_info=info, params=count_parameters(model), config=model.config.name,

@@ -9,6 +9,8 @@ the whole card costs one 10 s rollout of 6 x `episodes` envs:
 - walk: pelvis target 1 s ahead moving at 1 m/s along a commanded direction for 10 s; success =
   average progress >= 0.6 m/s AND mean heading error < 30 deg AND each foot clears its standing
   height by > 3 cm in at least a third of the control steps (a sideways shuffle fails).
+`evaluate_walk_controller` runs the walk row with the walking controller (the DAgger teacher,
+train/gait_teacher.py) acting itself: what a student of that teacher can hope for.
 """
 
 from __future__ import annotations
@@ -45,11 +47,12 @@ class EvalPromptTask(PromptTask):
     """PromptTask with a fixed mode per env; reach envs get a new target every REACH_STEPS and
     book each finished target's closest approach."""
 
-    def __init__(self, modes: np.ndarray):
+    def __init__(self, modes: np.ndarray, *, controller: bool = False):
         cur = PromptCurriculum(reach_time=(0.6, 0.6), walk_speed=(1.0, 1.0), change_steps=(10**6, 10**6 + 1),
                                reach_blend_min=1.0, reach_blend=1.0,
                                push_interval_s=0.0)  # evaluation pushes are scheduled, not random
-        super().__init__(len(modes), cur)
+        # controller: walk envs carry the walking controller's actions (obs "teacher_action")
+        super().__init__(len(modes), cur, teacher=controller, gait_weight=1.0 if controller else 0.0)
         self.fixed_mode = modes
         self.reach_results: list[tuple[int, float]] = []  # (env, min distance) per finished target
         self.ik_residuals: list[float] = []  # per finished target (same ones as reach_results): arm-only IK residual
@@ -89,18 +92,34 @@ def _row(name, condition, ok: np.ndarray, **metrics) -> dict:
 @torch.no_grad()
 def evaluate_bfm(bfm: BFM, episodes: int = 64, seed: int = 0, nthread: int = 2) -> list[dict]:
     """The ability table (list of row dicts) of `bfm` with the mean action."""
+    bfm.eval()
+    return _evaluate(lambda obs: torch.clamp(bfm(obs), -1.0, 1.0), GROUPS, episodes, seed, nthread)
+
+
+@torch.no_grad()
+def evaluate_walk_controller(episodes: int = 64, seed: int = 0, nthread: int = 2) -> dict:
+    """The walk row with the walking controller acting (its leg and trunk actions, rest pose elsewhere).
+    The walk group runs alone here, so its starts and commands differ from the BFM's walk row at the same
+    seed: compare rates, not episodes. Marked `reference`: what the DAgger student can hope for, not an
+    ability of the BFM."""
+    walk = [g for g in GROUPS if g[2] == "walk"]
+    row = _evaluate(lambda obs: obs["teacher_action"].float(), walk, episodes, seed, nthread, controller=True)[0]
+    return {**row, "condition": "the walking controller itself (DAgger teacher)", "reference": True}
+
+
+def _evaluate(act, groups, episodes: int, seed: int, nthread: int, controller: bool = False) -> list[dict]:
+    """One batched 10 s rollout of `episodes` envs per group; `act` maps the observation tensors to actions."""
     from tt_deploy.sim.mujoco_backend import MujocoSimulator
 
-    bfm.eval()
     e = episodes
-    group = np.repeat(np.arange(len(GROUPS)), e)
-    modes = np.array([MODES.index(GROUPS[g][2]) for g in group])
-    perts = [GROUPS[g][3] or Perturbation() for g in group]
+    group = np.repeat(np.arange(len(groups)), e)
+    modes = np.array([MODES.index(groups[g][2]) for g in group])
+    perts = [groups[g][3] or Perturbation() for g in group]
     sim = MujocoSimulator(len(group), nthread=nthread, perturbation=perts, seed=seed)
-    task = EvalPromptTask(modes)
+    task = EvalPromptTask(modes, controller=controller)
     env = TaskEnv(sim, task, episode_seconds=SECONDS + 1.0, seed=seed)  # no timeout inside the window
     rng = np.random.default_rng(seed)
-    pushed = np.flatnonzero([GROUPS[g][4] for g in group])
+    pushed = np.flatnonzero([groups[g][4] for g in group])
 
     step = env.reset()
     st0 = sim.body_state()
@@ -112,7 +131,7 @@ def evaluate_bfm(bfm: BFM, episodes: int = 64, seed: int = 0, nthread: int = 2) 
         if t in PUSH_STEPS:
             ang = rng.uniform(0, 2 * np.pi, len(pushed))
             sim.push(pushed, PUSH_SPEED * np.stack([np.cos(ang), np.sin(ang), np.zeros_like(ang)], -1))
-        step = env.step(torch.clamp(bfm(to_torch(step)), -1.0, 1.0).numpy())
+        step = env.step(act(to_torch(step)).numpy())
         fell |= step.done & alive & step.info["fell"]
         alive &= ~step.done
         st = sim.body_state()
@@ -123,7 +142,7 @@ def evaluate_bfm(bfm: BFM, episodes: int = 64, seed: int = 0, nthread: int = 2) 
         end_pos = np.where(alive[:, None], st.pos[:, 0, :2], end_pos)
 
     rows = []
-    for g, (name, cond, mode, _, _) in enumerate(GROUPS):
+    for g, (name, cond, mode, _, _) in enumerate(groups):
         ids = np.flatnonzero(group == g)
         if mode == "idle":
             rows.append(_row(name, cond, ~fell[ids]))

@@ -138,6 +138,8 @@ def write_card(path: Path, *, rows: list[dict], bfm_info: dict, params: int, con
     goals = {"stand": ">= 95 %", "hand": ">= 60 %", "walk": ">= 70 %"}
     for r in rows:
         goal = next((g for k, g in goals.items() if r["ability"].startswith(k)), "")
+        if r.get("reference"):  # not the BFM (e.g. the walking controller it was distilled from)
+            goal = "reference"
         det = ", ".join(f"{k} {v:.3g}" for k, v in r["metrics"].items() if not (isinstance(v, float) and math.isnan(v)))
         lo, hi = r["ci95"]
         lines.append(f"| {r['ability']} | {r['condition']} | {100 * r['success_rate']:.0f} % | "
