@@ -126,3 +126,38 @@ def test_ema_checkpoints_hold_the_moving_average_and_resume_it(tmp_path):
     assert resumed.resume()
     assert all(torch.equal(resumed.average.state_dict()[k], trainer.average.state_dict()[k]) for k in start)
     assert all(torch.equal(resumed.student.bfm.state_dict()[k], student[k]) for k in start)
+
+
+def _perturbed_bfm(path):
+    bfm, info = load_bfm(DEFAULT_BFM_PATH)
+    with torch.no_grad():
+        bfm.decoder[-1].bias.add_(0.05)
+    save_bfm(bfm, path, info=info)
+    return path
+
+
+def test_idle_prompts_take_the_idle_bfms_labels_and_resume_checks_it(tmp_path):
+    idle_bfm = _perturbed_bfm(tmp_path / "idle.safetensors")
+    trainer = DaggerTrainer(replace(MIXED, steps_per_round=1), DEFAULT_BFM_PATH, tmp_path / "run", idle_bfm=idle_bfm)
+    trainer._obs = obs = to_torch(trainer.env.reset())
+    idle, reach = (trainer.task.mode == MODES.index(m) for m in ("idle", "reach"))
+    assert idle.any() and reach.any()
+    trainer.collect()
+    label = trainer.buffer.data["label"][: trainer.buffer.size]
+    with torch.no_grad():
+        specialist = trainer.idle_anchor.action_mean(obs).clamp(-1, 1)
+        anchor = trainer.anchor.action_mean(obs).clamp(-1, 1)
+    torch.testing.assert_close(label[idle], specialist[idle], atol=0, rtol=0)
+    torch.testing.assert_close(label[reach], anchor[reach], atol=0, rtol=0)
+    assert not torch.allclose(specialist[idle], anchor[idle])  # the two label sources really differ
+    assert "idle labels from BFM" in trainer.recipe
+    trainer.round = 1
+    trainer.save()
+    with pytest.raises(InputError, match="--idle-bfm"):
+        dagger(replace(TINY, rounds=2), DEFAULT_BFM_PATH, tmp_path / "run", resume=True)  # without it
+    dagger(replace(TINY, rounds=2), DEFAULT_BFM_PATH, tmp_path / "run", resume=True, idle_bfm=idle_bfm)
+
+
+def test_dagger_needs_an_existing_idle_bfm(tmp_path):
+    with pytest.raises(InputError, match="--idle-bfm"):
+        dagger(TINY, DEFAULT_BFM_PATH, tmp_path, idle_bfm=tmp_path / "none.safetensors")

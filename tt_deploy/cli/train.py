@@ -141,6 +141,8 @@ def pretrain_dagger_cmd(
     num_envs: Annotated[int | None, typer.Option(min=1, help="Parallel environments; default 128.")] = None,
     beta: Annotated[str | None, typer.Option(help="Controller share of walk actions: START,DECAY,FLOOR "
                                                   "(a round); default 0.8,0.93,0.")] = None,
+    idle_bfm: Annotated[Path | None, typer.Option(help="Label idle prompts with this BFM (e.g. a push-recovery "
+                                                       "specialist) instead of --init-bfm. Repeat it on --resume.")] = None,
     ema: Annotated[float | None, typer.Option(help="Checkpoints hold an exponential moving average of the student, "
                                                    "this decay a round (0.8 ~ the last 5 rounds); default 0 = "
                                                    "the student itself.")] = None,
@@ -171,7 +173,7 @@ def pretrain_dagger_cmd(
                 f"speed {row['walk_speed']:+.2f} m/s  loss {row['train_loss']:.3f}")  # fmt: skip
 
     with _progress(cfg.rounds, stats=stats, unit="rounds", key="iteration") as progress:
-        result = dagger(cfg, init_bfm or DEFAULT_BFM_PATH, out, resume=resume, progress=progress)
+        result = dagger(cfg, init_bfm or DEFAULT_BFM_PATH, out, resume=resume, progress=progress, idle_bfm=idle_bfm)
     console.print(f"BFM checkpoint: {out / 'checkpoints' / 'last.safetensors'}  ({result['rounds']} rounds, "
                   f"{result['env_steps']:,} env steps)")
 

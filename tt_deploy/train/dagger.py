@@ -46,6 +46,7 @@ from tt_deploy.train.runner import Stopper, atomic_torch_save, to_torch
 log = logging.getLogger(__name__)
 RECIPE = "walk DAgger v1"
 WALK = MODES.index("walk")
+IDLE = MODES.index("idle")
 CLAMP = spec.ACTION_CLAMP
 
 
@@ -123,7 +124,7 @@ class Buffer:
 class DaggerTrainer:
     """The student BFM, its frozen anchor, the prompt environment and the label buffer of one DAgger run."""
 
-    def __init__(self, cfg: DaggerConfig, init_bfm: Path, out_dir: Path):
+    def __init__(self, cfg: DaggerConfig, init_bfm: Path, out_dir: Path, idle_bfm: Path | None = None):
         from tt_deploy.sim.mujoco_backend import MujocoSimulator
 
         torch.manual_seed(cfg.seed)
@@ -137,6 +138,13 @@ class DaggerTrainer:
         self.anchor = PretrainPolicy(copy.deepcopy(bfm)).eval()
         for p in self.anchor.parameters():
             p.requires_grad_(False)
+        self.idle_anchor, self.idle_sha256 = None, None  # labels of idle prompts when not the anchor's
+        if idle_bfm is not None:
+            self.idle_anchor = PretrainPolicy(load_bfm(idle_bfm)[0]).eval()
+            for p in self.idle_anchor.parameters():
+                p.requires_grad_(False)
+            self.idle_sha256 = sha256_file(idle_bfm)
+            self.recipe += f" (idle labels from BFM {self.idle_sha256[:12]})"
         self.opt = torch.optim.Adam(self.student.bfm.parameters(), lr=cfg.lr)
         self.average = copy.deepcopy(bfm).eval() if cfg.ema > 0 else None  # the shipped weights (EMA)
         sim = MujocoSimulator(cfg.num_envs, nthread=cfg.nthread, seed=cfg.seed)
@@ -165,6 +173,9 @@ class DaggerTrainer:
             mean = self.student.bfm(inputs).clamp(-CLAMP, CLAMP)
             walk = torch.from_numpy(task.mode == WALK)
             label = torch.where(walk[:, None], obs["teacher_action"], self.anchor.bfm(inputs).clamp(-CLAMP, CLAMP))
+            if self.idle_anchor is not None:
+                idle = torch.from_numpy(task.mode == IDLE)
+                label = torch.where(idle[:, None], self.idle_anchor.bfm(inputs).clamp(-CLAMP, CLAMP), label)
             share = beta * walk.float()[:, None]  # the controller's share of the executed walk actions
             executed = share * label + (1 - share) * mean
             executed = executed + cfg.exec_noise * torch.randn(executed.shape, generator=self.gen)
@@ -256,7 +267,8 @@ class DaggerTrainer:
                            "bfm": self.student.bfm.state_dict(),
                            "average": self.average.state_dict() if self.average is not None else None,
                            "init_cost": self.init_cost, "recipe": self.recipe,
-                           "anchor_sha256": self.anchor_sha256, "config": asdict(self.cfg)},
+                           "anchor_sha256": self.anchor_sha256, "idle_sha256": self.idle_sha256,
+                           "config": asdict(self.cfg)},
                           ckpt / "last_state.pt")  # fmt: skip
 
     def resume(self) -> bool:
@@ -269,6 +281,10 @@ class DaggerTrainer:
         if state.get("anchor_sha256", self.anchor_sha256) != self.anchor_sha256:
             raise InputError(f"--resume: {self.out_dir} started from a BFM with sha256 {state['anchor_sha256'][:12]}..., "
                              f"but --init-bfm has {self.anchor_sha256[:12]}...: pass the run's own --init-bfm")  # fmt: skip
+        if state.get("idle_sha256") != self.idle_sha256:
+            raise InputError(f"--resume: {self.out_dir} labelled idle prompts with "
+                             f"{(state.get('idle_sha256') or 'the anchor')[:12]}, this invocation with "
+                             f"{(self.idle_sha256 or 'the anchor')[:12]}: pass the run's own --idle-bfm (or none)")
         self.student.bfm.load_state_dict(state["bfm"])
         if self.average is not None:  # a run that had no EMA starts its average at the resumed student
             self.average.load_state_dict(state.get("average") or state["bfm"])
@@ -282,11 +298,14 @@ class DaggerTrainer:
         return True
 
 
-def dagger(cfg: DaggerConfig, init_bfm: Path, out_dir: Path, *, resume: bool = False, progress=None) -> dict:
+def dagger(cfg: DaggerConfig, init_bfm: Path, out_dir: Path, *, resume: bool = False, progress=None,
+           idle_bfm: Path | None = None) -> dict:
     """Run (or resume) DAgger rounds; returns a summary. Logs a CSV row per round."""
     if not Path(init_bfm).is_file():
         raise InputError(f"--init-bfm {init_bfm}: no such file (DAgger distils into an existing BFM)")
-    trainer = DaggerTrainer(cfg, init_bfm, out_dir)
+    if idle_bfm is not None and not Path(idle_bfm).is_file():
+        raise InputError(f"--idle-bfm {idle_bfm}: no such file")
+    trainer = DaggerTrainer(cfg, init_bfm, out_dir, idle_bfm=idle_bfm)
     if resume and not trainer.resume():
         log.warning("--resume: no checkpoint in %s, starting fresh", out_dir)
     if trainer.round >= cfg.rounds:
