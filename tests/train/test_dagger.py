@@ -161,3 +161,15 @@ def test_idle_prompts_take_the_idle_bfms_labels_and_resume_checks_it(tmp_path):
 def test_dagger_needs_an_existing_idle_bfm(tmp_path):
     with pytest.raises(InputError, match="--idle-bfm"):
         dagger(TINY, DEFAULT_BFM_PATH, tmp_path, idle_bfm=tmp_path / "none.safetensors")
+
+
+def test_walk_labels_from_the_anchor_leave_the_controller_out(tmp_path):
+    trainer = DaggerTrainer(replace(MIXED, steps_per_round=1, walk_labels="anchor"), DEFAULT_BFM_PATH, tmp_path)
+    trainer._obs = obs = to_torch(trainer.env.reset())
+    assert (trainer.task.mode == MODES.index("walk")).any()
+    trainer.collect()
+    with torch.no_grad():
+        anchor = trainer.anchor.action_mean(obs).clamp(-1, 1)
+    torch.testing.assert_close(trainer.buffer.data["label"][: trainer.buffer.size], anchor, atol=0, rtol=0)
+    with pytest.raises(InputError, match="walk_labels"):
+        replace(TINY, walk_labels="teacher")

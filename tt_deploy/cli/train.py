@@ -143,6 +143,8 @@ def pretrain_dagger_cmd(
                                                   "(a round); default 0.8,0.93,0.")] = None,
     idle_bfm: Annotated[Path | None, typer.Option(help="Label idle prompts with this BFM (e.g. a push-recovery "
                                                        "specialist) instead of --init-bfm. Repeat it on --resume.")] = None,
+    walk_labels: Annotated[str | None, typer.Option(help="Who labels walk prompts: controller (default) or anchor "
+                                                         "(the --init-bfm's own walk, e.g. beside --idle-bfm).")] = None,
     ema: Annotated[float | None, typer.Option(help="Checkpoints hold an exponential moving average of the student, "
                                                    "this decay a round (0.8 ~ the last 5 rounds); default 0 = "
                                                    "the student itself.")] = None,
@@ -158,7 +160,8 @@ def pretrain_dagger_cmd(
     from tt_deploy.train.dagger import DaggerConfig, dagger
 
     _logging(verbose)
-    kw = {k: v for k, v in {"rounds": rounds, "num_envs": num_envs, "ema": ema}.items() if v is not None}
+    kw = {k: v for k, v in {"rounds": rounds, "num_envs": num_envs, "ema": ema,
+                                 "walk_labels": walk_labels}.items() if v is not None}
     if beta is not None:
         try:
             kw["beta"] = tuple(float(x) for x in beta.split(","))

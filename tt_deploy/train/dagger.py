@@ -72,6 +72,9 @@ class DaggerConfig:
         mode_probs=(0.25, 0.25, 0.5), push_interval_s=3.0, push_speed=(0.2, 0.8), walk_speed=(0.3, 1.2)))
     # also keep the BFM of every k-th round (1.9 MB each): the best round is not always the last (0 = none)
     keep_every: int = 5
+    # who labels walk prompts: "controller" (the walking controller's row) or "anchor" (the starting BFM,
+    # like idle and reach: keeps its walk while --idle-bfm teaches another idle behaviour)
+    walk_labels: str = "controller"
     # checkpoints hold an EMA of the student's weights, ema x average + (1 - ema) x student, once a round
     # (0 = the student itself; 0.8 averages ~5 rounds)
     ema: float = 0.0
@@ -89,6 +92,8 @@ class DaggerConfig:
             raise InputError(f"DAgger beta (start, decay, floor) must be in [0, 1] with decay > 0, got {self.beta}")
         if self.keep_every < 0:
             raise InputError(f"DAgger keep_every must be >= 0 (0 = keep only the last), got {self.keep_every}")
+        if self.walk_labels not in ("controller", "anchor"):
+            raise InputError(f"DAgger walk_labels must be 'controller' or 'anchor', got {self.walk_labels!r}")
         if not 0 <= self.ema < 1:
             raise InputError(f"DAgger ema must be in [0, 1) (0 = off), got {self.ema}")
         if self.exec_noise < 0 or self.lr <= 0:
@@ -172,11 +177,12 @@ class DaggerTrainer:
             inputs = self.student._inputs(obs)  # once: student, anchor and buffer all take the same tokens
             mean = self.student.bfm(inputs).clamp(-CLAMP, CLAMP)
             walk = torch.from_numpy(task.mode == WALK)
-            label = torch.where(walk[:, None], obs["teacher_action"], self.anchor.bfm(inputs).clamp(-CLAMP, CLAMP))
+            taught = walk if cfg.walk_labels == "controller" else torch.zeros_like(walk)  # the controller's rows
+            label = torch.where(taught[:, None], obs["teacher_action"], self.anchor.bfm(inputs).clamp(-CLAMP, CLAMP))
             if self.idle_anchor is not None:
                 idle = torch.from_numpy(task.mode == IDLE)
                 label = torch.where(idle[:, None], self.idle_anchor.bfm(inputs).clamp(-CLAMP, CLAMP), label)
-            share = beta * walk.float()[:, None]  # the controller's share of the executed walk actions
+            share = beta * taught.float()[:, None]  # the controller's share of the executed walk actions
             executed = share * label + (1 - share) * mean
             executed = executed + cfg.exec_noise * torch.randn(executed.shape, generator=self.gen)
             self.buffer.add({**inputs, "label": label})  # copied into the ring
