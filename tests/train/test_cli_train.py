@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -36,6 +37,19 @@ def test_pretrain_writes_a_loadable_bfm_and_resumes(tmp_path):
     _ok(["pretrain", "--num-envs", "4", "--steps", "256", "--out", str(warm), "--resume", "--teacher-coef", "0"])
     _, info = load_bfm(warm / "checkpoints" / "last.safetensors")
     assert info["env_steps"] == 256 and info["init_env_steps"] == 256
+
+
+def test_pretrain_takes_a_prompt_mix_and_pushes(tmp_path):
+    # a standing / push specialist: idle prompts only, frequent hard pushes, no teachers
+    out = tmp_path / "push"
+    _ok(["pretrain", "--num-envs", "4", "--steps", "128", "--out", str(out), "--mode-probs", "1,0,0",
+         "--push-interval", "2", "--push-speed", "0.3,0.8", "--teacher-coef", "0"])
+    modes = np.load(out / "checkpoints" / "last_env.npz")["task/mode"]
+    assert modes.shape == (4,) and (modes == 0).all()  # every env is in an idle prompt
+    for bad, match in ((["--mode-probs", "0,0,0"], "at least one"), (["--push-speed", "0.8,0.3"], "LOW"),
+                       (["--mode-probs", "1,0"], "3 comma-separated")):  # fmt: skip
+        res = runner.invoke(app, ["pretrain", "--steps", "128", "--out", str(tmp_path / "bad"), *bad])
+        assert res.exit_code != 0 and match in str(res.exception)
 
 
 def test_resumed_pretraining_takes_the_teacher_setting_of_this_invocation(tmp_path):

@@ -12,6 +12,7 @@ import typer
 
 from tt_deploy.cli import app
 from tt_deploy.cli._output import console, print_table, write_json
+from tt_deploy.errors import InputError
 
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON to this path.")]
 
@@ -68,7 +69,6 @@ def train_cmd(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every iteration.")] = False,
 ) -> None:
     """Train a task token through the frozen BFM with PPO (or a baseline, with --method)."""
-    from tt_deploy.errors import InputError
     from tt_deploy.train.task_token import TrainConfig, train_skill
 
     if sim != "mujoco":
@@ -102,6 +102,19 @@ def train_cmd(
     print_table("training runs", rows)
 
 
+def _floats(option: str, text: str | None, n: int) -> tuple[float, ...] | None:
+    """'a,b,c' -> (a, b, c), n non-negative numbers, or a typed error naming the option."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != n or any(v < 0 for v in values):
+        raise InputError(f"{option} {text!r}: expected {n} comma-separated numbers >= 0")
+    return values
+
+
 @app.command("pretrain")
 def pretrain_cmd(
     config: Annotated[str, typer.Option(help="BFM configuration (small is the CPU one).")] = "small",
@@ -119,6 +132,11 @@ def pretrain_cmd(
                                                            "default 0.1; needs --teacher-coef > 0).")] = None,
     gait_drive: Annotated[float | None, typer.Option(help="Share of walk prompts the walking controller walks "
                                                           "itself (cloned on its own states; default 1).")] = None,
+    mode_probs: Annotated[str | None, typer.Option(help="Prompt mix IDLE,REACH,WALK (default 0.3,0.35,0.35); "
+                                                        "1,0,0 trains a standing / push specialist.")] = None,
+    push_interval: Annotated[float | None, typer.Option(help="Mean seconds between random pushes (0 = none; "
+                                                             "default 3).")] = None,
+    push_speed: Annotated[str | None, typer.Option(help="Push speeds LOW,HIGH in m/s (default 0.2,0.8).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every iteration.")] = False,
 ) -> None:
     """Pretrain a BFM on random prompts (idle / reach / walk); resumable, checkpoints every 10 iterations."""
@@ -127,6 +145,15 @@ def pretrain_cmd(
     _logging(verbose)
     cfg = with_overrides(PretrainConfig(), config=config, steps=steps, num_envs=num_envs, seed=seed,
                          teacher_coef=teacher_coef, gait_weight=gait_weight, gait_drive=gait_drive)
+    cur = {"mode_probs": _floats("--mode-probs", mode_probs, 3), "push_interval_s": push_interval,
+           "push_speed": _floats("--push-speed", push_speed, 2)}  # fmt: skip
+    if cur["mode_probs"] is not None and sum(cur["mode_probs"]) == 0:
+        raise InputError("--mode-probs: at least one prompt mode needs a share > 0")
+    if cur["push_speed"] is not None and cur["push_speed"][0] > cur["push_speed"][1]:
+        raise InputError(f"--push-speed {push_speed!r}: LOW must be <= HIGH")
+    if push_interval is not None and push_interval < 0:
+        raise InputError(f"--push-interval must be >= 0 (0 = no pushes), got {push_interval}")
+    cfg = replace(cfg, curriculum=replace(cfg.curriculum, **{k: v for k, v in cur.items() if v is not None}))
     with _progress(steps) as progress:
         result = pretrain(cfg, out, resume=resume, init_bfm=init_bfm, progress=progress)
     console.print(f"BFM checkpoint: {out / 'checkpoints' / 'last.safetensors'}  ({result['env_steps']:,} env steps)")
@@ -155,7 +182,6 @@ def pretrain_dagger_cmd(
     """Distil the walking controller into a BFM with DAgger (the BFM walks, the controller labels;
     idle and reach prompts keep the starting BFM's actions); resumable, checkpoints every round.
     Needs ~4.2 GB of RAM for its sample buffer."""
-    from tt_deploy.errors import InputError
     from tt_deploy.models.checkpoints import DEFAULT_BFM_PATH
     from tt_deploy.train.dagger import DaggerConfig, dagger
 

@@ -153,6 +153,8 @@ class DaggerTrainer:
         self.opt = torch.optim.Adam(self.student.bfm.parameters(), lr=cfg.lr)
         self.average = copy.deepcopy(bfm).eval() if cfg.ema > 0 else None  # the shipped weights (EMA)
         sim = MujocoSimulator(cfg.num_envs, nthread=cfg.nthread, seed=cfg.seed)
+        # the controller runs even with walk_labels="anchor": it also keeps pushes out of walk prompts
+        # (PromptTask._pushable), part of what the v7 run trained on
         self.task = PromptTask(cfg.num_envs, cfg.curriculum, teacher=True, gait_weight=1.0)
         self.env = TaskEnv(sim, self.task, seed=cfg.seed)
         self.buffer = Buffer(cfg.buffer_size)

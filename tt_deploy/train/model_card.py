@@ -61,7 +61,11 @@ v6 is two more runs (beta 0.6, x0.93 a round, floor 0.1), each anchored on its o
 rounds from v5 with the controller's third tuning (0.58 m/s at a 1 m/s command), then 40 rounds with
 its fourth (a stiff torso loop that holds a forward lean, and turn-then-speed-up: 0.70 m/s straight,
 0.62-0.64 m/s with directions up to +-90 deg off the heading); the shipped round was picked from
-snapshots every 5 rounds by this evaluation (docs/training.md has every snapshot and two more seeds)."""
+snapshots every 5 rounds by this evaluation (docs/training.md has every snapshot and two more seeds).
+v7 adds a push-recovery specialist: PPO from v6 on idle prompts only (pushes of 0.3-0.8 m/s every ~2 s,
+no teachers; 0.57 M steps: walk and reach forgotten, pushes 75 -> 84-86 % on 256 episodes), then 30
+DAgger rounds from v6 (`--idle-bfm`, `--walk-labels anchor`) labelling idle prompts with the specialist
+and walk / reach prompts with v6 itself; shipped from the last round (no pick)."""
 
 
 def _panels(header: list[str]) -> list[tuple[str, str]]:
