@@ -11,10 +11,10 @@ and every round trains on all labels so far. Each round:
    copy: the "anchor" that keeps standing, push recovery and reaching as they were);
 3. append to a FIFO buffer and take `updates_per_round` Adam steps of squared error on it.
 `beta` decays each round; normalisers stay frozen. With `ema` > 0 the checkpoints hold an exponential
-moving average of the student's weights (updated once a round) instead of the student itself: single
-rounds trade falls for speed (the walk row of snapshots 5 rounds apart varied 16-52 %) and a plain
-average of rounds 40/45/50 walked 4 points better over three evaluation seeds than round 40 alone.
-The student keeps collecting (DAgger needs the states of the policy being trained). The walk statistics of a round (falls, speed) are
+moving average of the student's weights (updated once a round) instead of the student itself, since
+single rounds trade falls for speed (snapshots 5 rounds apart walked 16-52 %); the student keeps
+collecting (DAgger needs the states of the policy being trained). Off by default: its one run (0.8,
+50 rounds from v6) walked slower than v6. The walk statistics of a round (falls, speed) are
 of the executed blend, not of the BFM alone (beta of the actions are the controller's). The buffer
 holds ~16.5 KB a sample (the BFM's input tokens): ~4.2 GB of RAM at the default 256 k. Checkpoints
 every round; `--resume` continues from the last round's weights and optimiser with an empty buffer
