@@ -102,8 +102,8 @@ def train_cmd(
     print_table("training runs", rows)
 
 
-def _floats(option: str, text: str | None, n: int) -> tuple[float, ...] | None:
-    """'a,b,c' -> (a, b, c), n non-negative numbers, or a typed error naming the option."""
+def _floats(option: str, text: str | None, n: int, form: str = "") -> tuple[float, ...] | None:
+    """'a,b,c' -> (a, b, c), n non-negative numbers, or a typed error naming the option (and `form`)."""
     if text is None:
         return None
     try:
@@ -111,7 +111,7 @@ def _floats(option: str, text: str | None, n: int) -> tuple[float, ...] | None:
     except ValueError:
         values = ()
     if len(values) != n or any(v < 0 for v in values):
-        raise InputError(f"{option} {text!r}: expected {n} comma-separated numbers >= 0")
+        raise InputError(f"{option} {text!r}: expected {form or f'{n} comma-separated numbers >= 0'}")
     return values
 
 
@@ -186,14 +186,9 @@ def pretrain_dagger_cmd(
     from tt_deploy.train.dagger import DaggerConfig, dagger
 
     _logging(verbose)
-    kw = {k: v for k, v in {"rounds": rounds, "num_envs": num_envs, "ema": ema,
-                                 "walk_labels": walk_labels}.items() if v is not None}
-    if beta is not None:
-        try:
-            kw["beta"] = tuple(float(x) for x in beta.split(","))
-        except ValueError:
-            raise InputError(f"--beta {beta!r}: expected three numbers START,DECAY,FLOOR") from None
-    cfg = DaggerConfig(seed=seed, **kw)
+    given = {"rounds": rounds, "num_envs": num_envs, "ema": ema, "walk_labels": walk_labels,
+             "beta": _floats("--beta", beta, 3, form="three numbers START,DECAY,FLOOR")}
+    cfg = DaggerConfig(seed=seed, **{k: v for k, v in given.items() if v is not None})
 
     def stats(row: dict) -> str:
         if "beta" not in row:  # the starting row of a resumed run
