@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from tt_deploy import spec
 from tt_deploy.errors import InputError
 from tt_deploy.models.checkpoints import DEFAULT_BFM_PATH, load_bfm, save_bfm
 from tt_deploy.spec import ACTION_DIM
@@ -173,3 +174,47 @@ def test_walk_labels_from_the_anchor_leave_the_controller_out(tmp_path):
     torch.testing.assert_close(trainer.buffer.data["label"][: trainer.buffer.size], anchor, atol=0, rtol=0)
     with pytest.raises(InputError, match="walk_labels"):
         replace(TINY, walk_labels="teacher")
+
+
+def test_reach_labels_from_ik_replace_only_the_prompted_arm(tmp_path):
+    cfg = replace(MIXED, steps_per_round=1, reach_labels="ik", walk_labels="anchor",
+                  curriculum=replace(MIXED.curriculum, mode_probs=(1, 3, 1), reach_task_share=1.0))
+    trainer = DaggerTrainer(cfg, DEFAULT_BFM_PATH, tmp_path)
+    trainer._obs = obs = to_torch(trainer.env.reset())
+    task = trainer.task
+    reach = np.flatnonzero(task.mode == MODES.index("reach"))
+    assert reach.size and (task.hand[reach] == spec.BODY_NAMES.index("R_Hand")).all()  # the task's right hand
+    row = trainer.collect()
+    label = trainer.buffer.data["label"][: trainer.buffer.size]
+    with torch.no_grad():
+        anchor = trainer.anchor.action_mean(obs).clamp(-1, 1)
+    for e in range(cfg.num_envs):
+        arm = task.teacher_joints[e] if e in reach else np.zeros(0, np.int64)
+        rest = np.setdiff1d(np.arange(ACTION_DIM), arm)
+        torch.testing.assert_close(label[e, rest], anchor[e, rest], atol=0, rtol=0)
+        if e in reach:
+            torch.testing.assert_close(label[e, arm], torch.from_numpy(task.teacher_act[e]).float(), atol=0, rtol=0)
+    assert not torch.allclose(label[reach], anchor[reach])  # the IK arm is not what the anchor does
+    assert 0 < row["reach_hand_dist"] < 3
+    assert "reach arms from IK" in trainer.recipe
+    with pytest.raises(InputError, match="reach_labels"):
+        replace(TINY, reach_labels="teacher")
+    with pytest.raises(InputError, match="reach_task_share"):
+        replace(TINY, curriculum=replace(TINY.curriculum, reach_task_share=1.5))
+
+
+def test_ik_step_labels_give_far_reach_goals_the_controllers_legs(tmp_path):
+    cfg = replace(MIXED, num_envs=12, steps_per_round=1, reach_labels="ik-step", walk_labels="anchor",
+                  curriculum=replace(MIXED.curriculum, mode_probs=(0, 1, 0), reach_task_share=1.0))
+    trainer = DaggerTrainer(cfg, DEFAULT_BFM_PATH, tmp_path)
+    trainer._obs = obs = to_torch(trainer.env.reset())
+    far = trainer.task.out_of_reach(trainer.env.sim.body_state())
+    assert far.any() and (~far).any()
+    trainer.collect()
+    label = trainer.buffer.data["label"][: trainer.buffer.size]
+    legs = teacher_joint_ids()
+    with torch.no_grad():
+        anchor = trainer.anchor.action_mean(obs).clamp(-1, 1)
+    torch.testing.assert_close(label[far][:, legs], obs["teacher_action"][far][:, legs], atol=0, rtol=0)
+    torch.testing.assert_close(label[~far][:, legs], anchor[~far][:, legs], atol=0, rtol=0)
+    assert "legs walking to far goals" in trainer.recipe

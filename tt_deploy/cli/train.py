@@ -172,6 +172,13 @@ def pretrain_dagger_cmd(
                                                        "specialist) instead of --init-bfm. Repeat it on --resume.")] = None,
     walk_labels: Annotated[str | None, typer.Option(help="Who labels walk prompts: controller (default) or anchor "
                                                          "(the --init-bfm's own walk, e.g. beside --idle-bfm).")] = None,
+    reach_labels: Annotated[str | None, typer.Option(help="Who labels reach prompts: anchor (default: the --init-bfm), "
+                                                          "ik (the anchor, the prompted arm from the IK teacher) or "
+                                                          "ik-step (also: the walking controller's legs toward goals "
+                                                          "beyond the arm).")] = None,
+    reach_task_share: Annotated[float | None, typer.Option(help="Share of reach goals drawn like the reach task's "
+                                                                "targets (right hand, root xy +-0.75 m, 0.05-1.6 m "
+                                                                "high); default 0.")] = None,
     ema: Annotated[float | None, typer.Option(help="Checkpoints hold an exponential moving average of the student, "
                                                    "this decay a round (0.8 ~ the last 5 rounds); default 0 = "
                                                    "the student itself.")] = None,
@@ -187,8 +194,10 @@ def pretrain_dagger_cmd(
 
     _logging(verbose)
     given = {"rounds": rounds, "num_envs": num_envs, "ema": ema, "walk_labels": walk_labels,
-             "beta": _floats("--beta", beta, 3, form="three numbers START,DECAY,FLOOR")}
+             "reach_labels": reach_labels, "beta": _floats("--beta", beta, 3, form="three numbers START,DECAY,FLOOR")}
     cfg = DaggerConfig(seed=seed, **{k: v for k, v in given.items() if v is not None})
+    if reach_task_share is not None:
+        cfg = replace(cfg, curriculum=replace(cfg.curriculum, reach_task_share=reach_task_share))
 
     def stats(row: dict) -> str:
         if "beta" not in row:  # the starting row of a resumed run

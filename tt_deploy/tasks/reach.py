@@ -20,6 +20,18 @@ from tt_deploy.tasks.random import rows
 
 REACH_BODY_ID = spec.BODY_NAMES.index("R_Hand")
 SUCCESS_RADIUS = 0.2  # m
+XY_RANGE = 0.75  # m, per axis around the root
+HEIGHT_RANGE = (0.05, 1.6)  # m above the ground
+
+
+def sample_reach_targets(rng, pelvis_xy: np.ndarray, ground_height, xy_range: float = XY_RANGE,
+                         height_range: tuple[float, float] = HEIGHT_RANGE) -> np.ndarray:
+    """(n, 3) world targets as the reference reach task draws them (root xy + U(-r, r) per axis, z =
+    ground + U(lo, hi)); BFM pretraining prompts some of its reach goals from here too."""
+    n = len(pelvis_xy)
+    xy = pelvis_xy + rng.uniform(-xy_range, xy_range, (n, 2))
+    z = ground_height(xy) + rng.uniform(*height_range, n)
+    return np.concatenate([xy, z[:, None]], axis=-1)
 
 
 class ReachTask(GraceTask):
@@ -29,8 +41,8 @@ class ReachTask(GraceTask):
     feature_dim = 3
     grace_steps = 60
 
-    def __init__(self, num_envs: int, *, current_pose: bool = False, xy_range: float = 0.75,
-                 height_range: tuple[float, float] = (0.05, 1.6), change_steps: tuple[int, int] = (150, 300),
+    def __init__(self, num_envs: int, *, current_pose: bool = False, xy_range: float = XY_RANGE,
+                 height_range: tuple[float, float] = HEIGHT_RANGE, change_steps: tuple[int, int] = (150, 300),
                  prior: bool = False):
         super().__init__(num_envs, current_pose=current_pose)
         self.prior = bool(prior)
@@ -45,9 +57,8 @@ class ReachTask(GraceTask):
     def _sample_targets(self, env_ids, state, sim, rng) -> None:
         rng = rows(rng, env_ids)  # per-env streams (tasks/random.py)
         n = len(env_ids)
-        xy = state.pos[env_ids, PELVIS_ID, :2] + rng.uniform(-self.xy_range, self.xy_range, (n, 2))
-        z = sim.ground_height(xy) + rng.uniform(*self.height_range, n)
-        self.target[env_ids] = np.concatenate([xy, z[:, None]], axis=-1)
+        self.target[env_ids] = sample_reach_targets(rng, state.pos[env_ids, PELVIS_ID, :2], sim.ground_height,
+                                                    self.xy_range, self.height_range)  # fmt: skip
         self.change_at[env_ids] = self.progress[env_ids] + rng.integers(*self.change_steps, size=n)
         self._start_grace(env_ids)
 

@@ -38,6 +38,7 @@ from tt_deploy.hashing import sha256_file
 from tt_deploy.models.checkpoints import load_bfm, pretraining_cost, save_bfm
 from tt_deploy.tasks.base import PELVIS_ID
 from tt_deploy.tasks.env import TaskEnv
+from tt_deploy.train.gait_teacher import teacher_joint_ids
 from tt_deploy.train.policies import PretrainPolicy
 from tt_deploy.train.pretrain_task import MODES, PromptCurriculum, PromptTask
 from tt_deploy.train.run_log import RunLog
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 RECIPE = "walk DAgger v1"
 WALK = MODES.index("walk")
 IDLE = MODES.index("idle")
+REACH = MODES.index("reach")
 CLAMP = spec.ACTION_CLAMP
 
 
@@ -75,6 +77,11 @@ class DaggerConfig:
     # who labels walk prompts: "controller" (the walking controller's row) or "anchor" (the starting BFM,
     # like idle and reach: keeps its walk while --idle-bfm teaches another idle behaviour)
     walk_labels: str = "controller"
+    # who labels reach prompts: "anchor" (the starting BFM); "ik" (the anchor, but the prompted arm's 6
+    # shoulder / elbow hinges from the IK teacher, train/reach_teacher.py: reaching the goals the anchor misses,
+    # e.g. the reference reach task's targets with curriculum.reach_task_share > 0); "ik-step" (also, for
+    # goals beyond the arm, the walking controller's legs and trunk walking toward them: PromptTask.reach_step)
+    reach_labels: str = "anchor"
     # checkpoints hold an EMA of the student's weights, ema x average + (1 - ema) x student, once a round
     # (0 = the student itself; 0.8 averages ~5 rounds)
     ema: float = 0.0
@@ -94,6 +101,10 @@ class DaggerConfig:
             raise InputError(f"DAgger keep_every must be >= 0 (0 = keep only the last), got {self.keep_every}")
         if self.walk_labels not in ("controller", "anchor"):
             raise InputError(f"DAgger walk_labels must be 'controller' or 'anchor', got {self.walk_labels!r}")
+        if self.reach_labels not in ("anchor", "ik", "ik-step"):
+            raise InputError(f"DAgger reach_labels must be 'anchor', 'ik' or 'ik-step', got {self.reach_labels!r}")
+        if not 0 <= self.curriculum.reach_task_share <= 1:
+            raise InputError(f"DAgger reach_task_share must be in [0, 1], got {self.curriculum.reach_task_share}")
         if not 0 <= self.ema < 1:
             raise InputError(f"DAgger ema must be in [0, 1) (0 = off), got {self.ema}")
         if self.exec_noise < 0 or self.lr <= 0:
@@ -150,12 +161,17 @@ class DaggerTrainer:
                 p.requires_grad_(False)
             self.idle_sha256 = sha256_file(idle_bfm)
             self.recipe += f" (idle labels from BFM {self.idle_sha256[:12]})"
+        if cfg.reach_labels != "anchor":
+            self.recipe += (f" (reach arms from IK{', legs walking to far goals' if cfg.reach_labels == 'ik-step' else ''}"
+                            f", {cfg.curriculum.reach_task_share:.0%} of reach goals task-like)")
         self.opt = torch.optim.Adam(self.student.bfm.parameters(), lr=cfg.lr)
         self.average = copy.deepcopy(bfm).eval() if cfg.ema > 0 else None  # the shipped weights (EMA)
         sim = MujocoSimulator(cfg.num_envs, nthread=cfg.nthread, seed=cfg.seed)
         # the controller runs even with walk_labels="anchor": it also keeps pushes out of walk prompts
         # (PromptTask._pushable), part of what the v7 run trained on
-        self.task = PromptTask(cfg.num_envs, cfg.curriculum, teacher=True, gait_weight=1.0)
+        self.task = PromptTask(cfg.num_envs, cfg.curriculum, teacher=True, gait_weight=1.0,
+                               reach_step=cfg.reach_labels == "ik-step")
+        self._leg_joint = torch.from_numpy(teacher_joint_ids()[:1])  # a hinge only the controller supervises
         self.env = TaskEnv(sim, self.task, seed=cfg.seed)
         self.buffer = Buffer(cfg.buffer_size)
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -173,7 +189,8 @@ class DaggerTrainer:
             self._obs = to_torch(self.env.reset())
         self.student.eval()
         sums = dict.fromkeys(("walk_steps", "walk_speed_steps", "walk_falls", "walk_speed", "walk_err", "other_steps",
-                              "other_falls", "other_err", "other_falls_after_walk"), 0.0)  # fmt: skip
+                              "other_falls", "other_err", "other_falls_after_walk", "reach_steps", "reach_dist"),
+                             0.0)  # fmt: skip
         for _ in range(cfg.steps_per_round):
             obs = self._obs
             inputs = self.student._inputs(obs)  # once: student, anchor and buffer all take the same tokens
@@ -184,6 +201,10 @@ class DaggerTrainer:
             if self.idle_anchor is not None:
                 idle = torch.from_numpy(task.mode == IDLE)
                 label = torch.where(idle[:, None], self.idle_anchor.bfm(inputs).clamp(-CLAMP, CLAMP), label)
+            if cfg.reach_labels != "anchor":  # the teacher where it supervises a reach prompt (IK arm; stepping legs)
+                supervised = torch.from_numpy(task.mode == REACH)[:, None] & (obs["teacher_weight"] > 0)
+                label = torch.where(supervised, obs["teacher_action"], label)
+                taught = taught | supervised[:, self._leg_joint].any(-1)  # walked toward: blended like walks
             share = beta * taught.float()[:, None]  # the controller's share of the executed walk actions
             executed = share * label + (1 - share) * mean
             executed = executed + cfg.exec_noise * torch.randn(executed.shape, generator=self.gen)
@@ -202,14 +223,17 @@ class DaggerTrainer:
                 "other_falls_after_walk_share": (sums["other_falls_after_walk"] / sums["other_falls"]
                                                  if sums["other_falls"] else float("nan")),
                 "mse_walk": sums["walk_err"] / max(sums["walk_steps"], 1),
-                "mse_other": sums["other_err"] / max(sums["other_steps"], 1)}  # fmt: skip
+                "mse_other": sums["other_err"] / max(sums["other_steps"], 1),
+                # m, the prompted hand to its target over the reach prompts' steps (approach included)
+                "reach_hand_dist": sums["reach_dist"] / sums["reach_steps"] if sums["reach_steps"] else float("nan")}
 
     def _count(self, sums: dict, step, walk: np.ndarray, err: np.ndarray) -> None:
         """Accumulate one step's falls, walking speed and label error, per prompt kind. Envs that just
         ended are already reset (new state, new prompt): they count for falls, not for speed."""
         fell = step.info["fell"] & step.done
         other = ~walk
-        vel = self.env.sim.body_state().lin_vel[:, PELVIS_ID, :2]
+        state = self.env.sim.body_state()
+        vel = state.lin_vel[:, PELVIS_ID, :2]
         speed = np.where(step.done, 0.0, np.sum(vel * self.task.walk_dir, -1))
         after_walk = self._since_walk < 2.0 / spec.CONTROL_DT  # stopping a walk is the hard part of idle
         sums["walk_steps"] += walk.sum()
@@ -221,6 +245,9 @@ class DaggerTrainer:
         sums["other_falls"] += (fell & other).sum()
         sums["other_err"] += err[other].sum()
         sums["other_falls_after_walk"] += (fell & other & after_walk).sum()
+        reach = (self.task.mode == REACH) & ~step.done
+        sums["reach_steps"] += reach.sum()
+        sums["reach_dist"] += self.task.hand_distance(state)[reach].sum()
         self._since_walk = np.where(walk, 0, self._since_walk + 1)
         self._since_walk[step.done] = 10**6
 

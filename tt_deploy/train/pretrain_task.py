@@ -28,9 +28,14 @@ from tt_deploy.sim.prompts import FAR_SLOT, HEADING_ENTRY, hidden_targets
 from tt_deploy.sim.rotations import quat_about_z, quat_rotate
 from tt_deploy.tasks.base import PELVIS_ID, Task, root_heading, root_velocity, unit_from_angle, wrap_angle
 from tt_deploy.tasks.random import rows
+from tt_deploy.tasks.reach import sample_reach_targets
 
 MODES = ("idle", "reach", "walk")
 R_HAND, L_HAND = spec.BODY_NAMES.index("R_Hand"), spec.BODY_NAMES.index("L_Hand")
+R_SHOULDER, L_SHOULDER = spec.BODY_NAMES.index("R_Shoulder"), spec.BODY_NAMES.index("L_Shoulder")
+# reach_step: a hand target farther than this from its shoulder (horizontally, m) is walked toward, at
+# GAIN x (distance - DIST) + MIN m/s, at most MAX (the arm is ~0.55 m long)
+REACH_STEP_DIST, REACH_STEP_GAIN, REACH_STEP_MIN, REACH_STEP_MAX = 0.45, 1.0, 0.3, 0.7
 FEET = [spec.BODY_NAMES.index(b) for b in ("L_Ankle", "R_Ankle")]
 ENTRY = {b: i for i, b in enumerate(spec.CONDITIONABLE_BODIES)}
 
@@ -46,6 +51,9 @@ class PromptCurriculum:
     reach_height: tuple[float, float] = (0.6, 1.6)  # m above ground
     reach_blend: float = 1.0  # target = hand + U(blend_min, blend) x (sampled point - hand): a distance curriculum
     reach_blend_min: float = 0.0  # evaluation uses 1.0: always the sampled point itself
+    # share of reach goals drawn like the reference reach task's targets (right hand, root xy +-0.75 m,
+    # 0.05-1.6 m high: tasks/reach.py), the prompts a reach task token's prior sends; many are beyond the arm
+    reach_task_share: float = 0.0
     walk_speed: tuple[float, float] = (0.3, 1.2)  # m/s
     walk_lookahead: float = 1.0  # s
     push_interval_s: float = 4.0  # mean time between random horizontal kicks (0 = none)
@@ -59,10 +67,13 @@ class PromptTask(Task):
     feature_dim = 0
 
     def __init__(self, num_envs: int, curriculum: PromptCurriculum | None = None, *, teacher: bool = False,
-                 gait_weight: float = 0.0, gait_drive: float = 0.0):
+                 gait_weight: float = 0.0, gait_drive: float = 0.0, reach_step: bool = False):
         super().__init__(num_envs)
         self.cur = curriculum or PromptCurriculum()
         self.use_teacher = teacher
+        # reach goals beyond the arm: the walking controller walks toward them (legs and trunk, gait_weight)
+        # and the IK arm is re-solved every step on the moving body
+        self.reach_step = bool(reach_step)
         self.gait_weight = float(gait_weight)
         self.gait_drive = float(gait_drive)  # probability that the controller itself walks a walk prompt
         self.teacher_drive = np.zeros(num_envs, dtype=bool)
@@ -84,7 +95,7 @@ class PromptTask(Task):
 
     # --- goals --------------------------------------------------------------------------------
     def _sample(self, env_ids: np.ndarray, state, sim, rng: np.random.Generator) -> None:
-        rng = rows(rng, env_ids)  # per-env streams (tasks/random.py)
+        streams, rng = rng, rows(rng, env_ids)  # per-env streams (tasks/random.py)
         n, cur = len(env_ids), self.cur
         self.mode[env_ids] = rng.choice(len(MODES), size=n, p=np.asarray(cur.mode_probs) / sum(cur.mode_probs))
         self.change_at[env_ids] = self.progress[env_ids] + rng.integers(*cur.change_steps, size=n)
@@ -104,14 +115,19 @@ class PromptTask(Task):
         self.reach_deadline[env_ids] = self.progress[env_ids] * spec.CONTROL_DT + rng.uniform(*cur.reach_time, n)
         self.hand_dist_min[env_ids] = np.inf
         self.prev_hand_dist[env_ids] = np.nan
-        if self.use_teacher:
-            self._solve_ik(env_ids[self.mode[env_ids] == MODES.index("reach")], sim)
         # walk: a direction within +-90 deg of the current heading, at a curriculum speed
         self.walk_dir[env_ids] = unit_from_angle(h + rng.uniform(-np.pi / 2, np.pi / 2, n))
         self.walk_speed[env_ids] = rng.uniform(*cur.walk_speed, n)
         if self.gait_drive > 0:  # drawn last: runs without it keep their random streams
             walk = self.mode[env_ids] == MODES.index("walk")
             self.teacher_drive[env_ids] = walk & (rng.random(n) < self.gait_drive)
+        if cur.reach_task_share > 0:  # drawn after that, for the same reason
+            task_like = env_ids[(self.mode[env_ids] == MODES.index("reach")) & (rng.random(n) < cur.reach_task_share)]
+            self.hand[task_like] = R_HAND
+            pelvis_xy = state.pos[task_like, PELVIS_ID, :2]
+            self.hand_target[task_like] = sample_reach_targets(rows(streams, task_like), pelvis_xy, sim.ground_height)
+        if self.use_teacher:
+            self._solve_ik(env_ids[self.mode[env_ids] == MODES.index("reach")], sim)
 
     def _reset_goals(self, env_ids, state, sim, rng) -> None:
         self.pelvis_height[env_ids] = state.pos[env_ids, PELVIS_ID, 2]
@@ -144,7 +160,8 @@ class PromptTask(Task):
         """Envs that may be kicked: not walk prompts while the walking controller teaches (it recovers
         from few pushes: 22 % of its walks stay up under 0.5 m/s kicks every ~2 s)."""
         if self.use_teacher and self.gait_weight > 0:
-            return self.mode != MODES.index("walk")
+            stepping = MODES.index("reach") if self.reach_step else -1  # reach goals may be walked to
+            return (self.mode != MODES.index("walk")) & (self.mode != stepping)
         return np.ones(self.num_envs, dtype=bool)
 
     def _solve_ik(self, env_ids: np.ndarray, sim) -> np.ndarray:
@@ -183,18 +200,45 @@ class PromptTask(Task):
         action = np.zeros((n, spec.ACTION_DIM), np.float32)
         weight = np.zeros((n, spec.ACTION_DIM), np.float32)
         idx = np.flatnonzero(self.mode == MODES.index("reach"))
+        if self.reach_step:
+            self._solve_ik(idx, sim)
         rows_ = idx[:, None]
         action[rows_, self.teacher_joints[idx]] = self.teacher_act[idx]
         weight[rows_, self.teacher_joints[idx]] = 1.0
         if self.gait is not None and self.gait_weight > 0:  # runs every step in every env: its state machine follows
-            joints, legs = self.gait.actions(state, sim.joint_state()[0], sim.contact_forces(), self.walk_dir,
-                                             self.walk_speed)  # fmt: skip
-            walk = np.flatnonzero(self.mode == MODES.index("walk"))[:, None]
+            walk_dir, walk_speed, far = self._gait_command(state)
+            joints, legs = self.gait.actions(state, sim.joint_state()[0], sim.contact_forces(), walk_dir, walk_speed)
+            walk = np.flatnonzero((self.mode == MODES.index("walk")) | far)[:, None]
             action[walk, joints] = legs[walk[:, 0]]
             weight[walk, joints] = self.gait_weight
             if self.gait_drive > 0:
                 return action, weight, self.teacher_drive & (self.mode == MODES.index("walk"))
         return action, weight
+
+    def out_of_reach(self, state) -> np.ndarray:
+        """(N,) reach envs whose hand target is horizontally farther than REACH_STEP_DIST from that hand's
+        shoulder: without reach_step always False."""
+        reach = self.mode == MODES.index("reach")
+        if not self.reach_step:
+            return np.zeros(self.num_envs, dtype=bool)
+        shoulder = np.where(self.hand == R_HAND, R_SHOULDER, L_SHOULDER)
+        d = self.hand_target[:, :2] - state.pos[np.arange(self.num_envs), shoulder, :2]
+        return reach & (np.linalg.norm(d, axis=-1) > REACH_STEP_DIST)
+
+    def _gait_command(self, state) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The controller's (walk_dir, speed) per env: the walk prompts' own, and for reach goals out of the arm's
+        reach (reach_step) from the shoulder toward the target, faster the farther it is; and that mask."""
+        far = self.out_of_reach(state)
+        if not far.any():
+            return self.walk_dir, self.walk_speed, far
+        shoulder = np.where(self.hand == R_HAND, R_SHOULDER, L_SHOULDER)
+        d = self.hand_target[far, :2] - state.pos[np.flatnonzero(far), shoulder[far], :2]
+        dist = np.linalg.norm(d, axis=-1)
+        walk_dir, speed = self.walk_dir.copy(), self.walk_speed.copy()
+        walk_dir[far] = d / dist[:, None]
+        speed[far] = np.clip(REACH_STEP_GAIN * (dist - REACH_STEP_DIST) + REACH_STEP_MIN, REACH_STEP_MIN,
+                             REACH_STEP_MAX)  # fmt: skip
+        return walk_dir, speed, far
 
     # --- prompt -------------------------------------------------------------------------------
     def prior_targets(self, state, sim):
