@@ -1,11 +1,13 @@
 """Measure what a BFM can do with the deterministic (mean) action on fixed seeds.
 
 Every ability runs in ONE batched simulation (per-env perturbations, per-env prompt modes), so
-the whole card costs one 10 s rollout of 6 x `episodes` envs:
+the whole card costs one 10 s rollout of 7 x `episodes` envs:
 - stand: no prompt, 10 s from the standing pose without falling - nominal, gravity x1.25,
   friction x0.5, and random pushes (a 0.5 m/s horizontal kick at 2.5 s, 5 s and 7.5 s);
 - reach: a right- or left-hand target within reach, prompted 0.6 s ahead; a new target every
   2 s (5 per env); success = the hand comes within 0.2 m of it during its 2 s without a fall;
+  also, without a goal, the same with the reference reach task's targets (right hand, root xy +-0.75 m,
+  0.05-1.6 m high; most beyond the arm), the prompts a reach task token's prior sends;
 - walk: pelvis target 1 s ahead moving at 1 m/s along a commanded direction for 10 s; success =
   average progress >= 0.6 m/s AND mean heading error < 30 deg AND each foot clears its standing
   height by > 3 cm in at least a third of the control steps (a sideways shuffle fails).
@@ -16,6 +18,7 @@ train/gait_teacher.py) acting itself: what a student of that teacher can hope fo
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -23,9 +26,11 @@ import torch
 from tt_deploy.models.bfm import BFM
 from tt_deploy.sim.perturbations import Perturbation
 from tt_deploy.stats import wilson_interval
-from tt_deploy.tasks.base import root_heading, wrap_angle
+from tt_deploy.tasks.base import PELVIS_ID, root_heading, wrap_angle
 from tt_deploy.tasks.env import TaskEnv
-from tt_deploy.train.pretrain_task import FEET, MODES, PromptCurriculum, PromptTask
+from tt_deploy.tasks.random import rows
+from tt_deploy.tasks.reach import sample_reach_targets
+from tt_deploy.train.pretrain_task import FEET, MODES, R_HAND, PromptCurriculum, PromptTask
 from tt_deploy.train.runner import to_torch
 
 log = logging.getLogger(__name__)
@@ -33,13 +38,27 @@ SECONDS = 10.0
 PUSH_STEPS = (75, 150, 225)  # 2.5 s, 5 s, 7.5 s
 PUSH_SPEED = 0.5  # m/s
 REACH_STEPS = 60  # 2 s per reach target
-GROUPS = (  # (ability, condition, mode, perturbation, pushes)
-    ("stand 10 s, no prompt", "nominal", "idle", None, False),
-    ("stand 10 s, no prompt", "gravity x1.25", "idle", Perturbation(gravity=1.25), False),
-    ("stand 10 s, no prompt", "friction x0.5", "idle", Perturbation(friction=0.5), False),
-    ("stand 10 s, no prompt", "random pushes 0.5 m/s", "idle", None, True),
-    ("hand to a target 0.6 s ahead (within 0.2 m)", "nominal", "reach", None, False),
-    ("walk 1 m/s, pelvis target 1 s ahead", "nominal", "walk", None, False),
+class Group(NamedTuple):
+    """One row of the ability table: `episodes` envs in one prompt mode under one condition."""
+
+    ability: str
+    condition: str
+    mode: str  # a MODES entry
+    perturbation: Perturbation | None = None
+    pushes: bool = False  # kicked at PUSH_STEPS
+    task_targets: bool = False  # reach targets drawn like the reach task's (tasks/reach.py), right hand
+
+
+GROUPS = (
+    Group("stand 10 s, no prompt", "nominal", "idle"),
+    Group("stand 10 s, no prompt", "gravity x1.25", "idle", Perturbation(gravity=1.25)),
+    Group("stand 10 s, no prompt", "friction x0.5", "idle", Perturbation(friction=0.5)),
+    Group("stand 10 s, no prompt", "random pushes 0.5 m/s", "idle", pushes=True),
+    Group("hand to a target 0.6 s ahead (within 0.2 m)", "nominal", "reach"),
+    # no goal: most of these targets are beyond the arm (the reach task token's targets; issue #4)
+    Group("reach-task target, right hand 0.6 s ahead (within 0.2 m)", "root xy +-0.75 m, 0.05-1.6 m high",
+          "reach", task_targets=True),
+    Group("walk 1 m/s, pelvis target 1 s ahead", "nominal", "walk"),
 )
 
 
@@ -47,13 +66,14 @@ class EvalPromptTask(PromptTask):
     """PromptTask with a fixed mode per env; reach envs get a new target every REACH_STEPS and
     book each finished target's closest approach."""
 
-    def __init__(self, modes: np.ndarray, *, controller: bool = False):
+    def __init__(self, modes: np.ndarray, *, controller: bool = False, task_targets: np.ndarray | None = None):
         cur = PromptCurriculum(reach_time=(0.6, 0.6), walk_speed=(1.0, 1.0), change_steps=(10**6, 10**6 + 1),
                                reach_blend_min=1.0, reach_blend=1.0,
                                push_interval_s=0.0)  # evaluation pushes are scheduled, not random
         # controller: walk envs carry the walking controller's actions (obs "teacher_action")
         super().__init__(len(modes), cur, teacher=controller, gait_weight=1.0 if controller else 0.0)
         self.fixed_mode = modes
+        self.task_targets = np.zeros(len(modes), bool) if task_targets is None else np.asarray(task_targets, bool)
         self.reach_results: list[tuple[int, float]] = []  # (env, min distance) per finished target
         self.ik_residuals: list[float] = []  # per finished target (same ones as reach_results): arm-only IK residual
         self.target_ik = np.full(len(modes), np.nan)  # the residual of each env's current target
@@ -72,6 +92,9 @@ class EvalPromptTask(PromptTask):
         self.ik_residuals += [float(self.target_ik[e]) for e in done]
         super()._sample(env_ids, state, sim, rng)
         self.mode[env_ids] = self.fixed_mode[env_ids]
+        like = env_ids[self.task_targets[env_ids]]
+        self.hand[like] = R_HAND
+        self.hand_target[like] = sample_reach_targets(rows(rng, like), state.pos[like, PELVIS_ID, :2], sim.ground_height)
         reach = env_ids[self.mode[env_ids] == MODES.index("reach")]
         self.change_at[reach] = self.progress[reach] + REACH_STEPS
         self._book_reachability(reach, sim)
@@ -102,7 +125,7 @@ def evaluate_walk_controller(episodes: int = 64, seed: int = 0, nthread: int = 2
     The walk group runs alone here, so its starts and commands differ from the BFM's walk row at the same
     seed: compare rates, not episodes. Marked `reference`: what the DAgger student can hope for, not an
     ability of the BFM."""
-    walk = [g for g in GROUPS if g[2] == "walk"]
+    walk = [g for g in GROUPS if g.mode == "walk"]
     row = _evaluate(lambda obs: obs["teacher_action"].float(), walk, episodes, seed, nthread, controller=True)[0]
     return {**row, "condition": "the walking controller itself (DAgger teacher)", "reference": True}
 
@@ -113,13 +136,13 @@ def _evaluate(act, groups, episodes: int, seed: int, nthread: int, controller: b
 
     e = episodes
     group = np.repeat(np.arange(len(groups)), e)
-    modes = np.array([MODES.index(groups[g][2]) for g in group])
-    perts = [groups[g][3] or Perturbation() for g in group]
+    modes = np.array([MODES.index(groups[g].mode) for g in group])
+    perts = [groups[g].perturbation or Perturbation() for g in group]
     sim = MujocoSimulator(len(group), nthread=nthread, perturbation=perts, seed=seed)
-    task = EvalPromptTask(modes, controller=controller)
+    task = EvalPromptTask(modes, controller=controller, task_targets=[groups[g].task_targets for g in group])
     env = TaskEnv(sim, task, episode_seconds=SECONDS + 1.0, seed=seed)  # no timeout inside the window
     rng = np.random.default_rng(seed)
-    pushed = np.flatnonzero([groups[g][4] for g in group])
+    pushed = np.flatnonzero([groups[g].pushes for g in group])
 
     step = env.reset()
     st0 = sim.body_state()
@@ -142,7 +165,7 @@ def _evaluate(act, groups, episodes: int, seed: int, nthread: int, controller: b
         end_pos = np.where(alive[:, None], st.pos[:, 0, :2], end_pos)
 
     rows = []
-    for g, (name, cond, mode, _, _) in enumerate(groups):
+    for g, (name, cond, mode, *_) in enumerate(groups):
         ids = np.flatnonzero(group == g)
         if mode == "idle":
             rows.append(_row(name, cond, ~fell[ids]))
