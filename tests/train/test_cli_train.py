@@ -163,3 +163,12 @@ def test_pretrain_dagger_rejects_a_missing_bfm(tmp_path):
 def test_pretrain_dagger_rejects_a_bad_beta(tmp_path):
     res = runner.invoke(app, ["pretrain-dagger", "--beta", "0.8,fast", "--out", str(tmp_path)])
     assert res.exit_code != 0 and "START,DECAY,FLOOR" in str(res.exception)
+
+
+@pytest.mark.parametrize("bad, match", [(["--reach-labels", "teacher"], "reach_labels"),
+                                        (["--reach-task-share", "1.5"], "--reach-task-share"),
+                                        (["--mode-probs", "0,0,0"], "at least one")])  # fmt: skip
+def test_pretrain_dagger_rejects_bad_prompt_options(tmp_path, bad, match):
+    res = runner.invoke(app, ["pretrain-dagger", "--rounds", "1", "--out", str(tmp_path), *bad])
+    assert res.exit_code != 0 and match in str(res.exception)
+    assert not (tmp_path / "checkpoints").exists()  # refused before any work

@@ -199,7 +199,7 @@ def test_reach_labels_from_ik_replace_only_the_prompted_arm(tmp_path):
     assert "reach arms from IK" in trainer.recipe
     with pytest.raises(InputError, match="reach_labels"):
         replace(TINY, reach_labels="teacher")
-    with pytest.raises(InputError, match="reach_task_share"):
+    with pytest.raises(InputError, match="--reach-task-share"):
         replace(TINY, curriculum=replace(TINY.curriculum, reach_task_share=1.5))
 
 

@@ -147,12 +147,6 @@ def pretrain_cmd(
                          teacher_coef=teacher_coef, gait_weight=gait_weight, gait_drive=gait_drive)
     cur = {"mode_probs": _floats("--mode-probs", mode_probs, 3), "push_interval_s": push_interval,
            "push_speed": _floats("--push-speed", push_speed, 2)}  # fmt: skip
-    if cur["mode_probs"] is not None and sum(cur["mode_probs"]) == 0:
-        raise InputError("--mode-probs: at least one prompt mode needs a share > 0")
-    if cur["push_speed"] is not None and cur["push_speed"][0] > cur["push_speed"][1]:
-        raise InputError(f"--push-speed {push_speed!r}: LOW must be <= HIGH")
-    if push_interval is not None and push_interval < 0:
-        raise InputError(f"--push-interval must be >= 0 (0 = no pushes), got {push_interval}")
     cfg = replace(cfg, curriculum=replace(cfg.curriculum, **{k: v for k, v in cur.items() if v is not None}))
     with _progress(steps) as progress:
         result = pretrain(cfg, out, resume=resume, init_bfm=init_bfm, progress=progress)
@@ -176,6 +170,7 @@ def pretrain_dagger_cmd(
                                                           "ik (the anchor, the prompted arm from the IK teacher) or "
                                                           "ik-step (also: the walking controller's legs toward goals "
                                                           "beyond the arm).")] = None,
+    mode_probs: Annotated[str | None, typer.Option(help="Prompt mix IDLE,REACH,WALK (default 0.25,0.25,0.5).")] = None,
     reach_task_share: Annotated[float | None, typer.Option(help="Share of reach goals drawn like the reach task's "
                                                                 "targets (right hand, root xy +-0.75 m, 0.05-1.6 m "
                                                                 "high); default 0.")] = None,
@@ -196,8 +191,8 @@ def pretrain_dagger_cmd(
     given = {"rounds": rounds, "num_envs": num_envs, "ema": ema, "walk_labels": walk_labels,
              "reach_labels": reach_labels, "beta": _floats("--beta", beta, 3, form="three numbers START,DECAY,FLOOR")}
     cfg = DaggerConfig(seed=seed, **{k: v for k, v in given.items() if v is not None})
-    if reach_task_share is not None:
-        cfg = replace(cfg, curriculum=replace(cfg.curriculum, reach_task_share=reach_task_share))
+    cur = {"reach_task_share": reach_task_share, "mode_probs": _floats("--mode-probs", mode_probs, 3)}
+    cfg = replace(cfg, curriculum=replace(cfg.curriculum, **{k: v for k, v in cur.items() if v is not None}))
 
     def stats(row: dict) -> str:
         if "beta" not in row:  # the starting row of a resumed run

@@ -103,8 +103,6 @@ class DaggerConfig:
             raise InputError(f"DAgger walk_labels must be 'controller' or 'anchor', got {self.walk_labels!r}")
         if self.reach_labels not in ("anchor", "ik", "ik-step"):
             raise InputError(f"DAgger reach_labels must be 'anchor', 'ik' or 'ik-step', got {self.reach_labels!r}")
-        if not 0 <= self.curriculum.reach_task_share <= 1:
-            raise InputError(f"DAgger reach_task_share must be in [0, 1], got {self.curriculum.reach_task_share}")
         if not 0 <= self.ema < 1:
             raise InputError(f"DAgger ema must be in [0, 1) (0 = off), got {self.ema}")
         if self.exec_noise < 0 or self.lr <= 0:

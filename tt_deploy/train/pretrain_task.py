@@ -59,6 +59,17 @@ class PromptCurriculum:
     push_interval_s: float = 4.0  # mean time between random horizontal kicks (0 = none)
     push_speed: tuple[float, float] = (0.1, 0.6)  # m/s
 
+    def __post_init__(self):  # the CLI options of the same names land here
+        if len(self.mode_probs) != len(MODES) or min(self.mode_probs) < 0 or sum(self.mode_probs) <= 0:
+            raise InputError(f"prompt mode_probs (--mode-probs) {self.mode_probs}: {len(MODES)} shares >= 0, "
+                             "at least one prompt mode needs a share > 0")  # fmt: skip
+        if self.push_speed[0] > self.push_speed[1]:
+            raise InputError(f"push_speed (--push-speed) {self.push_speed}: LOW must be <= HIGH")
+        if self.push_interval_s < 0:
+            raise InputError(f"push_interval_s (--push-interval) must be >= 0 (0 = no pushes), got {self.push_interval_s}")
+        if not 0 <= self.reach_task_share <= 1:
+            raise InputError(f"reach_task_share (--reach-task-share) must be in [0, 1], got {self.reach_task_share}")
+
 
 class PromptTask(Task):
     """Random prompts for N envs (see module docstring); `mode` (N,) indexes MODES."""
