@@ -77,7 +77,7 @@ def test_task_like_reach_goals_are_drawn_like_the_reach_tasks_targets():
     high), IK labels follow it; share 0 leaves the usual goals and their random streams untouched."""
     from dataclasses import replace
 
-    from tt_deploy.tasks.reach import HEIGHT_RANGE, XY_RANGE
+    from tt_deploy.tasks.reach import HEIGHT_RANGE, PRIOR_LEAD_S, XY_RANGE
 
     def goals(share):
         sim = MujocoSimulator(N, nthread=1, seed=3)
@@ -91,6 +91,8 @@ def test_task_like_reach_goals_are_drawn_like_the_reach_tasks_targets():
     assert (task.hand == spec.BODY_NAMES.index("R_Hand")).all()
     assert np.all(np.abs(task.hand_target[:, :2] - pelvis[:, :2]) <= XY_RANGE)
     assert np.all((task.hand_target[:, 2] >= HEIGHT_RANGE[0]) & (task.hand_target[:, 2] <= HEIGHT_RANGE[1]))
+    lead = task.reach_deadline - task.progress * spec.CONTROL_DT  # due like the reach task's prior prompt
+    assert np.all((lead >= PRIOR_LEAD_S[0]) & (lead <= PRIOR_LEAD_S[1])) and lead.max() > 1.0
     far = np.linalg.norm(task.hand_target[:, :2] - pelvis[:, :2], axis=-1) > 0.6
     assert far.any()  # wider than the usual goals (within 0.6 m of the shoulder line)
     ik = ArmIK(sim.hm)

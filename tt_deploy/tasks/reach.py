@@ -22,6 +22,11 @@ REACH_BODY_ID = spec.BODY_NAMES.index("R_Hand")
 SUCCESS_RADIUS = 0.2  # m
 XY_RANGE = 0.75  # m, per axis around the root
 HEIGHT_RANGE = (0.05, 1.6)  # m above the ground
+GRACE_STEPS = 60  # control steps after each new target before the hand must stay within SUCCESS_RADIUS
+# the prior prompts "hand at the target" this many steps before measuring starts, at least PRIOR_MIN_LEAD ahead
+PRIOR_EARLY_STEPS, PRIOR_MIN_LEAD = 10, 3
+# the prior's lead times (s), from a fresh target's to the held minimum: BFM pretraining prompts these too
+PRIOR_LEAD_S = (PRIOR_MIN_LEAD * spec.CONTROL_DT, (GRACE_STEPS - PRIOR_EARLY_STEPS) * spec.CONTROL_DT)
 
 
 def sample_reach_targets(rng, pelvis_xy: np.ndarray, ground_height, xy_range: float = XY_RANGE,
@@ -39,7 +44,7 @@ class ReachTask(GraceTask):
 
     name = "reach"
     feature_dim = 3
-    grace_steps = 60
+    grace_steps = GRACE_STEPS
 
     def __init__(self, num_envs: int, *, current_pose: bool = False, xy_range: float = XY_RANGE,
                  height_range: tuple[float, float] = HEIGHT_RANGE, change_steps: tuple[int, int] = (150, 300),
@@ -84,7 +89,7 @@ class ReachTask(GraceTask):
         """Far-slot prompt "right hand at the target" (TargetPoses), or None without prior."""
         if not self.prior:
             return None
-        steps_left = np.maximum(self.measure_from - self.progress - 10, 3)
+        steps_left = np.maximum(self.measure_from - self.progress - PRIOR_EARLY_STEPS, PRIOR_MIN_LEAD)
         return sparse_targets(self.num_envs, steps_left * spec.CONTROL_DT, body_pos={"R_Hand": self.target})
 
     def _ok_now(self, prev_state, state, sim) -> np.ndarray:

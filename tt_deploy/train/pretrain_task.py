@@ -28,7 +28,7 @@ from tt_deploy.sim.prompts import FAR_SLOT, HEADING_ENTRY, hidden_targets
 from tt_deploy.sim.rotations import quat_about_z, quat_rotate
 from tt_deploy.tasks.base import PELVIS_ID, Task, root_heading, root_velocity, unit_from_angle, wrap_angle
 from tt_deploy.tasks.random import rows
-from tt_deploy.tasks.reach import sample_reach_targets
+from tt_deploy.tasks.reach import PRIOR_LEAD_S, sample_reach_targets
 
 MODES = ("idle", "reach", "walk")
 R_HAND, L_HAND = spec.BODY_NAMES.index("R_Hand"), spec.BODY_NAMES.index("L_Hand")
@@ -52,7 +52,8 @@ class PromptCurriculum:
     reach_blend: float = 1.0  # target = hand + U(blend_min, blend) x (sampled point - hand): a distance curriculum
     reach_blend_min: float = 0.0  # evaluation uses 1.0: always the sampled point itself
     # share of reach goals drawn like the reference reach task's targets (right hand, root xy +-0.75 m,
-    # 0.05-1.6 m high: tasks/reach.py), the prompts a reach task token's prior sends; many are beyond the arm
+    # 0.05-1.6 m high: tasks/reach.py) and due like its prior (0.1-1.67 s ahead), the prompts a reach task
+    # token's prior sends; many are beyond the arm
     reach_task_share: float = 0.0
     walk_speed: tuple[float, float] = (0.3, 1.2)  # m/s
     walk_lookahead: float = 1.0  # s
@@ -135,8 +136,11 @@ class PromptTask(Task):
         if cur.reach_task_share > 0:  # drawn after that, for the same reason
             task_like = env_ids[(self.mode[env_ids] == MODES.index("reach")) & (rng.random(n) < cur.reach_task_share)]
             self.hand[task_like] = R_HAND
-            pelvis_xy = state.pos[task_like, PELVIS_ID, :2]
-            self.hand_target[task_like] = sample_reach_targets(rows(streams, task_like), pelvis_xy, sim.ground_height)
+            pelvis_xy, r = state.pos[task_like, PELVIS_ID, :2], rows(streams, task_like)
+            self.hand_target[task_like] = sample_reach_targets(r, pelvis_xy, sim.ground_height)
+            # due like the reach task's prior prompt: up to 1.67 s ahead for a fresh target
+            self.reach_deadline[task_like] = self.progress[task_like] * spec.CONTROL_DT + r.uniform(*PRIOR_LEAD_S,
+                                                                                                   task_like.size)
         if self.use_teacher:
             self._solve_ik(env_ids[self.mode[env_ids] == MODES.index("reach")], sim)
 
