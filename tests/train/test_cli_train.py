@@ -137,12 +137,12 @@ def test_evaluate_bfm_writes_a_card_with_the_embedded_bfm_standing(tmp_path):
     card, js = tmp_path / "card.md", tmp_path / "abilities.json"
     _ok(["evaluate-bfm", "--episodes", "2", "--card", str(card), "--json", str(js), "--controller"])
     rows = json.loads(js.read_text())["abilities"]
-    assert [r["ability"].split()[0] for r in rows] == ["stand"] * 4 + ["hand", "reach-task", "walk", "walk"]
-    assert rows[-1].get("reference") and not rows[-2].get("reference")  # the controller's row, then the BFM's
+    assert [r["ability"].split()[0] for r in rows] == ["stand"] * 4 + ["hand", "walk", "reach-task", "walk"]
+    assert rows[-1].get("reference") and not rows[5].get("reference")  # the BFM's walk row; the controller's last
     assert rows[0]["success_rate"] == 1.0  # the embedded BFM stands 10 s unprompted (model card: 100 %)
     reach = rows[4]
     assert reach["episodes"] >= 8 and 0.0 <= reach["metrics"]["arm_ik_within_0_2m"] <= 1.0
-    assert rows[5]["episodes"] >= 8  # reach-task targets: ~5 a env, no goal in the card
+    assert rows[6]["episodes"] >= 8  # reach-task targets: ~5 a env, no goal in the card
     text = card.read_text()
     assert "| stand 10 s, no prompt | nominal | 100 % |" in text and "## Recipe" in text
     assert "| reach-task target, right hand 0.6 s ahead (within 0.2 m) | root xy +-0.75 m, 0.05-1.6 m high |" in text
