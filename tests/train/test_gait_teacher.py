@@ -119,3 +119,36 @@ def test_pretraining_walk_prompts_carry_the_controller_and_its_labels_walk():
         assert not step.done[2:].any()
     progress = np.sum((sim.body_state().pos[:, PELVIS_ID, :2] - start) * task.walk_dir, -1)
     assert np.all(progress[2:] > 0.25), progress  # measured 0.34-0.67 m in 3 s from standing (dirs up to 67 deg off)
+
+
+def test_open_step_turning_yaws_only_the_outer_swing_leg_and_turns_the_body():
+    """turn_open_only: for a left turn only a swinging left leg lands turned (toe-out); a swinging right leg
+    lands parallel to the stance foot. In closed loop the pelvis turns toward a command 90 deg to the left
+    faster than the default turning (both legs, at most 0.1 rad a step)."""
+    sim = MujocoSimulator(2, nthread=1, seed=0)
+    sim.reset()
+    left = np.tile([0.0, 1.0], (2, 1))  # 90 deg left of the initial heading (+x)
+    teacher = GaitTeacher(sim.hm, 2, GaitParams(turn_open_only=True, max_turn=0.2, turn_gain=0.4))
+    err = np.full(2, np.pi / 2)
+    teacher.swing_left[:] = [True, False]
+    np.testing.assert_allclose(teacher._turn(err), [0.2, 0.0])
+    np.testing.assert_allclose(teacher._turn(-err), [0.0, -0.2])  # a right turn: the right leg opens
+    plain = GaitTeacher(sim.hm, 2, GaitParams(max_turn=0.2, turn_gain=0.4))
+    plain.swing_left[:] = [True, False]
+    np.testing.assert_allclose(plain._turn(err), [0.2, 0.2])  # default: both legs turn
+
+    from tt_deploy.tasks.base import root_heading
+
+    def turned(params, steps=60):  # heading (rad) after 2 s of a 0.6 m/s command 90 deg to the left
+        sim.reset()
+        walker, actions = GaitTeacher(sim.hm, 2, params), np.zeros((2, spec.ACTION_DIM))
+        for _ in range(steps):
+            q, _ = sim.joint_state()
+            joints, act = walker.actions(sim.body_state(), q, sim.contact_forces(), left, np.full(2, 0.6))
+            actions[:, joints] = act
+            sim.step(actions)
+        assert np.all(sim.body_state().pos[:, PELVIS_ID, 2] > 0.6)  # still up
+        return root_heading(sim.body_state())
+
+    fast, slow = turned(teacher.p), turned(GaitParams())
+    assert np.all(fast > 1.1) and np.all(fast > slow + 0.1), (fast, slow)  # measured 1.18 vs 1.01 rad (defaults)

@@ -113,6 +113,9 @@ class GaitParams:
     turn_gain: float = 0.2  # swing foot yaw per rad of heading error (before the max_turn clip)
     foot_frame: bool = True  # balance feedback in the stance foot's yaw frame (else the pelvis heading)
     stance_turn: float = 0.0  # fraction of that turn the stance hip applies to the pelvis (feet slip in yaw)
+    # turn only on the outer leg's swing (toe-out "open" step; the inner leg lands parallel to the stance foot),
+    # as people turn: avoids toe-in steps that catch the other foot, so max_turn can be larger per step
+    turn_open_only: bool = False
     # extra phase-0 swing knee flexion (rad) per m/s of command; a swing-hip feed-forward and late-stance /
     # trailing-foot push-off were tried in the same search and only slowed the walk (docs/training.md)
     swing_knee_per_speed: float = 0.2
@@ -247,8 +250,16 @@ class GaitTeacher:
             "pitch": np.arctan2(up[:, 0], up[:, 2]), "roll": np.arctan2(-up[:, 1], up[:, 2]), "omega": omega,
             "com_vel": com_vel, "d": yaw_rotate(bc, bs, com - state.pos[rows, ANKLE_IDS[st]]),
             "side": np.where(self.swing_left, 1.0, -1.0),  # +y is outward for the left leg
-            "turn": np.clip(p.turn_gain * wrap_angle(goal - stance_yaw), -p.max_turn, p.max_turn),
+            "turn": self._turn(wrap_angle(goal - stance_yaw)),
         }  # fmt: skip
+
+    def _turn(self, err: np.ndarray) -> np.ndarray:
+        """Swing-hip yaw (rad) toward the command, from the heading error relative to the stance foot."""
+        p = self.p
+        turn = np.clip(p.turn_gain * err, -p.max_turn, p.max_turn)
+        if p.turn_open_only:  # +err turns left: only a swinging left leg opens (and a right one for -err)
+            turn = np.where(np.sign(err) == np.where(self.swing_left, 1.0, -1.0), turn, 0.0)
+        return turn
 
     def _swing_targets(self, f: dict, q: np.ndarray) -> np.ndarray:
         """(N, 12) PD targets (rad) of the swing leg's hinges from features f and its angles q (N, 12)."""
