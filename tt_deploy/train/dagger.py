@@ -8,7 +8,8 @@ and every round trains on all labels so far. Each round:
    (its mean action) in walk prompts and the BFM alone elsewhere;
 2. label every sample: walk prompts get the controller's whole action row (legs and trunk, rest pose
    elsewhere: what it walks with), idle and reach prompts get the starting BFM's mean action (a frozen
-   copy: the "anchor" that keeps standing, push recovery and reaching as they were);
+   copy: the "anchor" that keeps standing, push recovery and reaching as they were; `--idle-bfm`,
+   `walk_labels` and `reach_labels` change who labels which prompts);
 3. append to a FIFO buffer and take `updates_per_round` Adam steps of squared error on it.
 `beta` decays each round; normalisers stay frozen. With `ema` > 0 the checkpoints hold an exponential
 moving average of the student's weights (updated once a round) instead of the student itself, since

@@ -38,6 +38,8 @@ SECONDS = 10.0
 PUSH_STEPS = (75, 150, 225)  # 2.5 s, 5 s, 7.5 s
 PUSH_SPEED = 0.5  # m/s
 REACH_STEPS = 60  # 2 s per reach target
+
+
 class Group(NamedTuple):
     """One row of the ability table: `episodes` envs in one prompt mode under one condition."""
 

@@ -14,6 +14,8 @@ prompted arm (train/reach_teacher.py), cloned by the policy's auxiliary loss; wi
 (recipe v4) walk envs carry the leg and trunk actions of a SIMBICON-style walking controller
 (train/gait_teacher.py), at that weight per hinge, and with `gait_drive` that share of walk goals is
 walked by the controller itself (`teacher_drive`; the trainer executes its actions there).
+`PromptCurriculum.reach_task_share` draws that share of reach goals like the reference reach task's
+targets (tasks/reach.py); `reach_step` hands the legs of goals beyond the arm to the walking controller.
 """
 
 from __future__ import annotations
@@ -84,7 +86,8 @@ class PromptTask(Task):
         self.cur = curriculum or PromptCurriculum()
         self.use_teacher = teacher
         # reach goals beyond the arm: the walking controller walks toward them (legs and trunk, gait_weight)
-        # and the IK arm is re-solved every step on the moving body
+        # and the IK arm is re-solved every step on the moving body. As measured (docs/training.md, session 7)
+        # this composite falls 1.7-2.8 times per 10 s of approach: no shipped BFM used it
         self.reach_step = bool(reach_step)
         self.gait_weight = float(gait_weight)
         self.gait_drive = float(gait_drive)  # probability that the controller itself walks a walk prompt
@@ -172,11 +175,11 @@ class PromptTask(Task):
             sim.push(ids, speed[:, None] * np.stack([np.cos(ang), np.sin(ang), np.zeros_like(ang)], -1))
 
     def _pushable(self) -> np.ndarray:
-        """Envs that may be kicked: not walk prompts while the walking controller teaches (it recovers
-        from few pushes: 22 % of its walks stay up under 0.5 m/s kicks every ~2 s)."""
+        """Envs that may be kicked: not walk prompts (nor, with reach_step, reach prompts) while the walking
+        controller teaches (it recovers from few pushes: 22 % of its walks stay up under 0.5 m/s kicks every ~2 s)."""
         if self.use_teacher and self.gait_weight > 0:
-            stepping = MODES.index("reach") if self.reach_step else -1  # reach goals may be walked to
-            return (self.mode != MODES.index("walk")) & (self.mode != stepping)
+            walked = (self.mode == MODES.index("walk")) | (self.reach_step & (self.mode == MODES.index("reach")))
+            return ~walked
         return np.ones(self.num_envs, dtype=bool)
 
     def _solve_ik(self, env_ids: np.ndarray, sim) -> np.ndarray:
@@ -230,15 +233,18 @@ class PromptTask(Task):
                 return action, weight, self.teacher_drive & (self.mode == MODES.index("walk"))
         return action, weight
 
+    def _shoulder_to_target(self, state) -> np.ndarray:
+        """(N, 2) m, horizontally from the prompted hand's shoulder to its target."""
+        shoulder = np.where(self.hand == R_HAND, R_SHOULDER, L_SHOULDER)
+        return self.hand_target[:, :2] - state.pos[np.arange(self.num_envs), shoulder, :2]
+
     def out_of_reach(self, state) -> np.ndarray:
         """(N,) reach envs whose hand target is horizontally farther than REACH_STEP_DIST from that hand's
         shoulder: without reach_step always False."""
-        reach = self.mode == MODES.index("reach")
         if not self.reach_step:
             return np.zeros(self.num_envs, dtype=bool)
-        shoulder = np.where(self.hand == R_HAND, R_SHOULDER, L_SHOULDER)
-        d = self.hand_target[:, :2] - state.pos[np.arange(self.num_envs), shoulder, :2]
-        return reach & (np.linalg.norm(d, axis=-1) > REACH_STEP_DIST)
+        reach = self.mode == MODES.index("reach")
+        return reach & (np.linalg.norm(self._shoulder_to_target(state), axis=-1) > REACH_STEP_DIST)
 
     def _gait_command(self, state) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The controller's (walk_dir, speed) per env: the walk prompts' own, and for reach goals out of the arm's
@@ -246,8 +252,7 @@ class PromptTask(Task):
         far = self.out_of_reach(state)
         if not far.any():
             return self.walk_dir, self.walk_speed, far
-        shoulder = np.where(self.hand == R_HAND, R_SHOULDER, L_SHOULDER)
-        d = self.hand_target[far, :2] - state.pos[np.flatnonzero(far), shoulder[far], :2]
+        d = self._shoulder_to_target(state)[far]
         dist = np.linalg.norm(d, axis=-1)
         walk_dir, speed = self.walk_dir.copy(), self.walk_speed.copy()
         walk_dir[far] = d / dist[:, None]
