@@ -96,8 +96,10 @@ class EvalPromptTask(PromptTask):
         super()._sample(env_ids, state, sim, rng)
         self.mode[env_ids] = self.fixed_mode[env_ids]
         like = env_ids[self.task_targets[env_ids]]
-        self.hand[like] = R_HAND
-        self.hand_target[like] = sample_reach_targets(rows(rng, like), state.pos[like, PELVIS_ID, :2], sim.ground_height)
+        if like.size:
+            self.hand[like] = R_HAND
+            self.hand_target[like] = sample_reach_targets(rows(rng, like), state.pos[like, PELVIS_ID, :2],
+                                                          sim.ground_height)  # fmt: skip
         reach = env_ids[self.mode[env_ids] == MODES.index("reach")]
         self.change_at[reach] = self.progress[reach] + REACH_STEPS
         self._book_reachability(reach, sim)

@@ -238,22 +238,28 @@ class PromptTask(Task):
         shoulder = np.where(self.hand == R_HAND, R_SHOULDER, L_SHOULDER)
         return self.hand_target[:, :2] - state.pos[np.arange(self.num_envs), shoulder, :2]
 
+    def _far_goals(self, state) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(mask (N,), shoulder-to-target (N, 2), its length (N,)) of the reach goals beyond REACH_STEP_DIST;
+        without reach_step the mask is all False and nothing is computed."""
+        if not self.reach_step:
+            empty = np.zeros(0)
+            return np.zeros(self.num_envs, dtype=bool), empty, empty
+        d = self._shoulder_to_target(state)
+        dist = np.linalg.norm(d, axis=-1)
+        return (self.mode == MODES.index("reach")) & (dist > REACH_STEP_DIST), d, dist
+
     def out_of_reach(self, state) -> np.ndarray:
         """(N,) reach envs whose hand target is horizontally farther than REACH_STEP_DIST from that hand's
         shoulder: without reach_step always False."""
-        if not self.reach_step:
-            return np.zeros(self.num_envs, dtype=bool)
-        reach = self.mode == MODES.index("reach")
-        return reach & (np.linalg.norm(self._shoulder_to_target(state), axis=-1) > REACH_STEP_DIST)
+        return self._far_goals(state)[0]
 
     def _gait_command(self, state) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The controller's (walk_dir, speed) per env: the walk prompts' own, and for reach goals out of the arm's
         reach (reach_step) from the shoulder toward the target, faster the farther it is; and that mask."""
-        far = self.out_of_reach(state)
+        far, d, dist = self._far_goals(state)
         if not far.any():
             return self.walk_dir, self.walk_speed, far
-        d = self._shoulder_to_target(state)[far]
-        dist = np.linalg.norm(d, axis=-1)
+        d, dist = d[far], dist[far]
         walk_dir, speed = self.walk_dir.copy(), self.walk_speed.copy()
         walk_dir[far] = d / dist[:, None]
         speed[far] = np.clip(REACH_STEP_GAIN * (dist - REACH_STEP_DIST) + REACH_STEP_MIN, REACH_STEP_MIN,
