@@ -149,6 +149,18 @@ def test_evaluate_bfm_writes_a_card_with_the_embedded_bfm_standing(tmp_path):
     assert "| the walking controller itself (DAgger teacher) |" in text and "| reference |" in text
 
 
+def test_evaluate_bfm_runs_perturbed_copies_on_the_same_rows(tmp_path):
+    js = tmp_path / "abilities.json"
+    _ok(["evaluate-bfm", "--episodes", "1", "--json", str(js), "--weight-noise", "0.002", "--copies", "2"])
+    out = json.loads(js.read_text())
+    noise = out["weight_noise"]
+    assert [(r["ability"], r["condition"]) for r in noise] == [(r["ability"], r["condition"]) for r in out["abilities"]]
+    assert all(len(r["copies"]) == 2 and r["min"] <= r["mean"] <= r["max"] for r in noise)
+    assert noise[0]["copies"] == [1.0, 1.0]  # near-identical copies still stand unprompted
+    res = runner.invoke(app, ["evaluate-bfm", "--weight-noise", "-1"])
+    assert res.exit_code != 0 and "--weight-noise" in str(res.exception)
+
+
 def test_train_rejects_a_non_positive_action_std(tmp_path):
     res = runner.invoke(app, ["train", "--skill", "reach", "--action-std", "0", "--out", str(tmp_path)])
     assert res.exit_code != 0 and "--action-std" in str(res.exception)

@@ -35,3 +35,34 @@ def test_reach_task_rows_prompt_the_reach_tasks_targets():
     assert np.all(task.hand_target[~like, 2] >= 0.6)  # the pretraining sector's heights
     assert np.linalg.norm(off[like, :2], axis=-1).max() > np.linalg.norm(off[~like, :2], axis=-1).max()
     assert np.isfinite(task.target_ik).all()  # each target's arm-only IK residual is booked
+
+
+def test_perturbed_copies_differ_slightly_and_leave_the_bfm_and_its_statistics_alone():
+    import numpy as np
+    import pytest
+    import torch
+
+    from tt_deploy.errors import InputError
+    from tt_deploy.export.verify import random_inputs
+    from tt_deploy.models.checkpoints import DEFAULT_BFM_PATH, load_bfm
+    from tt_deploy.train.evaluate_bfm import perturbed_copy
+
+    bfm, _ = load_bfm(DEFAULT_BFM_PATH)
+    before = {k: v.clone() for k, v in bfm.state_dict().items()}
+    a, b, a2 = perturbed_copy(bfm, 0.002, 1), perturbed_copy(bfm, 0.002, 2), perturbed_copy(bfm, 0.002, 1)
+    for k, v in bfm.state_dict().items():
+        assert torch.equal(v, before[k])  # the original is untouched
+    stats = {k for k, _ in bfm.named_buffers()}
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, a2.state_dict()[k])  # a noise seed is one copy
+        if k in stats:
+            assert torch.equal(v, before[k])  # normaliser statistics stay
+    changed = [k for k, v in a.named_parameters() if not torch.equal(v, before[k])]
+    assert len(changed) > len(list(a.parameters())) // 2
+    with torch.no_grad():
+        obs = {k: torch.from_numpy(v) for k, v in random_inputs(32, np.random.default_rng(0), scale=1.0).items()}
+        ref, da, db = (torch.clamp(m.eval()(obs), -1, 1) for m in (bfm, a, b))
+    rms_a, rms_b = ((da - ref) ** 2).mean().sqrt().item(), ((db - ref) ** 2).mean().sqrt().item()
+    assert 1e-5 < rms_a < 0.02 and 1e-5 < rms_b < 0.02 and rms_a != rms_b  # near-identical, not identical
+    with pytest.raises(InputError):
+        perturbed_copy(bfm, -0.1, 0)

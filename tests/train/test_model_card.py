@@ -46,3 +46,15 @@ def test_a_reference_row_is_not_held_to_the_bfm_goal(tmp_path):
                       episodes=64, seed=0).read_text()  # fmt: skip
     assert "| walk 1 m/s | nominal | 25 % | 16-37 % | 64 | >= 70 % |" in text
     assert "| walk 1 m/s | the walking controller itself | 25 % | 16-37 % | 64 | reference |" in text
+
+
+def test_the_weight_noise_table_sits_beside_the_checkpoints_own_rate(tmp_path):
+    noise = [{"ability": "walk 1 m/s", "condition": "nominal", "episodes": 64, "weight_noise": 0.002,
+              "copies": [0.2, 0.1, 0.15], "mean": 0.15, "min": 0.1, "max": 0.2}]  # fmt: skip
+    text = write_card(tmp_path / "card.md", rows=ROWS, bfm_info={}, params=1, config="small", log_csv=None,
+                      episodes=64, seed=0, noise_rows=noise).read_text()  # fmt: skip
+    assert "## Sensitivity to weight noise (3 copies, noise 0.002 x each weight tensor's std)" in text
+    assert "| walk 1 m/s | nominal | 25 % | 15 % | 10-20 % |" in text
+    plain = write_card(tmp_path / "plain.md", rows=ROWS, bfm_info={}, params=1, config="small", log_csv=None,
+                       episodes=64, seed=0).read_text()  # fmt: skip
+    assert "Sensitivity" not in plain

@@ -216,14 +216,20 @@ def evaluate_bfm_cmd(
     notes: Annotated[str, typer.Option(help="A remark for the card (e.g. how the machine was shared).")] = "",
     controller: Annotated[bool, typer.Option(help="Also run the walk row with the walking controller (the DAgger "
                                                   "teacher) acting itself: a reference row, the student's ceiling.")] = False,
+    weight_noise: Annotated[float, typer.Option(help="Also run the table on --copies copies of the BFM with this much "
+                                                    "Gaussian noise on each weight tensor (x its std; e.g. 0.002): "
+                                                    "tells an ability from a lucky checkpoint. 0 = off.")] = 0.0,
+    copies: Annotated[int, typer.Option(help="Perturbed copies for --weight-noise.")] = 4,
     json_path: JsonOpt = None,
 ) -> None:
     """Measure a BFM's abilities (stand, reach, walk) with the mean action; optionally write its model card."""
     from tt_deploy.models.bfm import count_parameters
     from tt_deploy.models.checkpoints import resolve_bfm
-    from tt_deploy.train.evaluate_bfm import evaluate_bfm, evaluate_walk_controller
+    from tt_deploy.train.evaluate_bfm import evaluate_bfm, evaluate_walk_controller, weight_noise_rows
     from tt_deploy.train.model_card import write_card
 
+    if weight_noise < 0 or copies < 1:
+        raise InputError(f"--weight-noise must be >= 0 and --copies >= 1, got {weight_noise} and {copies}")
     model, info = resolve_bfm(bfm)
     if not info.get("pretrained", True):
         console.print("[yellow]note:[/] no pretrained BFM is embedded; evaluating a freshly initialised one")
@@ -231,11 +237,17 @@ def evaluate_bfm_cmd(
     if controller:
         rows.append(evaluate_walk_controller(episodes=episodes, seed=seed))
     print_table("BFM abilities (mean action)", rows, ["ability", "condition", "success_rate", "ci95", "episodes", "metrics"])
+    noise_rows = None
+    if weight_noise > 0:
+        noise_rows = weight_noise_rows(model, weight_noise, copies=copies, episodes=episodes, seed=seed)
+        print_table(f"{copies} copies with weight noise {weight_noise:g}", noise_rows,
+                    ["ability", "condition", "mean", "min", "max", "copies"])  # fmt: skip
     if card is not None:
         write_card(card, rows=rows, bfm_info=info, params=count_parameters(model), config=model.config.name,
-                   log_csv=log_csv, episodes=episodes, seed=seed, notes=notes)  # fmt: skip
+                   log_csv=log_csv, episodes=episodes, seed=seed, notes=notes, noise_rows=noise_rows)  # fmt: skip
         console.print(f"wrote {card}")
-    write_json(json_path, {"bfm": {k: v for k, v in info.items()}, "abilities": rows})
+    write_json(json_path, {"bfm": {k: v for k, v in info.items()}, "abilities": rows,
+                           **({"weight_noise": noise_rows} if noise_rows else {})})
 
 
 @app.command("compare")

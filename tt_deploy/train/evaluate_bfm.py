@@ -13,16 +13,21 @@ the whole card costs one 10 s rollout of 7 x `episodes` envs:
   height by > 3 cm in at least a third of the control steps (a sideways shuffle fails).
 `evaluate_walk_controller` runs the walk row with the walking controller (the DAgger teacher,
 train/gait_teacher.py) acting itself: what a student of that teacher can hope for.
+`weight_noise_rows` runs the table on copies of the BFM with tiny weight noise: whether a row's number is
+the checkpoint's ability or its luck (session 8: v7's walk row 43 % -> 32-43 % on copies whose actions
+differ by 2.5e-4 RMS).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from tt_deploy.errors import InputError
 from tt_deploy.models.bfm import BFM
 from tt_deploy.sim.perturbations import Perturbation
 from tt_deploy.stats import wilson_interval
@@ -122,6 +127,36 @@ def evaluate_bfm(bfm: BFM, episodes: int = 64, seed: int = 0, nthread: int = 2) 
     """The ability table (list of row dicts) of `bfm` with the mean action."""
     bfm.eval()
     return _evaluate(lambda obs: torch.clamp(bfm(obs), -1.0, 1.0), GROUPS, episodes, seed, nthread)
+
+
+def perturbed_copy(bfm: BFM, rel: float, seed: int) -> BFM:
+    """A copy of `bfm` with N(0, (rel x the tensor's std)^2) added to every weight tensor; scalars and the
+    normalisers' statistics (buffers) stay. `bfm` itself is not touched."""
+    if rel < 0:
+        raise InputError(f"weight noise must be >= 0 (a fraction of each tensor's std), got {rel}")
+    out = copy.deepcopy(bfm)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in out.parameters():
+            if p.numel() > 1 and p.is_floating_point():
+                p.add_(rel * p.std() * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return out
+
+
+def weight_noise_rows(bfm: BFM, rel: float, copies: int = 4, episodes: int = 64, seed: int = 0,
+                      nthread: int = 2) -> list[dict]:
+    """Per ability row, the success rates of `copies` perturbed copies (noise seeds 1..copies) on the same
+    episodes as `evaluate_bfm(bfm, episodes, seed)`, with their mean, min and max."""
+    if copies < 1:
+        raise InputError(f"copies must be >= 1, got {copies}")
+    tables = [evaluate_bfm(perturbed_copy(bfm, rel, k), episodes, seed, nthread) for k in range(1, copies + 1)]
+    out = []
+    for rows_ in zip(*tables, strict=True):
+        rates = [r["success_rate"] for r in rows_]
+        out.append({"ability": rows_[0]["ability"], "condition": rows_[0]["condition"], "episodes": rows_[0]["episodes"],
+                    "weight_noise": rel, "copies": rates, "mean": float(np.mean(rates)), "min": min(rates),
+                    "max": max(rates)})  # fmt: skip
+    return out
 
 
 @torch.no_grad()

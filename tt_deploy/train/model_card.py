@@ -108,8 +108,24 @@ def _plot_curves(log_csv: Path, png: Path) -> bool:
     return True
 
 
+def _noise_section(rows: list[dict], noise_rows: list[dict]) -> list[str]:
+    """The table of `evaluate_bfm.weight_noise_rows`: each row's rate beside its perturbed copies'."""
+    own = {(r["ability"], r["condition"]): r["success_rate"] for r in rows}
+    n, rel = len(noise_rows[0]["copies"]), noise_rows[0]["weight_noise"]
+    lines = ["", f"## Sensitivity to weight noise ({n} copies, noise {rel:g} x each weight tensor's std)", "",
+             "The same episodes on copies of this BFM whose weights differ by a tiny random amount: where the copies",
+             "score well below the checkpoint, its number is partly the luck of this one set of weights.", "",
+             "| ability | condition | this BFM | copies: mean | copies: min-max |", "|---|---|---|---|---|"]  # fmt: skip
+    for r in noise_rows:
+        mine = own.get((r["ability"], r["condition"]))
+        lines.append(f"| {r['ability']} | {r['condition']} | {'-' if mine is None else f'{100 * mine:.0f} %'} | "
+                     f"{100 * r['mean']:.0f} % | {100 * r['min']:.0f}-{100 * r['max']:.0f} % |")  # fmt: skip
+    return lines
+
+
 def write_card(path: Path, *, rows: list[dict], bfm_info: dict, params: int, config: str,
-               log_csv: Path | None, episodes: int, seed: int, notes: str = "") -> Path:
+               log_csv: Path | None, episodes: int, seed: int, notes: str = "",
+               noise_rows: list[dict] | None = None) -> Path:
     path = Path(path)
     steps, wall = pretraining_cost(bfm_info)
     plot = path.parent / "img" / "bfm_training_curves.png"
@@ -148,6 +164,8 @@ def write_card(path: Path, *, rows: list[dict], bfm_info: dict, params: int, con
         lo, hi = r["ci95"]
         lines.append(f"| {r['ability']} | {r['condition']} | {100 * r['success_rate']:.0f} % | "
                      f"{100 * lo:.0f}-{100 * hi:.0f} % | {r['episodes']} | {goal} | {det} |")  # fmt: skip
+    if noise_rows:
+        lines += _noise_section(rows, noise_rows)
     if has_plot:
         lines += ["", "## Training curves", "", f"![training curves]({plot.relative_to(path.parent)})"]
     lines += ["", "## Limitations", "",
