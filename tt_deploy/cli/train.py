@@ -218,7 +218,7 @@ def evaluate_bfm_cmd(
                                                   "teacher) acting itself: a reference row, the student's ceiling.")] = False,
     weight_noise: Annotated[float, typer.Option(help="Also run the table on --copies copies of the BFM with this much "
                                                     "Gaussian noise on each weight tensor (x its std; e.g. 0.002): "
-                                                    "tells an ability from a lucky checkpoint. 0 = off.")] = 0.0,
+                                                    "shows which rows survive tiny weight changes. 0 = off.")] = 0.0,
     copies: Annotated[int, typer.Option(help="Perturbed copies for --weight-noise.")] = 4,
     json_path: JsonOpt = None,
 ) -> None:

@@ -114,7 +114,7 @@ def _noise_section(rows: list[dict], noise_rows: list[dict]) -> list[str]:
     n, rel = len(noise_rows[0]["copies"]), noise_rows[0]["weight_noise"]
     lines = ["", f"## Sensitivity to weight noise ({n} copies, noise {rel:g} x each weight tensor's std)", "",
              "The same episodes on copies of this BFM whose weights differ by a tiny random amount: where the copies",
-             "score well below the checkpoint, its number is partly the luck of this one set of weights.", "",
+             "score well below the checkpoint, its number is fragile: it belongs to this one set of weights.", "",
              "| ability | condition | this BFM | copies: mean | copies: min-max |", "|---|---|---|---|---|"]  # fmt: skip
     for r in noise_rows:
         mine = own.get((r["ability"], r["condition"]))
