@@ -11,6 +11,8 @@ from tt_deploy.tasks.base import PELVIS_ID
 from tt_deploy.train.gait_teacher import GaitParams, GaitTeacher, teacher_joint_ids
 
 N = 8
+# the session-5 turning (the defaults until session 8): both legs turn, at most 0.1 rad a step, pelvis at once
+SESSION5_TURN = {"max_turn": 0.1, "turn_gain": 0.2, "turn_open_only": False, "stance_yaw_rate": 0.0}
 
 
 def _walk(steps: int, speed: float = 0.5):
@@ -124,16 +126,16 @@ def test_pretraining_walk_prompts_carry_the_controller_and_its_labels_walk():
 def test_open_step_turning_yaws_only_the_outer_swing_leg_and_turns_the_body():
     """turn_open_only: for a left turn only a swinging left leg lands turned (toe-out); a swinging right leg
     lands parallel to the stance foot. In closed loop the pelvis turns toward a command 90 deg to the left
-    faster than the default turning (both legs, at most 0.1 rad a step)."""
+    faster than the session-5 turning (both legs, at most 0.1 rad a step; stance_yaw_rate off in both)."""
     sim = MujocoSimulator(2, nthread=1, seed=0)
     sim.reset()
     left = np.tile([0.0, 1.0], (2, 1))  # 90 deg left of the initial heading (+x)
-    teacher = GaitTeacher(sim.hm, 2, GaitParams(turn_open_only=True, max_turn=0.2, turn_gain=0.4))
+    teacher = GaitTeacher(sim.hm, 2, GaitParams(turn_open_only=True, max_turn=0.2, turn_gain=0.4, stance_yaw_rate=0.0))
     err = np.full(2, np.pi / 2)
     teacher.swing_left[:] = [True, False]
     np.testing.assert_allclose(teacher._turn(err), [0.2, 0.0])
     np.testing.assert_allclose(teacher._turn(-err), [0.0, -0.2])  # a right turn: the right leg opens
-    plain = GaitTeacher(sim.hm, 2, GaitParams(max_turn=0.2, turn_gain=0.4))
+    plain = GaitTeacher(sim.hm, 2, GaitParams(max_turn=0.2, turn_gain=0.4, turn_open_only=False))
     plain.swing_left[:] = [True, False]
     np.testing.assert_allclose(plain._turn(err), [0.2, 0.2])  # default: both legs turn
 
@@ -150,8 +152,8 @@ def test_open_step_turning_yaws_only_the_outer_swing_leg_and_turns_the_body():
         assert np.all(sim.body_state().pos[:, PELVIS_ID, 2] > 0.6)  # still up
         return root_heading(sim.body_state())
 
-    fast, slow = turned(teacher.p), turned(GaitParams())
-    assert np.all(fast > 1.1) and np.all(fast > slow + 0.1), (fast, slow)  # measured 1.18 vs 1.01 rad (defaults)
+    fast, slow = turned(teacher.p), turned(GaitParams(**SESSION5_TURN))
+    assert np.all(fast > 1.1) and np.all(fast > slow + 0.1), (fast, slow)  # measured 1.18 vs 1.01 rad (session 5)
 
 
 def test_stance_yaw_rate_turns_the_pelvis_onto_a_turned_foot_gradually():
@@ -170,7 +172,7 @@ def test_stance_yaw_rate_turns_the_pelvis_onto_a_turned_foot_gradually():
         j = list(joints).index(hip_z)
         return act[:, j] * t.scale[j] + t.offset[j]
 
-    np.testing.assert_allclose(target(GaitParams()), 0.0, atol=1e-9)  # default: at once
+    np.testing.assert_allclose(target(GaitParams(stance_yaw_rate=0.0)), 0.0, atol=1e-9)  # at once
     np.testing.assert_allclose(target(GaitParams(stance_yaw_rate=1.5)), [0.3 - 1.5 * spec.CONTROL_DT, 0.0], atol=1e-9)
 
     from tt_deploy.tasks.base import root_heading

@@ -28,19 +28,20 @@ The swing leg changes on swing-ankle/toe contact force > `contact_force` in phas
 - trunk (Torso/Spine/Chest x, y): bend back trunk_comp of the pelvis tilt, upper body upright.
 The (capped) command speed is first scaled by max(cos(heading error), 0) ** turn_slow (0: off), so a walk
 far off the command direction turns before it speeds up.
-Options (off by default): turn_open_only (only the outer leg's swing lands turned, toe-out) and
-stance_yaw_rate (the stance hip turns the pelvis onto a turned foot at a limited rate instead of at once);
-together, at max_turn 0.2 / turn_gain 0.4 and 1 rad/s, the evaluate-bfm walk row is 77 / 74 / 73 % on seeds 0 / 1 / 2
-(open steps alone 69 / 70 / 66 %, defaults 56 / 62 % on seeds 0 / 1).
+Turning (the defaults since session 8): only the outer leg's swing lands turned (turn_open_only, toe-out, at
+most max_turn 0.2 rad a step) and the stance hip turns the pelvis onto a turned foot at most stance_yaw_rate
+1 rad/s instead of at once: the evaluate-bfm walk row with the controller acting is 77 / 74 / 73 % on seeds
+0 / 1 / 2 (open steps without the rate limit 69 / 70 / 66 %; the session-5 tuning, both legs turning at most
+0.1 rad, 56 / 62 % on seeds 0 / 1; docs/training.md).
 
 API: `GaitTeacher(hm, num_envs, params=None)`; `reset(env_ids=None)`;
 `actions(state, joint_pos (N, 69), contact_forces (N, 24), walk_dir (N, 2), speed (N,))
 -> (teacher_joint_ids() (33,), actions (N, 33) in [-1, 1])`: the 24 leg hinges (hip, knee, ankle,
 toe; left then right) and the 9 trunk hinges. Every other joint is left to the caller (rest pose,
 action 0, is what it was tuned with). Call it once per control step, before `sim.step`, with the
-state after the previous step; `reset(ids)` when an env starts walking. Measured alone
-(64 envs x 10 s, other joints at action 0, seeds 0 and 1; the searches behind these gains: docs/training.md):
-it walks 0.33 / 0.47 / 0.70 m/s for commands of 0.3 / 0.6 / 1.0 m/s straight (0.30 / 0.43 / 0.62-0.64 with
+state after the previous step; `reset(ids)` when an env starts walking. Measured alone with the session-5
+turning (64 envs x 10 s, other joints at action 0, seeds 0 and 1; the searches behind these gains:
+docs/training.md): it walks 0.33 / 0.47 / 0.70 m/s for commands of 0.3 / 0.6 / 1.0 m/s straight (0.30 / 0.43 / 0.62-0.64 with
 directions +-90 deg off the heading), keeps 94-100 % of straight and 91-97 % of turning episodes up, 52-59 %
 with N(0, 0.01) noise on all 69 actions. Speed comes from cadence (2.9 steps/s) and the forward lean that the
 stiff torso loop (torso_kp 5) holds; the previous defaults (torso_kp 2, max_lean 0.05, speed_cap 0.65, no
@@ -112,18 +113,19 @@ class GaitParams:
     ankle_speed_max: float = 0.05
     ankle_per_speed: float = 0.0076  # feed-forward stance ankle dorsiflexion (rad) per m/s of command (0: off)
     swing_ankle_pitch: tuple[float, float] = (0.0, -0.1)  # relative to level; phase 1 toe-up = heel strike
-    # turning
-    max_turn: float = 0.1  # rad: swing foot yaw ahead of the pelvis heading, toward the command
-    turn_gain: float = 0.2  # swing foot yaw per rad of heading error (before the max_turn clip)
+    # turning (session 8, the fifth tuning: open steps of 0.2 rad at gain 0.4 with stance_yaw_rate 1; before,
+    # both legs turned at most 0.1 rad at gain 0.2 and the pelvis snapped onto the turned foot)
+    max_turn: float = 0.2  # rad: swing foot yaw ahead of the pelvis heading, toward the command
+    turn_gain: float = 0.4  # swing foot yaw per rad of heading error (before the max_turn clip)
     foot_frame: bool = True  # balance feedback in the stance foot's yaw frame (else the pelvis heading)
     stance_turn: float = 0.0  # fraction of that turn the stance hip applies to the pelvis (feet slip in yaw)
     # turn only on the outer leg's swing (toe-out "open" step; the inner leg lands parallel to the stance foot),
     # as people turn: avoids toe-in steps that catch the other foot, so max_turn can be larger per step
-    turn_open_only: bool = False
+    turn_open_only: bool = True
     # rad/s: the stance hip turns the pelvis onto the newly planted foot at most this fast (0: at once, the
     # stance hip z target snaps to stance_turn's). A turned foot otherwise yaws the whole body within a few
     # control steps of touch-down, the angular momentum that made turns above 0.1 rad a step fall
-    stance_yaw_rate: float = 0.0
+    stance_yaw_rate: float = 1.0
     # extra phase-0 swing knee flexion (rad) per m/s of command; a swing-hip feed-forward and late-stance /
     # trailing-foot push-off were tried in the same search and only slowed the walk (docs/training.md)
     swing_knee_per_speed: float = 0.2
