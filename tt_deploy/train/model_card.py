@@ -69,8 +69,8 @@ and walk / reach prompts with v6 itself; shipped from the last round (no pick).
 v8 distils the controller's fifth tuning into v7: open-step turning (only the outer leg's swing lands turned,
 at most 0.2 rad a step) with the stance hip turning the pelvis onto the turned foot at most 1 rad/s (alone it
 scores 73-77 % on the walk row, the fourth tuning 56-62 %); DAgger from v7 with beta 0.6 (x0.93 a round,
-floor 0.1), idle and reach prompts labelled by v7 itself. Shipped: round 20, picked among the rounds 15-45
-(every 5) on an evaluation seed the card does not use (seed 3); later rounds walked slower (progress
+floor 0.1), idle and reach prompts labelled by v7 itself. Shipped: round 20, picked among rounds 15, 20, 25,
+30, 40 and 45 on an evaluation seed the card does not use (seed 3); later rounds walked slower (progress
 0.50-0.56 m/s) as the BFM's share of the walk actions grew."""
 
 
