@@ -188,3 +188,58 @@ def test_stance_yaw_rate_turns_the_pelvis_onto_a_turned_foot_gradually():
         sim.step(actions)
     assert np.all(sim.body_state().pos[:, PELVIS_ID, 2] > 0.6)
     assert np.all(root_heading(sim.body_state()) > 1.3), root_heading(sim.body_state())
+
+
+def test_first_step_on_the_turn_side_makes_a_right_turn_mirror_a_left_turn():
+    """first_step_toward_turn: after reset the leg on the command's side swings first. The humanoid and the
+    controller are mirror-symmetric, so a 90 deg right turn is then the left turn mirrored (measured: heading
+    -1.543 vs +1.543 rad after 4 s, both up); always starting with the left leg, the same right-turn command
+    ended turned 1.18 rad to the LEFT, the pelvis down to 0.58 m (session 9: every right turn over ~75 deg fell)."""
+    from tt_deploy.tasks.base import root_heading
+
+    sim = MujocoSimulator(2, nthread=1, seed=0)
+
+    def turn(direction, params):  # heading (rad) and lowest pelvis after 4 s of a 0.6 m/s command
+        sim.reset()
+        walker, actions, low = GaitTeacher(sim.hm, 2, params), np.zeros((2, spec.ACTION_DIM)), np.inf
+        for step in range(120):
+            q, _ = sim.joint_state()
+            joints, act = walker.actions(sim.body_state(), q, sim.contact_forces(), np.tile(direction, (2, 1)),
+                                         np.full(2, 0.6))  # fmt: skip
+            if step == 0:
+                first_left = walker.swing_left.copy()
+            actions[:, joints] = act
+            sim.step(actions)
+            low = min(low, sim.body_state().pos[:, PELVIS_ID, 2].min())
+        return root_heading(sim.body_state()), low, first_left
+
+    right, left = np.array([0.0, -1.0]), np.array([0.0, 1.0])
+    h_left, low_left, first = turn(left, GaitParams())
+    assert first.all()
+    h_right, low_right, first = turn(right, GaitParams())
+    assert not first.any()  # the right leg opens the turn
+    np.testing.assert_allclose(h_right, -h_left, atol=0.02)
+    assert np.all(h_left > 1.3) and low_right > 0.8, (h_left, low_right)
+    h_old, low_old, first = turn(right, GaitParams(first_step_toward_turn=False))
+    assert first.all() and np.all(h_old > 0.5) and low_old < 0.7, (h_old, low_old)  # turned the wrong way
+
+
+def test_a_walk_prompt_after_another_prompt_restarts_the_state_machine():
+    """PromptTask: an env whose prompt changes to walk gets gait.reset (its first step chosen toward the new
+    command); one that keeps walking keeps its state machine."""
+    from tt_deploy.tasks.env import TaskEnv
+    from tt_deploy.train.pretrain_task import MODES, PromptCurriculum, PromptTask
+
+    sim = MujocoSimulator(4, nthread=1, seed=0)
+    task = PromptTask(4, PromptCurriculum(mode_probs=(0.0, 0.0, 1.0)), teacher=True, gait_weight=1.0)
+    env = TaskEnv(sim, task, seed=0)
+    env.reset()
+    for _ in range(15):
+        env.step(np.zeros((4, spec.ACTION_DIM), np.float32))
+    assert task.gait.num_switches.sum() > 0 and not task.gait.fresh.any()
+    task.mode[:] = [MODES.index("idle"), MODES.index("walk"), MODES.index("idle"), MODES.index("walk")]
+    before = task.gait.state_dict()
+    task._sample(np.arange(4), sim.body_state(), sim, np.random.default_rng(1))  # all draw walk (probs)
+    assert np.array_equal(task.gait.fresh, [True, False, True, False])
+    assert np.array_equal(task.gait.num_switches[[1, 3]], before["num_switches"][[1, 3]])
+    assert np.all(task.gait.num_switches[[0, 2]] == 0) and np.all(task.gait.t_swing[[0, 2]] == 0)

@@ -10,6 +10,7 @@ State machine, per env (plain numpy arrays; `state_dict` / `load_state_dict` for
     swing_left (N,) bool   which leg swings
     phase (N,) int         0 = lift (for `lift_time` s), 1 = reach down until swing-foot contact
     t_swing (N,) float     s since the current swing started
+    fresh (N,) bool        reset and not stepped yet: the next actions() picks the first swing leg
 The swing leg changes on swing-ankle/toe contact force > `contact_force` in phase 1 (or after
 `max_swing`, counted in `num_timeouts`). PD targets per control step (all GaitParams):
 - stance hip x/y: current angle + torso_kp * pelvis roll/pitch error + torso_kd * rate, i.e. the
@@ -30,9 +31,11 @@ The (capped) command speed is first scaled by max(cos(heading error), 0) ** turn
 far off the command direction turns before it speeds up.
 Turning (the defaults since session 8): only the outer leg's swing lands turned (turn_open_only, toe-out, at
 most max_turn 0.2 rad a step) and the stance hip turns the pelvis onto a turned foot at most stance_yaw_rate
-1 rad/s instead of at once: the evaluate-bfm walk row with the controller acting is 77 / 74 / 73 % on seeds
-0 / 1 / 2 (open steps without the rate limit 69 / 70 / 66 %; the session-5 tuning, both legs turning at most
-0.1 rad, 56 / 62 % on seeds 0 / 1; docs/training.md).
+1 rad/s instead of at once; and (session 9) the first swing after reset() is the leg on the command's side
+(first_step_toward_turn). The evaluate-bfm walk row with the controller acting is 90 / 86 / 86 % on seeds
+0 / 1 / 2 (progress 0.65 m/s, falls 9-11 %); always starting with the left leg it was 77 / 74 / 73 %, since
+every command more than ~75 deg to the right fell (open steps without the rate limit 69 / 70 / 66 %; the
+session-5 tuning, both legs turning at most 0.1 rad, 56 / 62 % on seeds 0 / 1; docs/training.md).
 
 API: `GaitTeacher(hm, num_envs, params=None)`; `reset(env_ids=None)`;
 `actions(state, joint_pos (N, 69), contact_forces (N, 24), walk_dir (N, 2), speed (N,))
@@ -70,8 +73,9 @@ from tt_deploy.tasks.base import PELVIS_ID, root_heading, wrap_angle
 SIDES = ("L", "R")
 LEG_BODIES = ("Hip", "Knee", "Ankle", "Toe")
 TRUNK_BODIES = ("Torso", "Spine", "Chest")
-FSM_FIELDS = ("swing_left", "phase", "t_swing", "num_switches", "num_timeouts")
+FSM_FIELDS = ("swing_left", "phase", "t_swing", "num_switches", "num_timeouts", "fresh")
 ANKLE_IDS = np.array([spec.BODY_NAMES.index("L_Ankle"), spec.BODY_NAMES.index("R_Ankle")])
+FIRST_STEP_DEADBAND = 0.05  # rad: commands within this of the heading start with the left foot
 TOE_IDS = np.array([spec.BODY_NAMES.index("L_Toe"), spec.BODY_NAMES.index("R_Toe")])
 
 
@@ -132,6 +136,10 @@ class GaitParams:
     # walked speed *= max(cos(pelvis heading - command direction), 0) ** turn_slow (0: off); 1 keeps more turning
     # walks up at a high speed_cap (runs/gait/structure_search2.md)
     turn_slow: float = 1.0
+    # the first swing after reset() is the leg on the command's side (a left turn starts with the left foot):
+    # starting with the other leg yaws the body ~20 deg the wrong way, and with the left leg always first
+    # every right turn of more than ~75 deg fell (session 9; the walk row's commands are +-90 deg)
+    first_step_toward_turn: bool = True
 
 
 def leg_joint_ids() -> np.ndarray:
@@ -165,13 +173,16 @@ class GaitTeacher:
         self.t_swing = np.zeros(self.num_envs)
         self.num_switches = np.zeros(self.num_envs, dtype=np.int64)  # leg changes (tests, measurements)
         self.num_timeouts = np.zeros(self.num_envs, dtype=np.int64)  # of which forced by max_swing
+        self.fresh = np.zeros(self.num_envs, dtype=bool)  # reset, first leg not chosen yet
         self.reset()
 
     # --- state machine -------------------------------------------------------------------------
     def reset(self, env_ids=None) -> None:
-        """Start env_ids (None: all) with the left leg swinging, phase 0."""
+        """Start env_ids (None: all) in phase 0, the left leg swinging unless first_step_toward_turn picks the
+        right one at the next actions() call."""
         ids = slice(None) if env_ids is None else np.asarray(env_ids, dtype=np.int64)
         self.swing_left[ids] = True
+        self.fresh[ids] = True
         self.phase[ids] = 0
         self.t_swing[ids] = 0.0
         self.num_switches[ids] = 0
@@ -216,6 +227,11 @@ class GaitTeacher:
                                    (n, spec.NUM_BODIES)), ("walk_dir", walk_dir, (n, 2)), ("speed", speed, (n,))):
             if np.shape(value) != shape:
                 raise InputError(f"{name} must have shape {shape}; got {np.shape(value)}")
+        if self.p.first_step_toward_turn and self.fresh.any():
+            goal = np.arctan2(walk_dir[:, 1], walk_dir[:, 0])
+            left = wrap_angle(goal - root_heading(state)) > -FIRST_STEP_DEADBAND  # straight: the left foot
+            self.swing_left[self.fresh] = left[self.fresh]
+        self.fresh[:] = False
         self._advance(contact_forces)
         f = self._features(state, walk_dir, np.minimum(speed, self.p.speed_cap))
         q = joint_pos[:, self.joint_ids[:24]].reshape(n, 2, 12)

@@ -112,7 +112,10 @@ class PromptTask(Task):
     def _sample(self, env_ids: np.ndarray, state, sim, rng: np.random.Generator) -> None:
         streams, rng = rng, rows(rng, env_ids)  # per-env streams (tasks/random.py)
         n, cur = len(env_ids), self.cur
+        was_walk = self.mode[env_ids] == MODES.index("walk")
         self.mode[env_ids] = rng.choice(len(MODES), size=n, p=np.asarray(cur.mode_probs) / sum(cur.mode_probs))
+        if self.gait is not None:  # a walk that starts from another prompt starts its state machine afresh
+            self.gait.reset(env_ids[(self.mode[env_ids] == MODES.index("walk")) & ~was_walk])
         self.change_at[env_ids] = self.progress[env_ids] + rng.integers(*cur.change_steps, size=n)
         # reach: a point around the chosen hand's side of the body, in the heading frame
         right = rng.random(n) < 0.5
