@@ -243,3 +243,32 @@ def test_a_walk_prompt_after_another_prompt_restarts_the_state_machine():
     assert np.array_equal(task.gait.fresh, [True, False, True, False])
     assert np.array_equal(task.gait.num_switches[[1, 3]], before["num_switches"][[1, 3]])
     assert np.all(task.gait.num_switches[[0, 2]] == 0) and np.all(task.gait.t_swing[[0, 2]] == 0)
+
+
+def test_reach_step_approaches_with_hysteresis_and_restarts_the_gait():
+    """reach_step: a reach goal starts an approach beyond REACH_STEP_DIST + HYST from its shoulder, keeps it
+    down to DIST - HYST, and stops within; the start resets the walking controller's state machine."""
+    from tt_deploy.train.pretrain_task import (MODES, R_HAND, R_SHOULDER, REACH_STEP_DIST, REACH_STEP_HYST,
+                                               PromptTask)  # fmt: skip
+
+    sim = MujocoSimulator(1, nthread=1, seed=0)
+    sim.reset()
+    task = PromptTask(1, teacher=True, gait_weight=1.0, reach_step=True)
+    task.gait = GaitTeacher(sim.hm, 1)
+    task.mode[:], task.hand[:] = MODES.index("reach"), R_HAND
+    state = sim.body_state()
+    task.gait.fresh[:] = False
+
+    def at(dist):  # the goal `dist` m in front of the right shoulder, then one update
+        task.hand_target[0] = state.pos[0, R_SHOULDER] + [dist, 0.0, 0.0]
+        task._update_approach(state)
+        return bool(task.out_of_reach(state)[0])
+
+    hi, lo = REACH_STEP_DIST + REACH_STEP_HYST, REACH_STEP_DIST - REACH_STEP_HYST
+    assert [at(d) for d in (hi - 0.02, hi + 0.02)] == [False, True]
+    assert task.gait.fresh[0]  # the approach restarted the state machine
+    task.gait.fresh[:] = False
+    assert [at(d) for d in (REACH_STEP_DIST, lo + 0.02, lo - 0.02, REACH_STEP_DIST)] == [True, True, False, False]
+    assert not task.gait.fresh[0]
+    task.mode[:] = MODES.index("idle")
+    assert not at(hi + 0.5)  # only reach prompts approach

@@ -38,6 +38,9 @@ R_SHOULDER, L_SHOULDER = spec.BODY_NAMES.index("R_Shoulder"), spec.BODY_NAMES.in
 # reach_step: a hand target farther than this from its shoulder (horizontally, m) is walked toward, at
 # GAIN x (distance - DIST) + MIN m/s, at most MAX (the arm is ~0.55 m long)
 REACH_STEP_DIST, REACH_STEP_GAIN, REACH_STEP_MIN, REACH_STEP_MAX = 0.45, 1.0, 0.3, 0.7
+# hysteresis (m) around REACH_STEP_DIST: an env starts walking toward its goal beyond DIST + HYST and stops
+# within DIST - HYST (without it, ~10 approach/stand switches per env in 13 s; session 8)
+REACH_STEP_HYST = 0.1
 FEET = [spec.BODY_NAMES.index(b) for b in ("L_Ankle", "R_Ankle")]
 ENTRY = {b: i for i, b in enumerate(spec.CONDITIONABLE_BODIES)}
 
@@ -107,6 +110,7 @@ class PromptTask(Task):
         self.pelvis_height = np.full(n, 0.9)
         self.hand_dist_min = np.full(n, np.inf)  # closest approach since the last reach goal (metric)
         self.prev_hand_dist = np.full(n, np.nan)  # for the reach progress term
+        self.approaching = np.zeros(n, dtype=bool)  # reach_step: walking toward a goal beyond the arm
 
     # --- goals --------------------------------------------------------------------------------
     def _sample(self, env_ids: np.ndarray, state, sim, rng: np.random.Generator) -> None:
@@ -133,6 +137,7 @@ class PromptTask(Task):
         self.reach_deadline[env_ids] = self.progress[env_ids] * spec.CONTROL_DT + rng.uniform(*cur.reach_time, n)
         self.hand_dist_min[env_ids] = np.inf
         self.prev_hand_dist[env_ids] = np.nan
+        self.approaching[env_ids] = False
         # walk: a direction within +-90 deg of the current heading, at a curriculum speed
         self.walk_dir[env_ids] = unit_from_angle(h + rng.uniform(-np.pi / 2, np.pi / 2, n))
         self.walk_speed[env_ids] = rng.uniform(*cur.walk_speed, n)
@@ -222,6 +227,7 @@ class PromptTask(Task):
         weight = np.zeros((n, spec.ACTION_DIM), np.float32)
         idx = np.flatnonzero(self.mode == MODES.index("reach"))
         if self.reach_step:
+            self._update_approach(state)
             self._solve_ik(idx, sim)
         rows_ = idx[:, None]
         action[rows_, self.teacher_joints[idx]] = self.teacher_act[idx]
@@ -241,19 +247,29 @@ class PromptTask(Task):
         shoulder = np.where(self.hand == R_HAND, R_SHOULDER, L_SHOULDER)
         return self.hand_target[:, :2] - state.pos[np.arange(self.num_envs), shoulder, :2]
 
+    def _update_approach(self, state) -> None:
+        """Once a control step (reach_step): reach envs start approaching beyond REACH_STEP_DIST + HYST and stop
+        within DIST - HYST; an approach starts the walking controller's state machine afresh (first step
+        toward the goal)."""
+        dist = np.linalg.norm(self._shoulder_to_target(state), axis=-1)
+        reach = self.mode == MODES.index("reach")
+        start = reach & ~self.approaching & (dist > REACH_STEP_DIST + REACH_STEP_HYST)
+        self.approaching = reach & np.where(self.approaching, dist > REACH_STEP_DIST - REACH_STEP_HYST, start)
+        if self.gait is not None and start.any():
+            self.gait.reset(np.flatnonzero(start))
+
     def _far_goals(self, state) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(mask (N,), shoulder-to-target (N, 2), its length (N,)) of the reach goals beyond REACH_STEP_DIST;
-        without reach_step the mask is all False and nothing is computed."""
+        """(mask (N,), shoulder-to-target (N, 2), its length (N,)) of the reach goals being approached
+        (`_update_approach`); without reach_step the mask is all False and nothing is computed."""
         if not self.reach_step:
             empty = np.zeros(0)
             return np.zeros(self.num_envs, dtype=bool), empty, empty
         d = self._shoulder_to_target(state)
-        dist = np.linalg.norm(d, axis=-1)
-        return (self.mode == MODES.index("reach")) & (dist > REACH_STEP_DIST), d, dist
+        return self.approaching & (self.mode == MODES.index("reach")), d, np.linalg.norm(d, axis=-1)
 
     def out_of_reach(self, state) -> np.ndarray:
-        """(N,) reach envs whose hand target is horizontally farther than REACH_STEP_DIST from that hand's
-        shoulder: without reach_step always False."""
+        """(N,) reach envs walking toward a hand target beyond the arm (`_update_approach`'s hysteresis):
+        without reach_step always False."""
         return self._far_goals(state)[0]
 
     def _gait_command(self, state) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
