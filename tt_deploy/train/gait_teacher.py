@@ -75,8 +75,8 @@ LEG_BODIES = ("Hip", "Knee", "Ankle", "Toe")
 TRUNK_BODIES = ("Torso", "Spine", "Chest")
 FSM_FIELDS = ("swing_left", "phase", "t_swing", "num_switches", "num_timeouts", "fresh")
 ANKLE_IDS = np.array([spec.BODY_NAMES.index("L_Ankle"), spec.BODY_NAMES.index("R_Ankle")])
-FIRST_STEP_DEADBAND = 0.05  # rad: commands within this of the heading start with the left foot
 TOE_IDS = np.array([spec.BODY_NAMES.index("L_Toe"), spec.BODY_NAMES.index("R_Toe")])
+FIRST_STEP_DEADBAND = 0.05  # rad: commands within this of the heading start with the left foot
 
 
 @dataclass(frozen=True)

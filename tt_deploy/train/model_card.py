@@ -71,7 +71,12 @@ at most 0.2 rad a step) with the stance hip turning the pelvis onto the turned f
 scores 73-77 % on the walk row, the fourth tuning 56-62 %); DAgger from v7 with beta 0.6 (x0.93 a round,
 floor 0.1), idle and reach prompts labelled by v7 itself. Shipped: round 20, picked among rounds 15, 20, 25,
 30, 40 and 45 on an evaluation seed the card does not use (seed 3); later rounds walked slower (progress
-0.50-0.56 m/s) as the BFM's share of the walk actions grew."""
+0.50-0.56 m/s) as the BFM's share of the walk actions grew.
+v9 distils the same controller with one fix into v8: its first step after a (re)start is the leg on the turn's
+side (it always started with the left leg, and every command more than ~75 deg to the right fell: 90 / 86 / 86 %
+on the walk row instead of 73-77 %); DAgger from v8 with beta 0.6 (x0.93 a round, floor 0.1), idle prompts
+labelled by session 6's push-recovery specialist (`--idle-bfm`), reach prompts by v8 itself. Shipped: round 20,
+picked among rounds 15, 20, 25 and 30 on seed 3 (walk row 52 / 95 / 76 / 81 %, pushes 88 / 95 / 81 / 91 %)."""
 
 
 def _panels(header: list[str]) -> list[tuple[str, str]]:
