@@ -48,6 +48,16 @@ def test_a_reference_row_is_not_held_to_the_bfm_goal(tmp_path):
     assert "| walk 1 m/s | the walking controller itself | 25 % | 16-37 % | 64 | reference |" in text
 
 
+def test_rows_outside_the_issue_conditions_carry_no_goal(tmp_path):
+    high = {**ROWS[0], "condition": "friction x2", "success_rate": 0.0, "ci95": (0.0, 0.06)}
+    pushed = {**ROWS[0], "condition": "random pushes 0.5 m/s"}
+    text = write_card(tmp_path / "card.md", rows=[*ROWS, pushed, high], bfm_info={}, params=1, config="small",
+                      log_csv=None, episodes=64, seed=0).read_text()  # fmt: skip
+    assert "| stand | nominal | 100 % | 94-100 % | 64 | >= 95 % |" in text
+    assert "| stand | random pushes 0.5 m/s | 100 % | 94-100 % | 64 | >= 95 % |" in text
+    assert "| stand | friction x2 | 0 % | 0-6 % | 64 | none |" in text
+
+
 def test_the_weight_noise_table_sits_beside_the_checkpoints_own_rate(tmp_path):
     noise = [{"ability": "walk 1 m/s", "condition": "nominal", "episodes": 64, "weight_noise": 0.002,
               "copies": [0.2, 0.1, 0.15], "mean": 0.15, "min": 0.1, "max": 0.2}]  # fmt: skip

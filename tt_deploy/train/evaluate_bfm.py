@@ -1,9 +1,10 @@
 """Measure what a BFM can do with the deterministic (mean) action on fixed seeds.
 
 Every ability runs in ONE batched simulation (per-env perturbations, per-env prompt modes), so
-the whole card costs one 10 s rollout of 7 x `episodes` envs:
+the whole card costs one 10 s rollout of 8 x `episodes` envs:
 - stand: no prompt, 10 s from the standing pose without falling - nominal, gravity x1.25,
-  friction x0.5, and random pushes (a 0.5 m/s horizontal kick at 2.5 s, 5 s and 7.5 s);
+  friction x0.5, and random pushes (a 0.5 m/s horizontal kick at 2.5 s, 5 s and 7.5 s); also friction x2
+  (the last row: not an issue goal, but in sim2sim's grid);
 - reach: a right- or left-hand target within reach, prompted 0.6 s ahead; a new target every
   2 s (5 per env); success = the hand comes within 0.2 m of it during its 2 s without a fall;
   also, without a goal, the same with the reference reach task's targets (right hand, root xy +-0.75 m,
@@ -67,6 +68,8 @@ GROUPS = (
     # the rows above keep their envs (and results) of the six-row table
     Group("reach-task target, right hand 0.6 s ahead (within 0.2 m)", "root xy +-0.75 m, 0.05-1.6 m high",
           "reach", task_targets=True),
+    # sim2sim's grid kicks friction up too: v8 and v9 fall there (session 9). Last, for the same reason
+    Group("stand 10 s, no prompt", "friction x2", "idle", Perturbation(friction=2.0)),
 )
 
 
