@@ -111,3 +111,15 @@ def test_zero_actions_numerically_stable_in_every_cell(name):
     bs = sim.body_state()
     assert np.isfinite(bs.pos).all() and np.isfinite(bs.lin_vel).all()
     assert np.abs(bs.lin_vel).max() < 20.0 and sim.num_unstable_total == 0
+
+
+def test_friction_spread_is_log_spaced_and_checks_its_range():
+    from tt_deploy.sim.perturbations import friction_spread
+
+    cells = friction_spread(5, 0.5, 2.0)
+    np.testing.assert_allclose([p.friction for p in cells], [0.5, 0.7071068, 1.0, 1.4142136, 2.0], rtol=1e-6)
+    assert all(p.gravity == 1.0 and p.action_delay == 0 for p in cells)
+    assert [p.friction for p in friction_spread(3, 1.0, 1.0)] == [1.0, 1.0, 1.0]
+    for low, high in ((0.0, 2.0), (2.0, 0.5), (1.0, float("inf"))):
+        with pytest.raises(InputError, match="friction range"):
+            friction_spread(4, low, high)

@@ -52,6 +52,18 @@ def test_pretrain_takes_a_prompt_mix_and_pushes(tmp_path):
         assert res.exit_code != 0 and match in str(res.exception)
 
 
+def test_pretrain_spreads_ground_friction_over_the_envs(tmp_path):
+    from tt_deploy.train.pretrain import PretrainConfig, build_runner
+
+    runner_ = build_runner(PretrainConfig(num_envs=4, steps=128, friction=(0.5, 2.0)), tmp_path / "a")
+    frictions = [p.friction for p in runner_.env.sim.perturbations]
+    np.testing.assert_allclose(frictions, [0.5, 0.7937, 1.2599, 2.0], rtol=1e-4)
+    _ok(["pretrain", "--num-envs", "4", "--steps", "128", "--out", str(tmp_path / "b"), "--friction", "0.5,2",
+         "--teacher-coef", "0"])  # fmt: skip
+    res = runner.invoke(app, ["pretrain", "--steps", "128", "--out", str(tmp_path / "bad"), "--friction", "2,0.5"])
+    assert res.exit_code != 0 and "friction range must be 0 < LOW <= HIGH" in str(res.exception)
+
+
 def test_resumed_pretraining_takes_the_teacher_setting_of_this_invocation(tmp_path):
     from tt_deploy.train.pretrain import PretrainConfig, _after_resume, build_runner, pretrain
 
@@ -137,7 +149,8 @@ def test_evaluate_bfm_writes_a_card_with_the_embedded_bfm_standing(tmp_path):
     card, js = tmp_path / "card.md", tmp_path / "abilities.json"
     _ok(["evaluate-bfm", "--episodes", "2", "--card", str(card), "--json", str(js), "--controller"])
     rows = json.loads(js.read_text())["abilities"]
-    assert [r["ability"].split()[0] for r in rows] == ["stand"] * 4 + ["hand", "walk", "reach-task", "walk"]
+    assert [r["ability"].split()[0] for r in rows] == ["stand"] * 4 + ["hand", "walk", "reach-task", "stand", "walk"]
+    assert rows[7]["condition"] == "friction x2"
     assert rows[-1].get("reference") and not rows[5].get("reference")  # the BFM's walk row; the controller's last
     assert rows[0]["success_rate"] == 1.0  # the embedded BFM stands 10 s unprompted (model card: 100 %)
     reach = rows[4]
@@ -147,6 +160,7 @@ def test_evaluate_bfm_writes_a_card_with_the_embedded_bfm_standing(tmp_path):
     assert "| stand 10 s, no prompt | nominal | 100 % |" in text and "## Recipe" in text
     assert "| reach-task target, right hand 0.6 s ahead (within 0.2 m) | root xy +-0.75 m, 0.05-1.6 m high |" in text
     assert "| the walking controller itself (DAgger teacher) |" in text and "| reference |" in text
+    assert "| stand 10 s, no prompt | friction x2 |" in text
 
 
 def test_evaluate_bfm_runs_perturbed_copies_on_the_same_rows(tmp_path):

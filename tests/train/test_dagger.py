@@ -35,7 +35,8 @@ def test_beta_decays_to_its_floor():
 
 
 @pytest.mark.parametrize("bad", [{"rounds": 0}, {"num_envs": 0}, {"buffer_size": 3}, {"beta": (1.5, 0.9, 0.0)},
-                                 {"beta": (0.5, 0.0, 0.0)}, {"exec_noise": -0.1}, {"keep_every": -1}, {"ema": 1.0}])  # fmt: skip
+                                 {"beta": (0.5, 0.0, 0.0)}, {"exec_noise": -0.1}, {"keep_every": -1}, {"ema": 1.0},
+                                 {"friction": (2.0, 0.5)}])  # fmt: skip
 def test_config_rejects_bad_values(bad):
     with pytest.raises(InputError, match="DAgger"):
         replace(TINY, **bad)
@@ -218,3 +219,8 @@ def test_ik_step_labels_give_far_reach_goals_the_controllers_legs(tmp_path):
     torch.testing.assert_close(label[far][:, legs], obs["teacher_action"][far][:, legs], atol=0, rtol=0)
     torch.testing.assert_close(label[~far][:, legs], anchor[~far][:, legs], atol=0, rtol=0)
     assert "legs walking to far goals" in trainer.recipe
+
+
+def test_friction_range_spreads_over_the_envs(tmp_path):
+    trainer = DaggerTrainer(replace(TINY, num_envs=3, friction=(0.5, 2.0)), DEFAULT_BFM_PATH, tmp_path)
+    np.testing.assert_allclose([p.friction for p in trainer.env.sim.perturbations], [0.5, 1.0, 2.0])

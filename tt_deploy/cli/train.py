@@ -137,6 +137,8 @@ def pretrain_cmd(
     push_interval: Annotated[float | None, typer.Option(help="Mean seconds between random pushes (0 = none; "
                                                              "default 3).")] = None,
     push_speed: Annotated[str | None, typer.Option(help="Push speeds LOW,HIGH in m/s (default 0.2,0.8).")] = None,
+    friction: Annotated[str | None, typer.Option(help="Ground friction multipliers LOW,HIGH, one per env, "
+                                                      "log-spaced (default 1,1).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every iteration.")] = False,
 ) -> None:
     """Pretrain a BFM on random prompts (idle / reach / walk); resumable, checkpoints every 10 iterations."""
@@ -144,7 +146,8 @@ def pretrain_cmd(
 
     _logging(verbose)
     cfg = with_overrides(PretrainConfig(), config=config, steps=steps, num_envs=num_envs, seed=seed,
-                         teacher_coef=teacher_coef, gait_weight=gait_weight, gait_drive=gait_drive)
+                         teacher_coef=teacher_coef, gait_weight=gait_weight, gait_drive=gait_drive,
+                         friction=_floats("--friction", friction, 2))
     cur = {"mode_probs": _floats("--mode-probs", mode_probs, 3), "push_interval_s": push_interval,
            "push_speed": _floats("--push-speed", push_speed, 2)}  # fmt: skip
     cfg = replace(cfg, curriculum=replace(cfg.curriculum, **{k: v for k, v in cur.items() if v is not None}))
@@ -177,6 +180,8 @@ def pretrain_dagger_cmd(
     ema: Annotated[float | None, typer.Option(help="Checkpoints hold an exponential moving average of the student, "
                                                    "this decay a round (0.8 ~ the last 5 rounds); default 0 = "
                                                    "the student itself.")] = None,
+    friction: Annotated[str | None, typer.Option(help="Ground friction multipliers LOW,HIGH, one per env, "
+                                                      "log-spaced (default 1,1).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoints/last_state.pt (empty buffer).")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every round.")] = False,
@@ -189,7 +194,8 @@ def pretrain_dagger_cmd(
 
     _logging(verbose)
     given = {"rounds": rounds, "num_envs": num_envs, "ema": ema, "walk_labels": walk_labels,
-             "reach_labels": reach_labels, "beta": _floats("--beta", beta, 3, form="three numbers START,DECAY,FLOOR")}
+             "reach_labels": reach_labels, "beta": _floats("--beta", beta, 3, form="three numbers START,DECAY,FLOOR"),
+             "friction": _floats("--friction", friction, 2)}
     cfg = DaggerConfig(seed=seed, **{k: v for k, v in given.items() if v is not None})
     cur = {"reach_task_share": reach_task_share, "mode_probs": _floats("--mode-probs", mode_probs, 3)}
     cfg = replace(cfg, curriculum=replace(cfg.curriculum, **{k: v for k, v in cur.items() if v is not None}))

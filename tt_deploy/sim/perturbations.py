@@ -72,6 +72,14 @@ def per_env(perturbation, num_envs: int) -> tuple[Perturbation, ...]:
     raise InputError(f"perturbation must be a Perturbation or a sequence of them; got {type(perturbation).__name__}")
 
 
+def friction_spread(num_envs: int, low: float, high: float) -> tuple[Perturbation, ...]:
+    """num_envs Perturbations whose friction multipliers are evenly spaced in log between low and high (training
+    on a range of ground friction: no random draw, so a resumed run rebuilds the same envs)."""
+    if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
+        raise InputError(f"friction range must be 0 < LOW <= HIGH; got {low}, {high}")
+    return tuple(Perturbation(friction=float(f)) for f in np.geomspace(low, high, num_envs))
+
+
 def add_obs_noise(x: np.ndarray, std, rng: np.random.Generator) -> np.ndarray:
     """x (N, ...) plus Gaussian noise of std (scalar or (N,) per environment); x itself is untouched."""
     std = np.asarray(std, dtype=np.float64)

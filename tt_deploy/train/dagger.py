@@ -37,6 +37,7 @@ from tt_deploy import spec
 from tt_deploy.errors import InputError
 from tt_deploy.hashing import sha256_file
 from tt_deploy.models.checkpoints import load_bfm, pretraining_cost, save_bfm
+from tt_deploy.sim.perturbations import friction_spread
 from tt_deploy.tasks.base import PELVIS_ID
 from tt_deploy.tasks.env import TaskEnv
 from tt_deploy.train.gait_teacher import teacher_joint_ids
@@ -86,6 +87,7 @@ class DaggerConfig:
     # checkpoints hold an EMA of the student's weights, ema x average + (1 - ema) x student, once a round
     # (0 = the student itself; 0.8 averages ~5 rounds)
     ema: float = 0.0
+    friction: tuple[float, float] = (1.0, 1.0)  # per-env ground friction multipliers, log-spaced LOW..HIGH
     seed: int = 0
     nthread: int = 2
 
@@ -106,6 +108,10 @@ class DaggerConfig:
             raise InputError(f"DAgger reach_labels must be 'anchor', 'ik' or 'ik-step', got {self.reach_labels!r}")
         if not 0 <= self.ema < 1:
             raise InputError(f"DAgger ema must be in [0, 1) (0 = off), got {self.ema}")
+        try:  # a bad range fails here, before any env is built
+            friction_spread(1, *self.friction)
+        except InputError as e:
+            raise InputError(f"DAgger {e}") from None
         if self.exec_noise < 0 or self.lr <= 0:
             raise InputError(f"DAgger exec_noise must be >= 0 and lr > 0, got {self.exec_noise}, {self.lr}")
 
@@ -165,7 +171,8 @@ class DaggerTrainer:
                             f", {cfg.curriculum.reach_task_share:.0%} of reach goals task-like)")
         self.opt = torch.optim.Adam(self.student.bfm.parameters(), lr=cfg.lr)
         self.average = copy.deepcopy(bfm).eval() if cfg.ema > 0 else None  # the shipped weights (EMA)
-        sim = MujocoSimulator(cfg.num_envs, nthread=cfg.nthread, seed=cfg.seed)
+        sim = MujocoSimulator(cfg.num_envs, nthread=cfg.nthread, seed=cfg.seed,
+                              perturbation=friction_spread(cfg.num_envs, *cfg.friction))  # fmt: skip
         # the controller runs even with walk_labels="anchor": it also keeps pushes out of walk prompts
         # (PromptTask._pushable), part of what the v7 run trained on
         self.task = PromptTask(cfg.num_envs, cfg.curriculum, teacher=True, gait_weight=1.0,

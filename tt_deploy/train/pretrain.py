@@ -20,6 +20,7 @@ import torch
 from tt_deploy.models.bfm import BFM, count_parameters
 from tt_deploy.models.checkpoints import load_bfm, save_bfm
 from tt_deploy.models.config import bfm_config
+from tt_deploy.sim.perturbations import friction_spread
 from tt_deploy.tasks.env import TaskEnv
 from tt_deploy.train.policies import PretrainPolicy
 from tt_deploy.train.ppo import PPOConfig
@@ -60,6 +61,10 @@ class PretrainConfig:
     gait_drive: float = 1.0  # share of walk prompts the controller itself walks (cloned, no policy gradient)
     gait_weight: float = 0.1  # per leg/trunk hinge in walk prompts (reach teacher: 1 per arm hinge); 0 = none
     checkpoint_every: int = 10  # iterations
+    friction: tuple[float, float] = (1.0, 1.0)  # per-env ground friction multipliers, log-spaced LOW..HIGH
+
+    def __post_init__(self):
+        friction_spread(1, *self.friction)  # a bad range fails here, before any env is built
 
 
 def statue_init(bfm: BFM) -> BFM:
@@ -116,7 +121,8 @@ def build_runner(cfg: PretrainConfig, out_dir: Path, *, init_bfm: Path | None = 
     bfm.train()
     for p in bfm.parameters():
         p.requires_grad_(True)
-    sim = MujocoSimulator(cfg.num_envs, nthread=cfg.nthread, seed=cfg.seed)
+    sim = MujocoSimulator(cfg.num_envs, nthread=cfg.nthread, seed=cfg.seed,
+                          perturbation=friction_spread(cfg.num_envs, *cfg.friction))  # fmt: skip
     task = PromptTask(cfg.num_envs, cfg.curriculum, teacher=cfg.teacher_coef > 0, gait_weight=cfg.gait_weight,
                       gait_drive=cfg.gait_drive)  # fmt: skip
     env = TaskEnv(sim, task, episode_seconds=cfg.episode_seconds, seed=cfg.seed)
