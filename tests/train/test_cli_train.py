@@ -61,7 +61,9 @@ def test_pretrain_spreads_ground_friction_over_the_envs(tmp_path):
     _ok(["pretrain", "--num-envs", "4", "--steps", "128", "--out", str(tmp_path / "b"), "--friction", "0.5,2",
          "--teacher-coef", "0"])  # fmt: skip
     res = runner.invoke(app, ["pretrain", "--steps", "128", "--out", str(tmp_path / "bad"), "--friction", "2,0.5"])
-    assert res.exit_code != 0 and "friction range must be 0 < LOW <= HIGH" in str(res.exception)
+    assert res.exit_code != 0 and "pretrain friction range must be 0 < LOW <= HIGH" in str(res.exception)
+    _, info = load_bfm(tmp_path / "b" / "checkpoints" / "last.safetensors")
+    assert info["friction"] == [0.5, 2.0]  # the checkpoint says what it was trained on
 
 
 def test_resumed_pretraining_takes_the_teacher_setting_of_this_invocation(tmp_path):
@@ -160,7 +162,8 @@ def test_evaluate_bfm_writes_a_card_with_the_embedded_bfm_standing(tmp_path):
     assert "| stand 10 s, no prompt | nominal | 100 % |" in text and "## Recipe" in text
     assert "| reach-task target, right hand 0.6 s ahead (within 0.2 m) | root xy +-0.75 m, 0.05-1.6 m high |" in text
     assert "| the walking controller itself (DAgger teacher) |" in text and "| reference |" in text
-    assert "| stand 10 s, no prompt | friction x2 |" in text
+    assert "| stand 10 s, no prompt | friction x2 | " in text and "| 2 | none |" in text  # no goal for that row
+    assert "| stand 10 s, no prompt | nominal | 100 % | " in text and text.count(">= 95 %") == 4  # the four
 
 
 def test_evaluate_bfm_runs_perturbed_copies_on_the_same_rows(tmp_path):
@@ -193,7 +196,9 @@ def test_pretrain_dagger_rejects_a_bad_beta(tmp_path):
 
 @pytest.mark.parametrize("bad, match", [(["--reach-labels", "teacher"], "reach_labels"),
                                         (["--reach-task-share", "1.5"], "--reach-task-share"),
-                                        (["--mode-probs", "0,0,0"], "at least one")])  # fmt: skip
+                                        (["--mode-probs", "0,0,0"], "at least one"),
+                                        (["--friction", "2,0.5"], "DAgger friction range must be 0 < LOW <= HIGH"),
+                                        (["--friction", "1"], "--friction")])  # fmt: skip
 def test_pretrain_dagger_rejects_bad_prompt_options(tmp_path, bad, match):
     res = runner.invoke(app, ["pretrain-dagger", "--rounds", "1", "--out", str(tmp_path), *bad])
     assert res.exit_code != 0 and match in str(res.exception)

@@ -224,3 +224,6 @@ def test_ik_step_labels_give_far_reach_goals_the_controllers_legs(tmp_path):
 def test_friction_range_spreads_over_the_envs(tmp_path):
     trainer = DaggerTrainer(replace(TINY, num_envs=3, friction=(0.5, 2.0)), DEFAULT_BFM_PATH, tmp_path)
     np.testing.assert_allclose([p.friction for p in trainer.env.sim.perturbations], [0.5, 1.0, 2.0])
+    assert "(ground friction x0.5-2 over the envs)" in trainer.recipe
+    with pytest.raises(InputError, match="two numbers"):
+        replace(TINY, friction=(1.0,))

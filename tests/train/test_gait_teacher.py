@@ -224,30 +224,40 @@ def test_first_step_on_the_turn_side_makes_a_right_turn_mirror_a_left_turn():
     assert first.all() and np.all(h_old > 0.5) and low_old < 0.7, (h_old, low_old)  # turned the wrong way
 
 
-def test_a_walk_prompt_after_another_prompt_restarts_the_state_machine():
-    """PromptTask: an env whose prompt changes to walk gets gait.reset (its first step chosen toward the new
-    command); one that keeps walking keeps its state machine."""
+def test_the_controller_restarts_only_when_it_starts_walking_an_env():
+    """PromptTask: an env that becomes a walk prompt (or, with reach_step, an approach) after not being walked
+    gets gait.reset (its first step chosen toward the new command); one it keeps walking - a new walk
+    direction, or walk -> approach - keeps its state machine."""
     from tt_deploy.tasks.env import TaskEnv
     from tt_deploy.train.pretrain_task import MODES, PromptCurriculum, PromptTask
 
     sim = MujocoSimulator(4, nthread=1, seed=0)
-    task = PromptTask(4, PromptCurriculum(mode_probs=(0.0, 0.0, 1.0)), teacher=True, gait_weight=1.0)
+    task = PromptTask(4, PromptCurriculum(mode_probs=(0.0, 0.0, 1.0)), teacher=True, gait_weight=1.0,
+                      reach_step=True)  # fmt: skip
     env = TaskEnv(sim, task, seed=0)
     env.reset()
     for _ in range(15):
         env.step(np.zeros((4, spec.ACTION_DIM), np.float32))
-    assert task.gait.num_switches.sum() > 0 and not task.gait.fresh.any()
-    task.mode[:] = [MODES.index("idle"), MODES.index("walk"), MODES.index("idle"), MODES.index("walk")]
+    assert task.gait.num_switches.sum() > 0 and task.walked.all()
+    walk, idle, reach = MODES.index("walk"), MODES.index("idle"), MODES.index("reach")
+    task.walked[:] = [False, True, False, True]  # envs 0, 2 were not walked last step; 1, 3 were
+    task.mode[:] = [walk, walk, reach, reach]
+    task.approaching[:] = [False, False, True, True]  # 2, 3: approaching a far reach goal
     before = task.gait.state_dict()
-    task._sample(np.arange(4), sim.body_state(), sim, np.random.default_rng(1))  # all draw walk (probs)
+    task.gait.fresh[:] = False
+    task._restart_gait()
     assert np.array_equal(task.gait.fresh, [True, False, True, False])
     assert np.array_equal(task.gait.num_switches[[1, 3]], before["num_switches"][[1, 3]])
     assert np.all(task.gait.num_switches[[0, 2]] == 0) and np.all(task.gait.t_swing[[0, 2]] == 0)
+    task.mode[:] = idle
+    task.approaching[:] = False
+    task._restart_gait()
+    assert not task.walked.any()
 
 
-def test_reach_step_approaches_with_hysteresis_and_restarts_the_gait():
+def test_reach_step_approaches_with_hysteresis():
     """reach_step: a reach goal starts an approach beyond REACH_STEP_DIST + HYST from its shoulder, keeps it
-    down to DIST - HYST, and stops within; the start resets the walking controller's state machine."""
+    down to DIST - HYST (also across a new goal), and stops within."""
     from tt_deploy.train.pretrain_task import (MODES, R_HAND, R_SHOULDER, REACH_STEP_DIST, REACH_STEP_HYST,
                                                PromptTask)  # fmt: skip
 
@@ -266,9 +276,22 @@ def test_reach_step_approaches_with_hysteresis_and_restarts_the_gait():
 
     hi, lo = REACH_STEP_DIST + REACH_STEP_HYST, REACH_STEP_DIST - REACH_STEP_HYST
     assert [at(d) for d in (hi - 0.02, hi + 0.02)] == [False, True]
-    assert task.gait.fresh[0]  # the approach restarted the state machine
-    task.gait.fresh[:] = False
     assert [at(d) for d in (REACH_STEP_DIST, lo + 0.02, lo - 0.02, REACH_STEP_DIST)] == [True, True, False, False]
-    assert not task.gait.fresh[0]
+    assert at(hi + 0.02)
+    task._sample(np.array([0]), state, sim, np.random.default_rng(0))  # a new goal keeps the approach going
+    task.mode[:], task.hand[:] = MODES.index("reach"), R_HAND
+    assert at(REACH_STEP_DIST)
     task.mode[:] = MODES.index("idle")
     assert not at(hi + 0.5)  # only reach prompts approach
+    with pytest.raises(InputError, match="reach_step needs teacher=True"):
+        PromptTask(1, reach_step=True)
+
+
+def test_a_command_within_the_deadband_starts_with_the_left_foot():
+    sim = MujocoSimulator(3, nthread=1, seed=0)
+    sim.reset()
+    teacher = GaitTeacher(sim.hm, 3)
+    ang = np.array([-0.03, -0.08, 0.03])  # rad off the initial heading (+x): inside, outside, inside the deadband
+    q, _ = sim.joint_state()
+    teacher.actions(sim.body_state(), q, sim.contact_forces(), np.stack([np.cos(ang), np.sin(ang)], -1), np.ones(3))
+    assert np.array_equal(teacher.swing_left, [True, False, True]) and not teacher.fresh.any()

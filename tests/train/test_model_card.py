@@ -48,8 +48,8 @@ def test_a_reference_row_is_not_held_to_the_bfm_goal(tmp_path):
     assert "| walk 1 m/s | the walking controller itself | 25 % | 16-37 % | 64 | reference |" in text
 
 
-def test_rows_outside_the_issue_conditions_carry_no_goal(tmp_path):
-    high = {**ROWS[0], "condition": "friction x2", "success_rate": 0.0, "ci95": (0.0, 0.06)}
+def test_rows_without_an_issue_goal_say_none(tmp_path):
+    high = {**ROWS[0], "condition": "friction x2", "success_rate": 0.0, "ci95": (0.0, 0.06), "goal": False}
     pushed = {**ROWS[0], "condition": "random pushes 0.5 m/s"}
     text = write_card(tmp_path / "card.md", rows=[*ROWS, pushed, high], bfm_info={}, params=1, config="small",
                       log_csv=None, episodes=64, seed=0).read_text()  # fmt: skip

@@ -72,11 +72,21 @@ def per_env(perturbation, num_envs: int) -> tuple[Perturbation, ...]:
     raise InputError(f"perturbation must be a Perturbation or a sequence of them; got {type(perturbation).__name__}")
 
 
+def friction_range(value) -> tuple[float, float]:
+    """A (LOW, HIGH) pair of friction multipliers, 0 < LOW <= HIGH, or a typed error."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise InputError(f"friction range must be two numbers LOW, HIGH; got {value!r}") from None
+    if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
+        raise InputError(f"friction range must be 0 < LOW <= HIGH; got {low}, {high}")
+    return low, high
+
+
 def friction_spread(num_envs: int, low: float, high: float) -> tuple[Perturbation, ...]:
     """num_envs Perturbations whose friction multipliers are evenly spaced in log between low and high (training
     on a range of ground friction: no random draw, so a resumed run rebuilds the same envs)."""
-    if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
-        raise InputError(f"friction range must be 0 < LOW <= HIGH; got {low}, {high}")
+    low, high = friction_range((low, high))
     return tuple(Perturbation(friction=float(f)) for f in np.geomspace(low, high, num_envs))
 
 

@@ -37,7 +37,7 @@ from tt_deploy import spec
 from tt_deploy.errors import InputError
 from tt_deploy.hashing import sha256_file
 from tt_deploy.models.checkpoints import load_bfm, pretraining_cost, save_bfm
-from tt_deploy.sim.perturbations import friction_spread
+from tt_deploy.sim.perturbations import friction_range, friction_spread
 from tt_deploy.tasks.base import PELVIS_ID
 from tt_deploy.tasks.env import TaskEnv
 from tt_deploy.train.gait_teacher import teacher_joint_ids
@@ -109,7 +109,7 @@ class DaggerConfig:
         if not 0 <= self.ema < 1:
             raise InputError(f"DAgger ema must be in [0, 1) (0 = off), got {self.ema}")
         try:  # a bad range fails here, before any env is built
-            friction_spread(1, *self.friction)
+            friction_range(self.friction)
         except InputError as e:
             raise InputError(f"DAgger {e}") from None
         if self.exec_noise < 0 or self.lr <= 0:
@@ -166,6 +166,8 @@ class DaggerTrainer:
                 p.requires_grad_(False)
             self.idle_sha256 = sha256_file(idle_bfm)
             self.recipe += f" (idle labels from BFM {self.idle_sha256[:12]})"
+        if tuple(cfg.friction) != (1.0, 1.0):
+            self.recipe += f" (ground friction x{cfg.friction[0]:g}-{cfg.friction[1]:g} over the envs)"
         if cfg.reach_labels != "anchor":
             self.recipe += (f" (reach arms from IK{', legs walking to far goals' if cfg.reach_labels == 'ik-step' else ''}"
                             f", {cfg.curriculum.reach_task_share:.0%} of reach goals task-like)")

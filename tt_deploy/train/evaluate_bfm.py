@@ -4,7 +4,7 @@ Every ability runs in ONE batched simulation (per-env perturbations, per-env pro
 the whole card costs one 10 s rollout of 8 x `episodes` envs:
 - stand: no prompt, 10 s from the standing pose without falling - nominal, gravity x1.25,
   friction x0.5, and random pushes (a 0.5 m/s horizontal kick at 2.5 s, 5 s and 7.5 s); also friction x2
-  (the last row: not an issue goal, but in sim2sim's grid);
+  (the last BFM row: no issue goal, `Group.goal` False, but in sim2sim's grid);
 - reach: a right- or left-hand target within reach, prompted 0.6 s ahead; a new target every
   2 s (5 per env); success = the hand comes within 0.2 m of it during its 2 s without a fall;
   also, without a goal, the same with the reference reach task's targets (right hand, root xy +-0.75 m,
@@ -55,6 +55,7 @@ class Group(NamedTuple):
     perturbation: Perturbation | None = None
     pushes: bool = False  # kicked at PUSH_STEPS
     task_targets: bool = False  # reach targets drawn like the reach task's (tasks/reach.py), right hand
+    goal: bool = True  # the pretraining issue sets a goal for this row (the card shows "none" otherwise)
 
 
 GROUPS = (
@@ -67,9 +68,9 @@ GROUPS = (
     # no goal: most of these targets are beyond the arm (the reach task token's targets; issue #4). Last, so
     # the rows above keep their envs (and results) of the six-row table
     Group("reach-task target, right hand 0.6 s ahead (within 0.2 m)", "root xy +-0.75 m, 0.05-1.6 m high",
-          "reach", task_targets=True),
+          "reach", task_targets=True, goal=False),
     # sim2sim's grid kicks friction up too: v8 and v9 fall there (session 9). Last, for the same reason
-    Group("stand 10 s, no prompt", "friction x2", "idle", Perturbation(friction=2.0)),
+    Group("stand 10 s, no prompt", "friction x2", "idle", Perturbation(friction=2.0), goal=False),
 )
 
 
@@ -233,4 +234,7 @@ def _evaluate(act, groups, episodes: int, seed: int, nthread: int, controller: b
                              # which criterion fails: every one but the speed, on its own
                              share_upright_facing_stepping=float(facing_stepping.mean()),
                              share_progress_ge_0_6=float((progress >= 0.6).mean())))  # fmt: skip
+    for row, grp in zip(rows, groups, strict=True):
+        if not grp.goal:
+            row["goal"] = False
     return rows

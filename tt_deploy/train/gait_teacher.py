@@ -32,8 +32,8 @@ far off the command direction turns before it speeds up.
 Turning (the defaults since session 8): only the outer leg's swing lands turned (turn_open_only, toe-out, at
 most max_turn 0.2 rad a step) and the stance hip turns the pelvis onto a turned foot at most stance_yaw_rate
 1 rad/s instead of at once; and (session 9) the first swing after reset() is the leg on the command's side
-(first_step_toward_turn). The evaluate-bfm walk row with the controller acting is 90 / 86 / 86 % on seeds
-0 / 1 / 2 (progress 0.65 m/s, falls 9-11 %); always starting with the left leg it was 77 / 74 / 73 %, since
+(first_step_toward_turn). The evaluate-bfm walk row with the controller acting (128 episodes) is 90 / 86 / 86 %
+on seeds 0 / 1 / 2 (progress 0.65 m/s, falls 9-11 %); always starting with the left leg it was 77 / 74 / 73 %, since
 every command more than ~75 deg to the right fell (open steps without the rate limit 69 / 70 / 66 %; the
 session-5 tuning, both legs turning at most 0.1 rad, 56 / 62 % on seeds 0 / 1; docs/training.md).
 

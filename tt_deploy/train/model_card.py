@@ -79,10 +79,6 @@ labelled by session 6's push-recovery specialist (`--idle-bfm`), reach prompts b
 picked among rounds 15, 20, 25 and 30 on seed 3 (walk row 52 / 95 / 76 / 81 %, pushes 88 / 95 / 81 / 91 %)."""
 
 
-# the conditions the pretraining issue sets goals for; other rows (e.g. stand at friction x2) carry none
-ISSUE_CONDITIONS = ("nominal", "gravity x1.25", "friction x0.5", "random pushes 0.5 m/s")
-
-
 def _panels(header: list[str]) -> list[tuple[str, str]]:
     """(column, title) of the three curves worth looking at in this kind of training log."""
     if "beta" in header:  # a DAgger log (train/dagger.py): statistics of the executed blend
@@ -175,7 +171,7 @@ def write_card(path: Path, *, rows: list[dict], bfm_info: dict, params: int, con
         goal = next((g for k, g in goals.items() if r["ability"].startswith(k)), "")
         if r.get("reference"):  # not the BFM (e.g. the walking controller it was distilled from)
             goal = "reference"
-        elif r["condition"] not in ISSUE_CONDITIONS:  # measured, but not one of the issue's goals
+        elif r.get("goal") is False:  # measured, but the issue sets no goal for it (evaluate_bfm.Group.goal)
             goal = "none"
         det = ", ".join(f"{k} {v:.3g}" for k, v in r["metrics"].items() if not (isinstance(v, float) and math.isnan(v)))
         lo, hi = r["ci95"]

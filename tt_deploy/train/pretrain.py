@@ -20,7 +20,8 @@ import torch
 from tt_deploy.models.bfm import BFM, count_parameters
 from tt_deploy.models.checkpoints import load_bfm, save_bfm
 from tt_deploy.models.config import bfm_config
-from tt_deploy.sim.perturbations import friction_spread
+from tt_deploy.errors import InputError
+from tt_deploy.sim.perturbations import friction_range, friction_spread
 from tt_deploy.tasks.env import TaskEnv
 from tt_deploy.train.policies import PretrainPolicy
 from tt_deploy.train.ppo import PPOConfig
@@ -64,7 +65,10 @@ class PretrainConfig:
     friction: tuple[float, float] = (1.0, 1.0)  # per-env ground friction multipliers, log-spaced LOW..HIGH
 
     def __post_init__(self):
-        friction_spread(1, *self.friction)  # a bad range fails here, before any env is built
+        try:  # a bad range fails here, before any env is built
+            friction_range(self.friction)
+        except InputError as e:
+            raise InputError(f"pretrain {e}") from None
 
 
 def statue_init(bfm: BFM) -> BFM:
@@ -79,6 +83,8 @@ def statue_init(bfm: BFM) -> BFM:
 def _save(runner: OnPolicyRunner, tag: str) -> None:
     info = {"recipe": RECIPE_VERSION, "env_steps": runner.env_steps, "iterations": runner.iteration,
             "wall_seconds": round(runner.wall_seconds, 1), **getattr(runner, "init_cost", {})}  # fmt: skip
+    if getattr(runner, "friction", (1.0, 1.0)) != (1.0, 1.0):  # trained on a friction range: say so
+        info["friction"] = list(runner.friction)
     save_bfm(runner.policy.bfm, runner.out_dir / "checkpoints" / f"{tag}.safetensors", info=info)
 
 
@@ -131,6 +137,7 @@ def build_runner(cfg: PretrainConfig, out_dir: Path, *, init_bfm: Path | None = 
     runner = OnPolicyRunner(env, policy, cfg.ppo, out_dir, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
                             save_fn=_save, extra_log=_mode_metrics)
     runner.init_cost = init_cost
+    runner.friction = tuple(cfg.friction)
     return runner
 
 

@@ -92,6 +92,8 @@ class PromptTask(Task):
         # and the IK arm is re-solved every step on the moving body. As measured (docs/training.md, session 7)
         # this composite falls 1.7-2.8 times per 10 s of approach: no shipped BFM used it
         self.reach_step = bool(reach_step)
+        if self.reach_step and not teacher:
+            raise InputError("reach_step needs teacher=True: the walking controller tracks its approaches")
         self.gait_weight = float(gait_weight)
         self.gait_drive = float(gait_drive)  # probability that the controller itself walks a walk prompt
         self.teacher_drive = np.zeros(num_envs, dtype=bool)
@@ -111,15 +113,13 @@ class PromptTask(Task):
         self.hand_dist_min = np.full(n, np.inf)  # closest approach since the last reach goal (metric)
         self.prev_hand_dist = np.full(n, np.nan)  # for the reach progress term
         self.approaching = np.zeros(n, dtype=bool)  # reach_step: walking toward a goal beyond the arm
+        self.walked = np.zeros(n, dtype=bool)  # the walking controller walked this env in the last step
 
     # --- goals --------------------------------------------------------------------------------
     def _sample(self, env_ids: np.ndarray, state, sim, rng: np.random.Generator) -> None:
         streams, rng = rng, rows(rng, env_ids)  # per-env streams (tasks/random.py)
         n, cur = len(env_ids), self.cur
-        was_walk = self.mode[env_ids] == MODES.index("walk")
         self.mode[env_ids] = rng.choice(len(MODES), size=n, p=np.asarray(cur.mode_probs) / sum(cur.mode_probs))
-        if self.gait is not None:  # a walk that starts from another prompt starts its state machine afresh
-            self.gait.reset(env_ids[(self.mode[env_ids] == MODES.index("walk")) & ~was_walk])
         self.change_at[env_ids] = self.progress[env_ids] + rng.integers(*cur.change_steps, size=n)
         # reach: a point around the chosen hand's side of the body, in the heading frame
         right = rng.random(n) < 0.5
@@ -137,7 +137,6 @@ class PromptTask(Task):
         self.reach_deadline[env_ids] = self.progress[env_ids] * spec.CONTROL_DT + rng.uniform(*cur.reach_time, n)
         self.hand_dist_min[env_ids] = np.inf
         self.prev_hand_dist[env_ids] = np.nan
-        self.approaching[env_ids] = False
         # walk: a direction within +-90 deg of the current heading, at a curriculum speed
         self.walk_dir[env_ids] = unit_from_angle(h + rng.uniform(-np.pi / 2, np.pi / 2, n))
         self.walk_speed[env_ids] = rng.uniform(*cur.walk_speed, n)
@@ -157,6 +156,8 @@ class PromptTask(Task):
 
     def _reset_goals(self, env_ids, state, sim, rng) -> None:
         self.pelvis_height[env_ids] = state.pos[env_ids, PELVIS_ID, 2]
+        self.approaching[env_ids] = False
+        self.walked[env_ids] = False
         if self.use_teacher and self.gait_weight > 0:
             if self.gait is None:
                 self.gait = self._gait_teacher(sim)
@@ -233,6 +234,7 @@ class PromptTask(Task):
         action[rows_, self.teacher_joints[idx]] = self.teacher_act[idx]
         weight[rows_, self.teacher_joints[idx]] = 1.0
         if self.gait is not None and self.gait_weight > 0:  # runs every step in every env: its state machine follows
+            self._restart_gait()
             walk_dir, walk_speed, far = self._gait_command(state)
             joints, legs = self.gait.actions(state, sim.joint_state()[0], sim.contact_forces(), walk_dir, walk_speed)
             walk = np.flatnonzero((self.mode == MODES.index("walk")) | far)[:, None]
@@ -249,14 +251,21 @@ class PromptTask(Task):
 
     def _update_approach(self, state) -> None:
         """Once a control step (reach_step): reach envs start approaching beyond REACH_STEP_DIST + HYST and stop
-        within DIST - HYST; an approach starts the walking controller's state machine afresh (first step
-        toward the goal)."""
+        within DIST - HYST; a new goal of an env already approaching keeps the hysteresis going."""
         dist = np.linalg.norm(self._shoulder_to_target(state), axis=-1)
         reach = self.mode == MODES.index("reach")
         start = reach & ~self.approaching & (dist > REACH_STEP_DIST + REACH_STEP_HYST)
         self.approaching = reach & np.where(self.approaching, dist > REACH_STEP_DIST - REACH_STEP_HYST, start)
-        if self.gait is not None and start.any():
+
+    def _restart_gait(self) -> None:
+        """Once a control step, before the controller acts: an env it starts walking (a walk prompt, or an
+        approach) after it did not gets its state machine afresh (first step toward the command); an env it
+        keeps walking - a new walk direction, walk -> approach - keeps its stride."""
+        walking = (self.mode == MODES.index("walk")) | self.approaching
+        start = walking & ~self.walked
+        if start.any():
             self.gait.reset(np.flatnonzero(start))
+        self.walked = walking
 
     def _far_goals(self, state) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mask (N,), shoulder-to-target (N, 2), its length (N,)) of the reach goals being approached
