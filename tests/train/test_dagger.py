@@ -209,7 +209,7 @@ def test_ik_step_labels_give_far_reach_goals_the_controllers_legs(tmp_path):
                   curriculum=replace(MIXED.curriculum, mode_probs=(0, 1, 0), reach_task_share=1.0))
     trainer = DaggerTrainer(cfg, DEFAULT_BFM_PATH, tmp_path)
     trainer._obs = obs = to_torch(trainer.env.reset())
-    far = trainer.task.out_of_reach(trainer.env.sim.body_state())
+    far = trainer.task.out_of_reach()
     assert far.any() and (~far).any()
     trainer.collect()
     label = trainer.buffer.data["label"][: trainer.buffer.size]

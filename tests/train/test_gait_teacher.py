@@ -258,8 +258,14 @@ def test_the_controller_restarts_only_when_it_starts_walking_an_env():
 def test_reach_step_approaches_with_hysteresis():
     """reach_step: a reach goal starts an approach beyond REACH_STEP_DIST + HYST from its shoulder, keeps it
     down to DIST - HYST (also across a new goal), and stops within."""
-    from tt_deploy.train.pretrain_task import (MODES, R_HAND, R_SHOULDER, REACH_STEP_DIST, REACH_STEP_HYST,
-                                               PromptTask)  # fmt: skip
+    from tt_deploy.train.pretrain_task import (
+        MODES,
+        R_HAND,
+        R_SHOULDER,
+        REACH_STEP_DIST,
+        REACH_STEP_HYST,
+        PromptTask,  # fmt: skip
+    )
 
     sim = MujocoSimulator(1, nthread=1, seed=0)
     sim.reset()
@@ -272,7 +278,7 @@ def test_reach_step_approaches_with_hysteresis():
     def at(dist):  # the goal `dist` m in front of the right shoulder, then one update
         task.hand_target[0] = state.pos[0, R_SHOULDER] + [dist, 0.0, 0.0]
         task._update_approach(state)
-        return bool(task.out_of_reach(state)[0])
+        return bool(task.out_of_reach()[0])
 
     hi, lo = REACH_STEP_DIST + REACH_STEP_HYST, REACH_STEP_DIST - REACH_STEP_HYST
     assert [at(d) for d in (hi - 0.02, hi + 0.02)] == [False, True]

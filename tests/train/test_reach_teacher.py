@@ -118,7 +118,7 @@ def test_reach_step_walks_toward_targets_beyond_the_arm():
     env = TaskEnv(sim, task, seed=5)
     step = env.reset()
     state = sim.body_state()
-    far = task.out_of_reach(state)
+    far = task.out_of_reach()
     assert far.any() and (~far).any()
     legs = teacher_joint_ids()
     weight = step.extras["teacher_weight"]

@@ -72,14 +72,15 @@ def per_env(perturbation, num_envs: int) -> tuple[Perturbation, ...]:
     raise InputError(f"perturbation must be a Perturbation or a sequence of them; got {type(perturbation).__name__}")
 
 
-def friction_range(value) -> tuple[float, float]:
-    """A (LOW, HIGH) pair of friction multipliers, 0 < LOW <= HIGH, or a typed error."""
+def friction_range(value, owner: str = "") -> tuple[float, float]:
+    """A (LOW, HIGH) pair of friction multipliers, 0 < LOW <= HIGH, or a typed error (prefixed with owner)."""
+    what = f"{owner} friction range" if owner else "friction range"
     try:
         low, high = (float(v) for v in value)
     except (TypeError, ValueError):
-        raise InputError(f"friction range must be two numbers LOW, HIGH; got {value!r}") from None
+        raise InputError(f"{what} must be two numbers LOW, HIGH; got {value!r}") from None
     if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
-        raise InputError(f"friction range must be 0 < LOW <= HIGH; got {low}, {high}")
+        raise InputError(f"{what} must be 0 < LOW <= HIGH; got {low}, {high}")
     return low, high
 
 

@@ -108,10 +108,7 @@ class DaggerConfig:
             raise InputError(f"DAgger reach_labels must be 'anchor', 'ik' or 'ik-step', got {self.reach_labels!r}")
         if not 0 <= self.ema < 1:
             raise InputError(f"DAgger ema must be in [0, 1) (0 = off), got {self.ema}")
-        try:  # a bad range fails here, before any env is built
-            friction_range(self.friction)
-        except InputError as e:
-            raise InputError(f"DAgger {e}") from None
+        friction_range(self.friction, "DAgger")  # a bad range fails here, before any env is built
         if self.exec_noise < 0 or self.lr <= 0:
             raise InputError(f"DAgger exec_noise must be >= 0 and lr > 0, got {self.exec_noise}, {self.lr}")
 

@@ -20,7 +20,6 @@ import torch
 from tt_deploy.models.bfm import BFM, count_parameters
 from tt_deploy.models.checkpoints import load_bfm, save_bfm
 from tt_deploy.models.config import bfm_config
-from tt_deploy.errors import InputError
 from tt_deploy.sim.perturbations import friction_range, friction_spread
 from tt_deploy.tasks.env import TaskEnv
 from tt_deploy.train.policies import PretrainPolicy
@@ -65,10 +64,7 @@ class PretrainConfig:
     friction: tuple[float, float] = (1.0, 1.0)  # per-env ground friction multipliers, log-spaced LOW..HIGH
 
     def __post_init__(self):
-        try:  # a bad range fails here, before any env is built
-            friction_range(self.friction)
-        except InputError as e:
-            raise InputError(f"pretrain {e}") from None
+        friction_range(self.friction, "pretrain")  # a bad range fails here, before any env is built
 
 
 def statue_init(bfm: BFM) -> BFM:

@@ -227,15 +227,16 @@ class PromptTask(Task):
         action = np.zeros((n, spec.ACTION_DIM), np.float32)
         weight = np.zeros((n, spec.ACTION_DIM), np.float32)
         idx = np.flatnonzero(self.mode == MODES.index("reach"))
+        gap = None
         if self.reach_step:
-            self._update_approach(state)
+            gap = self._update_approach(state)
             self._solve_ik(idx, sim)
         rows_ = idx[:, None]
         action[rows_, self.teacher_joints[idx]] = self.teacher_act[idx]
         weight[rows_, self.teacher_joints[idx]] = 1.0
         if self.gait is not None and self.gait_weight > 0:  # runs every step in every env: its state machine follows
             self._restart_gait()
-            walk_dir, walk_speed, far = self._gait_command(state)
+            walk_dir, walk_speed, far = self._gait_command(state, gap)
             joints, legs = self.gait.actions(state, sim.joint_state()[0], sim.contact_forces(), walk_dir, walk_speed)
             walk = np.flatnonzero((self.mode == MODES.index("walk")) | far)[:, None]
             action[walk, joints] = legs[walk[:, 0]]
@@ -244,18 +245,21 @@ class PromptTask(Task):
                 return action, weight, self.teacher_drive & (self.mode == MODES.index("walk"))
         return action, weight
 
-    def _shoulder_to_target(self, state) -> np.ndarray:
-        """(N, 2) m, horizontally from the prompted hand's shoulder to its target."""
+    def _shoulder_to_target(self, state) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 2) m, horizontally from the prompted hand's shoulder to its target, and its length (N,)."""
         shoulder = np.where(self.hand == R_HAND, R_SHOULDER, L_SHOULDER)
-        return self.hand_target[:, :2] - state.pos[np.arange(self.num_envs), shoulder, :2]
+        d = self.hand_target[:, :2] - state.pos[np.arange(self.num_envs), shoulder, :2]
+        return d, np.linalg.norm(d, axis=-1)
 
-    def _update_approach(self, state) -> None:
+    def _update_approach(self, state) -> tuple[np.ndarray, np.ndarray]:
         """Once a control step (reach_step): reach envs start approaching beyond REACH_STEP_DIST + HYST and stop
-        within DIST - HYST; a new goal of an env already approaching keeps the hysteresis going."""
-        dist = np.linalg.norm(self._shoulder_to_target(state), axis=-1)
+        within DIST - HYST; a new goal of an env already approaching keeps the hysteresis going. Returns the
+        shoulder-to-target gap (N, 2) and its length (N,), for `_gait_command` in the same step."""
+        d, dist = self._shoulder_to_target(state)
         reach = self.mode == MODES.index("reach")
         start = reach & ~self.approaching & (dist > REACH_STEP_DIST + REACH_STEP_HYST)
         self.approaching = reach & np.where(self.approaching, dist > REACH_STEP_DIST - REACH_STEP_HYST, start)
+        return d, dist
 
     def _restart_gait(self) -> None:
         """Once a control step, before the controller acts: an env it starts walking (a walk prompt, or an
@@ -267,26 +271,19 @@ class PromptTask(Task):
             self.gait.reset(np.flatnonzero(start))
         self.walked = walking
 
-    def _far_goals(self, state) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(mask (N,), shoulder-to-target (N, 2), its length (N,)) of the reach goals being approached
-        (`_update_approach`); without reach_step the mask is all False and nothing is computed."""
-        if not self.reach_step:
-            empty = np.zeros(0)
-            return np.zeros(self.num_envs, dtype=bool), empty, empty
-        d = self._shoulder_to_target(state)
-        return self.approaching & (self.mode == MODES.index("reach")), d, np.linalg.norm(d, axis=-1)
+    def out_of_reach(self) -> np.ndarray:
+        """(N,) reach envs walking toward a hand target beyond the arm (`_update_approach`'s hysteresis, as of
+        the last control step): without reach_step always False."""
+        return self.approaching & (self.mode == MODES.index("reach"))
 
-    def out_of_reach(self, state) -> np.ndarray:
-        """(N,) reach envs walking toward a hand target beyond the arm (`_update_approach`'s hysteresis):
-        without reach_step always False."""
-        return self._far_goals(state)[0]
-
-    def _gait_command(self, state) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _gait_command(self, state, gap=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The controller's (walk_dir, speed) per env: the walk prompts' own, and for reach goals out of the arm's
-        reach (reach_step) from the shoulder toward the target, faster the farther it is; and that mask."""
-        far, d, dist = self._far_goals(state)
+        reach (reach_step) from the shoulder toward the target, faster the farther it is; and that mask.
+        gap: this step's `_update_approach` result (else computed from state)."""
+        far = self.out_of_reach()
         if not far.any():
             return self.walk_dir, self.walk_speed, far
+        d, dist = gap if gap is not None else self._shoulder_to_target(state)
         d, dist = d[far], dist[far]
         walk_dir, speed = self.walk_dir.copy(), self.walk_speed.copy()
         walk_dir[far] = d / dist[:, None]
