@@ -1,4 +1,4 @@
-from tt_deploy.train.evaluate_bfm import evaluate_walk_controller
+from tt_deploy.train.evaluate_bfm import evaluate_reach_teacher, evaluate_walk_controller
 
 
 def test_the_walking_controller_walks_its_evaluation_commands():
@@ -8,6 +8,15 @@ def test_the_walking_controller_walks_its_evaluation_commands():
     assert row["reference"] and row["episodes"] == 4
     assert m["mean_progress_m_s"] > 0.3 and m["fall_rate"] <= 0.25
     assert m["mean_min_foot_clear_frac"] > 0.25  # both feet off the ground (> 3 cm) in a quarter of the steps
+
+
+def test_the_ik_teachers_arm_puts_the_hand_on_its_targets():
+    # the reference hand row: the embedded BFM's action with the prompted arm from the IK teacher
+    from tt_deploy.models.checkpoints import DEFAULT_BFM_PATH, load_bfm
+
+    row = evaluate_reach_teacher(load_bfm(DEFAULT_BFM_PATH)[0], episodes=4, seed=0, nthread=1)
+    assert row["reference"] and row["episodes"] >= 16  # 4 envs x ~5 targets of 2 s
+    assert row["metrics"]["median_min_hand_dist_m"] < 0.2 and row["success_rate"] >= 0.5
 
 
 def test_reach_task_rows_prompt_the_reach_tasks_targets():

@@ -222,6 +222,9 @@ def evaluate_bfm_cmd(
     notes: Annotated[str, typer.Option(help="A remark for the card (e.g. how the machine was shared).")] = "",
     controller: Annotated[bool, typer.Option(help="Also run the walk row with the walking controller (the DAgger "
                                                   "teacher) acting itself: a reference row, the student's ceiling.")] = False,
+    reach_teacher: Annotated[bool, typer.Option(help="Also run the hand row with the IK reach teacher's arm on top of "
+                                                     "the BFM's action: a reference row, what --reach-labels ik "
+                                                     "teaches.")] = False,
     weight_noise: Annotated[float, typer.Option(help="Also run the table on --copies copies of the BFM with this much "
                                                     "Gaussian noise on each weight tensor (x its std; e.g. 0.002): "
                                                     "shows which rows survive tiny weight changes. 0 = off.")] = 0.0,
@@ -231,7 +234,12 @@ def evaluate_bfm_cmd(
     """Measure a BFM's abilities (stand, reach, walk) with the mean action; optionally write its model card."""
     from tt_deploy.models.bfm import count_parameters
     from tt_deploy.models.checkpoints import resolve_bfm
-    from tt_deploy.train.evaluate_bfm import evaluate_bfm, evaluate_walk_controller, weight_noise_rows
+    from tt_deploy.train.evaluate_bfm import (
+        evaluate_bfm,
+        evaluate_reach_teacher,
+        evaluate_walk_controller,
+        weight_noise_rows,
+    )
     from tt_deploy.train.model_card import write_card
 
     if weight_noise < 0 or copies < 1:
@@ -242,6 +250,8 @@ def evaluate_bfm_cmd(
     rows = evaluate_bfm(model, episodes=episodes, seed=seed)
     if controller:
         rows.append(evaluate_walk_controller(episodes=episodes, seed=seed))
+    if reach_teacher:
+        rows.append(evaluate_reach_teacher(model, episodes=episodes, seed=seed))
     print_table("BFM abilities (mean action)", rows, ["ability", "condition", "success_rate", "ci95", "episodes", "metrics"])
     noise_rows = None
     if weight_noise > 0:

@@ -14,6 +14,8 @@ the whole card costs one 10 s rollout of 8 x `episodes` envs:
   height by > 3 cm in at least a third of the control steps (a sideways shuffle fails).
 `evaluate_walk_controller` runs the walk row with the walking controller (the DAgger teacher,
 train/gait_teacher.py) acting itself: what a student of that teacher can hope for.
+`evaluate_reach_teacher` runs the hand row with the IK reach teacher's arm on top of the BFM's action: the
+same for `pretrain-dagger --reach-labels ik`.
 `weight_noise_rows` runs the table on copies of the BFM with tiny weight noise: whether a row's number
 survives any small change of the weights or belongs to this one set (session 8: v7's walk row 52 % ->
 31-42 % on copies whose actions differ by ~2.5e-4 RMS; its hand row 63 % -> 63-64 %).
@@ -78,12 +80,13 @@ class EvalPromptTask(PromptTask):
     """PromptTask with a fixed mode per env; reach envs get a new target every REACH_STEPS and
     book each finished target's closest approach."""
 
-    def __init__(self, modes: np.ndarray, *, controller: bool = False, task_targets: np.ndarray | None = None):
+    def __init__(self, modes: np.ndarray, *, teachers: bool = False, task_targets: np.ndarray | None = None):
         cur = PromptCurriculum(reach_time=(0.6, 0.6), walk_speed=(1.0, 1.0), change_steps=(10**6, 10**6 + 1),
                                reach_blend_min=1.0, reach_blend=1.0,
                                push_interval_s=0.0)  # evaluation pushes are scheduled, not random
-        # controller: walk envs carry the walking controller's actions (obs "teacher_action")
-        super().__init__(len(modes), cur, teacher=controller, gait_weight=1.0 if controller else 0.0)
+        # teachers: obs "teacher_action" / "teacher_weight" carry the IK teacher's arm in reach envs and the walking
+        # controller's legs and trunk in walk envs
+        super().__init__(len(modes), cur, teacher=teachers, gait_weight=1.0 if teachers else 0.0)
         self.fixed_mode = modes
         self.task_targets = np.zeros(len(modes), bool) if task_targets is None else np.asarray(task_targets, bool)
         self.reach_results: list[tuple[int, float]] = []  # (env, min distance) per finished target
@@ -170,11 +173,27 @@ def evaluate_walk_controller(episodes: int = 64, seed: int = 0, nthread: int = 2
     seed: compare rates, not episodes. Marked `reference`: what the DAgger student can hope for, not an
     ability of the BFM."""
     walk = [g for g in GROUPS if g.mode == "walk"]
-    row = _evaluate(lambda obs: obs["teacher_action"].float(), walk, episodes, seed, nthread, controller=True)[0]
+    row = _evaluate(lambda obs: obs["teacher_action"].float(), walk, episodes, seed, nthread, teachers=True)[0]
     return {**row, "condition": "the walking controller itself (DAgger teacher)", "reference": True}
 
 
-def _evaluate(act, groups, episodes: int, seed: int, nthread: int, controller: bool = False) -> list[dict]:
+@torch.no_grad()
+def evaluate_reach_teacher(bfm: BFM, episodes: int = 64, seed: int = 0, nthread: int = 2) -> dict:
+    """The hand row with the IK reach teacher's arm (train/reach_teacher.py, solved once per target) in place of
+    the BFM's actions on the prompted arm's 6 shoulder / elbow hinges, the BFM's everywhere else: what a
+    `pretrain-dagger --reach-labels ik` pass teaches (v9 57 % -> this 77 % on seed 1; v10 learned part of it).
+    Run alone, so its targets differ from the BFM's hand row at the same seed: compare rates. Marked `reference`."""
+    bfm.eval()
+    hand = [g for g in GROUPS if g.mode == "reach" and not g.task_targets]
+
+    def act(obs):
+        return torch.where(obs["teacher_weight"] > 0, obs["teacher_action"].float(), torch.clamp(bfm(obs), -1.0, 1.0))
+
+    row = _evaluate(act, hand, episodes, seed, nthread, teachers=True)[0]
+    return {**row, "condition": "the IK teacher's arm on the BFM (DAgger reach teacher)", "reference": True}
+
+
+def _evaluate(act, groups, episodes: int, seed: int, nthread: int, teachers: bool = False) -> list[dict]:
     """One batched 10 s rollout of `episodes` envs per group; `act` maps the observation tensors to actions."""
     from tt_deploy.sim.mujoco_backend import MujocoSimulator
 
@@ -183,7 +202,7 @@ def _evaluate(act, groups, episodes: int, seed: int, nthread: int, controller: b
     modes = np.array([MODES.index(groups[g].mode) for g in group])
     perts = [groups[g].perturbation or Perturbation() for g in group]
     sim = MujocoSimulator(len(group), nthread=nthread, perturbation=perts, seed=seed)
-    task = EvalPromptTask(modes, controller=controller, task_targets=[groups[g].task_targets for g in group])
+    task = EvalPromptTask(modes, teachers=teachers, task_targets=[groups[g].task_targets for g in group])
     env = TaskEnv(sim, task, episode_seconds=SECONDS + 1.0, seed=seed)  # no timeout inside the window
     rng = np.random.default_rng(seed)
     pushed = np.flatnonzero([groups[g].pushes for g in group])

@@ -193,7 +193,7 @@ def write_card(path: Path, *, rows: list[dict], bfm_info: dict, params: int, con
               "- It never steps, turns or crouches toward a hand target (walk and reach are separate prompts): targets "
               "beyond the arm or below the pelvis are mostly missed (the reach-task row). On the reference reach task "
               "(the hand held within 0.2 m for seconds) even the IK teacher's arm on top of its prior-prompted action "
-              "succeeds in 6-9 % of episodes (docs/training.md, session 10).",
+              "succeeds in 6 % of episodes (v9: 9 %; docs/training.md, session 10).",
               "- A row below its goal is an ability this checkpoint does not have yet; the table is the claim.",
               ""]  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
