@@ -85,8 +85,9 @@ class EvalPromptTask(PromptTask):
                                reach_blend_min=1.0, reach_blend=1.0,
                                push_interval_s=0.0)  # evaluation pushes are scheduled, not random
         # teachers: obs "teacher_action" / "teacher_weight" carry the IK teacher's arm in reach envs and the walking
-        # controller's legs and trunk in walk envs
-        super().__init__(len(modes), cur, teacher=teachers, gait_weight=1.0 if teachers else 0.0)
+        # controller's legs and trunk in walk envs (built only if there are any: it steps every env every step)
+        walking = teachers and bool(np.any(np.asarray(modes) == MODES.index("walk")))
+        super().__init__(len(modes), cur, teacher=teachers, gait_weight=1.0 if walking else 0.0)
         self.fixed_mode = modes
         self.task_targets = np.zeros(len(modes), bool) if task_targets is None else np.asarray(task_targets, bool)
         self.reach_results: list[tuple[int, float]] = []  # (env, min distance) per finished target
