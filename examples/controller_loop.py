@@ -1,7 +1,8 @@
 """A fixed-rate (30 Hz) robot control loop embedding the tt-deploy runtime (no torch).
 
-Per tick: read state -> build the BFM inputs and the task observation -> runtime.act_into ->
-write PD targets -> sleep until the next tick, counting deadline misses. Here the "robot" is a
+Per tick: read state -> build the skill's prior prompt (skill.json `task_prior`, tt_deploy.sim.priors),
+the BFM inputs and the task observation -> runtime.act_into -> write PD targets -> sleep until the
+next tick, counting deadline misses. Here the "robot" is a
 MuJoCo humanoid (`MujocoSimulator(1)`); on hardware only read_state / write_targets change.
 At --switch-at seconds the controller switches from the first skill to the second (a command).
 
@@ -20,6 +21,8 @@ from tt_deploy.runtime import SkillRuntime
 from tt_deploy.runtime.manifest import read_skill
 from tt_deploy.sim.mujoco_backend import MujocoSimulator
 from tt_deploy.sim.observations import PoseHistory, bfm_inputs
+from tt_deploy.sim.priors import make_prior
+from tt_deploy.tasks.goals import task_kwargs_from_record
 from tt_deploy.tasks.registry import make_task_for
 
 
@@ -35,13 +38,19 @@ def main(argv=None) -> dict:
     skills = list(runtime.skills)
     sim = MujocoSimulator(1, nthread=1)
     rng = np.random.default_rng(0)
-    # each skill's task observation + goals, built at the width its encoder was trained on
-    tasks = {s: make_task_for(s, 1, read_skill(args.bundle, s).task_obs_dim) for s in skills}
+    # each skill's task observation + goals (the "command source"), at the width and goal ranges its
+    # encoder was trained on, and the prior prompt it was trained beside, rebuilt from skill.json alone
+    cards = {s: read_skill(args.bundle, s) for s in skills}
+    tasks = {s: make_task_for(s, 1, c.task_obs_dim, **task_kwargs_from_record(s, c.goals)) for s, c in cards.items()}
+    priors = {s: make_prior(c.task_prior["name"], 1, **c.task_prior["params"]) if c.task_prior else None
+              for s, c in cards.items()}
     history = PoseHistory(1)
     ground = np.zeros(1)  # flat floor: terrain height under the root, m
     history.reset(None, sim.body_state(), ground)
-    for t in tasks.values():
+    for s, t in tasks.items():
         t.reset(np.arange(1), sim, rng)
+        if priors[s] is not None:
+            priors[s].reset(np.arange(1), sim.body_state())
     actions = np.zeros((1, runtime.manifest.action_dim), np.float32)  # reused output buffer
 
     period_ns = round(runtime.manifest.control_dt * 1e9)  # 30 Hz
@@ -54,12 +63,14 @@ def main(argv=None) -> dict:
             runtime.switch(skills[1])  # O(1): every skill's session is already loaded
         start = time.perf_counter_ns()
         state = sim.body_state()  # read state
-        inputs = {n: a[0] for n, a in bfm_inputs(state, ground, history).items()}
-        task_obs = tasks[runtime.active].observe(state, sim)[0]
+        prior, task = priors[runtime.active], tasks[runtime.active]
+        targets = prior(state, task.prior_goal(state, sim)) if prior is not None else None
+        inputs = {n: a[0] for n, a in bfm_inputs(state, ground, history, targets=targets).items()}
+        task_obs = task.observe(state, sim)[0]
         history.push(state, ground)  # after building this tick's inputs (PoseHistory convention)
         runtime.act_into(inputs, task_obs, actions)  # policy
         sim.step(actions)  # write PD targets (offset + scale * action) and let physics run
-        tasks[runtime.active].update(state, sim.body_state(), sim, rng)  # goal resampling
+        task.update(state, sim.body_state(), sim, rng)  # goal resampling
         busy_us[k] = (time.perf_counter_ns() - start) / 1e3
         next_tick += period_ns
         if time.perf_counter_ns() > next_tick:

@@ -32,7 +32,7 @@ ACTION_CLAMP = 1.0  # actions are clamped to [-1, 1] outside the network
 CONDITIONABLE_BODIES: tuple[str, ...] = ("L_Ankle", "R_Ankle", "Pelvis", "Head", "L_Hand", "R_Hand")
 CONDITIONABLE_BODY_IDS: tuple[int, ...] = tuple(BODY_NAMES.index(b) for b in CONDITIONABLE_BODIES)
 FOOT_BODIES: tuple[str, ...] = ("L_Ankle", "L_Toe", "R_Ankle", "R_Toe")
-STRIKE_BODIES: tuple[str, ...] = ("L_Elbow", "L_Wrist", "L_Hand", "R_Elbow", "R_Wrist", "R_Hand")
+STRIKE_BODIES: tuple[str, ...] = ("R_Hand", "R_Wrist", "R_Elbow")  # ref strike.yaml strike_body_names
 
 
 def _pd_gain_for(body: str) -> tuple[float, float]:

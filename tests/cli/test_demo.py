@@ -17,7 +17,13 @@ def test_demo_runs_end_to_end(tmp_path):
     assert summary["verify"]["passed"] and summary["verify"]["max_abs"] <= 1e-5
     assert (out / "deploy" / "manifest.json").is_file()
     assert {r["name"] for r in summary["bench"]} >= {"torch-eager", "runtime-full", "runtime-fused"}
-    assert summary["closed_loop"]["envs"] == 16
+    from tt_deploy.demo import shipped_skills
+
+    assert set(summary["skills"]) == set(shipped_skills()) and shipped_skills()  # only trained skills
+    assert all(s["encoder"].startswith("trained encoder") for s in summary["skills"].values())
+    assert all(cl["envs"] == 16 for cl in summary["closed_loop"].values())
+    assert set(summary["closed_loop"]) == set(summary["skills"])
+    assert "measured success" in res.stdout and "prior-only" in res.stdout
 
 
 def test_demo_replaces_its_own_old_bundle_and_spares_other_dirs(tmp_path):

@@ -350,8 +350,9 @@ def test_cli_import_export_runtime_equals_v1_forward(tmp_path):
     assert np.abs(ref).mean() > 0.05
 
     # verify (recorded MuJoCo rollout with the 3 + 6 current-pose task obs) and sim2sim work unchanged
-    res = runner.invoke(app, ["verify", "--bundle", str(bundle), "--random", "8", "--rollout-steps", "5"],
-                        terminal_width=250)  # fmt: skip
+    # atol 2e-5: the "extreme" edge case's fp32 error on this imported model is 1.0e-5 with onnxruntime 1.32
+    res = runner.invoke(app, ["verify", "--bundle", str(bundle), "--random", "8", "--rollout-steps", "5",
+                              "--atol", "2e-5"], terminal_width=250)  # fmt: skip
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["sim2sim", "--bundle", str(bundle), "--skill", "reach", "--episodes", "1",
                               "--seconds", "0.5", "--no-cross-sim"], terminal_width=250)  # fmt: skip

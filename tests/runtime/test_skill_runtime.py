@@ -298,3 +298,28 @@ print("ok")
 """
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+
+
+def test_a_skill_trained_with_its_prior_refuses_a_call_that_hides_it(small_bfm_file, tmp_path):
+    from tt_deploy.sim.priors import make_prior
+
+    bfm, path = small_bfm_file
+    task_prior = make_prior("reach", 1).describe()
+    run, _ = make_run(tmp_path / "run", path, "reach", 3, bfm.token_dim, 5, task_prior=task_prior,
+                      visible_groups=["obs", "historical_pose_obs", "masked_mimic_target_poses", "terrain"])
+    deploy = export_skill("reach", bfm_path=path, run_dir=run, bundle_dir=tmp_path / "deploy")
+    assert mf.read_skill(deploy, "reach").task_prior == task_prior
+    x = {k: v for k, v in sample(7, hide_dropped=False).items()
+         if not k.startswith(("motion_text", "object_bounding"))}
+    x["masked_mimic_target_poses_masks"][-1] = True  # the far slot, as every prior shows it
+    task_obs = np.zeros(3, np.float32)
+    with SkillRuntime(deploy) as rt:
+        assert rt.act(x, task_obs).shape == (69,)  # the prompt given (random tokens, some visible)
+        hidden = {**x, "masked_mimic_target_poses_masks": np.zeros(11, bool)}
+        with pytest.raises(InputError, match="trained with its 'reach' prior prompt visible"):
+            rt.act(hidden, task_obs)
+        bare = {k: v for k, v in x.items() if not k.startswith("masked_mimic")}
+        with pytest.raises(InputError, match="allow_hidden_prior"):
+            rt.act(bare, task_obs)
+    with SkillRuntime(deploy, allow_hidden_prior=True) as rt:  # the documented opt-out
+        assert np.isfinite(rt.act(bare, task_obs)).all()

@@ -47,7 +47,9 @@ def _logging(verbose: bool) -> None:
 
 @app.command("train")
 def train_cmd(
-    skill: Annotated[list[str], typer.Option("--skill", help="Task: direction, steering, reach, strike, long_jump.")],
+    skill: Annotated[list[str], typer.Option("--skill", help="Task: direction, steering, reach, strike, long_jump "
+                                                              "(paper names; the reference code's "
+                                                              "direction_facing = steering).")],
     method: Annotated[str, typer.Option(help="task-token | finetune | pure-rl | prior-only")] = "task-token",
     bfm: Annotated[Path | None, typer.Option(help="Frozen BFM checkpoint; default: the embedded one.")] = None,
     sim: Annotated[str, typer.Option(help="Simulator backend: mujoco (CPU) or isaacgym (GPU).")] = "mujoco",
@@ -57,7 +59,11 @@ def train_cmd(
     out: Annotated[Path, typer.Option(help="Run directory (per skill: OUT/<skill>).")] = Path("runs"),
     resume: Annotated[bool, typer.Option(help="Continue from OUT/<skill>/checkpoints/last_state.pt.")] = False,
     current_pose: Annotated[bool, typer.Option(help="Append pelvis and head xyz (+6) to the task obs.")] = False,
-    prior: Annotated[bool, typer.Option(help="The skill's prior prompt (reach, strike) joins the task token.")] = False,
+    prior: Annotated[bool, typer.Option(help="The skill's prior prompt (tt_deploy/sim/priors.py) joins the task "
+                                              "token; deploy the skill with it.")] = False,
+    goals: Annotated[str | None, typer.Option(help="Goal ranges: reference (the paper's) or bfm (inside the BFM's "
+                                                   "measured abilities); default bfm where the BFM has an "
+                                                   "abilities file (the embedded one), else reference.")] = None,
     actor_lr: Annotated[float | None, typer.Option(help="Encoder (actor) learning rate; default 1e-3.")] = None,
     action_std: Annotated[float | None, typer.Option(help="Fixed std of the Gaussian policy's actions; default 0.03 "
                                                           "(the reference's 0.055 topples our BFM).")] = None,
@@ -85,14 +91,14 @@ def train_cmd(
         from tt_deploy.train.launcher import launch
 
         cfgs = [TrainConfig(n, method=method, num_envs=num_envs, steps=steps, seed=seed, current_pose=current_pose,
-                            prior=prior, eval_envs=eval_envs, **ppo) for n in skill]  # fmt: skip
+                            prior=prior, goals=goals, eval_envs=eval_envs, **ppo) for n in skill]  # fmt: skip
         rows = launch(cfgs, seeds, out, bfm_path=bfm, resume=resume, ray_address=ray_address)
         print_table("training runs", rows)
         return
     rows = []
     for name in skill:
         cfg = TrainConfig(name, method=method, num_envs=num_envs, steps=steps, seed=seed, current_pose=current_pose,
-                          prior=prior, eval_envs=eval_envs, **ppo)
+                          prior=prior, goals=goals, eval_envs=eval_envs, **ppo)
         run_dir = out / name
         with _progress(steps) as progress:
             summary = train_skill(cfg, run_dir, bfm_path=bfm, resume=resume, progress=progress)
@@ -268,14 +274,29 @@ def evaluate_bfm_cmd(
 
 @app.command("compare")
 def compare_cmd(
-    runs: Annotated[list[Path], typer.Argument(help="Training run directories (each with run.json).")],
+    runs: Annotated[list[Path] | None, typer.Argument(help="Training run directories (each with run.json).")] = None,
     level: Annotated[float, typer.Option(help="Success level for 'steps/wall-clock to reach'.")] = 0.5,
     plot: Annotated[Path | None, typer.Option(help="Write success-vs-steps curves to this PNG.")] = None,
+    results: Annotated[Path | None, typer.Option(help="Instead: every run under this root "
+                                                      "(<preset>/<method>/seed<k>/<skill>) as the results table.")] = None,
+    md: Annotated[Path, typer.Option(help="With --results: the Markdown table to write.")] = Path("docs/results.md"),
+    img_dir: Annotated[Path, typer.Option(help="With --results: where the per-task plots go.")] = Path("docs/img"),
     json_path: JsonOpt = None,
 ) -> None:
-    """Compare methods: trainable parameters, steps and wall-clock to a success level, final success."""
+    """Compare methods: trainable parameters, steps and wall-clock to a success level, final success;
+    with --results, the whole results table (docs/results.md + JSON + a plot per task)."""
+    if results is not None:
+        from tt_deploy.train.results import write_results
+
+        rows = write_results(results, md, json_path, img_dir, command=f"ttdeploy compare --results {results}")
+        cols = ["preset", "skill", "method", "seeds", "success_mean", "success_std", "segments", "trainable_params"]
+        print_table("task-token results", rows, cols)
+        console.print(f"wrote {md}")
+        return
     from tt_deploy.train.compare import compare_runs
 
+    if not runs:
+        raise InputError("compare needs run directories or --results ROOT")
     rows = compare_runs(runs, level=level, plot=plot)
     cols = ["skill", "method", "trainable_params", "env_steps", "wall_seconds", f"steps_to_{level:g}",
             f"wall_s_to_{level:g}", "final_success"]  # fmt: skip

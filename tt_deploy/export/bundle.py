@@ -100,7 +100,7 @@ def _encoder(skill, run_dir, bfm: BFM, bfm_sha: str, seed: int, obs_dim: int):
         raise InputError(f"{ckpt} is a {info['skill']!r} encoder, not {skill!r}")
     if enc.config.token_dim != bfm.token_dim:
         raise BundleError(f"{ckpt}: token_dim {enc.config.token_dim} != BFM d_model {bfm.token_dim}")
-    source = f"trained run {Path(run_dir)} steps {info.get('steps', 'unknown')}"
+    source = f"trained run {Path(run_dir)} steps {info.get('env_steps', 'unknown')}"
     return enc.eval(), info, source, sha256_file(ckpt), "file"
 
 
@@ -301,7 +301,7 @@ def _write_skill_files(
         encoder=mf.EncoderSpec(c.obs_dim, c.token_dim, tuple(c.hidden), c.norm_clamp, count_parameters(enc)),
         encoder_source=source, encoder_trained=bool(info), encoder_weights_sha256=enc_sha,
         encoder_weights_sha256_of=enc_sha_of, bfm_sha256=bfm_sha, visible_groups=visible, prior=prior_spec,
-        graphs={g.path: g.sha256 for g in graphs},
+        graphs={g.path: g.sha256 for g in graphs}, task_prior=info.get("task_prior"), goals=info.get("goals"),
     )  # fmt: skip
     mf.write_skill(tmp, skill_manifest)
     return graphs

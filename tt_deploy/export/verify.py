@@ -223,14 +223,15 @@ def _torch_actions(graph: BFMGraph, inputs: dict[str, np.ndarray], task_obs: np.
         return graph(*args, torch.from_numpy(task_obs)).numpy()
 
 
-def recorded_case(skill: str, graph: BFMGraph, envs: int, steps: int, seed: int,
-                  task_obs_dim: int | None = None) -> tuple[dict, np.ndarray]:
-    """Observations of a MuJoCo rollout of the skill's TaskEnv driven by the reference policy."""
+def recorded_case(skill: mf.SkillManifest, graph: BFMGraph, envs: int, steps: int,
+                  seed: int) -> tuple[dict, np.ndarray]:
+    """Observations of a MuJoCo rollout of the skill's TaskEnv (with its prior prompt, if it was trained
+    with one) driven by the reference policy."""
     from tt_deploy.sim.mujoco_backend import MujocoSimulator
     from tt_deploy.tasks.env import TaskEnv
-    from tt_deploy.tasks.registry import make_task_for
+    from tt_deploy.tasks.registry import make_task_for_skill
 
-    task = make_task_for(skill, envs, task_obs_dim)
+    task = make_task_for_skill(skill, envs)
     env = TaskEnv(MujocoSimulator(envs, nthread=1, objects=task.objects), task, seed=seed)
     out = env.reset()
     frames, obs = [], []
@@ -349,8 +350,7 @@ def _verify_one(
     case_set = edge_and_random_cases(cases.random, cases.edge, rng, sk.task_obs_dim)
     if cases.rollout_envs > 0 and cases.rollout_steps > 0:
         graph = BFMGraph(bfm, encoder=reference_encoder(sk, bfm)).eval()
-        case_set["recorded"] = recorded_case(name, graph, cases.rollout_envs, cases.rollout_steps, seed,
-                                             sk.task_obs_dim)
+        case_set["recorded"] = recorded_case(sk, graph, cases.rollout_envs, cases.rollout_steps, seed)
     report.rows += _verify_skill(bundle, sk, bfm, case_set, report.backend, report.atol, cases.batch1_max)
     if record:
         mf.record_skill_results(bundle, name, parity=_parity_record(report, name))

@@ -19,6 +19,12 @@ Input semantics (same as the PyTorch BFM): a maskable group that is absent is hi
 given without its mask is visible; obs and terrain are required. A skill's stored prior tokens
 fill prior groups the caller does not pass. A graph that dropped a group accepts it only if it
 is fully hidden: visible tokens are never dropped silently.
+
+Prior prompts: a skill trained with its prior prompt visible (skill.json `task_prior`) must get it at
+every call - `masked_mimic_target_poses` with some visible token in every sample, built by
+`tt_deploy.sim.priors.make_prior(**task_prior)`. A call without it raises InputError, unless the
+runtime was opened with `allow_hidden_prior=True` (a documented opt-out: the skill then runs off its
+training distribution).
 """
 
 from __future__ import annotations
@@ -75,12 +81,14 @@ class SkillRuntime:
         *,
         config: SessionConfig | None = None,
         share_bfm: bool | None = None,
+        allow_hidden_prior: bool = False,
     ) -> None:
         if mode not in MODES:
             raise UnknownNameError("runtime mode", mode, MODES)
         if batch is not None and (not isinstance(batch, int) or batch < 1):
             raise InputError(f"batch must be a positive int or None; got {batch!r}")
         self.bundle_dir, self.mode, self.batch = Path(bundle_dir), mode, batch
+        self.allow_hidden_prior = bool(allow_hidden_prior)
         self.manifest = mf.read_manifest(self.bundle_dir)
         self.backend, self.provider = resolve_backend(backend, self.manifest)
         self.config = config or SessionConfig()
@@ -294,6 +302,8 @@ class SkillRuntime:
             )
         takes = set(graph.input_names)
         self._reject_dropped_visible(arrays, takes)
+        if sk.task_prior is not None and not self.allow_hidden_prior:
+            self._require_prior(sk, arrays)
         prior = self._priors[self._active]
         feeds = {}
         for name in graph.input_names:
@@ -302,6 +312,18 @@ class SkillRuntime:
             elif name in self._groups or name in self._masks:
                 feeds[name] = self._default(name, arrays, prior, n)
         return feeds, task_obs
+
+    @staticmethod
+    def _require_prior(sk: mf.SkillManifest, arrays: dict[str, np.ndarray]) -> None:
+        """A skill trained beside its prior prompt refuses a call whose prompt is hidden in some sample."""
+        g, m = "masked_mimic_target_poses", "masked_mimic_target_poses_masks"
+        shown = g in arrays and (m not in arrays or bool(arrays[m].reshape(arrays[m].shape[0], -1).any(-1).all()))
+        if not shown:
+            raise InputError(
+                f"skill {sk.name!r} was trained with its {sk.task_prior.get('name')!r} prior prompt visible, but this "
+                f"call hides {g!r}: build it every step with tt_deploy.sim.priors.make_prior(**skill.json task_prior) "
+                "(docs/embedding.md), or open the runtime with allow_hidden_prior=True"
+            )
 
     def _reject_dropped_visible(self, arrays: dict[str, np.ndarray], takes: set[str]) -> None:
         for g in self._groups.values():

@@ -160,10 +160,10 @@ def _make_env(job: Job, perturbations: list[Perturbation], physics: PhysicsConfi
     from tt_deploy.runtime.manifest import read_skill
     from tt_deploy.sim.mujoco_backend import MujocoSimulator
     from tt_deploy.tasks.env import TaskEnv
-    from tt_deploy.tasks.registry import make_task_for
+    from tt_deploy.tasks.registry import make_task_for_skill
 
     n = len(perturbations)
-    task = make_task_for(job.skill, n, read_skill(job.bundle, job.skill).task_obs_dim)
+    task = make_task_for_skill(read_skill(job.bundle, job.skill), n)  # its prior prompt and goals included
     sim = MujocoSimulator(n, nthread=job.threads, objects=task.objects, perturbation=perturbations,
                           seed=job.seed, timestep=physics.timestep, integrator=physics.integrator)  # fmt: skip
     return TaskEnv(sim, task, episode_seconds=job.episode_seconds, seed=job.seed)

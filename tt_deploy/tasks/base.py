@@ -33,6 +33,22 @@ log = logging.getLogger(__name__)
 PELVIS_ID = spec.BODY_NAMES.index("Pelvis")
 HEAD_ID = spec.BODY_NAMES.index("Head")
 CURRENT_POSE_DIM = 6  # raw world xyz of pelvis and head
+# ref termination heights (m above the ground under the body): every non-foot body, the head higher
+TERMINATION_HEIGHT, HEAD_TERMINATION_HEIGHT = 0.15, 0.3
+NON_FOOT = ~np.isin(np.arange(spec.NUM_BODIES), [spec.BODY_NAMES.index(b) for b in spec.FOOT_BODIES])
+
+
+def termination_heights(body: float = TERMINATION_HEIGHT, head: float = HEAD_TERMINATION_HEIGHT) -> np.ndarray:
+    """(24,) per-body termination heights (m): `body` everywhere, `head` for the Head."""
+    h = np.full(spec.NUM_BODIES, float(body))
+    h[HEAD_ID] = float(head)
+    return h
+
+
+def low_non_foot(state: BodyState, sim: Simulator, heights: np.ndarray) -> np.ndarray:
+    """(N,) bool: some non-foot body is below its termination height above the ground under it."""
+    height = state.pos[..., 2] - sim.ground_height(state.pos[..., :2])
+    return np.any((height < heights) & NON_FOOT, axis=-1)
 
 
 # --- small shared formulas ---------------------------------------------------------------------
@@ -102,6 +118,7 @@ class Task(abc.ABC):
     feature_dim: ClassVar[int]
     objects: ClassVar[tuple[str, ...]] = ()
     fall_voids_success: ClassVar[bool] = True
+    goal_segments: ClassVar[bool] = False  # True: each goal is its own success segment (GraceTask)
 
     def __init__(self, num_envs: int, *, current_pose: bool = False):
         if int(num_envs) <= 0:
@@ -111,6 +128,13 @@ class Task(abc.ABC):
         self.progress = np.zeros(self.num_envs, dtype=np.int64)
         self._failed = np.zeros(self.num_envs, dtype=bool)
         self._measured = np.zeros(self.num_envs, dtype=np.int64)
+        # the reference's per-goal bookkeeping (docs/tasks.md "Evaluation protocol"): the open
+        # segment's measured steps and failure, and the episode's closed segments
+        self._seg_measured = np.zeros(self.num_envs, dtype=np.int64)
+        self._seg_failed = np.zeros(self.num_envs, dtype=bool)
+        self.seg_total = np.zeros(self.num_envs, dtype=np.int64)
+        self.seg_passed = np.zeros(self.num_envs, dtype=np.int64)
+        self.prior_prompt = None  # a tt_deploy.sim.priors.Prior when the task prompts the BFM
 
     @property
     def obs_dim(self) -> int:
@@ -124,8 +148,15 @@ class Task(abc.ABC):
         self.progress[env_ids] = 0
         self._failed[env_ids] = False
         self._measured[env_ids] = 0
+        self._seg_measured[env_ids] = 0
+        self._seg_failed[env_ids] = False
+        self.seg_total[env_ids] = 0
+        self.seg_passed[env_ids] = 0
         if env_ids.size:
-            self._reset_goals(env_ids, sim.body_state(), sim, rng)
+            state = sim.body_state()
+            self._reset_goals(env_ids, state, sim, rng)
+            if self.prior_prompt is not None:
+                self.prior_prompt.reset(env_ids, state)
 
     def update(self, prev_state: BodyState, state: BodyState, sim: Simulator,
                rng: np.random.Generator) -> None:
@@ -145,13 +176,55 @@ class Task(abc.ABC):
         """(N,) bool: has the current episode succeeded so far (read it when the episode ends)."""
         return (self._measured > 0) & ~self._failed
 
+    # --- per-goal segments (the reference's success rate) -------------------------------------
+    def _close_segments(self, env_ids: np.ndarray) -> None:
+        """Book the open goal segment of env_ids (if any step of it was measured) and open a new one.
+
+        Ref (steering/common.py, direction_facing/common.py, reach/common.py `reset_*_task`): a
+        segment counts when measurement had started in it; it passes when no measured step failed.
+        """
+        env_ids = np.asarray(env_ids, dtype=np.int64)
+        counted = self._seg_measured[env_ids] > 0
+        self.seg_total[env_ids] += counted
+        self.seg_passed[env_ids] += counted & ~self._seg_failed[env_ids]
+        self._seg_measured[env_ids] = 0
+        self._seg_failed[env_ids] = False
+
+    def end_episode(self, env_ids: np.ndarray, unstable: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Close the episodes of env_ids (before they reset): ((K,) goal segments, (K,) passed ones).
+
+        Tasks with one goal per episode (strike, long jump: `goal_segments` False) count one segment,
+        passed = `success()` at the last step (ref strike/long_jump `reset_task`). An env the simulator
+        flagged unstable fails its open segment.
+        """
+        ids = np.asarray(env_ids, dtype=np.int64)
+        bad = np.zeros(ids.size, dtype=bool) if unstable is None else np.asarray(unstable, dtype=bool)
+        if self.goal_segments:
+            self._seg_failed[ids] |= bad
+            self._close_segments(ids)
+        else:
+            self.seg_total[ids] = self.progress[ids] > 0
+            self.seg_passed[ids] = (self.progress[ids] > 0) & self.success()[ids] & ~bad
+        return self.seg_total[ids].copy(), self.seg_passed[ids].copy()
+
+    def _measure_segment(self, measuring: np.ndarray, ok: np.ndarray) -> None:
+        """Book one control step into the open segments: measured where `measuring`, failed where not ok."""
+        self._seg_measured += measuring
+        self._seg_failed |= measuring & ~ok
+
     def terminate(self, prev_state: BodyState, state: BodyState, sim: Simulator) -> np.ndarray:
         """(N,) bool task-specific early termination; none by default."""
         return np.zeros(self.num_envs, dtype=bool)
 
     def prior_targets(self, state: BodyState, sim: Simulator):
-        """User-defined prior tokens (a `TargetPoses` for joint conditioning), or None = all hidden."""
-        return None
+        """The skill's prior prompt (a `TargetPoses`, tt_deploy.sim.priors) or None = all hidden."""
+        if self.prior_prompt is None:
+            return None
+        return self.prior_prompt(state, self.prior_goal(state, sim))
+
+    def prior_goal(self, state: BodyState, sim: Simulator) -> dict[str, np.ndarray]:
+        """The goal arrays the skill's prior reads (tt_deploy.sim.priors names them per prior)."""
+        raise NotImplementedError(f"task {self.name!r} has no prior goal")
 
     def teacher(self, state: BodyState, sim: Simulator) -> tuple[np.ndarray, ...] | None:
         """Optional supervision for training only: ((N, 69) actions, (N, 69) weights[, (N,) drive]) for
@@ -189,12 +262,15 @@ class GraceTask(Task):
     """
 
     grace_steps: ClassVar[int] = 60
+    goal_segments = True
 
     def __init__(self, num_envs: int, *, current_pose: bool = False):
         super().__init__(num_envs, current_pose=current_pose)
         self.measure_from = np.zeros(self.num_envs, dtype=np.int64)  # progress index where measuring starts
 
     def _start_grace(self, env_ids: np.ndarray) -> None:
+        """A new goal: the previous goal's segment is booked, the next one is measured after the grace."""
+        self._close_segments(env_ids)
         self.measure_from[env_ids] = self.progress[env_ids] + self.grace_steps
 
     @abc.abstractmethod
@@ -206,3 +282,4 @@ class GraceTask(Task):
         ok = self._ok_now(prev_state, state, sim)
         self._measured += measuring
         self._failed |= measuring & ~ok
+        self._measure_segment(measuring, ok)

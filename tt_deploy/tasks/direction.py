@@ -4,8 +4,11 @@ obs (3) = [(Hinv (d.x, d.y, 0)).xy, speed]. With v the finite-difference root ve
 s = d . v.xy, v_t = v.xy - s d, t = v_t.x + v_t.y (the SUM, a reference quirk, not the norm),
 e = speed - s, e_rel = e / speed if speed > 1e-4 else e,
 reward = exp(-(10 e_rel^2 + 0.1 t^2)), and 0 where s < -0.5.
-Goals change every 40-150 steps (ref): with p=0.2 a fresh random direction and speed, else the
-direction turns by up to +-90 deg and the speed moves by up to +-0.3 m/s; with p=0.05 the speed is 0.
+Goals change every 199 steps (ref inversion env `steering.yaml` change_steps_min/max 199/200; the
+40-150 `heading_change_steps` belong to the non-inversion env): with p=0.2 a fresh random direction and
+speed, else the direction turns by up to +-90 deg and the speed moves by up to +-0.3 m/s; with p=0.05
+the speed is 0. Each goal is one success segment (ref steering/common.py).
+With prior=True the task prompts the BFM with the direction prior (sim/priors.py).
 """
 
 from __future__ import annotations
@@ -15,7 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from tt_deploy.errors import InputError
-from tt_deploy.tasks.base import GraceTask, root_velocity, to_heading_frame, unit_from_angle, wrap_angle
+from tt_deploy.tasks.base import (
+    GraceTask,
+    root_heading,
+    root_velocity,
+    to_heading_frame,
+    unit_from_angle,
+    wrap_angle,
+)
 from tt_deploy.tasks.random import rows
 
 SPEED_EPS = 1e-4
@@ -29,15 +39,18 @@ class HeadingGoalConfig:
     speed_range: target speed m/s; change_steps: [min, max) control steps between goal changes;
     random_prob: chance of a fresh uniform direction/speed instead of an incremental change;
     max_turn: largest incremental direction change (rad); max_speed_change: m/s; stop_prob: chance
-    the new target speed is 0.
+    the new target speed is 0; fresh_cone: None = fresh directions uniform over the circle (ref),
+    else within +-fresh_cone rad of the root's current heading (what a BFM measured only on +-90 deg
+    turns can be asked, the `bfm` goal preset).
     """
 
     speed_range: tuple[float, float] = (1.2, 6.0)
-    change_steps: tuple[int, int] = (40, 150)
+    change_steps: tuple[int, int] = (199, 200)
     random_prob: float = 0.2
     max_turn: float = 1.57
     max_speed_change: float = 0.3
     stop_prob: float = 0.05
+    fresh_cone: float | None = None
 
     def __post_init__(self):
         lo, hi = self.speed_range
@@ -78,21 +91,28 @@ class DirectionTask(GraceTask):
     feature_dim = 3
     grace_steps = 60
 
-    def __init__(self, num_envs: int, *, current_pose: bool = False, goals: HeadingGoalConfig | None = None):
+    def __init__(self, num_envs: int, *, current_pose: bool = False, goals: HeadingGoalConfig | None = None,
+                 prior: bool = False):
         super().__init__(num_envs, current_pose=current_pose)
         self.goals = goals or HeadingGoalConfig()
+        if prior:
+            from tt_deploy.sim.priors import make_prior
+
+            self.prior_prompt = make_prior(self.name, self.num_envs)
         self.tar_theta = np.zeros(self.num_envs)
         self.tar_dir = np.tile([1.0, 0.0], (self.num_envs, 1))
         self.tar_speed = np.ones(self.num_envs)
         self.change_at = np.zeros(self.num_envs, dtype=np.int64)
 
     # --- goals --------------------------------------------------------------------------------
-    def _sample_heading(self, env_ids, rng, fresh: bool) -> None:
+    def _sample_heading(self, env_ids, state, rng, fresh: bool) -> None:
         """Sample direction+speed for env_ids: uniform if fresh, else the reference's random/incremental mix."""
         rng = rows(rng, env_ids)  # per-env streams (tasks/random.py)
         g, n = self.goals, len(env_ids)
         uniform = np.ones(n, dtype=bool) if fresh else rng.random(n) < g.random_prob
         theta_rand = rng.uniform(-np.pi, np.pi, n)
+        if g.fresh_cone is not None:
+            theta_rand = wrap_angle(root_heading(state.select(env_ids)) + theta_rand * (g.fresh_cone / np.pi))
         speed_rand = rng.uniform(*g.speed_range, n)
         theta_inc = wrap_angle(self.tar_theta[env_ids] + rng.uniform(-g.max_turn, g.max_turn, n))
         speed_inc = np.clip(self.tar_speed[env_ids] + rng.uniform(-g.max_speed_change, g.max_speed_change, n),
@@ -107,12 +127,15 @@ class DirectionTask(GraceTask):
         self._start_grace(env_ids)
 
     def _reset_goals(self, env_ids, state, sim, rng) -> None:
-        self._sample_heading(env_ids, rng, fresh=True)
+        self._sample_heading(env_ids, state, rng, fresh=True)
 
     def _resample_due(self, state, sim, rng) -> None:
         due = np.flatnonzero(self.progress >= self.change_at)
         if due.size:
-            self._sample_heading(due, rng, fresh=False)
+            self._sample_heading(due, state, rng, fresh=False)
+
+    def prior_goal(self, state, sim) -> dict[str, np.ndarray]:
+        return {"direction": self.tar_dir, "speed": self.tar_speed}
 
     # --- obs / reward / success ---------------------------------------------------------------
     def features(self, state, sim) -> np.ndarray:

@@ -25,12 +25,18 @@ from tt_deploy.errors import InputError
 from tt_deploy.sim.base import BodyState, Simulator
 from tt_deploy.sim.observations import PoseHistory, bfm_inputs
 from tt_deploy.sim.perturbations import add_obs_noise
-from tt_deploy.tasks.base import PELVIS_ID, Task
+from tt_deploy.tasks.base import (
+    HEAD_TERMINATION_HEIGHT,
+    NON_FOOT,
+    PELVIS_ID,
+    TERMINATION_HEIGHT,
+    Task,
+    low_non_foot,
+    termination_heights,
+)
 from tt_deploy.tasks.random import EnvRandom
 
 log = logging.getLogger(__name__)
-
-NON_FOOT = ~np.isin(np.arange(spec.NUM_BODIES), [spec.BODY_NAMES.index(b) for b in spec.FOOT_BODIES])
 
 
 @dataclass
@@ -69,8 +75,8 @@ class TaskEnv:
     """
 
     def __init__(self, sim: Simulator, task: Task, *, episode_seconds: float = 10.0, seed: int = 0,
-                 obs_noise=None, fall_grace_steps: int = 2, termination_height: float = 0.15,
-                 head_termination_height: float = 0.3, contact_threshold: float = 1.0):
+                 obs_noise=None, fall_grace_steps: int = 2, termination_height: float = TERMINATION_HEIGHT,
+                 head_termination_height: float = HEAD_TERMINATION_HEIGHT, contact_threshold: float = 1.0):
         if task.num_envs != sim.num_envs:
             raise InputError(f"task has {task.num_envs} envs but the simulator has {sim.num_envs}")
         obs_noise = None if obs_noise is None else np.asarray(obs_noise, dtype=np.float64)
@@ -90,8 +96,7 @@ class TaskEnv:
         self._obs_noise = obs_noise
         self.fall_grace_steps = int(fall_grace_steps)
         self.contact_threshold = float(contact_threshold)
-        self.termination_heights = np.full(spec.NUM_BODIES, float(termination_height))
-        self.termination_heights[spec.BODY_NAMES.index("Head")] = float(head_termination_height)
+        self.termination_heights = termination_heights(termination_height, head_termination_height)
         self.rng = np.random.default_rng(seed)  # observation noise: all envs every step
         self.goal_rng = EnvRandom(self.num_envs, seed)  # goals: one stream per env (tasks/random.py)
         self.history = PoseHistory(self.num_envs)
@@ -116,6 +121,7 @@ class TaskEnv:
         info = {"fell": np.zeros(n, bool), "timeout": np.zeros(n, bool), "task_terminated": np.zeros(n, bool),
                 "unstable": np.zeros(n, bool), "success": np.zeros(n, bool), "episode": self._episode_info(
                     all_ids[:0], np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool))}
+        info["episode"]["segments"] = info["episode"]["segments_passed"] = np.zeros(0, dtype=np.int64)
         return self._observe(state, np.zeros(n, np.float32), np.zeros(n, bool), info)
 
     def step(self, actions: np.ndarray) -> EnvStep:
@@ -146,6 +152,8 @@ class TaskEnv:
 
         done_ids = np.flatnonzero(done)
         info["episode"] = self._episode_info(done_ids, success, fell, timeout)
+        info["episode"]["segments"], info["episode"]["segments_passed"] = self.task.end_episode(
+            done_ids, unstable[done_ids])
         if done_ids.size:
             self._reset_envs(done_ids)
             state = self.sim.body_state()
@@ -155,8 +163,7 @@ class TaskEnv:
         """(N,) bool: the reference fall rule (non-foot contact AND a non-foot body too low), after the grace."""
         forces = self.sim.contact_forces()
         contact = np.any((forces > self.contact_threshold) & NON_FOOT, axis=-1)
-        height = state.pos[..., 2] - self.sim.ground_height(state.pos[..., :2])
-        low = np.any((height < self.termination_heights) & NON_FOOT, axis=-1)
+        low = low_non_foot(state, self.sim, self.termination_heights)
         return contact & low & (self.steps > self.fall_grace_steps)
 
     # --- internals ----------------------------------------------------------------------------

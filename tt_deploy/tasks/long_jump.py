@@ -8,8 +8,11 @@ reward = clamp(prev goal distance - current, 0, 1)         (progress, 3D distanc
                                     contact forces > 50 N.
 Interpretation of "once", as in the reference: the landing step is the FIRST step past the line with
 ground contact; the episode terminates on it, so the 30x term is paid exactly once (it may be negative,
-the body's mean x can still be behind the line - kept, ref). Leaving the corridor (|root y - start y| > 0.5)
-also terminates. Success: jump length (the landing term's mean body x - line x) > 1.5 m, in the corridor.
+the body's mean x can still be behind the line - kept, ref).
+The episode ends (ref long_jump/isaacgym.py compute_humanoid_reset) on any of: landing; more than 50 N
+of total contact force on non-foot bodies; a non-foot body below its termination height; leaving the
+corridor (|root y - start y| > 0.5). Success: jump length (the landing term's mean body x - line x)
+> 1.5 m, in the corridor. With prior=True: the long-jump prior (sim/priors.py), run toward the goal.
 """
 
 from __future__ import annotations
@@ -17,10 +20,19 @@ from __future__ import annotations
 import numpy as np
 
 from tt_deploy import spec
-from tt_deploy.tasks.base import PELVIS_ID, Task, root_velocity, to_heading_frame
+from tt_deploy.tasks.base import (
+    NON_FOOT,
+    PELVIS_ID,
+    Task,
+    low_non_foot,
+    root_velocity,
+    termination_heights,
+    to_heading_frame,
+)
 
 FOOT_IDS = np.array([spec.BODY_NAMES.index(b) for b in spec.FOOT_BODIES])
 LANDING_FORCE = 50.0  # N, norm over all bodies' contact forces (ref)
+NON_FOOT_FORCE = 50.0  # N, total contact force on non-foot bodies that ends the episode (ref)
 SUCCESS_LENGTH = 1.5  # m
 
 
@@ -59,8 +71,15 @@ class LongJumpTask(Task):
     fall_voids_success = False  # the landing itself may register as a fall contact
 
     def __init__(self, num_envs: int, *, current_pose: bool = False, goal_dist: float = 30.0,
-                 line_dist: float = 20.0, goal_height: float = 1.0, corridor_half_width: float = 0.5):
+                 line_dist: float = 20.0, goal_height: float = 1.0, corridor_half_width: float = 0.5,
+                 prior: bool = False):
         super().__init__(num_envs, current_pose=current_pose)
+        self.prior = bool(prior)
+        if self.prior:
+            from tt_deploy.sim.priors import make_prior
+
+            self.prior_prompt = make_prior("long_jump", self.num_envs)
+        self._heights = termination_heights()
         self.goal_dist, self.line_dist = float(goal_dist), float(line_dist)
         self.goal_height = float(goal_height)  # ref: goal z = the start position's z, which is 1 m
         self.corridor_half_width = float(corridor_half_width)
@@ -96,5 +115,14 @@ class LongJumpTask(Task):
     def success(self) -> np.ndarray:
         return (self.length > SUCCESS_LENGTH) & ~self._failed
 
+    def prior_goal(self, state, sim) -> dict[str, np.ndarray]:
+        return {"goal": self.goal}
+
+    def non_foot_contact(self, sim) -> np.ndarray:
+        """(N,) bool: more than 50 N of contact force on non-foot bodies. We sum the bodies' force norms (the
+        reference takes the norm of the summed force vectors; both agree for forces pushing the same way)."""
+        return np.sum(np.where(NON_FOOT, sim.contact_forces(), 0.0), axis=-1) > NON_FOOT_FORCE
+
     def terminate(self, prev_state, state, sim) -> np.ndarray:
-        return landing(state, sim.contact_forces(), self.line_x) | self.out_of_corridor(state)
+        return (landing(state, sim.contact_forces(), self.line_x) | self.out_of_corridor(state)
+                | self.non_foot_contact(sim) | low_non_foot(state, sim, self._heights))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from tt_deploy.errors import UnknownNameError
 from tt_deploy.tasks.base import Task
 from tt_deploy.tasks.direction import DirectionTask
@@ -14,16 +16,27 @@ _TASK_CLASSES: dict[str, type[Task]] = {
     cls.name: cls for cls in (DirectionTask, SteeringTask, ReachTask, StrikeTask, LongJumpTask)
 }
 TASKS: tuple[str, ...] = tuple(_TASK_CLASSES)
-# Reference (ProtoMotions) code names of the two locomotion tasks, accepted as aliases.
+log = logging.getLogger(__name__)
+# Our names are the paper's (Direction, Steering). The reference code swaps them: its `steering` env is
+# the paper's Direction and its `direction_facing` env the paper's Steering. `direction_facing` is
+# accepted as an alias (with a warning); `steering` always means the paper's Steering here.
 ALIASES = {"direction_facing": "steering"}
 
 
-def task_class(name: str) -> type[Task]:
-    """The Task subclass registered under `name`."""
-    key = ALIASES.get(name, name)
-    if key not in _TASK_CLASSES:
+def resolve_task_name(name: str) -> str:
+    """Our registry name for `name`; a reference code name is mapped with a warning, never silently."""
+    if name in ALIASES:
+        log.warning("task %r is the reference code's name for the paper's Steering: using our %r "
+                    "(the reference's `steering` env is our `direction`)", name, ALIASES[name])
+        return ALIASES[name]
+    if name not in _TASK_CLASSES:
         raise UnknownNameError("task", name, TASKS)
-    return _TASK_CLASSES[key]
+    return name
+
+
+def task_class(name: str) -> type[Task]:
+    """The Task subclass registered under `name` (or its reference alias)."""
+    return _TASK_CLASSES[resolve_task_name(name)]
 
 
 def make_task(name: str, num_envs: int, **kw) -> Task:
@@ -49,3 +62,15 @@ def make_task_for(name: str, num_envs: int, task_obs_dim: int | None, **kw) -> T
                              f"{cls.feature_dim} (or {cls.feature_dim + CURRENT_POSE_DIM} with current pose)")
         kw.setdefault("current_pose", widths[task_obs_dim])
     return cls(num_envs, **kw)
+
+
+def make_task_for_skill(skill, num_envs: int, **kw) -> Task:
+    """Build the task a bundle's skill (a `SkillManifest`) was trained on: its observation width, its
+    prior prompt (skill.json `task_prior`) and its goal ranges (skill.json `goals`)."""
+    from tt_deploy.tasks.goals import task_kwargs_from_record
+
+    if skill.task_prior is not None:
+        kw.setdefault("prior", True)
+    for k, v in task_kwargs_from_record(skill.name, skill.goals).items():
+        kw.setdefault(k, v)
+    return make_task_for(skill.name, num_envs, skill.task_obs_dim, **kw)

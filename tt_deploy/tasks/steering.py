@@ -3,7 +3,8 @@
 obs (5) = direction obs (3) + (Hinv (f.x, f.y, 0)).xy (2);
 reward = 0.7 x direction reward + 0.3 x max(0, f . (cos h, sin h)), h the root heading.
 The facing direction is resampled together with the direction (same random/incremental mix, ref).
-Success: outside the 80-step grace after each goal change, facing error < 45 deg and |e_rel| <= 0.2.
+Success, per goal segment: outside the 80-step grace after each goal change, facing error < 45 deg and
+|e_rel| <= 0.2 (ref direction_facing/common.py). With prior=True: the steering prior (sim/priors.py).
 """
 
 from __future__ import annotations
@@ -29,20 +30,26 @@ class SteeringTask(DirectionTask):
     feature_dim = 5
     grace_steps = 80
 
-    def __init__(self, num_envs: int, *, current_pose: bool = False, goals=None):
-        super().__init__(num_envs, current_pose=current_pose, goals=goals)
+    def __init__(self, num_envs: int, *, current_pose: bool = False, goals=None, prior: bool = False):
+        super().__init__(num_envs, current_pose=current_pose, goals=goals, prior=prior)
         self.facing_theta = np.zeros(self.num_envs)
         self.tar_facing = np.tile([1.0, 0.0], (self.num_envs, 1))
 
-    def _sample_heading(self, env_ids, rng, fresh: bool) -> None:
+    def _sample_heading(self, env_ids, state, rng, fresh: bool) -> None:
         rng = rows(rng, env_ids)  # per-env streams (tasks/random.py)
-        super()._sample_heading(env_ids, rng, fresh)
+        super()._sample_heading(env_ids, state, rng, fresh)
         g, n = self.goals, len(env_ids)
         uniform = np.ones(n, dtype=bool) if fresh else rng.random(n) < g.random_prob
-        theta = np.where(uniform, rng.uniform(-np.pi, np.pi, n),
+        theta_rand = rng.uniform(-np.pi, np.pi, n)
+        if g.fresh_cone is not None:
+            theta_rand = wrap_angle(root_heading(state.select(env_ids)) + theta_rand * (g.fresh_cone / np.pi))
+        theta = np.where(uniform, theta_rand,
                          wrap_angle(self.facing_theta[env_ids] + rng.uniform(-g.max_turn, g.max_turn, n)))
         self.facing_theta[env_ids] = theta
         self.tar_facing[env_ids] = unit_from_angle(theta)
+
+    def prior_goal(self, state, sim) -> dict[str, np.ndarray]:
+        return {"direction": self.tar_dir, "speed": self.tar_speed, "facing": self.tar_facing}
 
     def features(self, state, sim) -> np.ndarray:
         return np.concatenate([super().features(state, sim), local_direction(state, self.tar_facing)], axis=-1)

@@ -1,17 +1,19 @@
-"""Strike: walk to a pillar ("strike_target" scene object) and knock it over with an arm.
+"""Strike: walk to a pillar ("strike_target" scene object) and knock it over with the right arm.
 
 obs (15) = [Hinv d with d = target - root but d.z replaced by the target's ABSOLUTE height (ref quirk),
 tan_norm(Hinv * q_target), Hinv v_target, Hinv w_target].
 c = z-component of the target's up axis; s = root speed toward the target (xy, finite difference);
 reward = 0.6 max(0, 1 - c) + 0.4 exp(-4 max(0, (1 - s)/1)^2) (the approach term is 0 where s <= 0);
 reward = 1 where c < 0.2.
-Success: the target gets toppled (c < 0.2) and was only ever touched by elbows, wrists or hands;
-any other body touching it ends the episode as a failure (ref).
+Rules (ref masked_mimic_inversion/strike/isaacgym.py, strike.yaml):
+- the striking set is the right arm only (R_Hand, R_Wrist, R_Elbow);
+- the episode fails (terminates) when the target is touched while some body that is neither a foot
+  nor in the striking set is in contact (force > 1 N) - a foot on the target alone does not fail it;
+- success is the target toppled (c < 0.2) at the episode's last step.
 Placement (ref, ASE strike): distance U(min, max) with max = near_dist for a near_prob share of
 resets, a uniform random direction and yaw.
-With prior=True the task prompts the BFM by phase: while approaching, the far slot asks for facing
-the target and moving toward it at 1 m/s in 1 s; once within strike_radius, "R_Hand at the target's
-centre in 0.3 s".
+With prior=True the task prompts the BFM with the strike prior (sim/priors.py): approach, then
+"R_Hand at the target's centre".
 """
 
 from __future__ import annotations
@@ -21,15 +23,15 @@ import numpy as np
 from tt_deploy import spec
 from tt_deploy.errors import InputError
 from tt_deploy.sim.base import RigidState
-from tt_deploy.sim.prompts import sparse_targets
 from tt_deploy.sim.rotations import heading_quat_inv, quat_about_z, quat_mul, quat_rotate, tan_norm
-from tt_deploy.tasks.base import PELVIS_ID, PhaseTracker, Task, root_velocity, to_heading_frame
+from tt_deploy.tasks.base import PELVIS_ID, Task, root_velocity, to_heading_frame
 from tt_deploy.tasks.random import rows
 
 OBJECT = "strike_target"
 TOPPLED_UP_Z = 0.2
 STRIKE_BODY_MASK = np.isin(np.arange(spec.NUM_BODIES), [spec.BODY_NAMES.index(b) for b in spec.STRIKE_BODIES])
-PHASES = ("approach", "strike")
+FOOT_MASK = np.isin(np.arange(spec.NUM_BODIES), [spec.BODY_NAMES.index(b) for b in spec.FOOT_BODIES])
+CONTACT_FORCE = 1.0  # N, the reference's contact threshold for the strike failure rule
 
 
 def target_up_z(quat: np.ndarray) -> np.ndarray:
@@ -51,14 +53,14 @@ def strike_reward(root_pos: np.ndarray, root_vel: np.ndarray, tar_pos: np.ndarra
 
 
 class StrikeTask(Task):
-    """Topple the pillar; `phase` tracks approach -> strike (within `strike_radius` m of it)."""
+    """Topple the pillar with the right arm."""
 
     name = "strike"
     feature_dim = 15
     objects = (OBJECT,)
     fall_voids_success = False  # ref: a toppled target counts even if the character falls afterwards
 
-    def __init__(self, num_envs: int, *, current_pose: bool = False, dist_range: tuple[float, float] = (1.0, 10.0),
+    def __init__(self, num_envs: int, *, current_pose: bool = False, dist_range: tuple[float, float] = (0.5, 10.0),
                  near_dist: float = 1.5, near_prob: float = 0.5, target_height: float = 0.9,
                  strike_radius: float = 1.2, prior: bool = False):
         super().__init__(num_envs, current_pose=current_pose)
@@ -69,8 +71,11 @@ class StrikeTask(Task):
         self.dist_range, self.near_dist, self.near_prob = dist_range, near_dist, near_prob
         self.target_height = float(target_height)  # z of the upright target's centre (m above ground)
         self.strike_radius = float(strike_radius)
-        self.phases = PhaseTracker(self.num_envs, PHASES)
-        self._toppled = np.zeros(self.num_envs, dtype=bool)
+        if self.prior:
+            from tt_deploy.sim.priors import make_prior
+
+            self.prior_prompt = make_prior("strike", self.num_envs, strike_radius=self.strike_radius)
+        self._toppled = np.zeros(self.num_envs, dtype=bool)  # at the latest step
 
     def _reset_goals(self, env_ids, state, sim, rng) -> None:
         rng = rows(rng, env_ids)  # per-env streams (tasks/random.py)
@@ -84,7 +89,6 @@ class StrikeTask(Task):
         sim.set_object_state(OBJECT, env_ids, RigidState(
             pos=np.concatenate([xy, z[:, None]], axis=-1), quat=quat_about_z(rng.uniform(0.0, 2 * np.pi, n)),
             lin_vel=zeros, ang_vel=zeros.copy()))
-        self.phases.reset(env_ids)
         self._toppled[env_ids] = False
 
     def features(self, state, sim) -> np.ndarray:
@@ -100,36 +104,24 @@ class StrikeTask(Task):
         return strike_reward(state.pos[:, PELVIS_ID], root_velocity(prev_state, state), tar.pos, tar.quat)
 
     def illegal_contact(self, sim) -> np.ndarray:
-        """(N,) bool: a body other than elbow/wrist/hand touches the target this step."""
-        return np.any(sim.object_contacts(OBJECT) & ~STRIKE_BODY_MASK, axis=-1)
+        """(N,) bool: the target is touched while a body that is neither a foot nor in the striking set has
+        contact (ref compute_humanoid_reset: tar_has_contact & nonstrike_body_has_contact). "Touched" is a
+        humanoid body touching it (MuJoCo contact pairs); the reference reads the target's net horizontal
+        contact force instead."""
+        touched = np.any(sim.object_contacts(OBJECT), axis=-1)
+        other = np.any((sim.contact_forces() > CONTACT_FORCE) & ~STRIKE_BODY_MASK & ~FOOT_MASK, axis=-1)
+        return touched & other
 
     def _track_success(self, prev_state, state, sim) -> None:
-        tar = sim.object_state(OBJECT)
-        self._toppled |= target_up_z(tar.quat) < TOPPLED_UP_Z
-        self._failed |= self.illegal_contact(sim)
+        self._toppled = target_up_z(sim.object_state(OBJECT).quat) < TOPPLED_UP_Z
         self._measured += 1
-        near = np.linalg.norm(tar.pos[:, :2] - state.pos[:, PELVIS_ID, :2], axis=-1) < self.strike_radius
-        self.phases.advance(near, "strike")
 
     def success(self) -> np.ndarray:
-        return self._toppled & ~self._failed
+        """Toppled at the latest step (read at the episode's last step: ref `_current_successes`)."""
+        return self._toppled & (self._measured > 0)
 
-    def prior_targets(self, state, sim):
-        """Phase-dependent far-slot prompt (TargetPoses), or None without prior."""
-        if not self.prior:
-            return None
-        tar = sim.object_state(OBJECT).pos
-        to_tar = tar[:, :2] - state.pos[:, PELVIS_ID, :2]
-        to_tar = to_tar / np.maximum(np.linalg.norm(to_tar, axis=-1, keepdims=True), 1e-6)
-        vel = np.concatenate([to_tar, np.zeros((self.num_envs, 1))], axis=-1)
-        approach = sparse_targets(self.num_envs, 1.0, heading=np.arctan2(to_tar[:, 1], to_tar[:, 0]),
-                                  root_lin_vel=vel)
-        strike = sparse_targets(self.num_envs, 0.3, body_pos={"R_Hand": tar})
-        use_strike = self.phases.is_in("strike")
-        for name in vars(approach):
-            a, b = getattr(approach, name), getattr(strike, name)
-            setattr(approach, name, np.where(use_strike.reshape((-1,) + (1,) * (a.ndim - 1)), b, a))
-        return approach
+    def prior_goal(self, state, sim) -> dict[str, np.ndarray]:
+        return {"target": sim.object_state(OBJECT).pos}
 
     def terminate(self, prev_state, state, sim) -> np.ndarray:
         return self.illegal_contact(sim)

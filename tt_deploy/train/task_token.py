@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tt_deploy.atomic import atomic_write_text
 from tt_deploy.errors import InputError, UnknownNameError
 from tt_deploy.models.checkpoints import (
     atomic_save_safetensors,
@@ -32,6 +33,7 @@ from tt_deploy.models.checkpoints import (
 from tt_deploy.models.config import EncoderConfig
 from tt_deploy.models.task_encoder import TaskEncoder
 from tt_deploy.stats import wilson_interval
+from tt_deploy.tasks.goals import PRESETS, abilities_path, goal_preset
 from tt_deploy.tasks.env import TaskEnv
 from tt_deploy.tasks.registry import make_task
 from tt_deploy.train.policies import PureRLPolicy, TaskTokenPolicy
@@ -55,6 +57,7 @@ class TrainConfig:
     encoder_hidden: tuple[int, ...] = (256, 256)  # "bigger" variant: (512, 512, 512)
     current_pose: bool = False  # +6 task-obs dims: pelvis and head xyz
     prior: bool = False  # the skill's prior prompt joins the task token
+    goals: str | None = None  # goal preset (tasks/goals.py); None = bfm if the BFM has an abilities file
     eval_every: int = 20  # iterations
     eval_envs: int = 32
     nthread: int = 2
@@ -65,6 +68,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise UnknownNameError("training method", self.method, METHODS)
+        if self.goals is not None and self.goals not in PRESETS:
+            raise UnknownNameError("goal preset", self.goals, PRESETS)
         if self.num_envs < 1 or self.steps < 0:
             raise InputError(f"num_envs must be >= 1 and steps >= 0, got {self.num_envs}, {self.steps}")
 
@@ -78,18 +83,20 @@ def _git_commit() -> str | None:
         return None
 
 
-def _make_env(cfg: TrainConfig, n: int, seed: int) -> TaskEnv:
+def resolve_goals(cfg: TrainConfig, bfm_info: dict) -> tuple[dict, dict]:
+    """The run's goal preset: (task kwargs, record). Default: `bfm` where the BFM has measured abilities
+    beside it (the embedded one does), else `reference` (an imported MaskedMimic checkpoint)."""
+    path = bfm_info.get("path")
+    abilities = abilities_path(path) if path else None
+    preset = cfg.goals or ("bfm" if abilities is not None and abilities.is_file() else "reference")
+    return goal_preset(preset, cfg.skill, abilities)
+
+
+def _make_env(cfg: TrainConfig, n: int, seed: int, goal_kwargs: dict | None = None) -> TaskEnv:
     from tt_deploy.sim.registry import make_simulator
 
-    kw = {"current_pose": cfg.current_pose}
+    kw = {"current_pose": cfg.current_pose, **(goal_kwargs or {})}
     if cfg.prior or cfg.method == "prior-only":  # prior-only IS the skill's prior prompt
-        import inspect
-
-        from tt_deploy.tasks.registry import task_class
-
-        if "prior" not in inspect.signature(task_class(cfg.skill)).parameters:
-            raise InputError(f"skill {cfg.skill!r} has no prior prompt (reach and strike do); "
-                             "drop --prior / --method prior-only")  # fmt: skip
         kw["prior"] = True
     task = make_task(cfg.skill, n, **kw)
     sim = make_simulator("mujoco", num_envs=n, nthread=cfg.nthread, objects=task.objects, seed=seed)
@@ -98,11 +105,18 @@ def _make_env(cfg: TrainConfig, n: int, seed: int) -> TaskEnv:
 
 @torch.no_grad()
 def evaluate_policy(env: TaskEnv, act, episodes: int | None = None) -> dict[str, float]:
-    """Mean-action success over the first episode of every env (fixed seed: same starts each call)."""
+    """Mean-action success over the first episode of every env (fixed seed: same starts each call).
+
+    `success_rate` is the reference's: passed goal segments over all segments (docs/tasks.md), with a
+    Wilson interval over segments; `episode_success_rate` is the stricter "every goal of the episode".
+    """
     step = env.reset()
     n = env.num_envs
     result = np.full(n, -1, dtype=np.int8)
     returns = np.zeros(n)
+    segments = np.zeros(n, dtype=np.int64)
+    passed = np.zeros(n, dtype=np.int64)
+    fell = np.zeros(n, dtype=bool)
     for _ in range(env.max_steps + 1):
         step = env.step(act(step))
         ep = step.info["episode"]
@@ -110,17 +124,22 @@ def evaluate_policy(env: TaskEnv, act, episodes: int | None = None) -> dict[str,
         ids = ep["env_ids"][first]
         result[ids] = ep["success"][first]
         returns[ids] = ep["return"][first]
+        segments[ids], passed[ids] = ep["segments"][first], ep["segments_passed"][first]
+        fell[ids] = ep["fell"][first]
         if (result >= 0).all():
             break
-    k = int((result == 1).sum())
-    lo, hi = wilson_interval(k, n)
-    return {"success_rate": k / n, "ci_low": lo, "ci_high": hi, "return": float(returns.mean())}
+    k, total = int(passed.sum()), int(segments.sum())
+    lo, hi = wilson_interval(k, total) if total else (0.0, 1.0)
+    k_ep = int((result == 1).sum())
+    return {"success_rate": k / total if total else 0.0, "ci_low": lo, "ci_high": hi, "segments": total,
+            "episode_success_rate": k_ep / n, "fall_rate": float(fell.mean()), "return": float(returns.mean())}
 
 
 def build_policy(cfg: TrainConfig, bfm, obs_dim: int):
     if cfg.method == "pure-rl":
         return PureRLPolicy(obs_dim)
     enc = TaskEncoder(EncoderConfig(obs_dim=obs_dim, token_dim=bfm.token_dim, hidden=cfg.encoder_hidden))
+    enc.neutral_start()  # a fresh token is 0: training starts from the prior's behaviour, not from a fall
     groups = ("obs", "historical_pose_obs", "terrain") + (("masked_mimic_target_poses",) if cfg.prior else ())
     return TaskTokenPolicy(bfm, enc, visible_groups=groups, train_bfm=cfg.method == "finetune")
 
@@ -136,7 +155,7 @@ class _Checkpointer:
     def __call__(self, runner: OnPolicyRunner, tag: str) -> None:
         info = {"skill": self.cfg.skill, "method": self.cfg.method, "bfm_sha256": self.bfm_sha,
                 "env_steps": runner.env_steps, "task_obs_dim": self.meta["task_obs_dim"],
-                "current_pose": self.cfg.current_pose,
+                "current_pose": self.cfg.current_pose, "goals": self.meta["goals"], "task_prior": self.meta["task_prior"],
                 "visible_groups": list(getattr(runner.policy, "visible_groups", ()))}  # fmt: skip
         ck = self.out / "checkpoints"
         pol = runner.policy
@@ -157,9 +176,7 @@ class _Checkpointer:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str))
 
 
 def train_skill(cfg: TrainConfig, out_dir: str | Path, *, bfm_path=None, resume: bool = False,
@@ -170,10 +187,12 @@ def train_skill(cfg: TrainConfig, out_dir: str | Path, *, bfm_path=None, resume:
     torch.manual_seed(cfg.seed)
     bfm, bfm_info = resolve_bfm(bfm_path)
     sha, sha_of = bfm_sha256(bfm, bfm_info)
-    eval_env = _make_env(cfg, cfg.eval_envs, seed=10_000 + cfg.seed)
+    goal_kwargs, goals = resolve_goals(cfg, bfm_info)
+    eval_env = _make_env(cfg, cfg.eval_envs, seed=10_000 + cfg.seed, goal_kwargs=goal_kwargs)
     obs_dim = eval_env.task.obs_dim
+    prior = eval_env.task.prior_prompt.describe() if eval_env.task.prior_prompt is not None else None
     meta = {"config": asdict(cfg), "bfm_sha256": sha, "bfm_sha256_of": sha_of, "bfm_source": bfm_info,
-            "git_commit": _git_commit(), "task_obs_dim": obs_dim}  # fmt: skip
+            "git_commit": _git_commit(), "task_obs_dim": obs_dim, "goals": goals, "task_prior": prior}  # fmt: skip
     if cfg.method == "prior-only":
         bfm.freeze()
         res = evaluate_policy(eval_env, lambda s: torch.clamp(bfm(to_torch(s)), -1, 1).numpy())
@@ -184,7 +203,7 @@ def train_skill(cfg: TrainConfig, out_dir: str | Path, *, bfm_path=None, resume:
     hash_before = state_hash(bfm)
     policy = build_policy(cfg, bfm, obs_dim)
     trained_before = state_hash(policy.encoder if hasattr(policy, "encoder") else policy)
-    env = _make_env(cfg, cfg.num_envs, seed=cfg.seed)
+    env = _make_env(cfg, cfg.num_envs, seed=cfg.seed, goal_kwargs=goal_kwargs)
     ckpt = _Checkpointer(cfg, out, sha, eval_env, meta)
 
     def extra_log(runner: OnPolicyRunner) -> dict:

@@ -1,0 +1,164 @@
+"""The task-token results table ("Table 1") generated from committed run directories.
+
+Layout read: `<root>/<preset>/<method>/seed<k>/<skill>/run.json` (+ log.csv), as the training runs
+write it (`ttdeploy train --goals PRESET --method METHOD --seed K --out <root>/<preset>/<method>/seed<k>`).
+A run's success is its LAST deterministic evaluation (the reference's per-goal-segment rate); the best
+evaluation is shown beside it but not used, because it is picked on the same evaluation episodes.
+Per (preset, skill, method): mean and std over seeds, a 95 % Wilson interval over the pooled goal
+segments of all seeds, trainable parameters, env steps and CPU-hours until the evaluation first reached
+90 % of the final success, and a success-vs-steps plot per skill.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from tt_deploy.atomic import atomic_write_text
+from tt_deploy.errors import InputError
+from tt_deploy.stats import wilson_interval
+from tt_deploy.train.compare import _curve
+
+METHOD_ORDER = ("task-token", "prior-only", "finetune", "pure-rl")
+SKILL_ORDER = ("reach", "direction", "steering", "strike", "long_jump")
+# Table 1 of the Task Tokens paper (success %, 5 seeds): reference goals on a 25 M-parameter MaskedMimic
+PAPER = {"reach": {"task-token": 94.9, "prior-only": 24.8, "finetune": 93.7, "pure-rl": 89.9},
+         "direction": {"task-token": 99.3, "prior-only": 2.2, "finetune": 99.1, "pure-rl": 97.7},
+         "steering": {"task-token": 88.7, "prior-only": 3.8, "finetune": 87.4, "pure-rl": 32.6},
+         "long_jump": {"task-token": 99.8, "finetune": 47.4, "pure-rl": 61.9},
+         "strike": {"task-token": 76.6, "finetune": 83.1, "pure-rl": 81.4}}
+LEVEL = 0.9  # "steps to 90 % of the final success"
+
+
+def find_runs(root: Path) -> list[Path]:
+    runs = sorted(p.parent for p in Path(root).glob("*/*/seed*/*/run.json"))
+    if not runs:
+        raise InputError(f"no runs under {root} (expected <preset>/<method>/seed<k>/<skill>/run.json)")
+    return runs
+
+
+def run_record(run: Path) -> dict:
+    meta = json.loads((run / "run.json").read_text())
+    cfg = meta.get("config", {})
+    ev = meta.get("final_eval") or {}
+    curve = _curve(run)
+    final = ev.get("success_rate", curve[-1][2] if curve else float("nan"))
+    target = LEVEL * final
+    reached = next(((st, wall) for st, wall, s in curve if s >= target), (None, None)) if final > 0 else (None, None)
+    segs = ev.get("segments")
+    return {"run": run.as_posix(), "preset": (meta.get("goals") or {}).get("preset", run.parts[-4]),
+            "skill": cfg.get("skill"), "method": cfg.get("method"), "seed": cfg.get("seed"),
+            "success": final, "best": max((s for *_, s in curve), default=final),
+            "segments": segs, "passed": None if segs is None else round(final * segs),
+            "episode_success": ev.get("episode_success_rate"), "fall_rate": ev.get("fall_rate"),
+            "trainable_params": meta.get("trainable_params", 0), "env_steps": meta.get("env_steps", 0),
+            "wall_seconds": meta.get("wall_seconds", 0.0), "nthread": cfg.get("nthread", 1),
+            "steps_to_90": reached[0], "wall_s_to_90": reached[1], "curve": curve,
+            "goals": meta.get("goals")}  # fmt: skip
+
+
+def aggregate(records: list[dict]) -> list[dict]:
+    """One row per (preset, skill, method) over its seeds."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        groups[(r["preset"], r["skill"], r["method"])].append(r)
+    rows = []
+    for (preset, skill, method), rs in groups.items():
+        s = np.array([r["success"] for r in rs], dtype=float)
+        passed = sum(r["passed"] or 0 for r in rs)
+        total = sum(r["segments"] or 0 for r in rs)
+        lo, hi = wilson_interval(passed, total) if total else (float("nan"), float("nan"))
+        to90 = [r["steps_to_90"] for r in rs if r["steps_to_90"] is not None]
+        wall90 = [r["wall_s_to_90"] * r["nthread"] / 3600 for r in rs if r["wall_s_to_90"] is not None]
+        rows.append({"preset": preset, "skill": skill, "method": method, "seeds": len(rs),
+                     "success_mean": float(s.mean()), "success_std": float(s.std(ddof=1)) if len(s) > 1 else 0.0,
+                     "ci95": [lo, hi], "segments": total, "trainable_params": rs[0]["trainable_params"],
+                     "env_steps": int(np.mean([r["env_steps"] for r in rs])),
+                     "steps_to_90": float(np.mean(to90)) if to90 else None,
+                     "cpu_hours_to_90": float(np.mean(wall90)) if wall90 else None,
+                     "paper": PAPER.get(skill, {}).get(method) if preset == "reference" else None})  # fmt: skip
+    key = lambda r: (r["preset"], SKILL_ORDER.index(r["skill"]) if r["skill"] in SKILL_ORDER else 99,  # noqa: E731
+                     METHOD_ORDER.index(r["method"]) if r["method"] in METHOD_ORDER else 99)
+    return sorted(rows, key=key)
+
+
+def _pct(x) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+
+
+def plot_skill(skill: str, records: list[dict], png: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, r in enumerate(sorted(records, key=lambda r: (r["preset"], r["method"], r["seed"]))):
+        label = f"{r['method']} seed {r['seed']} ({r['preset']} goals)"
+        if r["curve"]:
+            xs, _, ys = zip(*r["curve"], strict=True)
+            ax.plot([x / 1e6 for x in xs], [100 * y for y in ys], marker=".", label=label, color=f"C{i % 10}")
+        else:
+            ax.axhline(100 * r["success"], ls="--", color=f"C{i % 10}", label=label + ", no training")
+    ax.set_title(f"{skill}: success per goal segment (deterministic evaluation)")
+    ax.set_xlabel("env steps (M)")
+    ax.set_ylabel("success (%)")
+    ax.set_ylim(-2, 102)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return png
+
+
+def render_markdown(rows: list[dict], records: list[dict], plots: dict[str, str], command: str) -> str:
+    out = ["# Task-token results", "",
+           f"Generated by `{command}` from the committed runs under `results/` - do not edit by hand.", "",
+           "Success is the reference's rate: passed goal segments over all segments (docs/tasks.md), from each "
+           "run's last deterministic evaluation (64 episodes of 10 s, the evaluation seeds 10000 + seed). "
+           "Mean and std are over seeds, the 95 % interval is a Wilson interval over the pooled segments. "
+           "`bfm` goals stay inside the embedded BFM's measured abilities (tasks/goals.py); `reference` goals "
+           "are the paper's. Paper: the Task Tokens paper's Table 1 on the reference goals (25 M-parameter "
+           "MaskedMimic); our BFM is the 0.47 M-parameter `small` one.", "",
+           "| goals | task | method | seeds | success % (mean +- std) | 95 % interval | segments | trainable params "
+           "| env steps | steps to 90 % of final | CPU-h to 90 % | paper % |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lo, hi = r["ci95"]
+        to90 = "-" if r["steps_to_90"] is None else f"{r['steps_to_90'] / 1e6:.2f} M"
+        cpu = "-" if r["cpu_hours_to_90"] is None else f"{r['cpu_hours_to_90']:.2f}"
+        paper = "-" if r["paper"] is None else f"{r['paper']:.1f}"
+        out.append(f"| {r['preset']} | {r['skill']} | {r['method']} | {r['seeds']} | {_pct(r['success_mean'])} +- "
+                   f"{_pct(r['success_std'])} | {_pct(lo)}-{_pct(hi)} | {r['segments']} | {r['trainable_params']:,} "
+                   f"| {r['env_steps']:,} | {to90} | {cpu} | {paper} |")
+    out += ["", "## Runs", "",
+            "| run | success % (last eval) | best eval % | per-episode % | falls % | env steps |", "|---|---|---|---|---|---|"]
+    for r in records:
+        out.append(f"| `{r['run']}` | {_pct(r['success'])} | {_pct(r['best'])} | {_pct(r['episode_success'])} "
+                   f"| {_pct(r['fall_rate'])} | {r['env_steps']:,} |")
+    if plots:
+        out += ["", "## Success vs env steps", ""] + [f"![{k}]({v})" for k, v in plots.items()]
+    return "\n".join(out) + "\n"
+
+
+def write_results(root: Path, md: Path, json_path: Path | None = None, img_dir: Path | None = None,
+                  command: str = "ttdeploy compare --results results") -> list[dict]:
+    records = [run_record(r) for r in find_runs(Path(root))]
+    rows = aggregate(records)
+    plots = {}
+    if img_dir is not None:
+        for skill in sorted({r["skill"] for r in records}):
+            png = plot_skill(skill, [r for r in records if r["skill"] == skill], Path(img_dir) / f"results_{skill}.png")
+            plots[skill] = Path(png).relative_to(Path(md).parent).as_posix() if png.is_relative_to(Path(md).parent) \
+                else png.as_posix()
+    atomic_write_text(Path(md), render_markdown(rows, records, plots, command))
+    if json_path is not None:
+        slim = [{k: v for k, v in r.items() if k != "curve"} for r in records]
+        atomic_write_text(Path(json_path), json.dumps({"rows": rows, "runs": slim}, indent=2, default=str))
+    return rows
