@@ -8,7 +8,7 @@ import pytest
 from tt_deploy import spec
 from tt_deploy.errors import InputError, UnknownNameError
 from tt_deploy.sim.base import BodyState
-from tt_deploy.sim.priors import PRIORS, make_prior
+from tt_deploy.sim.priors import make_prior
 from tt_deploy.sim.prompts import FAR_SLOT, HEADING_ENTRY
 from tt_deploy.sim.rotations import heading_angle, quat_about_z
 

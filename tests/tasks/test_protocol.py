@@ -156,3 +156,25 @@ def test_reference_code_names_are_aliases_that_say_so(caplog):
     with caplog.at_level("WARNING"):
         assert resolve_task_name("direction_facing") == "steering"
     assert "direction_facing" in caplog.text and "paper's Steering" in caplog.text
+
+
+def test_the_stride_rule_averages_the_speed_over_one_stride_and_is_booked_beside_the_reference_rule():
+    """Root speed 1 m/s +- 40 % within every 20-step stride: the per-step reference rule fails, the
+    stride rule (mean over the last 20 steps = exactly 1 m/s) passes; a stride-long slow-down fails both."""
+    sim = FakeSim(make_state(2))
+    task = DirectionTask(2)
+    task.reset(np.arange(2), sim, np.random.default_rng(0))
+    task.tar_dir[:], task.tar_speed[:] = [1.0, 0.0], 1.0
+    wobble = 1.0 + 0.4 * np.sin(2 * np.pi * np.arange(199) / 20)  # zero mean over any 20 consecutive steps
+    rng = np.random.default_rng(0)
+    state = sim.state
+    for t, w in enumerate(wobble):
+        slow = 0.5 if 100 <= t < 130 else 1.0  # env 1 walks at half speed for 1 s after its grace
+        nxt = moved(state, np.array([[w * DT, 0.0, 0.0], [w * slow * DT, 0.0, 0.0]])[:, None, :])
+        sim.state = nxt
+        task.update(state, nxt, sim, rng)
+        state = nxt
+    total, passed = task.end_episode(np.arange(2))
+    assert total.tolist() == [1, 1] and passed.tolist() == [0, 0]  # the reference rule: both fail
+    stride = task.extra_books["stride"]
+    assert stride.total.tolist() == [1, 1] and stride.passed.tolist() == [1, 0]

@@ -80,7 +80,7 @@ def test_resumed_pretraining_takes_the_teacher_setting_of_this_invocation(tmp_pa
 def test_train_task_token_keeps_bfm_frozen_and_changes_encoder(tmp_path):
     out = tmp_path / "runs"
     _ok(["train", "--skill", "reach", "--num-envs", "8", "--steps", "256", "--eval-envs", "2", "--out", str(out),
-         "--action-std", "0.01"])
+         "--action-std", "0.01", "--explore", "action"])
     run = json.loads((out / "reach" / "run.json").read_text())
     assert run["config"]["ppo"]["action_std"] == 0.01 and run["config"]["ppo"]["actor_lr"] == 1e-3  # the rest default
     fr = run["freezing"]
@@ -89,6 +89,21 @@ def test_train_task_token_keeps_bfm_frozen_and_changes_encoder(tmp_path):
     enc, info = load_encoder(out / "reach" / "checkpoints" / "last.safetensors")
     assert info["skill"] == "reach" and info["bfm_sha256"] == run["bfm_sha256"]
     assert enc.config.obs_dim == 3 and info["env_steps"] == 256
+
+
+def test_task_tokens_explore_in_token_space_and_resume_only_in_the_space_they_started_in(tmp_path):
+    out = tmp_path / "runs"
+    base = ["train", "--skill", "reach", "--num-envs", "8", "--eval-envs", "2", "--out", str(out)]
+    _ok([*base, "--steps", "256", "--token-std", "0.5"])
+    run = json.loads((out / "reach" / "run.json").read_text())
+    assert run["exploration"] == {"space": "token", "std": 0.5}
+    assert run["freezing"]["bfm_unchanged"] and run["freezing"]["trained_state_hash_before"] != run["freezing"]["trained_state_hash_after"]
+    _, info = load_encoder(out / "reach" / "checkpoints" / "last.safetensors")
+    assert info["explore"] == "token"
+    res = runner.invoke(app, [*base, "--steps", "512", "--resume", "--explore", "action"])
+    assert res.exit_code != 0 and "trained with --explore token" in str(res.exception)
+    res = runner.invoke(app, [*base, "--method", "finetune", "--explore", "token", "--steps", "0"])
+    assert res.exit_code != 0 and "finetune explores in action space" in str(res.exception)
 
 
 def test_train_rejects_unknown_skill_and_method(tmp_path):

@@ -64,9 +64,15 @@ def train_cmd(
     goals: Annotated[str | None, typer.Option(help="Goal ranges: reference (the paper's) or bfm (inside the BFM's "
                                                    "measured abilities); default bfm where the BFM has an "
                                                    "abilities file (the embedded one), else reference.")] = None,
-    actor_lr: Annotated[float | None, typer.Option(help="Encoder (actor) learning rate; default 1e-3.")] = None,
-    action_std: Annotated[float | None, typer.Option(help="Fixed std of the Gaussian policy's actions; default 0.03 "
-                                                          "(the reference's 0.055 topples our BFM).")] = None,
+    actor_lr: Annotated[float | None, typer.Option(help="Actor learning rate; default 1e-3 (encoder), 2e-5 with --method finetune.")] = None,
+    action_std: Annotated[float | None, typer.Option(help="Fixed std of joint-action exploration (--explore action): "
+                                                          "default 0.03, 0.005 for finetune (the reference's 0.055 "
+                                                          "topples our BFM).")] = None,
+    explore: Annotated[str | None, typer.Option(help="Where PPO explores: token (the task token; task-token's "
+                                                     "default) or action (joint actions through the BFM; "
+                                                     "finetune's only choice).")] = None,
+    token_std: Annotated[float | None, typer.Option(help="Exploration std per token dimension with --explore "
+                                                         "token; default 0.3.")] = None,
     eval_envs: Annotated[int, typer.Option(help="Episodes of each deterministic evaluation.")] = 32,
     seeds: Annotated[int, typer.Option(help="Independent seeds per skill; > 1 (or several skills) runs them "
                                             "in parallel processes, each in OUT/<skill>/seed<k>.")] = 1,
@@ -75,7 +81,7 @@ def train_cmd(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every iteration.")] = False,
 ) -> None:
     """Train a task token through the frozen BFM with PPO (or a baseline, with --method)."""
-    from tt_deploy.train.task_token import TrainConfig, train_skill
+    from tt_deploy.train.task_token import TrainConfig, default_ppo, train_skill
 
     if sim != "mujoco":
         raise InputError(f"--sim {sim}: training runs on the MuJoCo backend here; the Isaac Gym backend is "
@@ -84,7 +90,17 @@ def train_cmd(
     overrides = {k: v for k, v in {"actor_lr": actor_lr, "action_std": action_std}.items() if v is not None}
     if overrides.get("action_std", 1.0) <= 0 or overrides.get("actor_lr", 1.0) <= 0:
         raise InputError(f"--action-std and --actor-lr must be > 0; got {overrides}")
-    ppo = {"ppo": replace(TrainConfig("reach").ppo, **overrides)} if overrides else {}
+    ppo = {"ppo": replace(default_ppo(method), **overrides)} if overrides else {}
+    if token_std is not None:
+        if token_std <= 0:
+            raise InputError(f"--token-std must be > 0; got {token_std}")
+        ppo["token_std"] = token_std
+    if explore is not None:
+        ppo["explore"] = explore
+    probe = TrainConfig(skill[0] if skill else "reach", method=method, **ppo)
+    if action_std is not None and probe.exploration == "token":
+        raise InputError("--action-std sets joint-action exploration; this run explores in token space "
+                         "(--token-std), or pass --explore action")
     if seeds < 1:
         raise InputError(f"--seeds must be >= 1; got {seeds}")
     if seeds > 1 or len(skill) > 1 or ray_address is not None:

@@ -22,16 +22,19 @@ class TaskEncoder(nn.Module):
         return self.net.norm
 
     @torch.no_grad()
-    def neutral_start(self) -> TaskEncoder:
-        """Zero the output layer, so a fresh encoder's token is exactly 0 and trains from there.
+    def neutral_start(self, token: torch.Tensor | None = None) -> TaskEncoder:
+        """Zero the output layer's weights and set its bias to `token` (default 0): a fresh encoder then
+        emits exactly that token for every observation and trains from there.
 
         A randomly initialised token (norm ~1.9 on the small BFM) knocks the frozen BFM over (stand 100 ->
-        0 %); a zero token keeps the prior's behaviour (docs/training.md), and the output layer still gets
-        gradients (from the hidden activations), so the rest of the encoder follows once it moves.
+        0 %); the null token (train/null_token.py) keeps prior-only's behaviour, and the output layer still
+        gets gradients (from the hidden activations), so the rest of the encoder follows once it moves.
         """
         last = self.net.trunk[-1]
         last.weight.zero_()
         last.bias.zero_()
+        if token is not None:
+            last.bias.copy_(token.reshape(last.bias.shape))
         return self
 
     def forward(self, task_obs: torch.Tensor) -> torch.Tensor:

@@ -105,6 +105,37 @@ class PhaseTracker:
         return self.phase == self.names.index(name)
 
 
+class SegmentBook:
+    """Per-goal-segment pass/fail bookkeeping of one success rule, per env.
+
+    Open segment: `measured` steps and `failed`; closed this episode: `total` and `passed`.
+    """
+
+    def __init__(self, num_envs: int):
+        self.measured = np.zeros(num_envs, dtype=np.int64)
+        self.failed = np.zeros(num_envs, dtype=bool)
+        self.total = np.zeros(num_envs, dtype=np.int64)
+        self.passed = np.zeros(num_envs, dtype=np.int64)
+
+    def reset(self, env_ids: np.ndarray) -> None:
+        self.measured[env_ids] = 0
+        self.failed[env_ids] = False
+        self.total[env_ids] = 0
+        self.passed[env_ids] = 0
+
+    def measure(self, measuring: np.ndarray, ok: np.ndarray) -> None:
+        self.measured += measuring
+        self.failed |= measuring & ~ok
+
+    def close(self, env_ids: np.ndarray) -> None:
+        """Book the open segment (if any step of it was measured) and open a new one."""
+        counted = self.measured[env_ids] > 0
+        self.total[env_ids] += counted
+        self.passed[env_ids] += counted & ~self.failed[env_ids]
+        self.measured[env_ids] = 0
+        self.failed[env_ids] = False
+
+
 class Task(abc.ABC):
     """One skill's goals, task observation, reward and success rule for N environments.
 
@@ -130,10 +161,7 @@ class Task(abc.ABC):
         self._measured = np.zeros(self.num_envs, dtype=np.int64)
         # the reference's per-goal bookkeeping (docs/tasks.md "Evaluation protocol"): the open
         # segment's measured steps and failure, and the episode's closed segments
-        self._seg_measured = np.zeros(self.num_envs, dtype=np.int64)
-        self._seg_failed = np.zeros(self.num_envs, dtype=bool)
-        self.seg_total = np.zeros(self.num_envs, dtype=np.int64)
-        self.seg_passed = np.zeros(self.num_envs, dtype=np.int64)
+        self.segments = SegmentBook(self.num_envs)
         self.prior_prompt = None  # a tt_deploy.sim.priors.Prior when the task prompts the BFM
 
     @property
@@ -148,10 +176,8 @@ class Task(abc.ABC):
         self.progress[env_ids] = 0
         self._failed[env_ids] = False
         self._measured[env_ids] = 0
-        self._seg_measured[env_ids] = 0
-        self._seg_failed[env_ids] = False
-        self.seg_total[env_ids] = 0
-        self.seg_passed[env_ids] = 0
+        for book in (self.segments, *self.extra_books.values()):
+            book.reset(env_ids)
         if env_ids.size:
             state = sim.body_state()
             self._reset_goals(env_ids, state, sim, rng)
@@ -184,11 +210,8 @@ class Task(abc.ABC):
         segment counts when measurement had started in it; it passes when no measured step failed.
         """
         env_ids = np.asarray(env_ids, dtype=np.int64)
-        counted = self._seg_measured[env_ids] > 0
-        self.seg_total[env_ids] += counted
-        self.seg_passed[env_ids] += counted & ~self._seg_failed[env_ids]
-        self._seg_measured[env_ids] = 0
-        self._seg_failed[env_ids] = False
+        for book in (self.segments, *self.extra_books.values()):
+            book.close(env_ids)
 
     def end_episode(self, env_ids: np.ndarray, unstable: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Close the episodes of env_ids (before they reset): ((K,) goal segments, (K,) passed ones).
@@ -200,17 +223,32 @@ class Task(abc.ABC):
         ids = np.asarray(env_ids, dtype=np.int64)
         bad = np.zeros(ids.size, dtype=bool) if unstable is None else np.asarray(unstable, dtype=bool)
         if self.goal_segments:
-            self._seg_failed[ids] |= bad
+            for book in (self.segments, *self.extra_books.values()):
+                book.failed[ids] |= bad
             self._close_segments(ids)
         else:
-            self.seg_total[ids] = self.progress[ids] > 0
-            self.seg_passed[ids] = (self.progress[ids] > 0) & self.success()[ids] & ~bad
-        return self.seg_total[ids].copy(), self.seg_passed[ids].copy()
+            self.segments.total[ids] = self.progress[ids] > 0
+            self.segments.passed[ids] = (self.progress[ids] > 0) & self.success()[ids] & ~bad
+        return self.segments.total[ids].copy(), self.segments.passed[ids].copy()
+
+    @property
+    def extra_books(self) -> dict[str, SegmentBook]:
+        """Extra success rules (ours), reported beside the reference's, never instead of it; none by default."""
+        return {}
+
+    @property
+    def seg_total(self) -> np.ndarray:
+        """(N,) goal segments closed this episode (the reference rule)."""
+        return self.segments.total
+
+    @property
+    def seg_passed(self) -> np.ndarray:
+        """(N,) of which passed."""
+        return self.segments.passed
 
     def _measure_segment(self, measuring: np.ndarray, ok: np.ndarray) -> None:
         """Book one control step into the open segments: measured where `measuring`, failed where not ok."""
-        self._seg_measured += measuring
-        self._seg_failed |= measuring & ~ok
+        self.segments.measure(measuring, ok)
 
     def terminate(self, prev_state: BodyState, state: BodyState, sim: Simulator) -> np.ndarray:
         """(N,) bool task-specific early termination; none by default."""
@@ -283,3 +321,9 @@ class GraceTask(Task):
         self._measured += measuring
         self._failed |= measuring & ~ok
         self._measure_segment(measuring, ok)
+        for name, extra_ok in self._extra_ok(prev_state, state, sim).items():
+            self.extra_books[name].measure(measuring, extra_ok)
+
+    def _extra_ok(self, prev_state, state, sim) -> dict[str, np.ndarray]:
+        """(N,) bool per extra rule in `extra_books`, measured on the same steps as the reference rule."""
+        return {}

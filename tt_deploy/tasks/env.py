@@ -121,7 +121,8 @@ class TaskEnv:
         info = {"fell": np.zeros(n, bool), "timeout": np.zeros(n, bool), "task_terminated": np.zeros(n, bool),
                 "unstable": np.zeros(n, bool), "success": np.zeros(n, bool), "episode": self._episode_info(
                     all_ids[:0], np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool))}
-        info["episode"]["segments"] = info["episode"]["segments_passed"] = np.zeros(0, dtype=np.int64)
+        for key in ("", *(f"{name}_" for name in self.task.extra_books)):
+            info["episode"][f"{key}segments"] = info["episode"][f"{key}segments_passed"] = np.zeros(0, dtype=np.int64)
         return self._observe(state, np.zeros(n, np.float32), np.zeros(n, bool), info)
 
     def step(self, actions: np.ndarray) -> EnvStep:
@@ -154,6 +155,9 @@ class TaskEnv:
         info["episode"] = self._episode_info(done_ids, success, fell, timeout)
         info["episode"]["segments"], info["episode"]["segments_passed"] = self.task.end_episode(
             done_ids, unstable[done_ids])
+        for name, book in self.task.extra_books.items():
+            info["episode"][f"{name}_segments"] = book.total[done_ids].copy()
+            info["episode"][f"{name}_segments_passed"] = book.passed[done_ids].copy()
         if done_ids.size:
             self._reset_envs(done_ids)
             state = self.sim.body_state()

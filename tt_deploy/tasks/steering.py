@@ -61,3 +61,6 @@ class SteeringTask(DirectionTask):
     def _ok_now(self, prev_state, state, sim) -> np.ndarray:
         e_rel = direction_terms(self.tar_dir, self.tar_speed, root_velocity(prev_state, state))["e_rel"]
         return (facing_dot(state, self.tar_facing) > FACING_SUCCESS_COS) & (np.abs(e_rel) <= SUCCESS_MAX_REL_ERR)
+
+    def _stride_ok(self, state) -> np.ndarray:
+        return (facing_dot(state, self.tar_facing) > FACING_SUCCESS_COS) & super()._stride_ok(state)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from tt_deploy.spec import ACTION_DIM
 from tt_deploy.train.storage import RolloutStorage
 
 
@@ -35,13 +36,29 @@ class PPOConfig:
     critic_warmup: int = 0  # first iterations train only the critic (a warm-started actor's fresh critic
     # otherwise turns noise advantages into KL ~3 updates: measured on warm-started pretraining)
     max_grad_norm: float = 50.0  # ref 50
-    action_std: float = math.exp(-2.9)  # ref fixed exp(-2.9) ~ 0.055
+    action_std: float = math.exp(-2.9)  # ref fixed exp(-2.9) ~ 0.055 (the std of whatever PPO samples)
     value_coef: float = 1.0
     bound_coef: float = 10.0  # penalty on action means beyond [-1, 1]
 
 
 class ActorCritic(nn.Module):
-    """What PPO needs from a policy: a mean action, a value, and which parameters train."""
+    """What PPO needs from a policy: a mean action, a value, and which parameters train.
+
+    PPO's "action" is whatever the Gaussian is over (`action_dim` wide); `env_action` maps it to the
+    simulator's joint action. They are the same thing unless a policy explores in a latent space
+    (TaskTokenPolicy with explore="token": the sampled variable is the task token, the BFM turns it
+    into joint actions). `bounded`: the action mean should stay inside [-1, 1] (the bound loss).
+    """
+
+    action_dim: int = ACTION_DIM
+    bounded: bool = True
+
+    def env_action(self, obs: dict[str, torch.Tensor], actions: torch.Tensor) -> torch.Tensor:
+        return actions
+
+    def act_deterministic(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The joint action the deployed policy takes (no exploration noise), clamped to [-1, 1]."""
+        return torch.clamp(self.env_action(obs, self.action_mean(obs)), -1.0, 1.0)
 
     def action_mean(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:  # (B, A)
         raise NotImplementedError
@@ -114,7 +131,10 @@ class PPO:
                     policy_loss = -surrogate.mean()
                 else:
                     policy_loss = -(surrogate * on).sum() / on.sum().clamp(min=1.0)
-                bound_loss = (torch.relu(mean - 1.0) ** 2 + torch.relu(-1.0 - mean) ** 2).sum(-1).mean()
+                if self.policy.bounded:
+                    bound_loss = (torch.relu(mean - 1.0) ** 2 + torch.relu(-1.0 - mean) ** 2).sum(-1).mean()
+                else:
+                    bound_loss = torch.zeros(())
                 actor_loss = policy_loss + cfg.bound_coef * bound_loss
                 aux_loss = self.policy.aux_loss(mb["obs"], mean)
                 if aux_loss is not None:

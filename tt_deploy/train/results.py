@@ -2,6 +2,8 @@
 
 Layout read: `<root>/<preset>/<method>/seed<k>/<skill>/run.json` (+ log.csv), as the training runs
 write it (`ttdeploy train --goals PRESET --method METHOD --seed K --out <root>/<preset>/<method>/seed<k>`).
+The <method> folder names the row: a training method, or a variant of one (`task-token-action`:
+task tokens trained with `--explore action`, PPO's noise on the joint actions).
 A run's success is its LAST deterministic evaluation (the reference's per-goal-segment rate); the best
 evaluation is shown beside it but not used, because it is picked on the same evaluation episodes.
 Per (preset, skill, method): mean and std over seeds, a 95 % Wilson interval over the pooled goal
@@ -23,7 +25,7 @@ from tt_deploy.errors import InputError
 from tt_deploy.stats import wilson_interval
 from tt_deploy.train.compare import _curve
 
-METHOD_ORDER = ("task-token", "prior-only", "finetune", "pure-rl")
+METHOD_ORDER = ("task-token", "task-token-action", "prior-only", "finetune", "pure-rl")
 SKILL_ORDER = ("reach", "direction", "steering", "strike", "long_jump")
 # Table 1 of the Task Tokens paper (success %, 5 seeds): reference goals on a 25 M-parameter MaskedMimic
 PAPER = {"reach": {"task-token": 94.9, "prior-only": 24.8, "finetune": 93.7, "pure-rl": 89.9},
@@ -51,10 +53,11 @@ def run_record(run: Path) -> dict:
     reached = next(((st, wall) for st, wall, s in curve if s >= target), (None, None)) if final > 0 else (None, None)
     segs = ev.get("segments")
     return {"run": run.as_posix(), "preset": (meta.get("goals") or {}).get("preset", run.parts[-4]),
-            "skill": cfg.get("skill"), "method": cfg.get("method"), "seed": cfg.get("seed"),
+            "skill": cfg.get("skill"), "method": run.parts[-3], "seed": cfg.get("seed"),
             "success": final, "best": max((s for *_, s in curve), default=final),
             "segments": segs, "passed": None if segs is None else round(final * segs),
             "episode_success": ev.get("episode_success_rate"), "fall_rate": ev.get("fall_rate"),
+            "stride_success": ev.get("stride_success_rate"),
             "trainable_params": meta.get("trainable_params", 0), "env_steps": meta.get("env_steps", 0),
             "wall_seconds": meta.get("wall_seconds", 0.0), "nthread": cfg.get("nthread", 1),
             "steps_to_90": reached[0], "wall_s_to_90": reached[1], "curve": curve,
@@ -74,7 +77,9 @@ def aggregate(records: list[dict]) -> list[dict]:
         lo, hi = wilson_interval(passed, total) if total else (float("nan"), float("nan"))
         to90 = [r["steps_to_90"] for r in rs if r["steps_to_90"] is not None]
         wall90 = [r["wall_s_to_90"] * r["nthread"] / 3600 for r in rs if r["wall_s_to_90"] is not None]
+        stride = [r["stride_success"] for r in rs if r.get("stride_success") is not None]
         rows.append({"preset": preset, "skill": skill, "method": method, "seeds": len(rs),
+                     "stride_mean": float(np.mean(stride)) if stride else None,
                      "success_mean": float(s.mean()), "success_std": float(s.std(ddof=1)) if len(s) > 1 else 0.0,
                      "ci95": [lo, hi], "segments": total, "trainable_params": rs[0]["trainable_params"],
                      "env_steps": int(np.mean([r["env_steps"] for r in rs])),
@@ -125,10 +130,12 @@ def render_markdown(rows: list[dict], records: list[dict], plots: dict[str, str]
            "Mean and std are over seeds, the 95 % interval is a Wilson interval over the pooled segments. "
            "`bfm` goals stay inside the embedded BFM's measured abilities (tasks/goals.py); `reference` goals "
            "are the paper's. Paper: the Task Tokens paper's Table 1 on the reference goals (25 M-parameter "
-           "MaskedMimic); our BFM is the 0.47 M-parameter `small` one.", "",
+           "MaskedMimic); our BFM is the 0.47 M-parameter `small` one. Stride rule (direction, steering; ours, "
+           "beside the reference's): the same 20 % speed rule on the root velocity averaged over one stride "
+           "(docs/tasks.md).", "",
            "| goals | task | method | seeds | success % (mean +- std) | 95 % interval | segments | trainable params "
-           "| env steps | steps to 90 % of final | CPU-h to 90 % | paper % |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| env steps | steps to 90 % of final | CPU-h to 90 % | paper % | stride rule % |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lo, hi = r["ci95"]
         to90 = "-" if r["steps_to_90"] is None else f"{r['steps_to_90'] / 1e6:.2f} M"
@@ -136,12 +143,13 @@ def render_markdown(rows: list[dict], records: list[dict], plots: dict[str, str]
         paper = "-" if r["paper"] is None else f"{r['paper']:.1f}"
         out.append(f"| {r['preset']} | {r['skill']} | {r['method']} | {r['seeds']} | {_pct(r['success_mean'])} +- "
                    f"{_pct(r['success_std'])} | {_pct(lo)}-{_pct(hi)} | {r['segments']} | {r['trainable_params']:,} "
-                   f"| {r['env_steps']:,} | {to90} | {cpu} | {paper} |")
+                   f"| {r['env_steps']:,} | {to90} | {cpu} | {paper} | {_pct(r['stride_mean'])} |")
     out += ["", "## Runs", "",
-            "| run | success % (last eval) | best eval % | per-episode % | falls % | env steps |", "|---|---|---|---|---|---|"]
+            "| run | success % (last eval) | best eval % | per-episode % | falls % | stride rule % | env steps |",
+            "|---|---|---|---|---|---|---|"]
     for r in records:
         out.append(f"| `{r['run']}` | {_pct(r['success'])} | {_pct(r['best'])} | {_pct(r['episode_success'])} "
-                   f"| {_pct(r['fall_rate'])} | {r['env_steps']:,} |")
+                   f"| {_pct(r['fall_rate'])} | {_pct(r.get('stride_success'))} | {r['env_steps']:,} |")
     if plots:
         out += ["", "## Success vs env steps", ""] + [f"![{k}]({v})" for k, v in plots.items()]
     return "\n".join(out) + "\n"

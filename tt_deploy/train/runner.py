@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tt_deploy.spec import ACTION_DIM, TASK_OBS_NAME
+from tt_deploy.spec import TASK_OBS_NAME
 from tt_deploy.tasks.env import EnvStep, TaskEnv
 from tt_deploy.train.env_state import env_state, load_arrays, load_env_state, save_arrays
 from tt_deploy.train.ppo import PPO, ActorCritic, PPOConfig
@@ -126,7 +126,7 @@ class OnPolicyRunner:
         self.env_steps = 0
         self.wall_seconds = 0.0
         self.stats = TrainStats()
-        self.storage = RolloutStorage(ppo_cfg.horizon, env.num_envs, ACTION_DIM)
+        self.storage = RolloutStorage(ppo_cfg.horizon, env.num_envs, policy.action_dim)
         self._obs: dict[str, torch.Tensor] | None = None
         self.run_log = RunLog(self.out_dir)
 
@@ -182,9 +182,11 @@ class OnPolicyRunner:
         for _ in range(self.cfg.horizon):
             t0 = time.perf_counter()
             actions, log_probs, values, _ = self.ppo.act(self._obs)
-            actions = teacher_driven(self._obs, actions)
+            actions = teacher_driven(self._obs, actions)  # pretraining only: same space as the joints
+            with torch.no_grad():
+                env_actions = self.policy.env_action(self._obs, actions)
             t1 = time.perf_counter()
-            step = self.env.step(actions.numpy())
+            step = self.env.step(env_actions.numpy())
             t2 = time.perf_counter()
             reward = torch.from_numpy(step.reward.astype(np.float32))
             timeout = torch.from_numpy(step.info["timeout"].astype(np.float32))

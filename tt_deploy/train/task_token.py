@@ -15,7 +15,7 @@ import json
 import logging
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from tt_deploy.errors import InputError, UnknownNameError
 from tt_deploy.models.checkpoints import (
     atomic_save_safetensors,
     bfm_sha256,
+    load_encoder,
     resolve_bfm,
     save_encoder,
     state_hash,
@@ -33,10 +34,10 @@ from tt_deploy.models.checkpoints import (
 from tt_deploy.models.config import EncoderConfig
 from tt_deploy.models.task_encoder import TaskEncoder
 from tt_deploy.stats import wilson_interval
-from tt_deploy.tasks.goals import PRESETS, abilities_path, goal_preset
 from tt_deploy.tasks.env import TaskEnv
+from tt_deploy.tasks.goals import PRESETS, abilities_path, goal_preset
 from tt_deploy.tasks.registry import make_task
-from tt_deploy.train.policies import PureRLPolicy, TaskTokenPolicy
+from tt_deploy.train.policies import EXPLORATION, PureRLPolicy, TaskTokenPolicy
 from tt_deploy.train.ppo import PPOConfig
 from tt_deploy.train.runner import OnPolicyRunner, to_torch
 
@@ -58,20 +59,50 @@ class TrainConfig:
     current_pose: bool = False  # +6 task-obs dims: pelvis and head xyz
     prior: bool = False  # the skill's prior prompt joins the task token
     goals: str | None = None  # goal preset (tasks/goals.py); None = bfm if the BFM has an abilities file
+    explore: str | None = None  # PPO's Gaussian over: "token" (task-token default) or "action" (finetune's)
+    token_std: float = 0.3  # exploration std per token dimension when explore="token"
+    null_token: bool = True  # a fresh encoder starts at the fitted null token (train/null_token.py), else at 0
     eval_every: int = 20  # iterations
     eval_envs: int = 32
     nthread: int = 2
-    ppo: PPOConfig = field(default_factory=lambda: PPOConfig(
-        horizon=32, num_minibatches=4, epochs=3, actor_lr=1e-3, critic_lr=1e-4, max_grad_norm=50.0,
-        action_std=0.03))  # fmt: skip  # ref lr 2e-5 / 1e-4, std exp(-2.9) = 0.055 (see docs/training.md)
+    ppo: PPOConfig | None = None  # None = the method's defaults (default_ppo)
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise UnknownNameError("training method", self.method, METHODS)
         if self.goals is not None and self.goals not in PRESETS:
             raise UnknownNameError("goal preset", self.goals, PRESETS)
+        if self.explore is not None and self.explore not in EXPLORATION:
+            raise UnknownNameError("exploration space", self.explore, EXPLORATION)
         if self.num_envs < 1 or self.steps < 0:
             raise InputError(f"num_envs must be >= 1 and steps >= 0, got {self.num_envs}, {self.steps}")
+
+
+    @property
+    def exploration(self) -> str | None:
+        """Where PPO samples: token for task-token runs, action for finetune; None for methods without a BFM actor."""
+        if self.method in ("pure-rl", "prior-only"):
+            return None
+        return self.explore or ("action" if self.method == "finetune" else "token")
+
+    def ppo_config(self) -> PPOConfig:
+        """The PPO settings this run uses: the method's defaults (or `ppo`), with the token std in token space."""
+        ppo = self.ppo or default_ppo(self.method)
+        return replace(ppo, action_std=self.token_std) if self.exploration == "token" else ppo
+
+
+def default_ppo(method: str) -> PPOConfig:
+    """PPO defaults per method (reference: lr 2e-5 encoder / 1e-4 critic, std exp(-2.9) = 0.055).
+
+    task-token: encoder lr 1e-3 (a 3 M-step CPU budget, not the reference's 1e9 steps); the std is
+    TrainConfig.token_std in token space (or 0.03 with --explore action). finetune: the reference's
+    2e-5, since every BFM weight moves (1e-3 felled the embedded BFM in 100 % of training episodes
+    within 0.7 M steps), and joint std 0.005 (0.03 fells the prior's walk in 99 % of episodes,
+    0.005 in 21 %, none in 9 %: docs/training.md).
+    """
+    base = PPOConfig(horizon=32, num_minibatches=4, epochs=3, actor_lr=1e-3, critic_lr=1e-4, max_grad_norm=50.0,
+                     action_std=0.03)  # fmt: skip
+    return replace(base, actor_lr=2e-5, action_std=0.005) if method == "finetune" else base
 
 
 def _git_commit() -> str | None:
@@ -108,13 +139,15 @@ def evaluate_policy(env: TaskEnv, act, episodes: int | None = None) -> dict[str,
     """Mean-action success over the first episode of every env (fixed seed: same starts each call).
 
     `success_rate` is the reference's: passed goal segments over all segments (docs/tasks.md), with a
-    Wilson interval over segments; `episode_success_rate` is the stricter "every goal of the episode".
+    Wilson interval over segments; `episode_success_rate` is the stricter "every goal of the episode";
+    `<rule>_success_rate` for a task's extra rules (direction / steering: `stride`).
     """
     step = env.reset()
     n = env.num_envs
     result = np.full(n, -1, dtype=np.int8)
     returns = np.zeros(n)
     segments = np.zeros(n, dtype=np.int64)
+    extra = {name: np.zeros((2, n), dtype=np.int64) for name in env.task.extra_books}
     passed = np.zeros(n, dtype=np.int64)
     fell = np.zeros(n, dtype=bool)
     for _ in range(env.max_steps + 1):
@@ -125,14 +158,19 @@ def evaluate_policy(env: TaskEnv, act, episodes: int | None = None) -> dict[str,
         result[ids] = ep["success"][first]
         returns[ids] = ep["return"][first]
         segments[ids], passed[ids] = ep["segments"][first], ep["segments_passed"][first]
+        for name, book in extra.items():
+            book[0, ids], book[1, ids] = ep[f"{name}_segments"][first], ep[f"{name}_segments_passed"][first]
         fell[ids] = ep["fell"][first]
         if (result >= 0).all():
             break
     k, total = int(passed.sum()), int(segments.sum())
     lo, hi = wilson_interval(k, total) if total else (0.0, 1.0)
     k_ep = int((result == 1).sum())
-    return {"success_rate": k / total if total else 0.0, "ci_low": lo, "ci_high": hi, "segments": total,
-            "episode_success_rate": k_ep / n, "fall_rate": float(fell.mean()), "return": float(returns.mean())}
+    res = {"success_rate": k / total if total else 0.0, "ci_low": lo, "ci_high": hi, "segments": total,
+           "episode_success_rate": k_ep / n, "fall_rate": float(fell.mean()), "return": float(returns.mean())}
+    for name, (tot, ok) in extra.items():
+        res[f"{name}_success_rate"] = int(ok.sum()) / max(int(tot.sum()), 1)
+    return res
 
 
 def build_policy(cfg: TrainConfig, bfm, obs_dim: int):
@@ -141,7 +179,8 @@ def build_policy(cfg: TrainConfig, bfm, obs_dim: int):
     enc = TaskEncoder(EncoderConfig(obs_dim=obs_dim, token_dim=bfm.token_dim, hidden=cfg.encoder_hidden))
     enc.neutral_start()  # a fresh token is 0: training starts from the prior's behaviour, not from a fall
     groups = ("obs", "historical_pose_obs", "terrain") + (("masked_mimic_target_poses",) if cfg.prior else ())
-    return TaskTokenPolicy(bfm, enc, visible_groups=groups, train_bfm=cfg.method == "finetune")
+    return TaskTokenPolicy(bfm, enc, visible_groups=groups, train_bfm=cfg.method == "finetune",
+                           explore=cfg.exploration)
 
 
 class _Checkpointer:
@@ -156,7 +195,8 @@ class _Checkpointer:
         info = {"skill": self.cfg.skill, "method": self.cfg.method, "bfm_sha256": self.bfm_sha,
                 "env_steps": runner.env_steps, "task_obs_dim": self.meta["task_obs_dim"],
                 "current_pose": self.cfg.current_pose, "goals": self.meta["goals"], "task_prior": self.meta["task_prior"],
-                "visible_groups": list(getattr(runner.policy, "visible_groups", ()))}  # fmt: skip
+                "visible_groups": list(getattr(runner.policy, "visible_groups", ())),
+                "explore": self.cfg.exploration}  # fmt: skip
         ck = self.out / "checkpoints"
         pol = runner.policy
         atomic_save_safetensors(dict(pol.state_dict()), ck / f"{tag}_policy.safetensors",
@@ -167,12 +207,24 @@ class _Checkpointer:
     def evaluate(self, runner: OnPolicyRunner) -> dict:
         pol = runner.policy
         pol.eval()
-        res = evaluate_policy(self.eval_env, lambda s: torch.clamp(pol.action_mean(to_torch(s)), -1, 1).numpy())
+        res = evaluate_policy(self.eval_env, lambda s: pol.act_deterministic(to_torch(s)).numpy())
         self.last_eval = res
         if (res["success_rate"], res["return"]) > self.best:
             self.best = (res["success_rate"], res["return"])
             self(runner, "best")
         return res
+
+
+def _check_resumable(cfg: TrainConfig, out: Path) -> None:
+    """A run resumes only with the exploration it started with (its stored actions live in that space)."""
+    ck = out / "checkpoints" / "last.safetensors"
+    if cfg.exploration is None or not ck.is_file():
+        return
+    _, info = load_encoder(ck)
+    before = info.get("explore", "action")  # runs from before the option explored in action space
+    if before != cfg.exploration:
+        raise InputError(f"{out} was trained with --explore {before}; resume it with --explore {before} "
+                         f"or start a new run directory")
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -192,7 +244,10 @@ def train_skill(cfg: TrainConfig, out_dir: str | Path, *, bfm_path=None, resume:
     obs_dim = eval_env.task.obs_dim
     prior = eval_env.task.prior_prompt.describe() if eval_env.task.prior_prompt is not None else None
     meta = {"config": asdict(cfg), "bfm_sha256": sha, "bfm_sha256_of": sha_of, "bfm_source": bfm_info,
-            "git_commit": _git_commit(), "task_obs_dim": obs_dim, "goals": goals, "task_prior": prior}  # fmt: skip
+            "git_commit": _git_commit(), "task_obs_dim": obs_dim, "goals": goals, "task_prior": prior,
+            "ppo": asdict(cfg.ppo_config()),
+            "exploration": None if cfg.exploration is None else
+            {"space": cfg.exploration, "std": cfg.ppo_config().action_std}}  # fmt: skip
     if cfg.method == "prior-only":
         bfm.freeze()
         res = evaluate_policy(eval_env, lambda s: torch.clamp(bfm(to_torch(s)), -1, 1).numpy())
@@ -202,6 +257,17 @@ def train_skill(cfg: TrainConfig, out_dir: str | Path, *, bfm_path=None, resume:
 
     hash_before = state_hash(bfm)
     policy = build_policy(cfg, bfm, obs_dim)
+    fresh = not (resume and (out / "checkpoints" / "last_state.pt").is_file())
+    if cfg.null_token and fresh and hasattr(policy, "encoder"):
+        from tt_deploy.train.null_token import fit_null_token
+
+        fit_env = _make_env(cfg, 32, seed=20_000 + cfg.seed, goal_kwargs=goal_kwargs)
+        token, meta["null_token"] = fit_null_token(policy, fit_env, seed=cfg.seed)
+        policy.encoder.neutral_start(token)
+        log.info("null token: action RMS difference to prior-only %.4f (zero token %.4f)",
+                 meta["null_token"]["rms_diff_null_token"], meta["null_token"]["rms_diff_zero_token"])
+    elif not fresh and (out / "run.json").is_file():  # a resumed run keeps the record of its start
+        meta["null_token"] = json.loads((out / "run.json").read_text()).get("null_token")
     trained_before = state_hash(policy.encoder if hasattr(policy, "encoder") else policy)
     env = _make_env(cfg, cfg.num_envs, seed=cfg.seed, goal_kwargs=goal_kwargs)
     ckpt = _Checkpointer(cfg, out, sha, eval_env, meta)
@@ -211,8 +277,10 @@ def train_skill(cfg: TrainConfig, out_dir: str | Path, *, bfm_path=None, resume:
         res = ckpt.evaluate(runner) if due else {}
         return {f"eval_{k}": res.get(k, float("nan")) for k in ("success_rate", "ci_low", "ci_high", "return")}
 
-    runner = OnPolicyRunner(env, policy, cfg.ppo, out, seed=cfg.seed, checkpoint_every=cfg.eval_every,
+    runner = OnPolicyRunner(env, policy, cfg.ppo_config(), out, seed=cfg.seed, checkpoint_every=cfg.eval_every,
                             save_fn=ckpt, extra_log=extra_log)  # fmt: skip
+    if resume:
+        _check_resumable(cfg, out)
     if resume and not runner.resume():
         log.warning("--resume: no checkpoint in %s, starting fresh", out)
     t0 = time.time()
