@@ -1,6 +1,6 @@
 """A fixed-rate (30 Hz) robot control loop embedding the tt-deploy runtime (no torch).
 
-Per tick: read state -> build the skill's prior prompt (skill.json `task_prior`, tt_deploy.sim.priors),
+Per tick: read state -> build the skill's prior prompt (skill.json `task_prior`, tt_deploy.obs.priors),
 the BFM inputs and the task observation -> runtime.act_into -> write PD targets -> sleep until the
 next tick, counting deadline misses. Here the "robot" is a
 MuJoCo humanoid (`MujocoSimulator(1)`); on hardware only read_state / write_targets change.
@@ -17,11 +17,11 @@ import time
 
 import numpy as np
 
+from tt_deploy.obs.inputs import PoseHistory, bfm_inputs
+from tt_deploy.obs.priors import make_prior
 from tt_deploy.runtime import SkillRuntime
 from tt_deploy.runtime.manifest import read_skill
 from tt_deploy.sim.mujoco_backend import MujocoSimulator
-from tt_deploy.sim.observations import PoseHistory, bfm_inputs
-from tt_deploy.sim.priors import make_prior
 from tt_deploy.tasks.goals import task_kwargs_from_record
 from tt_deploy.tasks.registry import make_task_for
 

@@ -4,7 +4,7 @@ same rule on the root velocity averaged over w control steps.
     python scripts/direction_rule_probe.py [--envs 32] [--steps 900] [--driver prior|controller|ENCODER.safetensors]
 
 prior: the embedded BFM with the direction prior (prior-only); controller: the SIMBICON walking
-controller the BFM was distilled from (train/gait_teacher.py, other joints at rest); an encoder file:
+controller the BFM was distilled from (pretrain/gait_teacher.py, other joints at rest); an encoder file:
 a trained direction task token with its prior. Goals: the `bfm` preset; envs seeded like training's
 evaluation (10,000). Prints, per window, the goal segments passed (max |e_rel| <= 0.2 over every measured
 step after the 60-step grace) and the median of the segments' max |e_rel|.
@@ -19,8 +19,8 @@ import torch
 
 from tt_deploy import spec
 from tt_deploy.models.checkpoints import default_bfm, load_encoder
+from tt_deploy.rl.runner import to_torch
 from tt_deploy.train.policies import TaskTokenPolicy
-from tt_deploy.train.runner import to_torch
 from tt_deploy.train.task_token import TrainConfig, _make_env, resolve_goals
 
 WINDOWS = (1, 5, 10, 20, 30)
@@ -40,7 +40,7 @@ def main() -> None:
     task, n = env.task, args.envs
     policy = gait = None
     if args.driver == "controller":
-        from tt_deploy.train.gait_teacher import GaitTeacher
+        from tt_deploy.pretrain.gait_teacher import GaitTeacher
 
         gait = GaitTeacher(env.sim.hm, n)
     elif args.driver != "prior":

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from tt_deploy.models.checkpoints import default_bfm
+from tt_deploy.rl.runner import to_torch
 from tt_deploy.tasks.base import root_velocity
 from tt_deploy.tasks.direction import direction_terms
-from tt_deploy.train.runner import to_torch
 from tt_deploy.train.task_token import TrainConfig, _make_env, resolve_goals
 
 

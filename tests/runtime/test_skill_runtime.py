@@ -301,7 +301,7 @@ print("ok")
 
 
 def test_a_skill_trained_with_its_prior_refuses_a_call_that_hides_it(small_bfm_file, tmp_path):
-    from tt_deploy.sim.priors import make_prior
+    from tt_deploy.obs.priors import make_prior
 
     bfm, path = small_bfm_file
     task_prior = make_prior("reach", 1).describe()

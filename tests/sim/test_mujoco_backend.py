@@ -7,8 +7,8 @@ import pytest
 
 from tt_deploy import spec
 from tt_deploy.errors import InputError
-from tt_deploy.sim import rotations
-from tt_deploy.sim.base import RigidState
+from tt_deploy.obs import rotations
+from tt_deploy.obs.state import RigidState
 from tt_deploy.sim.mujoco_backend import MujocoSimulator
 from tt_deploy.sim.perturbations import Perturbation
 

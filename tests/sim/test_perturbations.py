@@ -5,8 +5,8 @@ import pytest
 
 from tt_deploy import spec
 from tt_deploy.errors import InputError, UnknownNameError
-from tt_deploy.sim import rotations
-from tt_deploy.sim.base import RigidState
+from tt_deploy.obs import rotations
+from tt_deploy.obs.state import RigidState
 from tt_deploy.sim.mujoco_backend import MujocoSimulator
 from tt_deploy.sim.perturbations import G, Perturbation, add_obs_noise, grid
 

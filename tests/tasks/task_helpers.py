@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from tt_deploy import spec
-from tt_deploy.sim.base import BodyState, RigidState, Simulator
-from tt_deploy.sim.rotations import quat_about_z
+from tt_deploy.obs.rotations import quat_about_z
+from tt_deploy.obs.state import BodyState, RigidState
+from tt_deploy.sim.base import Simulator
 
 
 def make_state(n: int = 1, root=(0.0, 0.0, 0.9), yaw: float = 0.0) -> BodyState:

@@ -7,7 +7,7 @@ import pytest
 from task_helpers import FakeSim, make_state
 
 from tt_deploy.errors import InputError, UnknownNameError
-from tt_deploy.sim.rotations import heading_angle
+from tt_deploy.obs.rotations import heading_angle
 from tt_deploy.tasks.goals import abilities_path, goal_preset, task_kwargs_from_record
 from tt_deploy.tasks.reach import HAND_ROW_HEIGHT
 from tt_deploy.tasks.registry import make_task

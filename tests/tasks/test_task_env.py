@@ -6,8 +6,8 @@ from task_helpers import FakeSim, make_state
 
 from tt_deploy import spec
 from tt_deploy.errors import InputError
+from tt_deploy.obs.inputs import input_shapes
 from tt_deploy.sim.base import Simulator
-from tt_deploy.sim.observations import input_shapes
 from tt_deploy.tasks.env import TaskEnv
 from tt_deploy.tasks.registry import make_task
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tt_deploy.sim.observations import input_shapes
+from tt_deploy.obs.inputs import input_shapes
 from tt_deploy.tasks.env import TaskEnv
 from tt_deploy.tasks.registry import TASKS, make_task
 

@@ -8,7 +8,7 @@ from task_helpers import FakeSim, make_state, moved
 
 from tt_deploy import spec
 from tt_deploy.errors import UnknownNameError
-from tt_deploy.sim.rotations import quat_about_z, quat_from_axis_angle
+from tt_deploy.obs.rotations import quat_about_z, quat_from_axis_angle
 from tt_deploy.tasks.long_jump import LongJumpTask
 from tt_deploy.tasks.reach import ReachTask
 from tt_deploy.tasks.registry import TASKS, make_task
@@ -204,7 +204,7 @@ def test_registry_unknown_name_lists_known():
 
 # --- prior prompts ----------------------------------------------------------------------------
 def test_reach_prior_prompts_right_hand_in_far_slot():
-    from tt_deploy.sim.prompts import FAR_SLOT
+    from tt_deploy.obs.prompts import FAR_SLOT
 
     state = make_state(2)
     sim = FakeSim(state)
@@ -220,7 +220,7 @@ def test_reach_prior_prompts_right_hand_in_far_slot():
 
 
 def test_strike_prior_switches_with_phase():
-    from tt_deploy.sim.prompts import FAR_SLOT, HEADING_ENTRY
+    from tt_deploy.obs.prompts import FAR_SLOT, HEADING_ENTRY
 
     state = make_state(2)
     sim = FakeSim(state)

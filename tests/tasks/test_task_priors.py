@@ -1,10 +1,10 @@
-"""Every task's prior prompt is the one tt_deploy.sim.priors rebuilds from its skill.json record."""
+"""Every task's prior prompt is the one tt_deploy.obs.priors rebuilds from its skill.json record."""
 
 import numpy as np
 import pytest
 from task_helpers import FakeSim, make_state
 
-from tt_deploy.sim.priors import PRIORS, make_prior
+from tt_deploy.obs.priors import PRIORS, make_prior
 from tt_deploy.tasks.registry import make_task
 
 

@@ -53,7 +53,7 @@ def test_pretrain_takes_a_prompt_mix_and_pushes(tmp_path):
 
 
 def test_pretrain_spreads_ground_friction_over_the_envs(tmp_path):
-    from tt_deploy.train.pretrain import PretrainConfig, build_runner
+    from tt_deploy.pretrain.ppo_stage import PretrainConfig, build_runner
 
     runner_ = build_runner(PretrainConfig(num_envs=4, steps=128, friction=(0.5, 2.0)), tmp_path / "a")
     frictions = [p.friction for p in runner_.env.sim.perturbations]
@@ -67,7 +67,7 @@ def test_pretrain_spreads_ground_friction_over_the_envs(tmp_path):
 
 
 def test_resumed_pretraining_takes_the_teacher_setting_of_this_invocation(tmp_path):
-    from tt_deploy.train.pretrain import PretrainConfig, _after_resume, build_runner, pretrain
+    from tt_deploy.pretrain.ppo_stage import PretrainConfig, _after_resume, build_runner, pretrain
 
     cfg = PretrainConfig(num_envs=4, steps=128, teacher_coef=0.0)
     pretrain(cfg, tmp_path)

@@ -8,9 +8,9 @@ from tt_deploy import spec
 from tt_deploy.models.bfm import BFM
 from tt_deploy.models.checkpoints import default_bfm
 from tt_deploy.models.config import bfm_config
+from tt_deploy.rl.runner import to_torch
 from tt_deploy.spec import TASK_OBS_NAME
 from tt_deploy.train.policies import drop_hidden_tokens
-from tt_deploy.train.runner import to_torch
 from tt_deploy.train.task_token import TrainConfig, _make_env, build_policy
 
 

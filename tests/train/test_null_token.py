@@ -5,9 +5,9 @@ import torch
 from tt_deploy.models.bfm import BFM
 from tt_deploy.models.checkpoints import state_hash
 from tt_deploy.models.config import bfm_config
+from tt_deploy.rl.runner import to_torch
 from tt_deploy.spec import TASK_OBS_NAME
 from tt_deploy.train.null_token import fit_null_token
-from tt_deploy.train.runner import to_torch
 from tt_deploy.train.task_token import TrainConfig, _make_env, build_policy
 
 

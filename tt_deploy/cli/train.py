@@ -59,7 +59,7 @@ def train_cmd(
     out: Annotated[Path, typer.Option(help="Run directory (per skill: OUT/<skill>).")] = Path("runs"),
     resume: Annotated[bool, typer.Option(help="Continue from OUT/<skill>/checkpoints/last_state.pt.")] = False,
     current_pose: Annotated[bool, typer.Option(help="Append pelvis and head xyz (+6) to the task obs.")] = False,
-    prior: Annotated[bool, typer.Option(help="The skill's prior prompt (tt_deploy/sim/priors.py) joins the task "
+    prior: Annotated[bool, typer.Option(help="The skill's prior prompt (tt_deploy/obs/priors.py) joins the task "
                                               "token; deploy the skill with it.")] = False,
     goals: Annotated[str | None, typer.Option(help="Goal ranges: reference (the paper's) or bfm (inside the BFM's "
                                                    "measured abilities); default bfm where the BFM has an "
@@ -164,7 +164,7 @@ def pretrain_cmd(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every iteration.")] = False,
 ) -> None:
     """Pretrain a BFM on random prompts (idle / reach / walk); resumable, checkpoints every 10 iterations."""
-    from tt_deploy.train.pretrain import PretrainConfig, pretrain, with_overrides
+    from tt_deploy.pretrain.ppo_stage import PretrainConfig, pretrain, with_overrides
 
     _logging(verbose)
     cfg = with_overrides(PretrainConfig(), config=config, steps=steps, num_envs=num_envs, seed=seed,
@@ -212,7 +212,7 @@ def pretrain_dagger_cmd(
     idle and reach prompts keep the starting BFM's actions); resumable, checkpoints every round.
     Needs ~4.2 GB of RAM for its sample buffer."""
     from tt_deploy.models.checkpoints import DEFAULT_BFM_PATH
-    from tt_deploy.train.dagger import DaggerConfig, dagger
+    from tt_deploy.pretrain.dagger import DaggerConfig, dagger
 
     _logging(verbose)
     given = {"rounds": rounds, "num_envs": num_envs, "ema": ema, "walk_labels": walk_labels,
@@ -256,13 +256,13 @@ def evaluate_bfm_cmd(
     """Measure a BFM's abilities (stand, reach, walk) with the mean action; optionally write its model card."""
     from tt_deploy.models.bfm import count_parameters
     from tt_deploy.models.checkpoints import resolve_bfm
-    from tt_deploy.train.evaluate_bfm import (
+    from tt_deploy.pretrain.evaluate import (
         evaluate_bfm,
         evaluate_reach_teacher,
         evaluate_walk_controller,
         weight_noise_rows,
     )
-    from tt_deploy.train.model_card import write_card
+    from tt_deploy.pretrain.model_card import write_card
 
     if weight_noise < 0 or copies < 1:
         raise InputError(f"--weight-noise must be >= 0 and --copies >= 1, got {weight_noise} and {copies}")

@@ -222,7 +222,7 @@ class SkillManifest:
     visible_groups: tuple[str, ...]  # token groups the fused graph keeps; others are dropped (= hidden)
     prior: PriorSpec | None
     graphs: dict[str, str] = field(default_factory=dict)  # bundle-relative graph path -> sha256
-    task_prior: dict | None = None  # prior prompt trained beside: {name, params, goal_keys}; rebuild with tt_deploy.sim.priors.make_prior and feed it every step
+    task_prior: dict | None = None  # prior prompt trained beside: {name, params, goal_keys}; rebuild with tt_deploy.obs.priors.make_prior and feed it every step
     goals: dict | None = None  # goal preset it was trained on: {preset, ranges, ...} (tasks/goals.py)
     parity: dict | None = None  # written later by `ttdeploy verify`
     sim2sim: dict | None = None  # written later by `ttdeploy sim2sim`

@@ -22,7 +22,7 @@ is fully hidden: visible tokens are never dropped silently.
 
 Prior prompts: a skill trained with its prior prompt visible (skill.json `task_prior`) must get it at
 every call - `masked_mimic_target_poses` with some visible token in every sample, built by
-`tt_deploy.sim.priors.make_prior(**task_prior)`. A call without it raises InputError, unless the
+`tt_deploy.obs.priors.make_prior(**task_prior)`. A call without it raises InputError, unless the
 runtime was opened with `allow_hidden_prior=True` (a documented opt-out: the skill then runs off its
 training distribution).
 """
@@ -321,7 +321,7 @@ class SkillRuntime:
         if not shown:
             raise InputError(
                 f"skill {sk.name!r} was trained with its {sk.task_prior.get('name')!r} prior prompt visible, but this "
-                f"call hides {g!r}: build it every step with tt_deploy.sim.priors.make_prior(**skill.json task_prior) "
+                f"call hides {g!r}: build it every step with tt_deploy.obs.priors.make_prior(**skill.json task_prior) "
                 "(docs/embedding.md), or open the runtime with allow_hidden_prior=True"
             )
 

@@ -9,36 +9,10 @@ world-frame vectors. Arrays are float64 numpy, leading dimension = number of env
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass
-class BodyState:
-    """Rigid-body state of every humanoid body, reference convention.
-
-    pos (N, 24, 3) m; quat (N, 24, 4) xyzw world orientation of each body frame;
-    lin_vel (N, 24, 3) m/s and ang_vel (N, 24, 3) rad/s, both world-frame vectors.
-    """
-
-    pos: np.ndarray
-    quat: np.ndarray
-    lin_vel: np.ndarray
-    ang_vel: np.ndarray
-
-    def select(self, ids) -> BodyState:
-        return BodyState(self.pos[ids], self.quat[ids], self.lin_vel[ids], self.ang_vel[ids])
-
-
-@dataclass
-class RigidState:
-    """State of one free rigid object per environment (e.g. the strike target)."""
-
-    pos: np.ndarray  # (N, 3)
-    quat: np.ndarray  # (N, 4) xyzw
-    lin_vel: np.ndarray  # (N, 3) world
-    ang_vel: np.ndarray  # (N, 3) world
+from tt_deploy.obs.state import BodyState, RigidState
 
 
 class Simulator(abc.ABC):

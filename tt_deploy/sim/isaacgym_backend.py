@@ -20,7 +20,8 @@ import numpy as np
 
 from tt_deploy import spec
 from tt_deploy.errors import InputError, MissingExtraError
-from tt_deploy.sim.base import BodyState, Simulator
+from tt_deploy.obs.state import BodyState
+from tt_deploy.sim.base import Simulator
 from tt_deploy.sim.humanoid_model import DEFAULT_MJCF, pd_offset_scale
 from tt_deploy.sim.perturbations import Perturbation, per_env
 

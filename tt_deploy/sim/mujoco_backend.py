@@ -20,8 +20,9 @@ import numpy as np
 
 from tt_deploy import spec
 from tt_deploy.errors import InputError
-from tt_deploy.sim import rotations
-from tt_deploy.sim.base import BodyState, RigidState, Simulator
+from tt_deploy.obs import rotations
+from tt_deploy.obs.state import BodyState, RigidState
+from tt_deploy.sim.base import Simulator
 from tt_deploy.sim.humanoid_model import INTEGRATOR, TIMESTEP, build_model, standing_qpos
 from tt_deploy.sim.perturbations import Perturbation, add_obs_noise, per_env
 

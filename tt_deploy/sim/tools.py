@@ -64,7 +64,7 @@ def sim_bench(num_envs=(64, 256), threads=(1, 2), seconds: float = 3.0, mjcf=Non
     BFM input dict a policy step needs: self obs, 15 history tokens, 11 target tokens, terrain,
     masks, and the history push), obs_overhead = 1 - physics_state_obs / physics.
     """
-    from tt_deploy.sim.observations import PoseHistory, bfm_inputs
+    from tt_deploy.obs.inputs import PoseHistory, bfm_inputs
 
     rows = []
     for n in num_envs:

@@ -23,10 +23,11 @@ import numpy as np
 
 from tt_deploy import spec
 from tt_deploy.errors import InputError
-from tt_deploy.sim.rotations import heading_angle, heading_quat_inv, quat_rotate
+from tt_deploy.obs.rotations import heading_angle, heading_quat_inv, quat_rotate
 
 if TYPE_CHECKING:  # observations.py is optional at import time of the task formulas
-    from tt_deploy.sim.base import BodyState, Simulator
+    from tt_deploy.obs.state import BodyState
+    from tt_deploy.sim.base import Simulator
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ class Task(abc.ABC):
         # the reference's per-goal bookkeeping (docs/tasks.md "Evaluation protocol"): the open
         # segment's measured steps and failure, and the episode's closed segments
         self.segments = SegmentBook(self.num_envs)
-        self.prior_prompt = None  # a tt_deploy.sim.priors.Prior when the task prompts the BFM
+        self.prior_prompt = None  # a tt_deploy.obs.priors.Prior when the task prompts the BFM
 
     @property
     def obs_dim(self) -> int:
@@ -255,13 +256,13 @@ class Task(abc.ABC):
         return np.zeros(self.num_envs, dtype=bool)
 
     def prior_targets(self, state: BodyState, sim: Simulator):
-        """The skill's prior prompt (a `TargetPoses`, tt_deploy.sim.priors) or None = all hidden."""
+        """The skill's prior prompt (a `TargetPoses`, tt_deploy.obs.priors) or None = all hidden."""
         if self.prior_prompt is None:
             return None
         return self.prior_prompt(state, self.prior_goal(state, sim))
 
     def prior_goal(self, state: BodyState, sim: Simulator) -> dict[str, np.ndarray]:
-        """The goal arrays the skill's prior reads (tt_deploy.sim.priors names them per prior)."""
+        """The goal arrays the skill's prior reads (tt_deploy.obs.priors names them per prior)."""
         raise NotImplementedError(f"task {self.name!r} has no prior goal")
 
     def teacher(self, state: BodyState, sim: Simulator) -> tuple[np.ndarray, ...] | None:

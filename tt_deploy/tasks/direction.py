@@ -8,7 +8,7 @@ Goals change every 199 steps (ref inversion env `steering.yaml` change_steps_min
 40-150 `heading_change_steps` belong to the non-inversion env): with p=0.2 a fresh random direction and
 speed, else the direction turns by up to +-90 deg and the speed moves by up to +-0.3 m/s; with p=0.05
 the speed is 0. Each goal is one success segment (ref steering/common.py).
-With prior=True the task prompts the BFM with the direction prior (sim/priors.py).
+With prior=True the task prompts the BFM with the direction prior (obs/priors.py).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class DirectionTask(GraceTask):
         super().__init__(num_envs, current_pose=current_pose)
         self.goals = goals or HeadingGoalConfig()
         if prior:
-            from tt_deploy.sim.priors import make_prior
+            from tt_deploy.obs.priors import make_prior
 
             self.prior_prompt = make_prior(self.name, self.num_envs)
         self.tar_theta = np.zeros(self.num_envs)

@@ -3,7 +3,7 @@
 Per control step it clips actions to [-1, 1], steps the simulator, asks the task for reward,
 success bookkeeping and task terminations, applies the fall rule and the episode timeout,
 resets finished envs in place (auto-reset), and builds the next BFM input dict
-(`tt_deploy.sim.observations.bfm_inputs`, with the task's prior prompt if it has one) plus the
+(`tt_deploy.obs.inputs.bfm_inputs`, with the task's prior prompt if it has one) plus the
 task observation. Everything is vectorised over envs; only the ids of finished envs are gathered.
 
 Fall rule (reference, ProtoMotions/ASE `compute_humanoid_reset`): an env has fallen when some
@@ -22,8 +22,9 @@ import numpy as np
 
 from tt_deploy import spec
 from tt_deploy.errors import InputError
-from tt_deploy.sim.base import BodyState, Simulator
-from tt_deploy.sim.observations import PoseHistory, bfm_inputs
+from tt_deploy.obs.inputs import PoseHistory, bfm_inputs
+from tt_deploy.obs.state import BodyState
+from tt_deploy.sim.base import Simulator
 from tt_deploy.sim.perturbations import add_obs_noise
 from tt_deploy.tasks.base import (
     HEAD_TERMINATION_HEIGHT,

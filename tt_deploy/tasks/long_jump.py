@@ -12,7 +12,7 @@ the body's mean x can still be behind the line - kept, ref).
 The episode ends (ref long_jump/isaacgym.py compute_humanoid_reset) on any of: landing; more than 50 N
 of total contact force on non-foot bodies; a non-foot body below its termination height; leaving the
 corridor (|root y - start y| > 0.5). Success: jump length (the landing term's mean body x - line x)
-> 1.5 m, in the corridor. With prior=True: the long-jump prior (sim/priors.py), run toward the goal.
+> 1.5 m, in the corridor. With prior=True: the long-jump prior (obs/priors.py), run toward the goal.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class LongJumpTask(Task):
         super().__init__(num_envs, current_pose=current_pose)
         self.prior = bool(prior)
         if self.prior:
-            from tt_deploy.sim.priors import make_prior
+            from tt_deploy.obs.priors import make_prior
 
             self.prior_prompt = make_prior("long_jump", self.num_envs)
         self._heights = termination_heights()

@@ -4,7 +4,7 @@ obs (3) = Hinv (target - root) (height difference included); reward = exp(-4 |ta
 Targets (ref reach.yaml): root xy + U(-0.75, 0.75) per axis, z = ground + U(0.05, 1.6); a new target
 every U[90, 120) control steps. Success, per target (one segment each, ref reach/common.py): once
 more than 60 steps have passed since the target was set, the hand is always within 0.2 m of it.
-With prior=True the task prompts the BFM with the reach prior (sim/priors.py, ref "chen's prior"):
+With prior=True the task prompts the BFM with the reach prior (obs/priors.py, ref "chen's prior"):
 the far target-pose slot holds "R_Hand at the target", due 10 steps before measuring starts (at
 least 3 steps ahead).
 """
@@ -15,7 +15,7 @@ import numpy as np
 
 from tt_deploy import spec
 from tt_deploy.errors import InputError
-from tt_deploy.sim.rotations import heading_angle, quat_about_z, quat_rotate
+from tt_deploy.obs.rotations import heading_angle, quat_about_z, quat_rotate
 from tt_deploy.tasks.base import PELVIS_ID, GraceTask, to_heading_frame
 from tt_deploy.tasks.random import rows
 
@@ -79,7 +79,7 @@ class ReachTask(GraceTask):
             raise InputError(f"reach targets must be 'box' (ref) or 'hand_row' (the BFM card's envelope), got {targets!r}")
         self.targets = targets
         if self.prior:
-            from tt_deploy.sim.priors import make_prior
+            from tt_deploy.obs.priors import make_prior
 
             self.prior_prompt = make_prior("reach", self.num_envs, measure_after_steps=GRACE_STEPS,
                                            early_steps=PRIOR_EARLY_STEPS, min_lead_steps=PRIOR_MIN_LEAD)

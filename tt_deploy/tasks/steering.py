@@ -4,7 +4,7 @@ obs (5) = direction obs (3) + (Hinv (f.x, f.y, 0)).xy (2);
 reward = 0.7 x direction reward + 0.3 x max(0, f . (cos h, sin h)), h the root heading.
 The facing direction is resampled together with the direction (same random/incremental mix, ref).
 Success, per goal segment: outside the 80-step grace after each goal change, facing error < 45 deg and
-|e_rel| <= 0.2 (ref direction_facing/common.py). With prior=True: the steering prior (sim/priors.py).
+|e_rel| <= 0.2 (ref direction_facing/common.py). With prior=True: the steering prior (obs/priors.py).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Rules (ref masked_mimic_inversion/strike/isaacgym.py, strike.yaml):
 - success is the target toppled (c < 0.2) at the episode's last step.
 Placement (ref, ASE strike): distance U(min, max) with max = near_dist for a near_prob share of
 resets, a uniform random direction and yaw.
-With prior=True the task prompts the BFM with the strike prior (sim/priors.py): approach, then
+With prior=True the task prompts the BFM with the strike prior (obs/priors.py): approach, then
 "R_Hand at the target's centre".
 """
 
@@ -22,8 +22,8 @@ import numpy as np
 
 from tt_deploy import spec
 from tt_deploy.errors import InputError
-from tt_deploy.sim.base import RigidState
-from tt_deploy.sim.rotations import heading_quat_inv, quat_about_z, quat_mul, quat_rotate, tan_norm
+from tt_deploy.obs.rotations import heading_quat_inv, quat_about_z, quat_mul, quat_rotate, tan_norm
+from tt_deploy.obs.state import RigidState
 from tt_deploy.tasks.base import PELVIS_ID, Task, root_velocity, to_heading_frame
 from tt_deploy.tasks.random import rows
 
@@ -72,7 +72,7 @@ class StrikeTask(Task):
         self.target_height = float(target_height)  # z of the upright target's centre (m above ground)
         self.strike_radius = float(strike_radius)
         if self.prior:
-            from tt_deploy.sim.priors import make_prior
+            from tt_deploy.obs.priors import make_prior
 
             self.prior_prompt = make_prior("strike", self.num_envs, strike_radius=self.strike_radius)
         self._toppled = np.zeros(self.num_envs, dtype=bool)  # at the latest step

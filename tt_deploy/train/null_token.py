@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import torch
 
+from tt_deploy.rl.runner import to_torch
 from tt_deploy.tasks.env import TaskEnv
 from tt_deploy.train.policies import TaskTokenPolicy, _bfm_inputs, drop_hidden_tokens
-from tt_deploy.train.runner import to_torch
 
 
 def _rollout_states(bfm, env: TaskEnv, steps: int, every: int) -> dict[str, torch.Tensor]:

@@ -33,13 +33,13 @@ from tt_deploy.models.checkpoints import (
 )
 from tt_deploy.models.config import EncoderConfig
 from tt_deploy.models.task_encoder import TaskEncoder
+from tt_deploy.rl.ppo import PPOConfig
+from tt_deploy.rl.runner import OnPolicyRunner, to_torch
 from tt_deploy.stats import wilson_interval
 from tt_deploy.tasks.env import TaskEnv
 from tt_deploy.tasks.goals import PRESETS, abilities_path, goal_preset
 from tt_deploy.tasks.registry import make_task
 from tt_deploy.train.policies import EXPLORATION, PureRLPolicy, TaskTokenPolicy
-from tt_deploy.train.ppo import PPOConfig
-from tt_deploy.train.runner import OnPolicyRunner, to_torch
 
 log = logging.getLogger(__name__)
 METHODS = ("task-token", "finetune", "pure-rl", "prior-only")

@@ -1,0 +1,70 @@
+import csv
+
+import pytest
+
+from tt_deploy.pretrain.model_card import _panels, write_card
+
+ROWS = [{"ability": "stand", "condition": "nominal", "success_rate": 1.0, "ci95": (0.94, 1.0), "episodes": 64,
+         "metrics": {"fall_rate": 0.0}},
+        {"ability": "walk 1 m/s", "condition": "nominal", "success_rate": 0.25, "ci95": (0.16, 0.37), "episodes": 64,
+         "metrics": {"progress_m_s": 0.31, "heading_err_deg": float("nan")}}]  # fmt: skip
+
+
+def _log(path, columns):
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["env_steps", *columns])
+        w.writeheader()
+        for i in range(1, 4):
+            w.writerow({"env_steps": i * 1000, **{c: 0.1 * i for c in columns}})
+    return path
+
+
+@pytest.mark.parametrize("columns", [["ep_length", "reach_hand_dist", "walk_speed_along"],  # PPO pretraining
+                                     ["walk_falls_per_10s", "walk_speed", "beta"]])  # DAgger  # fmt: skip
+def test_card_has_cost_table_goals_and_the_curves_of_either_log(tmp_path, columns):
+    info = {"recipe": "r", "env_steps": 1000, "wall_seconds": 100.0, "init_env_steps": 9000, "init_wall_seconds": 900.0}
+    card = write_card(tmp_path / "card.md", rows=ROWS, bfm_info=info, params=466_000, config="small",
+                      log_csv=_log(tmp_path / "log.csv", columns), episodes=64, seed=0)  # fmt: skip
+    text = card.read_text()
+    assert "| pretraining env steps | 10,000 |" in text  # warm-start cost counted
+    assert "0.28 h on 2 CPU cores = 0.56 CPU-hours" in text
+    assert "| walk 1 m/s | nominal | 25 % | 16-37 % | 64 | >= 70 % | progress_m_s 0.31 |" in text
+    assert "heading_err_deg" not in text  # NaN metrics are left out
+    assert (tmp_path / "img" / "bfm_training_curves.png").stat().st_size > 1000
+
+
+def test_curves_follow_the_log_kind():
+    assert [c for c, _ in _panels(["env_steps", "walk_falls_per_10s", "walk_speed", "beta"])] == [
+        "walk_falls_per_10s", "walk_speed", "beta"]
+    assert [c for c, _ in _panels(["env_steps", "ep_length", "reach_hand_dist"])] == [
+        "ep_length", "reach_hand_dist", "walk_speed_along"]
+
+
+def test_a_reference_row_is_not_held_to_the_bfm_goal(tmp_path):
+    ref = {**ROWS[1], "condition": "the walking controller itself", "reference": True}
+    text = write_card(tmp_path / "card.md", rows=[*ROWS, ref], bfm_info={}, params=1, config="small", log_csv=None,
+                      episodes=64, seed=0).read_text()  # fmt: skip
+    assert "| walk 1 m/s | nominal | 25 % | 16-37 % | 64 | >= 70 % |" in text
+    assert "| walk 1 m/s | the walking controller itself | 25 % | 16-37 % | 64 | reference |" in text
+
+
+def test_rows_without_an_issue_goal_say_none(tmp_path):
+    high = {**ROWS[0], "condition": "friction x2", "success_rate": 0.0, "ci95": (0.0, 0.06), "goal": False}
+    pushed = {**ROWS[0], "condition": "random pushes 0.5 m/s"}
+    text = write_card(tmp_path / "card.md", rows=[*ROWS, pushed, high], bfm_info={}, params=1, config="small",
+                      log_csv=None, episodes=64, seed=0).read_text()  # fmt: skip
+    assert "| stand | nominal | 100 % | 94-100 % | 64 | >= 95 % |" in text
+    assert "| stand | random pushes 0.5 m/s | 100 % | 94-100 % | 64 | >= 95 % |" in text
+    assert "| stand | friction x2 | 0 % | 0-6 % | 64 | none |" in text
+
+
+def test_the_weight_noise_table_sits_beside_the_checkpoints_own_rate(tmp_path):
+    noise = [{"ability": "walk 1 m/s", "condition": "nominal", "episodes": 64, "weight_noise": 0.002,
+              "copies": [0.2, 0.1, 0.15], "mean": 0.15, "min": 0.1, "max": 0.2}]  # fmt: skip
+    text = write_card(tmp_path / "card.md", rows=ROWS, bfm_info={}, params=1, config="small", log_csv=None,
+                      episodes=64, seed=0, noise_rows=noise).read_text()  # fmt: skip
+    assert "## Sensitivity to weight noise (3 copies, noise 0.002 x each weight tensor's std)" in text
+    assert "| walk 1 m/s | nominal | 25 % | 15 % | 10-20 % |" in text
+    plain = write_card(tmp_path / "plain.md", rows=ROWS, bfm_info={}, params=1, config="small", log_csv=None,
+                       episodes=64, seed=0).read_text()  # fmt: skip
+    assert "Sensitivity" not in plain

@@ -1,0 +1,29 @@
+"""The package layering of DESIGN.md section 2, checked in fresh interpreters (imports are process-wide)."""
+
+import subprocess
+import sys
+
+DEPLOY_PATH = ["tt_deploy.obs.inputs", "tt_deploy.obs.priors", "tt_deploy.runtime.skill_runtime",
+               "tt_deploy.export.bundle", "tt_deploy.export.verify", "tt_deploy.sim2sim.harness",
+               "tt_deploy.bench.latency", "tt_deploy.train.task_token", "tt_deploy.train.results", "tt_deploy.demo"]
+
+
+def _loaded_after(imports: list[str], prelude: str = "") -> set[str]:
+    code = prelude + "import sys\n" + "".join(f"import {m}\n" for m in imports) + \
+        "print('\\n'.join(m for m, v in sys.modules.items() if v is not None))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return set(out.stdout.split())
+
+
+def test_the_observation_contract_needs_neither_torch_nor_a_simulator():
+    loaded = _loaded_after(["tt_deploy.obs.inputs", "tt_deploy.obs.priors", "tt_deploy.obs.prompts",
+                            "tt_deploy.obs.rotations", "tt_deploy.obs.state"],
+                           prelude="import sys\nsys.modules['torch'] = None\n")  # any torch import fails
+    assert not any(m.startswith(("torch", "mujoco", "tt_deploy.sim.")) for m in loaded)
+
+
+def test_nothing_on_the_deploy_path_imports_the_pretraining_lab():
+    loaded = _loaded_after(DEPLOY_PATH)
+    assert "tt_deploy.train.task_token" in loaded
+    assert not any(m.startswith("tt_deploy.pretrain") for m in loaded), sorted(m for m in loaded if "pretrain" in m)

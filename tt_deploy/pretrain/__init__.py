@@ -1,0 +1,6 @@
+"""The lab that made the embedded BFM: prompt task, teachers, PPO and DAgger stages, BFM evaluation, model card.
+
+Nothing on the deploy path (export, runtime, sim2sim, bench, train, obs) imports it.
+"""
+
+__all__ = ["dagger", "evaluate", "gait_teacher", "model_card", "policy", "ppo_stage", "prompt_task", "reach_teacher"]
