@@ -10,7 +10,7 @@ the same code serves training, evaluation and the sim2sim harness. The environme
     observe(state, sim)              -> (N, obs_dim) float32 task observation for the next action
 
 and `reset(env_ids, sim, rng)` after the simulator has reset those envs. Formulas follow
-/work/shared/OBS_SPEC.md ("Task observations and rewards") exactly, quirks included.
+the design reference OBS_SPEC.md ("Task observations and rewards") exactly, quirks included.
 """
 
 from __future__ import annotations
