@@ -1,11 +1,13 @@
 """How much a constant task token can move the embedded BFM's walk under the direction prior: the null
-token plus offsets of norm 1 and 3 along 4 random directions. Prints mean forward speed / command and
-falls (32 envs x 300 control steps, bfm goals, evaluation seed).
+token plus offsets of the given norms (default 1 and 3) along 4 random directions. Prints mean forward
+speed / command and falls (32 envs x 300 control steps, bfm goals, evaluation seed).
 
-    python scripts/token_authority_probe.py
+    python scripts/token_authority_probe.py [--norms 1 3 10 30]
 """
 
 from __future__ import annotations
+
+import argparse
 
 import numpy as np
 import torch
@@ -38,6 +40,9 @@ def speed_ratio(policy, cfg, goals, token) -> tuple[float, int, int]:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--norms", type=float, nargs="+", default=[1.0, 3.0])
+    args = ap.parse_args()
     torch.set_num_threads(1)
     bfm, info = default_bfm()
     bfm.freeze()
@@ -50,7 +55,7 @@ def main() -> None:
     print(f"null token: speed/command {r[0]:.3f}, falls {r[1]}/{r[2]}")
     for k in range(1, 5):
         u = torch.randn(bfm.token_dim, generator=gen)
-        for norm in (1.0, 3.0):
+        for norm in args.norms:
             r = speed_ratio(policy, cfg, goals, null + norm * u / u.norm())
             print(f"direction {k}, offset norm {norm}: speed/command {r[0]:.3f}, falls {r[1]}/{r[2]}")
 

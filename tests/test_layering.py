@@ -27,3 +27,16 @@ def test_nothing_on_the_deploy_path_imports_the_pretraining_lab():
     loaded = _loaded_after(DEPLOY_PATH)
     assert "tt_deploy.train.task_token" in loaded
     assert not any(m.startswith("tt_deploy.pretrain") for m in loaded), sorted(m for m in loaded if "pretrain" in m)
+
+
+def test_the_shared_layers_know_nothing_of_the_pretraining_teachers():
+    """Teachers label actions only to make the embedded BFM: they live in pretrain/ (teacher_env.py), and the
+    shared layers offer a generic per-sample policy-gradient weight instead."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "tt_deploy"
+    shared = ("train", "rl", "tasks", "sim", "export", "runtime", "sim2sim", "obs", "models", "bench")
+    hits = [f"{p.relative_to(root)}:{i}" for pkg in shared for p in sorted((root / pkg).rglob("*.py"))
+            for i, line in enumerate(p.read_text().splitlines(), 1) if "teacher" in line.lower()]
+    assert hits == []
+    assert "TeacherEnv" in (root / "pretrain" / "teacher_env.py").read_text()

@@ -101,13 +101,13 @@ def test_pretraining_walk_prompts_carry_the_controller_and_its_labels_walk():
     """PromptTask(gait_weight): walk envs are supervised on the controller's 33 hinges (others not), and
     stepping the env with those labels (DAgger-style: computed on the states the labels produce) walks."""
     from tt_deploy.pretrain.prompt_task import MODES, PromptCurriculum, PromptTask
-    from tt_deploy.tasks.env import TaskEnv
+    from tt_deploy.pretrain.teacher_env import TeacherEnv
 
     sim = MujocoSimulator(N, nthread=1, seed=1)
     cur = PromptCurriculum(mode_probs=(0.0, 0.0, 1.0), change_steps=(1000, 1001), walk_speed=(0.5, 0.5),
                            push_interval_s=0.0)  # fmt: skip
     task = PromptTask(N, cur, teacher=True, gait_weight=0.5)
-    env = TaskEnv(sim, task, seed=1)
+    env = TeacherEnv(sim, task, seed=1)
     step = env.reset()
     start = sim.body_state().pos[:, PELVIS_ID, :2].copy()
     task.mode[:2] = MODES.index("idle")  # two envs stand: no supervision there
@@ -229,12 +229,12 @@ def test_the_controller_restarts_only_when_it_starts_walking_an_env():
     gets gait.reset (its first step chosen toward the new command); one it keeps walking - a new walk
     direction, or walk -> approach - keeps its state machine."""
     from tt_deploy.pretrain.prompt_task import MODES, PromptCurriculum, PromptTask
-    from tt_deploy.tasks.env import TaskEnv
+    from tt_deploy.pretrain.teacher_env import TeacherEnv
 
     sim = MujocoSimulator(4, nthread=1, seed=0)
     task = PromptTask(4, PromptCurriculum(mode_probs=(0.0, 0.0, 1.0)), teacher=True, gait_weight=1.0,
                       reach_step=True)  # fmt: skip
-    env = TaskEnv(sim, task, seed=0)
+    env = TeacherEnv(sim, task, seed=0)
     env.reset()
     for _ in range(15):
         env.step(np.zeros((4, spec.ACTION_DIM), np.float32))

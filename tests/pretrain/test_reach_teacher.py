@@ -10,9 +10,10 @@ from tt_deploy.models.config import bfm_config
 from tt_deploy.pretrain.policy import PretrainPolicy
 from tt_deploy.pretrain.prompt_task import MODES, PromptCurriculum, PromptTask
 from tt_deploy.pretrain.reach_teacher import ArmIK, arm_joint_ids
+from tt_deploy.pretrain.teacher_env import ClonePPO, TeacherEnv
+from tt_deploy.rl.ppo import PPOConfig
 from tt_deploy.rl.runner import to_torch
 from tt_deploy.sim.mujoco_backend import MujocoSimulator
-from tt_deploy.tasks.env import TaskEnv
 
 N = 8
 
@@ -22,7 +23,7 @@ def _reach_env(teacher=True):
     cur = PromptCurriculum(mode_probs=(0.0, 1.0, 0.0), change_steps=(1000, 1001), reach_blend_min=1.0,
                            push_interval_s=0.0)  # fmt: skip
     task = PromptTask(N, cur, teacher=teacher)
-    env = TaskEnv(sim, task, seed=3)
+    env = TeacherEnv(sim, task, seed=3)
     return sim, task, env
 
 
@@ -60,16 +61,17 @@ def test_teacher_loss_is_zero_at_the_teacher_and_reaches_only_weighted_actions()
     torch.manual_seed(0)
     sim, task, env = _reach_env()
     obs = to_torch(env.reset())
-    policy = PretrainPolicy(BFM(bfm_config("small")), teacher_coef=1.0)
+    policy = PretrainPolicy(BFM(bfm_config("small")))
+    clone = ClonePPO(policy, PPOConfig(), coef=1.0)
     target = obs["teacher_action"].clone()
     mean = target.clone().requires_grad_(True)
-    assert policy.aux_loss(obs, mean).item() == 0.0
+    assert clone.auxiliary_loss(obs, mean).item() == 0.0
     mean = (target + 0.5).requires_grad_(True)
-    loss = policy.aux_loss(obs, mean)
+    loss = clone.auxiliary_loss(obs, mean)
     loss.backward()
     assert loss.item() > 0
     assert torch.equal(mean.grad != 0, obs["teacher_weight"] > 0)
-    assert PretrainPolicy(BFM(bfm_config("small"))).aux_loss(obs, mean) is None
+    assert ClonePPO(policy, PPOConfig()).auxiliary_loss(obs, mean) is None
 
 
 def test_task_like_reach_goals_are_drawn_like_the_reach_tasks_targets():
@@ -83,7 +85,7 @@ def test_task_like_reach_goals_are_drawn_like_the_reach_tasks_targets():
         sim = MujocoSimulator(N, nthread=1, seed=3)
         cur = PromptCurriculum(mode_probs=(0.0, 1.0, 0.0), change_steps=(1000, 1001), push_interval_s=0.0)
         task = PromptTask(N, replace(cur, reach_task_share=share), teacher=True)
-        TaskEnv(sim, task, seed=3).reset()
+        TeacherEnv(sim, task, seed=3).reset()
         return sim, task
 
     sim, task = goals(1.0)
@@ -115,7 +117,7 @@ def test_reach_step_walks_toward_targets_beyond_the_arm():
     cur = PromptCurriculum(mode_probs=(0.0, 1.0, 0.0), change_steps=(1000, 1001), push_interval_s=0.0,
                            reach_task_share=1.0)  # fmt: skip
     task = PromptTask(N, cur, teacher=True, gait_weight=0.5, reach_step=True)
-    env = TaskEnv(sim, task, seed=5)
+    env = TeacherEnv(sim, task, seed=5)
     step = env.reset()
     state = sim.body_state()
     far = task.out_of_reach()

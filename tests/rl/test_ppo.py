@@ -110,25 +110,22 @@ def test_dropping_tokens_hidden_in_the_whole_batch_keeps_actions():
         torch.testing.assert_close(bfm(dropped), bfm(inputs), rtol=0, atol=1e-6)
 
 
-def test_teacher_driven_samples_get_no_policy_gradient_and_replace_only_supervised_actions():
-    from tt_deploy.rl.runner import teacher_driven
-
-    obs = {"x": torch.ones(4, 1), "teacher_drive": torch.tensor([1.0, 0.0, 1.0, 0.0]),
-           "teacher_action": torch.full((4, 2), 0.5), "teacher_weight": torch.tensor([[1.0, 0.0]] * 4)}  # fmt: skip
-    executed = teacher_driven(obs, torch.zeros(4, 2))
-    assert executed[:, 0].tolist() == [0.5, 0.0, 0.5, 0.0] and executed[:, 1].tolist() == [0.5, 0.0, 0.5, 0.0]
+def test_samples_of_weight_zero_get_no_policy_gradient():
+    from tt_deploy.rl.ppo import SAMPLE_WEIGHT
 
     torch.manual_seed(0)
     policy = _Bandit()
     cfg = PPOConfig(horizon=4, num_minibatches=1, epochs=2, actor_lr=3e-2, critic_lr=1e-2, action_std=0.3)
     ppo = PPO(policy, cfg, seed=0)
     storage = RolloutStorage(cfg.horizon, 4, 2)
-    driven = {**obs, "teacher_drive": torch.ones(4)}  # every sample driven: nothing for the policy gradient
+    driven = {"x": torch.ones(4, 1), SAMPLE_WEIGHT: torch.zeros(4)}  # someone else acted: nothing for the gradient
     for _ in range(cfg.horizon):
         a, logp, v, _ = ppo.act(driven)
-        a = teacher_driven(driven, a)
         storage.add(driven, a, logp, v, -((a - 0.5) ** 2).sum(-1), torch.ones(4))
     storage.compute_gae(torch.zeros(4), cfg.gamma, cfg.lam)
     mu = policy.mu.detach().clone()
     stats = ppo.update(storage)
     assert torch.equal(policy.mu, mu) and stats["clip_frac"] == 0.0
+    storage.obs[SAMPLE_WEIGHT][:] = 1.0  # the same samples as the policy's own: now they move it
+    ppo.update(storage)
+    assert not torch.equal(policy.mu, mu)

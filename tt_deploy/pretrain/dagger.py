@@ -40,11 +40,11 @@ from tt_deploy.models.checkpoints import load_bfm, pretraining_cost, save_bfm
 from tt_deploy.pretrain.gait_teacher import teacher_joint_ids
 from tt_deploy.pretrain.policy import PretrainPolicy
 from tt_deploy.pretrain.prompt_task import MODES, PromptCurriculum, PromptTask
+from tt_deploy.pretrain.teacher_env import TeacherEnv
 from tt_deploy.rl.run_log import RunLog
 from tt_deploy.rl.runner import Stopper, atomic_torch_save, to_torch
 from tt_deploy.sim.perturbations import friction_range, friction_spread
 from tt_deploy.tasks.base import PELVIS_ID
-from tt_deploy.tasks.env import TaskEnv
 
 log = logging.getLogger(__name__)
 RECIPE = "walk DAgger v1"
@@ -177,7 +177,7 @@ class DaggerTrainer:
         self.task = PromptTask(cfg.num_envs, cfg.curriculum, teacher=True, gait_weight=1.0,
                                reach_step=cfg.reach_labels == "ik-step")
         self._leg_joint = torch.from_numpy(teacher_joint_ids()[:1])  # a hinge only the controller supervises
-        self.env = TaskEnv(sim, self.task, seed=cfg.seed)
+        self.env = TeacherEnv(sim, self.task, seed=cfg.seed)
         self.buffer = Buffer(cfg.buffer_size)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.round, self.env_steps, self.wall_seconds = 0, 0, 0.0

@@ -33,6 +33,7 @@ import torch
 from tt_deploy.errors import InputError
 from tt_deploy.models.bfm import BFM
 from tt_deploy.pretrain.prompt_task import FEET, MODES, R_HAND, PromptCurriculum, PromptTask
+from tt_deploy.pretrain.teacher_env import TeacherEnv
 from tt_deploy.rl.runner import to_torch
 from tt_deploy.sim.perturbations import Perturbation
 from tt_deploy.stats import wilson_interval
@@ -204,7 +205,7 @@ def _evaluate(act, groups, episodes: int, seed: int, nthread: int, teachers: boo
     perts = [groups[g].perturbation or Perturbation() for g in group]
     sim = MujocoSimulator(len(group), nthread=nthread, perturbation=perts, seed=seed)
     task = EvalPromptTask(modes, teachers=teachers, task_targets=[groups[g].task_targets for g in group])
-    env = TaskEnv(sim, task, episode_seconds=SECONDS + 1.0, seed=seed)  # no timeout inside the window
+    env = (TeacherEnv if teachers else TaskEnv)(sim, task, episode_seconds=SECONDS + 1.0, seed=seed)  # no timeout inside the window
     rng = np.random.default_rng(seed)
     pushed = np.flatnonzero([groups[g].pushes for g in group])
 

@@ -19,9 +19,9 @@ class PretrainPolicy(ActorCritic):
     """
 
     def __init__(self, bfm: BFM, critic_hidden=(256, 256), prompt_slots=(10,),
-                 groups=("obs", "historical_pose_obs", "masked_mimic_target_poses", "terrain"), teacher_coef: float = 0.0):
+                 groups=("obs", "historical_pose_obs", "masked_mimic_target_poses", "terrain")):
         super().__init__()
-        self.bfm, self.teacher_coef = bfm, teacher_coef
+        self.bfm = bfm
         self.prompt_slots = list(prompt_slots)
         self.input_keys = tuple(k for g in TOKEN_GROUPS if g.name in groups for k in (g.name, g.mask_name) if k)
         self.critic = Critic({"obs": SELF_OBS_DIM, "prompt": len(self.prompt_slots) * 184}, critic_hidden)
@@ -44,13 +44,6 @@ class PretrainPolicy(ActorCritic):
 
     def actor_parameters(self):
         return list(self.bfm.parameters())
-
-    def aux_loss(self, obs, mean):
-        """Behaviour cloning toward the task's teacher actions where it gives any (weighted squared error)."""
-        if self.teacher_coef <= 0 or "teacher_action" not in obs:
-            return None
-        err = obs["teacher_weight"] * (mean - obs["teacher_action"]) ** 2
-        return self.teacher_coef * err.sum(-1).mean()
 
     def critic_parameters(self):
         return list(self.critic.parameters())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +23,10 @@ from tt_deploy.models.checkpoints import load_bfm, save_bfm
 from tt_deploy.models.config import bfm_config
 from tt_deploy.pretrain.policy import PretrainPolicy
 from tt_deploy.pretrain.prompt_task import MODES, PromptCurriculum, PromptTask
+from tt_deploy.pretrain.teacher_env import ClonePPO, TeacherEnv
 from tt_deploy.rl.ppo import PPOConfig
 from tt_deploy.rl.runner import OnPolicyRunner
 from tt_deploy.sim.perturbations import friction_range, friction_spread
-from tt_deploy.tasks.env import TaskEnv
 
 log = logging.getLogger(__name__)
 # v1: idle/reach/walk prompts; v2 (from 1.1 M steps of the shipped run): reach-distance curriculum,
@@ -127,11 +128,12 @@ def build_runner(cfg: PretrainConfig, out_dir: Path, *, init_bfm: Path | None = 
                           perturbation=friction_spread(cfg.num_envs, *cfg.friction))  # fmt: skip
     task = PromptTask(cfg.num_envs, cfg.curriculum, teacher=cfg.teacher_coef > 0, gait_weight=cfg.gait_weight,
                       gait_drive=cfg.gait_drive)  # fmt: skip
-    env = TaskEnv(sim, task, episode_seconds=cfg.episode_seconds, seed=cfg.seed)
-    policy = PretrainPolicy(bfm, teacher_coef=cfg.teacher_coef)
+    env = TeacherEnv(sim, task, episode_seconds=cfg.episode_seconds, seed=cfg.seed)
+    policy = PretrainPolicy(bfm)
     log.info("pretraining a %s BFM (%d params) on %d envs", cfg.config, count_parameters(bfm), cfg.num_envs)
     runner = OnPolicyRunner(env, policy, cfg.ppo, out_dir, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
-                            save_fn=_save, extra_log=_mode_metrics)
+                            save_fn=_save, extra_log=_mode_metrics,
+                            algorithm=partial(ClonePPO, coef=cfg.teacher_coef))
     runner.init_cost = init_cost
     runner.friction = tuple(cfg.friction)
     return runner

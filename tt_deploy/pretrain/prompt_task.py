@@ -97,6 +97,9 @@ class PromptTask(Task):
         self.gait_weight = float(gait_weight)
         self.gait_drive = float(gait_drive)  # probability that the controller itself walks a walk prompt
         self.teacher_drive = np.zeros(num_envs, dtype=bool)
+        # the rows TeacherEnv executes instead of the policy's this step (task state, so a resume keeps them)
+        self.driven = np.zeros(num_envs, dtype=bool)
+        self.driven_action = np.zeros((num_envs, spec.ACTION_DIM), np.float32)
         self._ik = None  # ArmIK, built on first use from the simulator's model
         self.gait = None  # GaitTeacher, built at the first reset (its state machine is snapshot for resume)
         n = self.num_envs
@@ -222,6 +225,7 @@ class PromptTask(Task):
         leg and trunk actions for walk envs (gait_weight on each hinge), else nothing; with gait_drive,
         the walk envs where the controller's actions are executed (pure cloning of its own states)."""
         if not self.use_teacher:
+            self.driven[:] = False
             return None
         n = self.num_envs
         action = np.zeros((n, spec.ACTION_DIM), np.float32)
@@ -242,7 +246,10 @@ class PromptTask(Task):
             action[walk, joints] = legs[walk[:, 0]]
             weight[walk, joints] = self.gait_weight
             if self.gait_drive > 0:
-                return action, weight, self.teacher_drive & (self.mode == MODES.index("walk"))
+                drive = self.teacher_drive & (self.mode == MODES.index("walk"))
+                self.driven[:], self.driven_action[:] = drive, action
+                return action, weight, drive
+        self.driven[:] = False
         return action, weight
 
     def _shoulder_to_target(self, state) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,9 @@ from torch import nn
 from tt_deploy.rl.storage import RolloutStorage
 from tt_deploy.spec import ACTION_DIM
 
+# Observation key of an optional per-sample policy-gradient weight (1 = the policy's own sampled action
+# was executed, 0 = another one was, e.g. a demonstrator's): its samples still train the critic.
+SAMPLE_WEIGHT = "sample_weight"
 
 @dataclass(frozen=True)
 class PPOConfig:
@@ -75,10 +78,6 @@ class ActorCritic(nn.Module):
     def update_normalizers(self, obs: dict[str, torch.Tensor]) -> None:
         """Update running statistics that are allowed to change (never a frozen BFM's)."""
 
-    def aux_loss(self, obs: dict[str, torch.Tensor], mean: torch.Tensor) -> torch.Tensor | None:
-        """An extra actor loss added to PPO's (e.g. behaviour cloning toward a teacher); None = none."""
-        return None
-
 
 def gaussian_log_prob(actions: torch.Tensor, mean: torch.Tensor, std: float) -> torch.Tensor:
     var = std * std
@@ -118,8 +117,7 @@ class PPO:
                 # actor and critic graphs are disjoint: two backward passes equal one on the sum,
                 # and timing the actor's alone is the profile of the policy (BFM) forward/backward
                 t0 = time.perf_counter()
-                # samples a teacher drove (runner.teacher_driven) are not the policy's: no policy gradient
-                on = 1.0 - mb["obs"]["teacher_drive"] if "teacher_drive" in mb["obs"] else None
+                on = mb["obs"].get(SAMPLE_WEIGHT)  # 0 where the executed action was not the policy's
                 adv = mb["advantages"]
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 mean = self.policy.action_mean(mb["obs"])
@@ -136,7 +134,7 @@ class PPO:
                 else:
                     bound_loss = torch.zeros(())
                 actor_loss = policy_loss + cfg.bound_coef * bound_loss
-                aux_loss = self.policy.aux_loss(mb["obs"], mean)
+                aux_loss = self.auxiliary_loss(mb["obs"], mean)
                 if aux_loss is not None:
                     actor_loss = actor_loss + aux_loss
                 if actor_loss.requires_grad and train_actor:
@@ -159,6 +157,10 @@ class PPO:
                     stats["approx_kl"] += -log_ratio.mean().item()
                 n += 1
         return {**{k: v / max(n, 1) for k, v in stats.items()}, "t_update_actor": t_actor}
+
+    def auxiliary_loss(self, obs: dict[str, torch.Tensor], mean: torch.Tensor) -> torch.Tensor | None:
+        """An extra actor loss added to the surrogate; none here (a subclass adds one, e.g. behaviour cloning)."""
+        return None
 
     def state_dict(self) -> dict:
         return {

@@ -38,16 +38,6 @@ def to_torch(step: EnvStep) -> dict[str, torch.Tensor]:
     return obs
 
 
-def teacher_driven(obs: dict[str, torch.Tensor], actions: torch.Tensor) -> torch.Tensor:
-    """The executed actions: where the task lets its teacher drive (obs["teacher_drive"]), the teacher's
-    whole action row replaces the policy's (rest pose, 0, on joints it does not label: the walking
-    controller alone keeps 87-100 % of walks up that way, but with the BFM's arms only ~20 %)."""
-    drive = obs.get("teacher_drive")
-    if drive is None or not bool(drive.any()):
-        return actions
-    return torch.where(drive[:, None] > 0, obs["teacher_action"], actions)
-
-
 def atomic_torch_save(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -115,9 +105,10 @@ class OnPolicyRunner:
     """PPO on a TaskEnv. `save_fn(runner, tag)` writes the method-specific checkpoint files."""
 
     def __init__(self, env: TaskEnv, policy: ActorCritic, ppo_cfg: PPOConfig, out_dir: Path, *, seed: int = 0,
-                 checkpoint_every: int = 20, save_fn: Callable | None = None, extra_log: Callable | None = None):
+                 checkpoint_every: int = 20, save_fn: Callable | None = None, extra_log: Callable | None = None,
+                 algorithm: Callable[..., PPO] = PPO):
         self.env, self.policy, self.cfg = env, policy, ppo_cfg
-        self.ppo = PPO(policy, ppo_cfg, seed=seed)
+        self.ppo = algorithm(policy, ppo_cfg, seed=seed)
         self.out_dir = Path(out_dir)
         self.checkpoint_every = checkpoint_every
         self.save_fn = save_fn
@@ -182,7 +173,6 @@ class OnPolicyRunner:
         for _ in range(self.cfg.horizon):
             t0 = time.perf_counter()
             actions, log_probs, values, _ = self.ppo.act(self._obs)
-            actions = teacher_driven(self._obs, actions)  # pretraining only: same space as the joints
             with torch.no_grad():
                 env_actions = self.policy.env_action(self._obs, actions)
             t1 = time.perf_counter()

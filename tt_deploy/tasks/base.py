@@ -265,13 +265,6 @@ class Task(abc.ABC):
         """The goal arrays the skill's prior reads (tt_deploy.obs.priors names them per prior)."""
         raise NotImplementedError(f"task {self.name!r} has no prior goal")
 
-    def teacher(self, state: BodyState, sim: Simulator) -> tuple[np.ndarray, ...] | None:
-        """Optional supervision for training only: ((N, 69) actions, (N, 69) weights[, (N,) drive]) for
-        the state the policy is about to act on (called once per control step and at reset), or None.
-        `drive` marks envs where the teacher's whole action row is executed instead of the policy's
-        (the trainer leaves those samples out of the policy-gradient loss and only clones them)."""
-        return None
-
     # --- hooks --------------------------------------------------------------------------------
     @abc.abstractmethod
     def features(self, state: BodyState, sim: Simulator) -> np.ndarray:

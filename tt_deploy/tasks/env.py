@@ -50,8 +50,8 @@ class EnvStep:
     info: per-env (N,) arrays "fell", "timeout", "task_terminated", "unstable", "success" (valid where
     done) and "episode": dict of arrays over the finished envs only ("env_ids", "success", "fell",
     "timeout", "return", "length");
-    extras: training-only arrays from the task (e.g. "teacher_action" / "teacher_weight"), never
-    fed to a deployed graph.
+    extras: training-only arrays an env subclass adds (BFM pretraining's labels,
+    tt_deploy/pretrain/teacher_env.py), never fed to a deployed graph; empty here.
     """
 
     inputs: dict[str, np.ndarray]
@@ -206,14 +206,7 @@ class TaskEnv:
             inputs["obs"] = self._noisy(inputs["obs"])
             task_obs = self._noisy(task_obs)
         self._prev = _copy_state(state)
-        extras = {}
-        teacher = self.task.teacher(state, self.sim)
-        if teacher is not None:
-            extras = {"teacher_action": teacher[0].astype(np.float32, copy=False),
-                      "teacher_weight": teacher[1].astype(np.float32, copy=False)}
-            if len(teacher) > 2:
-                extras["teacher_drive"] = teacher[2].astype(np.float32)
-        return EnvStep(inputs, task_obs, reward, done, info, extras)
+        return EnvStep(inputs, task_obs, reward, done, info)
 
     def _noisy(self, x: np.ndarray) -> np.ndarray:
         return add_obs_noise(x, self.obs_noise, self.rng).astype(np.float32)

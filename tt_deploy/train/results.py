@@ -9,6 +9,8 @@ evaluation is shown beside it but not used, because it is picked on the same eva
 Per (preset, skill, method): mean and std over seeds, a 95 % Wilson interval over the pooled goal
 segments of all seeds, trainable parameters, env steps and CPU-hours until the evaluation first reached
 90 % of the final success, and a success-vs-steps plot per skill.
+`<root>/robustness/<skill>.json` (written by `ttdeploy robustness --json`) adds the robustness figure:
+success per perturbation cell for each run, as a table and a plot.
 """
 
 from __future__ import annotations
@@ -155,6 +157,41 @@ def render_markdown(rows: list[dict], records: list[dict], plots: dict[str, str]
     return "\n".join(out) + "\n"
 
 
+def robustness_section(root: Path, img_dir: Path | None, md: Path) -> list[str]:
+    """Markdown (table + plot) for every `<root>/robustness/<skill>.json`; [] when there is none."""
+    from tt_deploy.train.robustness import plot_robustness
+
+    out = []
+    for path in sorted((Path(root) / "robustness").glob("*.json")):
+        results = json.loads(path.read_text())
+        if not results:
+            continue
+        skill, rule = results[0]["skill"], "stride_success_rate" if "stride_success_rate" in results[0]["cells"][0] \
+            else "success_rate"
+        runs = [f"{r['method']} s{r['seed']}" for r in results]
+        out += ["", f"### {skill} (`{path.as_posix()}`, {results[0]['episodes']} episodes a cell)", "",
+                "Success % per cell, the reference rule" + (" / the stride rule" if rule != "success_rate" else "")
+                + "; falls % in brackets.", "",
+                "| cell | " + " | ".join(runs) + " |", "|---|" + "---|" * len(runs)]
+        for i, cell in enumerate(results[0]["cells"]):
+            vals = []
+            for r in results:
+                c = r["cells"][i]
+                v = _pct(c["success_rate"]) + (f" / {_pct(c[rule])}" if rule != "success_rate" else "")
+                vals.append(f"{v} ({_pct(c['fall_rate'])})")
+            out.append(f"| {cell['cell']} | " + " | ".join(vals) + " |")
+        if img_dir is not None:
+            png = plot_robustness(results, Path(img_dir) / f"robustness_{skill}.png", rule=rule)
+            rel = png.relative_to(md.parent).as_posix() if png.is_relative_to(md.parent) else png.as_posix()
+            out += ["", f"![{skill} robustness]({rel})"]
+    if out:
+        out = ["", "## Robustness (the paper's figure)", "",
+               "Each run's last policy on its own evaluation episodes with every env under one perturbation "
+               "(`ttdeploy robustness RUN... --json results/robustness/<skill>.json`): friction x0.4-2, gravity "
+               "x0.5-1.5 and the paper's out-of-distribution 15 m/s^2 (x1.53)."] + out
+    return out
+
+
 def write_results(root: Path, md: Path, json_path: Path | None = None, img_dir: Path | None = None,
                   command: str = "ttdeploy compare --results results") -> list[dict]:
     records = [run_record(r) for r in find_runs(Path(root))]
@@ -165,7 +202,8 @@ def write_results(root: Path, md: Path, json_path: Path | None = None, img_dir: 
             png = plot_skill(skill, [r for r in records if r["skill"] == skill], Path(img_dir) / f"results_{skill}.png")
             plots[skill] = Path(png).relative_to(Path(md).parent).as_posix() if png.is_relative_to(Path(md).parent) \
                 else png.as_posix()
-    atomic_write_text(Path(md), render_markdown(rows, records, plots, command))
+    text = render_markdown(rows, records, plots, command) + "\n".join(robustness_section(root, img_dir, Path(md)))
+    atomic_write_text(Path(md), text.rstrip("\n") + "\n")
     if json_path is not None:
         slim = [{k: v for k, v in r.items() if k != "curve"} for r in records]
         atomic_write_text(Path(json_path), json.dumps({"rows": rows, "runs": slim}, indent=2, default=str))

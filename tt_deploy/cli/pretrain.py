@@ -1,0 +1,181 @@
+"""`ttdeploy pretrain`, `pretrain-dagger`, `evaluate-bfm`: how the embedded BFM was made and measured (the lab).
+
+Thin shells over tt_deploy.pretrain; nothing on the deploy path imports them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tt_deploy.cli import app
+from tt_deploy.cli._output import console, print_table, write_json
+from tt_deploy.cli.train import JsonOpt, _logging, _progress
+from tt_deploy.errors import InputError
+
+
+def _floats(option: str, text: str | None, n: int, form: str = "") -> tuple[float, ...] | None:
+    """'a,b,c' -> (a, b, c), n non-negative numbers, or a typed error naming the option (and `form`)."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != n or any(v < 0 for v in values):
+        raise InputError(f"{option} {text!r}: expected {form or f'{n} comma-separated numbers >= 0'}")
+    return values
+
+
+@app.command("pretrain")
+def pretrain_cmd(
+    config: Annotated[str, typer.Option(help="BFM configuration (small is the CPU one).")] = "small",
+    steps: Annotated[int, typer.Option(help="Total environment steps.")] = 20_000_000,
+    num_envs: Annotated[int, typer.Option(help="Parallel environments.")] = 256,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/pretrain"),
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoints/last_state.pt.")] = False,
+    init_bfm: Annotated[Path | None, typer.Option(help="Warm-start from this BFM checkpoint (fresh critic and "
+                                                       "optimiser), e.g. the embedded one.")] = None,
+    teacher_coef: Annotated[float | None, typer.Option(help="Weight of the IK reach teacher's behaviour-cloning "
+                                                             "loss (0 = PPO only; default 50).")] = None,
+    gait_weight: Annotated[float | None, typer.Option(help="Per-hinge weight of the walking controller's "
+                                                           "behaviour cloning in walk prompts (0 = none; "
+                                                           "default 0.1; needs --teacher-coef > 0).")] = None,
+    gait_drive: Annotated[float | None, typer.Option(help="Share of walk prompts the walking controller walks "
+                                                          "itself (cloned on its own states; default 1).")] = None,
+    mode_probs: Annotated[str | None, typer.Option(help="Prompt mix IDLE,REACH,WALK (default 0.3,0.35,0.35); "
+                                                        "1,0,0 trains a standing / push specialist.")] = None,
+    push_interval: Annotated[float | None, typer.Option(help="Mean seconds between random pushes (0 = none; "
+                                                             "default 3).")] = None,
+    push_speed: Annotated[str | None, typer.Option(help="Push speeds LOW,HIGH in m/s (default 0.2,0.8).")] = None,
+    friction: Annotated[str | None, typer.Option(help="Ground friction multipliers LOW,HIGH, one per env, "
+                                                      "log-spaced (default 1,1).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every iteration.")] = False,
+) -> None:
+    """Pretrain a BFM on random prompts (idle / reach / walk); resumable, checkpoints every 10 iterations."""
+    from tt_deploy.pretrain.ppo_stage import PretrainConfig, pretrain, with_overrides
+
+    _logging(verbose)
+    cfg = with_overrides(PretrainConfig(), config=config, steps=steps, num_envs=num_envs, seed=seed,
+                         teacher_coef=teacher_coef, gait_weight=gait_weight, gait_drive=gait_drive,
+                         friction=_floats("--friction", friction, 2))
+    cur = {"mode_probs": _floats("--mode-probs", mode_probs, 3), "push_interval_s": push_interval,
+           "push_speed": _floats("--push-speed", push_speed, 2)}  # fmt: skip
+    cfg = replace(cfg, curriculum=replace(cfg.curriculum, **{k: v for k, v in cur.items() if v is not None}))
+    with _progress(steps) as progress:
+        result = pretrain(cfg, out, resume=resume, init_bfm=init_bfm, progress=progress)
+    console.print(f"BFM checkpoint: {out / 'checkpoints' / 'last.safetensors'}  ({result['env_steps']:,} env steps)")
+
+
+@app.command("pretrain-dagger")
+def pretrain_dagger_cmd(
+    init_bfm: Annotated[Path | None, typer.Option(help="The BFM to distil into (and the anchor of idle/reach "
+                                                       "labels); default: the embedded one. Repeat it on --resume.")] = None,
+    out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/dagger"),
+    rounds: Annotated[int | None, typer.Option(min=1, help="Total DAgger rounds, resumed ones included; default 60.")] = None,
+    num_envs: Annotated[int | None, typer.Option(min=1, help="Parallel environments; default 128.")] = None,
+    beta: Annotated[str | None, typer.Option(help="Controller share of walk actions: START,DECAY,FLOOR "
+                                                  "(a round); default 0.8,0.93,0.")] = None,
+    idle_bfm: Annotated[Path | None, typer.Option(help="Label idle prompts with this BFM (e.g. a push-recovery "
+                                                       "specialist) instead of --init-bfm. Repeat it on --resume.")] = None,
+    walk_labels: Annotated[str | None, typer.Option(help="Who labels walk prompts: controller (default) or anchor "
+                                                         "(the --init-bfm's own walk, e.g. beside --idle-bfm).")] = None,
+    reach_labels: Annotated[str | None, typer.Option(help="Who labels reach prompts: anchor (default: the --init-bfm), "
+                                                          "ik (the anchor, the prompted arm from the IK teacher) or "
+                                                          "ik-step (also: the walking controller's legs toward goals "
+                                                          "beyond the arm).")] = None,
+    mode_probs: Annotated[str | None, typer.Option(help="Prompt mix IDLE,REACH,WALK (default 0.25,0.25,0.5).")] = None,
+    reach_task_share: Annotated[float | None, typer.Option(help="Share of reach goals drawn like the reach task's "
+                                                                "targets (right hand, root xy +-0.75 m, 0.05-1.6 m "
+                                                                "high); default 0.")] = None,
+    ema: Annotated[float | None, typer.Option(help="Checkpoints hold an exponential moving average of the student, "
+                                                   "this decay a round (0.8 ~ the last 5 rounds); default 0 = "
+                                                   "the student itself.")] = None,
+    friction: Annotated[str | None, typer.Option(help="Ground friction multipliers LOW,HIGH, one per env, "
+                                                      "log-spaced (default 1,1).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoints/last_state.pt (empty buffer).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every round.")] = False,
+) -> None:
+    """Distil the walking controller into a BFM with DAgger (the BFM walks, the controller labels;
+    idle and reach prompts keep the starting BFM's actions); resumable, checkpoints every round.
+    Needs ~4.2 GB of RAM for its sample buffer."""
+    from tt_deploy.models.checkpoints import DEFAULT_BFM_PATH
+    from tt_deploy.pretrain.dagger import DaggerConfig, dagger
+
+    _logging(verbose)
+    given = {"rounds": rounds, "num_envs": num_envs, "ema": ema, "walk_labels": walk_labels,
+             "reach_labels": reach_labels, "beta": _floats("--beta", beta, 3, form="three numbers START,DECAY,FLOOR"),
+             "friction": _floats("--friction", friction, 2)}
+    cfg = DaggerConfig(seed=seed, **{k: v for k, v in given.items() if v is not None})
+    cur = {"reach_task_share": reach_task_share, "mode_probs": _floats("--mode-probs", mode_probs, 3)}
+    cfg = replace(cfg, curriculum=replace(cfg.curriculum, **{k: v for k, v in cur.items() if v is not None}))
+
+    def stats(row: dict) -> str:
+        if "beta" not in row:  # the starting row of a resumed run
+            return ""
+        return (f"beta {row['beta']:.2f}  walks: falls/10 s {row['walk_falls_per_10s']:.2f}  "
+                f"speed {row['walk_speed']:+.2f} m/s  loss {row['train_loss']:.3f}")  # fmt: skip
+
+    with _progress(cfg.rounds, stats=stats, unit="rounds", key="iteration") as progress:
+        result = dagger(cfg, init_bfm or DEFAULT_BFM_PATH, out, resume=resume, progress=progress, idle_bfm=idle_bfm)
+    console.print(f"BFM checkpoint: {out / 'checkpoints' / 'last.safetensors'}  ({result['rounds']} rounds, "
+                  f"{result['env_steps']:,} env steps)")
+
+
+@app.command("evaluate-bfm")
+def evaluate_bfm_cmd(
+    bfm: Annotated[Path | None, typer.Option(help="BFM checkpoint; default: the embedded one.")] = None,
+    episodes: Annotated[int, typer.Option(help="Episodes (parallel envs) per ability row.")] = 64,
+    seed: Annotated[int, typer.Option(help="Evaluation seed.")] = 0,
+    card: Annotated[Path | None, typer.Option(help="Write the model card here (e.g. docs/bfm_card.md).")] = None,
+    log_csv: Annotated[Path | None, typer.Option("--log", help="Pretraining log.csv for the curves plot.")] = None,
+    notes: Annotated[str, typer.Option(help="A remark for the card (e.g. how the machine was shared).")] = "",
+    controller: Annotated[bool, typer.Option(help="Also run the walk row with the walking controller (the DAgger "
+                                                  "teacher) acting itself: a reference row, the student's ceiling.")] = False,
+    reach_teacher: Annotated[bool, typer.Option(help="Also run the hand row with the IK reach teacher's arm on top of "
+                                                     "the BFM's action: a reference row, what --reach-labels ik "
+                                                     "teaches.")] = False,
+    weight_noise: Annotated[float, typer.Option(help="Also run the table on --copies copies of the BFM with this much "
+                                                    "Gaussian noise on each weight tensor (x its std; e.g. 0.002): "
+                                                    "shows which rows survive tiny weight changes. 0 = off.")] = 0.0,
+    copies: Annotated[int, typer.Option(help="Perturbed copies for --weight-noise.")] = 4,
+    json_path: JsonOpt = None,
+) -> None:
+    """Measure a BFM's abilities (stand, reach, walk) with the mean action; optionally write its model card."""
+    from tt_deploy.models.bfm import count_parameters
+    from tt_deploy.models.checkpoints import resolve_bfm
+    from tt_deploy.pretrain.evaluate import (
+        evaluate_bfm,
+        evaluate_reach_teacher,
+        evaluate_walk_controller,
+        weight_noise_rows,
+    )
+    from tt_deploy.pretrain.model_card import write_card
+
+    if weight_noise < 0 or copies < 1:
+        raise InputError(f"--weight-noise must be >= 0 and --copies >= 1, got {weight_noise} and {copies}")
+    model, info = resolve_bfm(bfm)
+    if not info.get("pretrained", True):
+        console.print("[yellow]note:[/] no pretrained BFM is embedded; evaluating a freshly initialised one")
+    rows = evaluate_bfm(model, episodes=episodes, seed=seed)
+    if controller:
+        rows.append(evaluate_walk_controller(episodes=episodes, seed=seed))
+    if reach_teacher:
+        rows.append(evaluate_reach_teacher(model, episodes=episodes, seed=seed))
+    print_table("BFM abilities (mean action)", rows, ["ability", "condition", "success_rate", "ci95", "episodes", "metrics"])
+    noise_rows = None
+    if weight_noise > 0:
+        noise_rows = weight_noise_rows(model, weight_noise, copies=copies, episodes=episodes, seed=seed)
+        print_table(f"{copies} copies with weight noise {weight_noise:g}", noise_rows,
+                    ["ability", "condition", "mean", "min", "max", "copies"])  # fmt: skip
+    if card is not None:
+        write_card(card, rows=rows, bfm_info=info, params=count_parameters(model), config=model.config.name,
+                   log_csv=log_csv, episodes=episodes, seed=seed, notes=notes, noise_rows=noise_rows)  # fmt: skip
+        console.print(f"wrote {card}")
+    write_json(json_path, {"bfm": {k: v for k, v in info.items()}, "abilities": rows,
+                           **({"weight_noise": noise_rows} if noise_rows else {})})

@@ -1,0 +1,119 @@
+"""Success under physics perturbations: the paper's robustness figure, for finished training runs.
+
+Each run's last policy acts deterministically on its own evaluation episodes (the evaluation seed of
+its training, 10000 + seed), with every environment under one perturbation cell of the grid at a
+time, and is scored by the reference protocol (`evaluate_policy`). The cells are the issue's sweep:
+friction x0.4-2 and gravity x0.5-1.5 one knob at a time, plus the paper's out-of-distribution point
+(gravity 15 m/s^2, i.e. x1.53). Methods are compared on the same cells and episodes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields, replace
+from pathlib import Path
+
+import torch
+
+from tt_deploy.errors import InputError
+from tt_deploy.models.checkpoints import bfm_sha256, resolve_bfm
+from tt_deploy.rl.runner import to_torch
+from tt_deploy.sim.perturbations import G, Perturbation
+from tt_deploy.train.task_token import TrainConfig, _make_env, build_policy, evaluate_policy, resolve_goals
+
+FRICTION = (0.4, 0.7, 1.0, 1.5, 2.0)
+GRAVITY = (0.5, 0.75, 1.0, 1.25, round(15.0 / G, 4), 1.5)  # 15 m/s^2: the paper's out-of-distribution gravity
+
+
+def robustness_cells() -> tuple[Perturbation, ...]:
+    """Friction and gravity sweeps, one knob per cell; the nominal cell once."""
+    cells = [Perturbation(friction=f) for f in FRICTION] + [Perturbation(gravity=g) for g in GRAVITY]
+    return tuple(dict.fromkeys(cells))
+
+
+def load_run_policy(run: Path, *, bfm_path=None, tag: str = "last"):
+    """(TrainConfig, policy in eval mode, goal kwargs, checkpoint used) of a run directory, rebuilt from its
+    run.json and checkpoints. What the results folder commits: a task-token run's encoder
+    (<tag>.safetensors; the BFM is the frozen one), a finetune or pure-rl run's whole policy
+    (<tag>_policy.safetensors, else best_policy.safetensors, and the answer says so). The run's BFM must
+    be the one given (default: the embedded one): its sha256 is checked against run.json."""
+    from safetensors.torch import load_file
+
+    from tt_deploy.models.checkpoints import load_encoder
+
+    meta_path = run / "run.json"
+    if not meta_path.is_file():
+        raise InputError(f"{run} is not a training run directory (no run.json)")
+    meta = json.loads(meta_path.read_text())
+    known = {f.name for f in fields(TrainConfig)}
+    raw = {k: v for k, v in meta["config"].items() if k in known and k != "ppo"}
+    raw["encoder_hidden"] = tuple(raw.get("encoder_hidden", (256, 256)))
+    cfg = TrainConfig(**raw)
+    if cfg.method == "prior-only":
+        raise InputError(f"{run} is a prior-only run: it has no policy to perturb")
+    bfm, info = resolve_bfm(bfm_path)
+    sha, _ = bfm_sha256(bfm, info)
+    if meta.get("bfm_sha256") and sha != meta["bfm_sha256"]:
+        raise InputError(f"{run} was trained on BFM {meta['bfm_sha256'][:12]}..., not {sha[:12]}...: pass its --bfm")
+    goal_kwargs, _ = resolve_goals(cfg, info)
+    policy = build_policy(cfg, bfm, int(meta["task_obs_dim"]))
+    ck = run / "checkpoints"
+    if cfg.method == "task-token" and (ck / f"{tag}.safetensors").is_file():
+        used = ck / f"{tag}.safetensors"
+        enc, _ = load_encoder(used)
+        policy.encoder.load_state_dict(enc.state_dict())
+    else:
+        used = next((p for p in (ck / f"{tag}_policy.safetensors", ck / "best_policy.safetensors") if p.is_file()), None)
+        if used is None:
+            raise InputError(f"{run} has no {tag} policy checkpoint (checkpoints/{tag}_policy.safetensors)")
+        try:  # every weight, the BFM's included (finetune changed them)
+            policy.load_state_dict(load_file(str(used)))
+        except RuntimeError as e:
+            raise InputError(f"{used} does not fit a {cfg.method} policy for {cfg.skill}: "
+                             f"{str(e).splitlines()[0]}") from None
+    return replace(cfg, nthread=1), policy.eval(), goal_kwargs, used.name
+
+
+def evaluate_under(run: Path, cells=None, *, episodes: int = 32, bfm_path=None, progress=None) -> dict:
+    """{run, skill, method, seed, cells: [{cell, friction, gravity, success_rate, ...}]} for one run."""
+    cfg, policy, goal_kwargs, used = load_run_policy(Path(run), bfm_path=bfm_path)
+    cells = tuple(cells or robustness_cells())
+    rows = []
+    for cell in cells:
+        env = _make_env(cfg, episodes, seed=10_000 + cfg.seed, goal_kwargs=goal_kwargs)
+        env.sim.set_perturbation(cell)
+        with torch.no_grad():
+            res = evaluate_policy(env, lambda s: policy.act_deterministic(to_torch(s)).numpy())
+        rows.append({"cell": cell.name, "friction": cell.friction, "gravity": cell.gravity, **res})
+        if progress is not None:
+            progress(rows[-1])
+    return {"run": str(run), "skill": cfg.skill, "method": cfg.method, "seed": cfg.seed, "episodes": episodes,
+            "checkpoint": used, "goals": cfg.goals, "cells": rows}
+
+
+def plot_robustness(results: list[dict], png: Path, rule: str = "success_rate") -> Path:
+    """Success vs friction and vs gravity multiplier, one line per run (method, seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    for knob, ax in zip(("friction", "gravity"), axes, strict=True):
+        for r in results:
+            pts = sorted((c[knob], 100 * c.get(rule, float("nan"))) for c in r["cells"]
+                         if all(c[k] == 1.0 for k in ("friction", "gravity") if k != knob))
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", label=f"{r['method']} seed {r['seed']}")
+        ax.axvline(1.0, color="gray", lw=0.8, ls=":")
+        ax.set_xlabel(f"{knob} multiplier")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"{'success' if rule == 'success_rate' else rule.replace('_', ' ')} (%)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{results[0]['skill']}: success under perturbation ({results[0]['episodes']} episodes a cell)",
+                 fontsize=10)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return png
