@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from tt_deploy.models.checkpoints import resolve_bfm
-from tt_deploy.pretrain.reach_teacher import ArmIK
 from tt_deploy.rl.runner import to_torch
+from tt_deploy.sim.arm_ik import ArmIK
 from tt_deploy.train.task_token import TrainConfig, _make_env, evaluate_policy, resolve_goals
 
 

@@ -21,8 +21,8 @@ import torch
 from tt_deploy.models.checkpoints import resolve_bfm
 from tt_deploy.models.config import EncoderConfig
 from tt_deploy.models.task_encoder import TaskEncoder
-from tt_deploy.pretrain.reach_teacher import ArmIK
 from tt_deploy.rl.runner import to_torch
+from tt_deploy.sim.arm_ik import ArmIK
 from tt_deploy.spec import TASK_OBS_NAME
 from tt_deploy.train.null_token import fit_null_token
 from tt_deploy.train.policies import TaskTokenPolicy, _bfm_inputs, drop_hidden_tokens

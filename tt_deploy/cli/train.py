@@ -75,6 +75,9 @@ def train_cmd(
                                                      "finetune's only choice).")] = None,
     token_std: Annotated[float | None, typer.Option(help="Exploration std per token dimension with --explore "
                                                          "token; default 0.3.")] = None,
+    oracle_start: Annotated[bool, typer.Option(help="Before PPO, DAgger the fresh encoder toward the task's oracle "
+                                                    "through the frozen BFM (train/oracles.py; reach).")] = False,
+    oracle_rounds: Annotated[int, typer.Option(help="DAgger rounds of --oracle-start (64 envs x 150 steps each).")] = 6,
     eval_envs: Annotated[int, typer.Option(help="Episodes of each deterministic evaluation.")] = 32,
     seeds: Annotated[int, typer.Option(help="Independent seeds per skill; > 1 (or several skills) runs them "
                                             "in parallel processes, each in OUT/<skill>/seed<k>.")] = 1,
@@ -99,6 +102,8 @@ def train_cmd(
         ppo["token_std"] = token_std
     if explore is not None:
         ppo["explore"] = explore
+    if oracle_start:
+        ppo.update(oracle_start=True, oracle_rounds=oracle_rounds)
     probe = TrainConfig(skill[0] if skill else "reach", method=method, **ppo)
     if action_std is not None and probe.exploration == "token":
         raise InputError("--action-std sets joint-action exploration; this run explores in token space "

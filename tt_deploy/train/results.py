@@ -3,7 +3,8 @@
 Layout read: `<root>/<preset>/<method>/seed<k>/<skill>/run.json` (+ log.csv), as the training runs
 write it (`ttdeploy train --goals PRESET --method METHOD --seed K --out <root>/<preset>/<method>/seed<k>`).
 The <method> folder names the row: a training method, or a variant of one (`task-token-action`:
-task tokens trained with `--explore action`, PPO's noise on the joint actions).
+task tokens trained with `--explore action`, PPO's noise on the joint actions; `task-token-oracle`: task
+tokens whose encoder was first DAgger-distilled toward the task's oracle, `--oracle-start`).
 A run's success is its LAST deterministic evaluation (the reference's per-goal-segment rate); the best
 evaluation is shown beside it but not used, because it is picked on the same evaluation episodes.
 Per (preset, skill, method): mean and std over seeds, a 95 % Wilson interval over the pooled goal
@@ -27,7 +28,7 @@ from tt_deploy.errors import InputError
 from tt_deploy.stats import wilson_interval
 from tt_deploy.train.compare import _curve
 
-METHOD_ORDER = ("task-token", "task-token-action", "prior-only", "finetune", "pure-rl")
+METHOD_ORDER = ("task-token", "task-token-oracle", "task-token-action", "prior-only", "finetune", "pure-rl")
 SKILL_ORDER = ("reach", "direction", "steering", "strike", "long_jump")
 # Table 1 of the Task Tokens paper (success %, 5 seeds): reference goals on a 25 M-parameter MaskedMimic
 PAPER = {"reach": {"task-token": 94.9, "prior-only": 24.8, "finetune": 93.7, "pure-rl": 89.9},

@@ -22,7 +22,7 @@ from tt_deploy.sim.perturbations import G, Perturbation
 from tt_deploy.train.task_token import TrainConfig, _make_env, build_policy, evaluate_policy, resolve_goals
 
 FRICTION = (0.4, 0.7, 1.0, 1.5, 2.0)
-GRAVITY = (0.5, 0.75, 1.0, 1.25, round(15.0 / G, 4), 1.5)  # 15 m/s^2: the paper's out-of-distribution gravity
+GRAVITY = (0.5, 0.75, 1.0, 1.25, 1.5, round(15.0 / G, 4))  # 15 m/s^2: the paper's out-of-distribution gravity
 
 
 def robustness_cells() -> tuple[Perturbation, ...]:

@@ -62,6 +62,9 @@ class TrainConfig:
     explore: str | None = None  # PPO's Gaussian over: "token" (task-token default) or "action" (finetune's)
     token_std: float = 0.3  # exploration std per token dimension when explore="token"
     null_token: bool = True  # a fresh encoder starts at the fitted null token (train/null_token.py), else at 0
+    oracle_start: bool = False  # then DAgger it toward the task's oracle (train/oracles.py, train/distill.py)
+    oracle_rounds: int = 6
+    oracle_steps: int = 150  # control steps of 64 envs per DAgger round
     eval_every: int = 20  # iterations
     eval_envs: int = 32
     nthread: int = 2
@@ -76,6 +79,10 @@ class TrainConfig:
             raise UnknownNameError("exploration space", self.explore, EXPLORATION)
         if self.num_envs < 1 or self.steps < 0:
             raise InputError(f"num_envs must be >= 1 and steps >= 0, got {self.num_envs}, {self.steps}")
+        if self.oracle_start and self.method not in ("task-token", "finetune"):
+            raise InputError(f"--oracle-start distils into a task encoder; method {self.method!r} has none")
+        if self.oracle_rounds < 1 or self.oracle_steps < 1:
+            raise InputError(f"oracle_rounds and oracle_steps must be >= 1, got {self.oracle_rounds}, {self.oracle_steps}")
 
 
     @property
@@ -136,7 +143,8 @@ def _make_env(cfg: TrainConfig, n: int, seed: int, goal_kwargs: dict | None = No
 
 @torch.no_grad()
 def evaluate_policy(env: TaskEnv, act, episodes: int | None = None) -> dict[str, float]:
-    """Mean-action success over the first episode of every env (fixed seed: same starts each call).
+    """Mean-action success over the first episode of every env (the same episodes for envs built alike: pass a
+    fresh env per evaluation; a reused one draws new goals at every reset).
 
     `success_rate` is the reference's: passed goal segments over all segments (docs/tasks.md), with a
     Wilson interval over segments; `episode_success_rate` is the stricter "every goal of the episode";
@@ -186,8 +194,8 @@ def build_policy(cfg: TrainConfig, bfm, obs_dim: int):
 class _Checkpointer:
     """save_fn for the runner: encoder + policy weights, eval-driven best, run.json."""
 
-    def __init__(self, cfg: TrainConfig, out: Path, bfm_sha: str, eval_env: TaskEnv, meta: dict):
-        self.cfg, self.out, self.bfm_sha, self.eval_env, self.meta = cfg, out, bfm_sha, eval_env, meta
+    def __init__(self, cfg: TrainConfig, out: Path, bfm_sha: str, make_eval_env, meta: dict):
+        self.cfg, self.out, self.bfm_sha, self.make_eval_env, self.meta = cfg, out, bfm_sha, make_eval_env, meta
         self.best: tuple[float, float] = (-1.0, -np.inf)
         self.last_eval: dict = {}
 
@@ -207,7 +215,7 @@ class _Checkpointer:
     def evaluate(self, runner: OnPolicyRunner) -> dict:
         pol = runner.policy
         pol.eval()
-        res = evaluate_policy(self.eval_env, lambda s: pol.act_deterministic(to_torch(s)).numpy())
+        res = evaluate_policy(self.make_eval_env(), lambda s: pol.act_deterministic(to_torch(s)).numpy())
         self.last_eval = res
         if (res["success_rate"], res["return"]) > self.best:
             self.best = (res["success_rate"], res["return"])
@@ -240,7 +248,12 @@ def train_skill(cfg: TrainConfig, out_dir: str | Path, *, bfm_path=None, resume:
     bfm, bfm_info = resolve_bfm(bfm_path)
     sha, sha_of = bfm_sha256(bfm, bfm_info)
     goal_kwargs, goals = resolve_goals(cfg, bfm_info)
-    eval_env = _make_env(cfg, cfg.eval_envs, seed=10_000 + cfg.seed, goal_kwargs=goal_kwargs)
+    def make_eval_env() -> TaskEnv:
+        """The evaluation episodes: a fresh env each time, so every evaluation of the run (and prior-only's, on
+        the same seed) sees the same starts and goals; one env object would draw new goals at each reset."""
+        return _make_env(cfg, cfg.eval_envs, seed=10_000 + cfg.seed, goal_kwargs=goal_kwargs)
+
+    eval_env = make_eval_env()
     obs_dim = eval_env.task.obs_dim
     prior = eval_env.task.prior_prompt.describe() if eval_env.task.prior_prompt is not None else None
     meta = {"config": asdict(cfg), "bfm_sha256": sha, "bfm_sha256_of": sha_of, "bfm_source": bfm_info,
@@ -267,10 +280,13 @@ def train_skill(cfg: TrainConfig, out_dir: str | Path, *, bfm_path=None, resume:
         log.info("null token: action RMS difference to prior-only %.4f (zero token %.4f)",
                  meta["null_token"]["rms_diff_null_token"], meta["null_token"]["rms_diff_zero_token"])
     elif not fresh and (out / "run.json").is_file():  # a resumed run keeps the record of its start
-        meta["null_token"] = json.loads((out / "run.json").read_text()).get("null_token")
+        start = json.loads((out / "run.json").read_text())
+        meta["null_token"], meta["oracle_start"] = start.get("null_token"), start.get("oracle_start")
     trained_before = state_hash(policy.encoder if hasattr(policy, "encoder") else policy)
+    if cfg.oracle_start and fresh:
+        meta["oracle_start"] = _oracle_start(cfg, policy, goal_kwargs, make_eval_env, out)
     env = _make_env(cfg, cfg.num_envs, seed=cfg.seed, goal_kwargs=goal_kwargs)
-    ckpt = _Checkpointer(cfg, out, sha, eval_env, meta)
+    ckpt = _Checkpointer(cfg, out, sha, make_eval_env, meta)
 
     def extra_log(runner: OnPolicyRunner) -> dict:
         due = runner.iteration % cfg.eval_every == 0 or runner.env_steps >= cfg.steps
@@ -283,8 +299,15 @@ def train_skill(cfg: TrainConfig, out_dir: str | Path, *, bfm_path=None, resume:
         _check_resumable(cfg, out)
     if resume and not runner.resume():
         log.warning("--resume: no checkpoint in %s, starting fresh", out)
+    if cfg.oracle_start and fresh:  # the distillation's rollouts count; its encoder is the first "best" candidate
+        runner.env_steps = meta["oracle_start"]["env_steps"]
+        runner.wall_seconds = meta["oracle_start"]["wall_seconds"]
+        ckpt.evaluate(runner)
     t0 = time.time()
     result = runner.learn(cfg.steps, progress=progress)
+    if not ckpt.last_eval:  # no PPO iteration ran (e.g. --steps within the distillation's): evaluate what there is
+        ckpt.evaluate(runner)
+        runner.save("last")
     hash_after = state_hash(bfm)
     trained_after = state_hash(policy.encoder if hasattr(policy, "encoder") else policy)
     trainable = sum(p.numel() for p in policy.actor_parameters())
@@ -298,6 +321,31 @@ def train_skill(cfg: TrainConfig, out_dir: str | Path, *, bfm_path=None, resume:
     if cfg.method == "task-token" and hash_before != hash_after:
         raise RuntimeError("the frozen BFM changed during task-token training (bug): see run.json")
     return summary
+
+
+def _oracle_start(cfg: TrainConfig, policy, goal_kwargs: dict, make_eval_env, out: Path) -> dict:
+    """DAgger the fresh encoder toward the task's oracle (train/distill.py); its rounds go to log.csv."""
+    from tt_deploy.rl.run_log import RunLog
+    from tt_deploy.train.distill import DistillConfig, distill_encoder
+    from tt_deploy.train.oracles import make_oracle
+
+    oracle = make_oracle(cfg.skill)
+    dcfg = DistillConfig(rounds=cfg.oracle_rounds, steps=cfg.oracle_steps)
+    env = _make_env(cfg, dcfg.envs, seed=30_000 + cfg.seed, goal_kwargs=goal_kwargs)
+    run_log = RunLog(out)
+
+    def evaluate():
+        policy.eval()
+        return evaluate_policy(make_eval_env(), lambda s: policy.act_deterministic(to_torch(s)).numpy())
+
+    def log_round(row):
+        log.info("oracle start round %d: loss %.5f, eval success %.3f", row["round"], row["loss"],
+                 row.get("eval_success_rate", float("nan")))
+        run_log({"iteration": 0, "env_steps": row["env_steps"], "wall_seconds": row["wall_seconds"],
+                 "oracle_round": row["round"], "oracle_loss": row["loss"],
+                 **{k: v for k, v in row.items() if k.startswith("eval_")}})
+
+    return distill_encoder(policy, oracle, env, dcfg, seed=cfg.seed, evaluate=evaluate, log=log_round)
 
 
 def with_overrides(cfg: TrainConfig, **kw) -> TrainConfig:

@@ -1,0 +1,52 @@
+"""Oracle-distilled start: the reach oracle's labels, and a run that distils it before PPO."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from tt_deploy.errors import InputError, UnknownNameError
+from tt_deploy.sim.arm_ik import arm_joint_ids
+from tt_deploy.train.oracles import ReachArmOracle, make_oracle
+from tt_deploy.train.task_token import TrainConfig, _make_env, train_skill
+
+
+def test_the_reach_oracle_moves_only_the_right_arm_toward_the_ik_solution():
+    env = _make_env(TrainConfig(skill="reach", prior=True, goals="bfm", nthread=1), 3, seed=1)
+    env.reset()
+    base = np.full((3, 69), 0.1, np.float32)
+    target, weight = ReachArmOracle(blend=0.5).label(env, base)
+    arm = arm_joint_ids("R_Hand")
+    others = np.setdiff1d(np.arange(69), arm)
+    np.testing.assert_array_equal(target[:, others], base[:, others])
+    assert not np.allclose(target[:, arm], base[:, arm])
+    full, _ = ReachArmOracle(blend=1.0).label(env, base)  # halfway: the mean of the BFM's arm and the IK arm
+    np.testing.assert_allclose(target[:, arm], 0.5 * (full[:, arm] + base[:, arm]), atol=1e-6)
+    assert weight[arm].tolist() == [30.0] * 6 and weight[others].max() == 1.0
+
+
+def test_tasks_without_an_oracle_and_methods_without_an_encoder_are_refused():
+    with pytest.raises(UnknownNameError, match="direction"):
+        make_oracle("direction")
+    with pytest.raises(InputError, match="pure-rl"):
+        TrainConfig(skill="reach", method="pure-rl", oracle_start=True)
+    with pytest.raises(InputError, match="blend"):
+        ReachArmOracle(blend=0.0)
+
+
+def test_an_oracle_start_distils_into_the_encoder_only_and_is_booked(tmp_path):
+    cfg = TrainConfig(skill="reach", prior=True, goals="bfm", num_envs=8, steps=256, eval_envs=2, nthread=1,
+                      oracle_start=True, oracle_rounds=2, oracle_steps=3)  # fmt: skip
+    summary = train_skill(cfg, tmp_path / "reach")
+    start = summary["oracle_start"]
+    assert start["env_steps"] == 2 * 3 * 64 and [r["round"] for r in start["rounds"]] == [1, 2]
+    assert start["oracle"]["name"] == "reach-arm-ik"
+    assert summary["freezing"]["bfm_unchanged"]
+    assert summary["freezing"]["trained_state_hash_before"] != summary["freezing"]["trained_state_hash_after"]
+    assert summary["env_steps"] == start["env_steps"]  # within the budget already: no PPO iteration ran
+    # evaluations use the same episodes every time: the unchanged encoder scores as its last round did
+    assert summary["final_eval"]["return"] == pytest.approx(start["rounds"][-1]["eval_return"])
+    rows = list(csv.DictReader(open(tmp_path / "reach" / "log.csv")))
+    assert [r["oracle_round"] for r in rows] == ["1", "2"]
+    assert json.loads((tmp_path / "reach" / "run.json").read_text())["oracle_start"]["rounds"][1]["round"] == 2
