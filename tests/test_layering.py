@@ -40,3 +40,22 @@ def test_the_shared_layers_know_nothing_of_the_pretraining_teachers():
             for i, line in enumerate(p.read_text().splitlines(), 1) if "teacher" in line.lower()]
     assert hits == []
     assert "TeacherEnv" in (root / "pretrain" / "teacher_env.py").read_text()
+
+
+def test_every_package_has_a_face():
+    """A one-line-or-more docstring and an __all__ naming only what exists, so the public line is written down."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "tt_deploy"
+    for init in sorted(root.glob("*/__init__.py")):
+        tree = ast.parse(init.read_text())
+        assert ast.get_docstring(tree), f"{init} has no docstring"
+        pkg = importlib.import_module(f"tt_deploy.{init.parent.name}")
+        if init.parent.name == "cli":  # verbs register on the typer app; the package exports the app
+            continue
+        assert getattr(pkg, "__all__", None), f"{init} has no __all__"
+        for name in pkg.__all__:
+            assert hasattr(pkg, name) or (init.parent / f"{name}.py").is_file() or (init.parent / name).is_dir(), \
+                f"{init}: __all__ names {name!r}, which does not exist"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from tt_deploy.atomic import atomic_write_text
 
 console = Console(width=None if sys.stdout.isatty() else 160)  # piped (CI, logs): no truncation
 
@@ -39,13 +39,5 @@ def print_table(title: str, rows: list[dict], columns: list[str] | None = None) 
 
 def write_json(path: Path | None, obj) -> None:
     """Atomically write `obj` as JSON when a path was given (the `--json PATH` option)."""
-    if path is None:
-        return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, default=str)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    console.print(f"wrote {path}")
+    if path is not None:
+        atomic_write_text(path, json.dumps(obj, indent=2, default=str))

@@ -3,4 +3,4 @@
 Nothing on the deploy path (export, runtime, sim2sim, bench, train, obs) imports it.
 """
 
-__all__ = ["dagger", "evaluate", "gait_teacher", "model_card", "policy", "ppo_stage", "prompt_task", "reach_teacher"]
+__all__ = ["dagger", "evaluate", "gait_teacher", "model_card", "policy", "ppo_stage", "prompt_task", "reach_teacher", "teacher_env"]

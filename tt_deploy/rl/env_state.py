@@ -10,11 +10,11 @@ nested tt-deploy helper objects (e.g. the strike task's PhaseTracker) - so new t
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from tt_deploy.atomic import atomic_path
 
 _SCALARS = (bool, int, float, str, np.integer, np.floating, np.bool_)
 
@@ -91,13 +91,10 @@ def load_env_state(env, arrays: dict, meta: dict) -> None:
 
 def save_arrays(path: Path, arrays: dict, meta: dict) -> None:
     """Atomically write `path`.npz (arrays, no pickle) and `path`.json (meta)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     for suffix, write in ((".npz", lambda f: np.savez(f, **arrays)),
                           (".json", lambda f: f.write(json.dumps(meta).encode()))):  # fmt: skip
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-        with os.fdopen(fd, "wb") as f:
+        with atomic_path(path.with_suffix(suffix), suffix=suffix) as tmp, open(tmp, "wb") as f:
             write(f)
-        os.replace(tmp, path.with_suffix(suffix))
 
 
 def load_arrays(path: Path) -> tuple[dict, dict] | None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 from pathlib import Path
+
+from tt_deploy.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,10 @@ class RunLog:
                     rows = [{k: v for k, v in r.items() if k is not None} for r in reader]
             header = old + [k for k in row if k not in old]
         if rows is not None or not self.csv_path.exists():
-            tmp = self.csv_path.with_suffix(".csv.tmp")
-            with open(tmp, "w", newline="") as f:
+            with atomic_path(self.csv_path) as tmp, open(tmp, "w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=header, restval="")
                 w.writeheader()
                 w.writerows(rows or [])
-            os.replace(tmp, self.csv_path)
         with open(self.csv_path, "a", newline="") as f:
             csv.DictWriter(f, fieldnames=header, restval="", extrasaction="ignore").writerow(row)
         self._tensorboard(row)

@@ -8,9 +8,7 @@ estimate (as rsl_rl does), falls and task terminations do not.
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
@@ -20,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tt_deploy.atomic import atomic_path
 from tt_deploy.rl.env_state import env_state, load_arrays, load_env_state, save_arrays
 from tt_deploy.rl.ppo import PPO, ActorCritic, PPOConfig
 from tt_deploy.rl.run_log import RunLog
@@ -39,16 +38,8 @@ def to_torch(step: EnvStep) -> dict[str, torch.Tensor]:
 
 
 def atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @dataclass

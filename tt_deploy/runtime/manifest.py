@@ -22,13 +22,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tt_deploy.atomic import atomic_write_text
 from tt_deploy.errors import BundleError
 from tt_deploy.hashing import sha256_file  # noqa: F401 - re-exported for runtime users
 
@@ -277,16 +277,7 @@ def from_dict(cls: type, data: Any, where: str = "manifest") -> Any:
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; bundles are read by other users (controllers)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def _read_json(path: Path, what: str) -> dict:

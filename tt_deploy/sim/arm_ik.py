@@ -2,7 +2,7 @@
 
 Reaching is mostly kinematics: IK on the arm's shoulder and elbow hinges, plus the PD offset that holds the
 arm against gravity, gives the actions that put the hand on a target wherever the arm alone gets there.
-BFM pretraining clones it (pretrain/reach_teacher.py); task-token training uses it as the reach oracle
+BFM pretraining clones it (tt_deploy/pretrain/); task-token training uses it as the reach oracle
 (train/oracles.py). Never exported.
 """
 

@@ -51,7 +51,7 @@ class EnvStep:
     done) and "episode": dict of arrays over the finished envs only ("env_ids", "success", "fell",
     "timeout", "return", "length");
     extras: training-only arrays an env subclass adds (BFM pretraining's labels,
-    tt_deploy/pretrain/teacher_env.py), never fed to a deployed graph; empty here.
+    the pretraining lab's env in tt_deploy/pretrain/), never fed to a deployed graph; empty here.
     """
 
     inputs: dict[str, np.ndarray]
