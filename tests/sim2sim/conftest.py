@@ -22,8 +22,8 @@ def swapped_bundle(reach_bundle, tmp_path):
     encoder seed 1 (and that encoder's weight hash), so the reference is rebuilt from seed 1 while
     the runtime still runs the seed-0 encoder graphs. All file hashes stay consistent, so only a
     behavioural check can catch it."""
-    from tt_deploy.export.bundle import _encoder
-    from tt_deploy.export.verify import reference_bfm
+    from tt_deploy.export.bundle import build_encoder
+    from tt_deploy.export.reference import reference_bfm
     from tt_deploy.runtime import manifest as mf
 
     bundle = tmp_path / "swapped"
@@ -31,7 +31,7 @@ def swapped_bundle(reach_bundle, tmp_path):
     path = bundle / "skills" / "reach" / "skill.json"
     data = json.loads(path.read_text())
     bfm = reference_bfm(mf.read_manifest(bundle))
-    _, _, source, sha, _ = _encoder("reach", None, bfm, data["bfm_sha256"], 1, data["task_obs_dim"])
+    _, _, source, sha, _ = build_encoder("reach", None, bfm, data["bfm_sha256"], 1, data["task_obs_dim"])
     assert sha != data["encoder_weights_sha256"]
     data.update(encoder_source=source, encoder_weights_sha256=sha)
     path.write_text(json.dumps(data, indent=1))

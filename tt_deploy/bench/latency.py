@@ -67,7 +67,7 @@ def measure_matmul_flops(threads: int | None, n: int = 512, repeats: int = 20) -
     side of the physical floor (batch-1 transformer inference over ~18-31 tokens is compute-bound)."""
     import torch
 
-    from tt_deploy.export.verify import torch_threads
+    from tt_deploy.export.reference import torch_threads
 
     a, b = torch.randn(n, n), torch.randn(n, n)
     best = float("inf")
@@ -164,7 +164,7 @@ def _torch_fn(bundle: Path, skill: str, inputs: dict, task_obs: np.ndarray):
     import torch
 
     from tt_deploy.export.onnx_graphs import BFMGraph
-    from tt_deploy.export.verify import reference_bfm, reference_encoder
+    from tt_deploy.export.reference import reference_bfm, reference_encoder
 
     bfm = reference_bfm(mf.read_manifest(bundle))
     graph = BFMGraph(bfm, encoder=reference_encoder(mf.read_skill(bundle, skill), bfm)).eval()
@@ -203,7 +203,7 @@ def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads, bac
     import torch
 
     from tt_deploy.export.onnx_graphs import group_input_names
-    from tt_deploy.export.verify import torch_threads
+    from tt_deploy.export.reference import torch_threads
 
     manifest = mf.read_manifest(bundle)
     sk = mf.read_skill(bundle, skill)

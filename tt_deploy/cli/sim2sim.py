@@ -37,7 +37,7 @@ def sim2sim_cmd(
 ) -> None:
     """Run the skill as PyTorch reference and as deployed runtime from identical seeds over a grid."""
     from tt_deploy.sim2sim import run_sim2sim  # torch + mujoco import here
-    from tt_deploy.sim2sim.report import _json_default, cell_rows
+    from tt_deploy.sim2sim.report import cell_rows, json_default
 
     result = run_sim2sim(bundle, skill, grid=grid, episodes=episodes, episode_seconds=seconds, backend=backend,
                          seed=seed, executor=executor, ray_address=ray_address, cross_sim=cross_sim,
@@ -56,7 +56,7 @@ def sim2sim_cmd(
     if json_path is not None:
         import json
 
-        write_json(json_path, json.loads(json.dumps(result.to_dict(), default=_json_default)))
+        write_json(json_path, json.loads(json.dumps(result.to_dict(), default=json_default)))
     for f in result.report_files:
         console.print(f"wrote {f}")
     n_pass = sum(c.passed for c in result.cells)

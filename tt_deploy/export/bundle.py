@@ -81,7 +81,7 @@ def _find_checkpoint(run_dir: Path) -> Path:
     )
 
 
-def _encoder(skill, run_dir, bfm: BFM, bfm_sha: str, seed: int, obs_dim: int):
+def build_encoder(skill, run_dir, bfm: BFM, bfm_sha: str, seed: int, obs_dim: int):
     """(encoder, info, source text, weights sha256, sha256_of) from a run dir or a seeded fresh init."""
     if run_dir is None:
         torch_seed = skill_seed(skill, seed)
@@ -328,7 +328,7 @@ def export_skill(
     bfm, info = resolve_bfm(bfm_path)
     bfm = bfm.freeze()
     bfm_info = _bfm_info(bfm, info)
-    src = _encoder(skill, run_dir, bfm, bfm_info.sha256, seed, task_obs_dim or obs_spec[0])
+    src = build_encoder(skill, run_dir, bfm, bfm_info.sha256, seed, task_obs_dim or obs_spec[0])
     if task_obs_dim is not None and src[0].config.obs_dim != task_obs_dim:
         raise InputError(
             f"task_obs_dim {task_obs_dim} != the trained encoder's obs_dim {src[0].config.obs_dim}"

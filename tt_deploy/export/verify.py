@@ -17,12 +17,9 @@ Errors are Polygraphy-style per output: max abs error and max rel error
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
-import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,11 +27,10 @@ import numpy as np
 import torch
 
 from tt_deploy import spec
-from tt_deploy.errors import BundleError, CheckpointError, InputError
-from tt_deploy.export.bundle import _encoder as build_encoder  # the one copy of the encoder seeding
+from tt_deploy.errors import InputError
 from tt_deploy.export.onnx_graphs import BFMGraph, group_input_names
+from tt_deploy.export.reference import reference_actions, reference_bfm, reference_encoder, torch_threads
 from tt_deploy.models.bfm import BFM
-from tt_deploy.models.checkpoints import default_bfm, load_bfm, state_hash
 from tt_deploy.runtime import SkillRuntime
 from tt_deploy.runtime import manifest as mf
 from tt_deploy.runtime.session import resolve_backend
@@ -152,77 +148,6 @@ def edge_and_random_cases(
     return cases
 
 
-# --- reference -----------------------------------------------------------------------------------
-def reference_bfm(manifest: mf.BundleManifest) -> BFM:
-    """The BFM the manifest records, rebuilt and hash-checked; BundleError if that is impossible."""
-    info, src = manifest.bfm, manifest.bfm.source
-    if src.startswith("checkpoint "):
-        path = src[len("checkpoint ") :]
-        if not Path(path).is_file():
-            raise BundleError(
-                f"cannot rebuild the reference: BFM checkpoint {path} (recorded in the manifest) is gone"
-            )
-        try:
-            bfm, _ = load_bfm(path, expected_sha256=info.sha256)
-        except CheckpointError as exc:
-            raise BundleError(f"cannot rebuild the reference BFM: {exc}") from exc
-        return bfm.freeze()
-    m = re.fullmatch(r"fresh seeded init \(untrained\) seed (-?\d+)", src)
-    if m is None and src != "embedded pretrained":
-        raise BundleError(f"cannot rebuild the reference: unknown BFM source {src!r} in the manifest")
-    bfm, _ = default_bfm(int(m.group(1)) if m else 0)
-    if state_hash(bfm) != info.sha256:
-        raise BundleError(
-            f"cannot rebuild the reference: the embedded BFM ({src}) no longer hashes to the manifest's "
-            f"{info.sha256[:12]}... (package weights changed?); verify with the original package"
-        )
-    return bfm.freeze()
-
-
-def reference_encoder(sk: mf.SkillManifest, bfm: BFM) -> torch.nn.Module:
-    """The skill's encoder from its recorded source (run checkpoint or seeded init), hash-checked."""
-    m = re.fullmatch(r"trained run (.+) steps \S+", sk.encoder_source)
-    f = re.fullmatch(
-        r"fresh seeded init \(untrained\) seed (-?\d+)(?: \(torch seed \d+\))?", sk.encoder_source
-    )
-    if m is None and f is None:
-        raise BundleError(
-            f"cannot rebuild the reference: unknown encoder source {sk.encoder_source!r} of {sk.name!r}"
-        )
-    run_dir, seed = (m.group(1), 0) if m else (None, int(f.group(1)))
-    if run_dir is not None and not Path(run_dir).is_dir():
-        raise BundleError(f"cannot rebuild the reference: run dir {run_dir} of skill {sk.name!r} is gone")
-    enc, _, _, sha, _ = build_encoder(sk.name, run_dir, bfm, sk.bfm_sha256, seed, sk.task_obs_dim)
-    if sha != sk.encoder_weights_sha256:
-        raise BundleError(
-            f"cannot rebuild the reference: encoder of {sk.name!r} from {sk.encoder_source!r} hashes to "
-            f"{sha[:12]}..., skill.json records {sk.encoder_weights_sha256[:12]}..."
-        )
-    return enc.eval()
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the reference with `n` intra-op threads, restoring torch's setting afterwards.
-
-    Why: on a 2-core machine shared with other load, torch's default 2 threads made the small
-    BFM's batch-8 forward 40-100x slower (0.1-0.26 s vs 3-6 ms with 1 thread) - barrier contention.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _torch_actions(graph: BFMGraph, inputs: dict[str, np.ndarray], task_obs: np.ndarray) -> np.ndarray:
-    """(n, 69) clamped reference actions; `graph` decides which groups are read (absent = hidden)."""
-    with torch.inference_mode():
-        args = [torch.from_numpy(np.ascontiguousarray(inputs[k])) for k in graph.names]
-        return graph(*args, torch.from_numpy(task_obs)).numpy()
-
-
 def recorded_case(skill: mf.SkillManifest, graph: BFMGraph, envs: int, steps: int,
                   seed: int) -> tuple[dict, np.ndarray]:
     """Observations of a MuJoCo rollout of the skill's TaskEnv (with its prior prompt, if it was trained
@@ -238,7 +163,7 @@ def recorded_case(skill: mf.SkillManifest, graph: BFMGraph, envs: int, steps: in
     for _ in range(steps):
         frames.append({k: v.copy() for k, v in out.inputs.items()})
         obs.append(out.task_obs.astype(np.float32, copy=True))
-        out = env.step(_torch_actions(graph, out.inputs, out.task_obs.astype(np.float32)))
+        out = env.step(reference_actions(graph, out.inputs, out.task_obs.astype(np.float32)))
     inputs = {k: np.concatenate([f[k] for f in frames]) for k in frames[0]}
     return inputs, np.concatenate(obs)
 
@@ -284,7 +209,7 @@ def _verify_skill(bundle, sk, bfm, cases, backend, atol, limit) -> list[ParityRo
             for case, (inputs, task_obs) in cases.items():
                 fed = {k: v for k, v in inputs.items() if mode == "split" or k in keep}
                 got, sel = _run_runtime(rt, fed, task_obs, limit)
-                ref = _torch_actions(graph, {k: v[sel] for k, v in fed.items()}, task_obs[sel])
+                ref = reference_actions(graph, {k: v[sel] for k, v in fed.items()}, task_obs[sel])
                 abs_err, rel_err = compare(got, ref)
                 rows.append(ParityRow(sk.name, mode, label, case, int(ref.shape[0]),
                                       abs_err, rel_err, abs_err <= atol))  # fmt: skip

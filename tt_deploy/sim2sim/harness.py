@@ -87,24 +87,6 @@ class Job:
 
 
 # --- policies -----------------------------------------------------------------------------------
-class ReferencePolicy:
-    """The PyTorch reference rebuilt from the bundle's recorded sources (export.verify does the
-    rebuilding and hash checks; this only calls it): (N, ...) inputs -> (N, 69) clamped actions."""
-
-    def __init__(self, bundle: str | os.PathLike, skill: str):
-        from tt_deploy.export.onnx_graphs import BFMGraph
-        from tt_deploy.export.verify import reference_bfm, reference_encoder
-        from tt_deploy.runtime import manifest as mf
-
-        bfm = reference_bfm(mf.read_manifest(bundle))
-        self.graph = BFMGraph(bfm, encoder=reference_encoder(mf.read_skill(bundle, skill), bfm)).eval()
-
-    def __call__(self, inputs: dict[str, np.ndarray], task_obs: np.ndarray) -> np.ndarray:
-        from tt_deploy.export.verify import _torch_actions
-
-        return _torch_actions(self.graph, inputs, np.ascontiguousarray(task_obs, dtype=np.float32))
-
-
 def _concat(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([a[k], b[k]]) for k in a}
 
@@ -221,11 +203,13 @@ def run_job(job: Job) -> dict:
     """
     import torch
 
-    from tt_deploy.export.verify import torch_threads
+    from tt_deploy.export.reference import torch_threads
     from tt_deploy.runtime import SessionConfig, SkillRuntime
 
     t_start = time.perf_counter()
     steps = max(1, int(round(job.episode_seconds / spec.CONTROL_DT)))
+    from tt_deploy.export.reference import ReferencePolicy
+
     reference = ReferencePolicy(job.bundle, job.skill)
     perts = [p for _, p in job.cells for _ in range(job.episodes)]
     # one torch / ONNX Runtime thread: measured 1.3-5x faster than 2 at batch 26-832 on the shared

@@ -189,11 +189,11 @@ def write_report(result, report_dir: str | os.PathLike) -> list[Path]:
         "table{border-collapse:collapse}</style></head>"
         f"<body><h1>{html.escape(title)}</h1><ul>{items}</ul>{imgs}<table><tr>{head}</tr>{body}</table></body></html>"
     )
-    (out / "sim2sim.json").write_text(json.dumps(result.to_dict(), indent=1, default=_json_default))
+    (out / "sim2sim.json").write_text(json.dumps(result.to_dict(), indent=1, default=json_default))
     return [*written, out / "sim2sim.md", out / "sim2sim.html", out / "sim2sim.json"]
 
 
-def _json_default(o):
+def json_default(o):
     if isinstance(o, np.integer):
         return int(o)
     if isinstance(o, np.floating):
