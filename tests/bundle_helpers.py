@@ -10,7 +10,7 @@ import torch
 
 from tt_deploy.export import verify
 from tt_deploy.models.bfm import BFM
-from tt_deploy.models.checkpoints import save_bfm, save_encoder, sha256_file
+from tt_deploy.models.checkpoints import EncoderInfo, save_bfm, save_encoder, sha256_file
 from tt_deploy.models.config import EncoderConfig, bfm_config
 from tt_deploy.models.task_encoder import TaskEncoder
 
@@ -50,9 +50,6 @@ def make_run(root, bfm_path, skill: str, obs_dim: int, token_dim: int, seed: int
     torch.manual_seed(seed)
     enc = TaskEncoder(EncoderConfig(obs_dim=obs_dim, token_dim=token_dim)).eval()
     perturb_stats(enc, seed + 100)
-    info = {"bfm_sha256": sha256_file(bfm_path), "skill": skill, "env_steps": 1234}
-    if prior is not None:
-        info["prior"] = prior
-    info.update(info_extra)
+    info = EncoderInfo(bfm_sha256=sha256_file(bfm_path), skill=skill, env_steps=1234, prior=prior, **info_extra)
     save_encoder(enc, root / "checkpoints" / "best.safetensors", info=info)
     return root, enc

@@ -35,14 +35,16 @@ def measured_success(skill: str) -> dict:
 
     def rate(path: Path):
         try:
-            ev = json.loads(path.read_text()).get("final_eval") or {}
+            meta = json.loads(path.read_text())
         except (OSError, ValueError):
-            return None, None
-        return ev.get("success_rate"), (json.loads(path.read_text()).get("goals") or {}).get("preset")
+            return None, None, None
+        ev = meta.get("final_eval") or {}
+        return ev.get("success_rate"), ev.get("stride_success_rate"), (meta.get("goals") or {}).get("preset")
 
-    trained, preset = rate(SHIPPED_RUNS / skill / "run.json")
-    prior_only, _ = rate(SHIPPED_RUNS / skill / PRIOR_ONLY_FILE)
-    return {"success": trained, "prior_only": prior_only, "goals": preset}
+    trained, stride, preset = rate(SHIPPED_RUNS / skill / "run.json")
+    prior_only, prior_stride, _ = rate(SHIPPED_RUNS / skill / PRIOR_ONLY_FILE)
+    return {"success": trained, "prior_only": prior_only, "goals": preset, "stride": stride,
+            "prior_only_stride": prior_stride}
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,9 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = log.info) -> dict:
         cl = summary["closed_loop"][skill] = closed_loop(bundle, skill, cfg.closed_loop_seconds, cfg.closed_loop_envs)
         m = summary["skills"][skill]
         pct = lambda x: "n/a" if x is None else f"{100 * x:.1f} %"  # noqa: E731
+        stride = (f" (stride rule {pct(m['stride'])} vs {pct(m['prior_only_stride'])})"
+                  if m.get("stride") is not None else "")
         say(f"closed loop {skill!r} (prior prompt fed): runtime drove {cl['envs']} humanoids for {cl['seconds']} s, "
-            f"{cl['fell']} fell; measured success {pct(m['success'])} vs prior-only {pct(m['prior_only'])} "
+            f"{cl['fell']} fell; measured success {pct(m['success'])} vs prior-only {pct(m['prior_only'])}{stride} "
             f"({m['goals'] or 'reference'} goals, tt_deploy/skills/{skill}/run.json)")
     return summary

@@ -80,7 +80,8 @@ def test_failed_export_leaves_old_bundle_intact(base_bundle, small_bfm_file, tmp
     with pytest.raises(RuntimeError, match="simulated"):
         export_skill("strike", bfm_path=small_bfm_file[1], bundle_dir=bundle)
     assert _hashes(bundle) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["deploy"]  # no temp dir left behind
+    # no temp dir left behind; the export lock file stays (removing it would race the next export)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".deploy.lock", "deploy"]
 
 
 def test_second_skill_keeps_first_and_bfm_mismatch_refused(base_bundle, small_bfm_file, tmp_path):
@@ -144,3 +145,19 @@ def test_cli_export_prints_files(base_bundle, small_bfm_file, tmp_path):
     res = CliRunner().invoke(app, args, terminal_width=200)
     assert res.exit_code == 0, res.output
     assert "skills/reach/fused.onnx" in res.output and "manifest.json" in res.output
+
+
+def test_concurrent_exports_into_one_bundle_keep_both_skills(tmp_path):
+    """Two `ttdeploy export` processes at once: the bundle lock serialises the read-modify-swap, so the
+    second export carries the first one's skill over instead of dropping it."""
+    import subprocess
+    import sys
+
+    bundle = tmp_path / "deploy"
+    procs = [subprocess.Popen([sys.executable, "-m", "tt_deploy.cli", "export", "--skill", skill, "--bundle",
+                               str(bundle)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for skill in ("reach", "direction")]  # fmt: skip
+    for p in procs:
+        out, _ = p.communicate(timeout=600)
+        assert p.returncode == 0, out
+    assert set(mf.read_manifest(bundle).skills) == {"reach", "direction"}

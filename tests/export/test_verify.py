@@ -15,7 +15,7 @@ from tt_deploy.cli import _register, app
 from tt_deploy.errors import BundleError, InputError
 from tt_deploy.export.bundle import export_skill
 from tt_deploy.export.verify import ATOL, VerifyCases, compare, random_inputs, verify_bundle
-from tt_deploy.models.checkpoints import save_encoder, sha256_file
+from tt_deploy.models.checkpoints import EncoderInfo, save_encoder, sha256_file
 from tt_deploy.models.config import EncoderConfig
 from tt_deploy.models.task_encoder import TaskEncoder
 from tt_deploy.runtime import manifest as mf
@@ -33,7 +33,7 @@ def bundle(small_bfm_file, tmp_path_factory):
     export_skill("reach", bfm_path=path, bundle_dir=root / "deploy")
     torch.manual_seed(7)
     enc = TaskEncoder(EncoderConfig(obs_dim=5, token_dim=bfm.token_dim))
-    info = {"bfm_sha256": sha256_file(path), "skill": "steering", "steps": 10}
+    info = EncoderInfo(bfm_sha256=sha256_file(path), skill="steering", env_steps=10)
     save_encoder(enc, root / "run" / "checkpoints" / "best.safetensors", info=info)
     export_skill("steering", bfm_path=path, run_dir=root / "run", bundle_dir=root / "deploy")
     return root / "deploy"

@@ -327,8 +327,8 @@ def test_cli_import_export_runtime_equals_v1_forward(tmp_path):
     )
     bfm, bfm_info = load_bfm(out / "bfm.safetensors")
     enc, enc_info = load_encoder(out / "runs" / "reach" / "checkpoints" / "best.safetensors")
-    assert enc_info["bfm_sha256"] == bfm_sha256(bfm, {"path": str(out / "bfm.safetensors")})[0]
-    assert bfm_info["source_sha256"] == enc_info["source_sha256"] and enc_info["env_steps"] == 98304
+    assert enc_info.bfm_sha256 == bfm_sha256(bfm, {"path": str(out / "bfm.safetensors")})[0]
+    assert bfm_info["source_sha256"] == enc_info.extra["source_sha256"] and enc_info.env_steps == 98304
     res = runner.invoke(app, ["export", "--skill", "reach", "--bfm", str(out / "bfm.safetensors"),
                               "--run", str(out / "runs" / "reach"), "--bundle", str(bundle)], terminal_width=250)  # fmt: skip
     assert res.exit_code == 0, res.output

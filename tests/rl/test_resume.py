@@ -24,7 +24,7 @@ def test_interrupted_run_resumes_bit_exactly(tmp_path):
     train_skill(_cfg(6 * 8 * 4), part, resume=True)
     a, _ = load_encoder(full / "checkpoints" / "last.safetensors")
     b, info = load_encoder(part / "checkpoints" / "last.safetensors")
-    assert info["env_steps"] == 6 * 8 * 4
+    assert info.env_steps == 6 * 8 * 4
     assert state_hash(a) == state_hash(b)
     la = (full / "log.csv").read_text().splitlines()
     lb = (part / "log.csv").read_text().splitlines()

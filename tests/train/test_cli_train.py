@@ -87,8 +87,8 @@ def test_train_task_token_keeps_bfm_frozen_and_changes_encoder(tmp_path):
     assert fr["bfm_unchanged"] and fr["bfm_state_hash_before"] == fr["bfm_state_hash_after"]
     assert fr["trained_state_hash_before"] != fr["trained_state_hash_after"]
     enc, info = load_encoder(out / "reach" / "checkpoints" / "last.safetensors")
-    assert info["skill"] == "reach" and info["bfm_sha256"] == run["bfm_sha256"]
-    assert enc.config.obs_dim == 3 and info["env_steps"] == 256
+    assert info.skill == "reach" and info.bfm_sha256 == run["bfm_sha256"]
+    assert enc.config.obs_dim == 3 and info.env_steps == 256
 
 
 def test_task_tokens_explore_in_token_space_and_resume_only_in_the_space_they_started_in(tmp_path):
@@ -99,7 +99,7 @@ def test_task_tokens_explore_in_token_space_and_resume_only_in_the_space_they_st
     assert run["exploration"] == {"space": "token", "std": 0.5}
     assert run["freezing"]["bfm_unchanged"] and run["freezing"]["trained_state_hash_before"] != run["freezing"]["trained_state_hash_after"]
     _, info = load_encoder(out / "reach" / "checkpoints" / "last.safetensors")
-    assert info["explore"] == "token"
+    assert info.explore == "token"
     res = runner.invoke(app, [*base, "--steps", "512", "--resume", "--explore", "action"])
     assert res.exit_code != 0 and "trained with --explore token" in str(res.exception)
     res = runner.invoke(app, [*base, "--method", "finetune", "--explore", "token", "--steps", "0"])

@@ -50,3 +50,12 @@ def test_an_oracle_start_distils_into_the_encoder_only_and_is_booked(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "reach" / "log.csv")))
     assert [r["oracle_round"] for r in rows] == ["1", "2"]
     assert json.loads((tmp_path / "reach" / "run.json").read_text())["oracle_start"]["rounds"][1]["round"] == 2
+
+
+def test_ppo_after_an_oracle_start_warms_the_critic_up_and_moves_the_encoder_gently():
+    plain = TrainConfig(skill="reach").ppo_config()
+    warm = TrainConfig(skill="reach", oracle_start=True).ppo_config()
+    assert plain.critic_warmup == 0 and warm.critic_warmup == 20
+    assert warm.actor_lr < plain.actor_lr
+    finetune = TrainConfig(skill="reach", method="finetune", oracle_start=True).ppo_config()
+    assert finetune.actor_lr == TrainConfig(skill="reach", method="finetune").ppo_config().actor_lr  # never raised

@@ -9,12 +9,14 @@ a new bundle dir or re-export every skill.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
 import shutil
 import tempfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -82,25 +84,28 @@ def _find_checkpoint(run_dir: Path) -> Path:
 
 
 def build_encoder(skill, run_dir, bfm: BFM, bfm_sha: str, seed: int, obs_dim: int):
-    """(encoder, info, source text, weights sha256, sha256_of) from a run dir or a seeded fresh init."""
+    """(encoder, EncoderInfo or None (fresh init), source text, weights sha256, sha256_of) from a run dir or a
+    seeded fresh init."""
     if run_dir is None:
         torch_seed = skill_seed(skill, seed)
         torch.manual_seed(torch_seed)
         enc = TaskEncoder(EncoderConfig(obs_dim=obs_dim, token_dim=bfm.token_dim)).eval()
         source = f"fresh seeded init (untrained) seed {seed} (torch seed {torch_seed})"
-        return enc, {}, source, state_hash(enc), "state_hash"
+        return enc, None, source, state_hash(enc), "state_hash"
     ckpt = _find_checkpoint(Path(run_dir))
     enc, info = load_encoder(ckpt)
-    if info.get("bfm_sha256") != bfm_sha:
+    if info is None:
+        raise BundleError(f"{ckpt} carries no training info (skill, BFM): not an encoder tt-deploy trained")
+    if info.bfm_sha256 != bfm_sha:
         raise BundleError(
-            f"{ckpt} was trained on BFM {str(info.get('bfm_sha256'))[:12]}..., but the BFM being exported is "
+            f"{ckpt} was trained on BFM {info.bfm_sha256[:12]}..., but the BFM being exported is "
             f"{bfm_sha[:12]}...; pass the training BFM with --bfm"
         )
-    if info.get("skill", skill) != skill:
-        raise InputError(f"{ckpt} is a {info['skill']!r} encoder, not {skill!r}")
+    if info.skill != skill:
+        raise InputError(f"{ckpt} is a {info.skill!r} encoder, not {skill!r}")
     if enc.config.token_dim != bfm.token_dim:
         raise BundleError(f"{ckpt}: token_dim {enc.config.token_dim} != BFM d_model {bfm.token_dim}")
-    source = f"trained run {Path(run_dir)} steps {info.get('env_steps', 'unknown')}"
+    source = f"trained run {Path(run_dir)} steps {'unknown' if info.env_steps is None else info.env_steps}"
     return enc.eval(), info, source, sha256_file(ckpt), "file"
 
 
@@ -259,6 +264,24 @@ def _bundle_manifest(bfm: BFM, bfm_info: mf.BFMInfo, opset: int, skills, graphs,
     )  # fmt: skip
 
 
+@contextlib.contextmanager
+def bundle_lock(bundle: Path) -> Iterator[None]:
+    """Hold the bundle's export lock (an flock on `.<name>.lock` beside it) for a read-modify-swap.
+
+    Why: two exports into one bundle each read the old manifest, add their skill and swap in their copy;
+    without the lock the second swap dropped the first one's skill (4 of 4 tries, both exits 0).
+    The lock serialises them, so each sees the other's skill."""
+    import fcntl
+
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    with open(bundle.with_name(f".{bundle.name}.lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _swap_in(tmp: Path, bundle: Path) -> None:
     """Replace `bundle` by `tmp` with two renames; the old bundle is removed only after success."""
     old = None
@@ -281,7 +304,7 @@ def _write_skill_files(
     """Export the skill's encoder/fused graphs, prior.npz and skill.json into tmp; returns graph specs."""
     rel = mf.skill_dir(skill)
     (tmp / rel).mkdir(parents=True, exist_ok=True)
-    visible = _visible_groups(prior, tuple(src[1].get("visible_groups", ())))
+    visible = _visible_groups(prior, src[1].visible_groups if src[1] else ())
     obs_dim = encoder.config.obs_dim
     modules = [
         ("encoder", EncoderGraph(encoder), obs_dim),
@@ -299,9 +322,9 @@ def _write_skill_files(
     skill_manifest = mf.SkillManifest(
         schema=mf.SCHEMA, name=skill, task_obs_dim=obs_dim, task_obs_features=names,
         encoder=mf.EncoderSpec(c.obs_dim, c.token_dim, tuple(c.hidden), c.norm_clamp, count_parameters(enc)),
-        encoder_source=source, encoder_trained=bool(info), encoder_weights_sha256=enc_sha,
+        encoder_source=source, encoder_trained=info is not None, encoder_weights_sha256=enc_sha,
         encoder_weights_sha256_of=enc_sha_of, bfm_sha256=bfm_sha, visible_groups=visible, prior=prior_spec,
-        graphs={g.path: g.sha256 for g in graphs}, task_prior=info.get("task_prior"), goals=info.get("goals"),
+        graphs={g.path: g.sha256 for g in graphs}, task_prior=info and info.task_prior, goals=info and info.goals,
     )  # fmt: skip
     mf.write_skill(tmp, skill_manifest)
     return graphs
@@ -333,35 +356,36 @@ def export_skill(
         raise InputError(
             f"task_obs_dim {task_obs_dim} != the trained encoder's obs_dim {src[0].config.obs_dim}"
         )
-    prior = _prior_arrays(src[1].get("prior"))
+    prior = _prior_arrays(src[1].prior if src[1] else None)
     bundle = Path(bundle_dir).absolute()
-    old = mf.read_manifest(bundle) if (bundle / mf.MANIFEST_FILE).is_file() else None
-    if old is not None:
-        _check_compatible(old, bfm_info.sha256, opset, bundle)
-    elif bundle.exists() and any(bundle.iterdir()):
-        raise BundleError(
-            f"{bundle} exists and is not a bundle (no {mf.MANIFEST_FILE}); choose another --bundle dir"
-        )
-    bundle.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=bundle.parent, prefix=f".{bundle.name}.tmp-"))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes 0700; the bundle must stay readable by the controller user
-        meta = {"tt-deploy.schema": mf.SCHEMA, "tt-deploy.bfm_sha256": bfm_info.sha256}
-        graphs = _carry_over(bundle, old, tmp, skill) if old is not None else []
-        if not any(g.role == "bfm" for g in graphs):
-            graphs += _export_graphs(
-                tmp, "", [("bfm", BFMGraph(bfm), bfm.token_dim)], opset=opset, metadata=meta, skill=None
+    with bundle_lock(bundle):
+        old = mf.read_manifest(bundle) if (bundle / mf.MANIFEST_FILE).is_file() else None
+        if old is not None:
+            _check_compatible(old, bfm_info.sha256, opset, bundle)
+        elif bundle.exists() and any(bundle.iterdir()):
+            raise BundleError(
+                f"{bundle} exists and is not a bundle (no {mf.MANIFEST_FILE}); choose another --bundle dir"
             )
-        graphs += _write_skill_files(
-            tmp, skill, bfm, bfm_info.sha256, src[0], src, prior, obs_spec, opset, meta
-        )
-        skills = {*(old.skills if old else ()), skill}
-        graphs = _specialised_graphs(tmp, bfm, graphs, skills, opset=opset, metadata=meta)
-        mf.write_manifest(tmp, _bundle_manifest(bfm, bfm_info, opset, skills, graphs, _kept_engines(old, graphs)))
-        _swap_in(tmp, bundle)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        bundle.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=bundle.parent, prefix=f".{bundle.name}.tmp-"))
+        try:
+            tmp.chmod(0o755)  # mkdtemp makes 0700; the bundle must stay readable by the controller user
+            meta = {"tt-deploy.schema": mf.SCHEMA, "tt-deploy.bfm_sha256": bfm_info.sha256}
+            graphs = _carry_over(bundle, old, tmp, skill) if old is not None else []
+            if not any(g.role == "bfm" for g in graphs):
+                graphs += _export_graphs(
+                    tmp, "", [("bfm", BFMGraph(bfm), bfm.token_dim)], opset=opset, metadata=meta, skill=None
+                )
+            graphs += _write_skill_files(
+                tmp, skill, bfm, bfm_info.sha256, src[0], src, prior, obs_spec, opset, meta
+            )
+            skills = {*(old.skills if old else ()), skill}
+            graphs = _specialised_graphs(tmp, bfm, graphs, skills, opset=opset, metadata=meta)
+            mf.write_manifest(tmp, _bundle_manifest(bfm, bfm_info, opset, skills, graphs, _kept_engines(old, graphs)))
+            _swap_in(tmp, bundle)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     log.info("exported skill %r into %s (%s)", skill, bundle, src[2])
     return bundle
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -92,15 +93,54 @@ def load_bfm(path, expected_sha256: str | None = None) -> tuple[BFM, dict]:
     return bfm.eval(), info
 
 
-def save_encoder(encoder: TaskEncoder, path, info: dict | None = None) -> Path:
-    return _save(encoder, "task_encoder", encoder.config.to_dict(), path, info)
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What an encoder checkpoint says about how it was trained: written by training (and the ProtoMotions
+    importer), read by export, built by the tests - one record, so the writers and the reader cannot drift."""
+
+    skill: str
+    bfm_sha256: str  # the frozen BFM it was trained through (file sha256 or state hash)
+    env_steps: int | None = None
+    method: str = "task-token"
+    task_obs_dim: int | None = None
+    current_pose: bool = False
+    goals: dict | None = None  # the goal preset and its resolved ranges (tasks/goals.py)
+    task_prior: dict | None = None  # the prior prompt it was trained beside (obs/priors.py describe())
+    visible_groups: tuple[str, ...] = ()  # BFM token groups it saw in training
+    explore: str | None = None  # PPO's exploration space (token / action)
+    prior: dict | None = None  # static prior tokens {graph input name: array}, exported as prior.npz
+    extra: dict = field(default_factory=dict)  # provenance a producer adds (e.g. the importer's v1 keys)
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k != "extra" and v is not None}
+        d["visible_groups"] = list(self.visible_groups)
+        return {**self.extra, **d}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EncoderInfo:
+        """From a checkpoint's header; `steps` (older writers) is read as env_steps, unknown keys go to extra."""
+        d = dict(d)
+        if "env_steps" not in d and "steps" in d:
+            d["env_steps"] = d.pop("steps")
+        known = {f.name for f in fields(cls)} - {"extra"}
+        missing = [k for k in ("skill", "bfm_sha256") if k not in d]
+        if missing:
+            raise CheckpointError(f"encoder checkpoint info lacks {missing}: not written by tt-deploy training")
+        kw = {k: d.pop(k) for k in list(d) if k in known}
+        kw["visible_groups"] = tuple(kw.get("visible_groups") or ())
+        return cls(**kw, extra=d)
 
 
-def load_encoder(path) -> tuple[TaskEncoder, dict]:
+def save_encoder(encoder: TaskEncoder, path, info: EncoderInfo | None = None) -> Path:
+    return _save(encoder, "task_encoder", encoder.config.to_dict(), path, None if info is None else info.to_dict())
+
+
+def load_encoder(path) -> tuple[TaskEncoder, EncoderInfo | None]:
+    """(encoder in eval mode, its EncoderInfo; None for a checkpoint saved without one)."""
     tensors, config, info = _read(path, "task_encoder")
     enc = TaskEncoder(EncoderConfig.from_dict(config))
     _load_state(enc, tensors, path)
-    return enc.eval(), info
+    return enc.eval(), (EncoderInfo.from_dict(info) if info else None)
 
 
 def default_bfm(seed: int = 0) -> tuple[BFM, dict]:

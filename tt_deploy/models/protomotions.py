@@ -35,7 +35,7 @@ import torch
 from tt_deploy import spec
 from tt_deploy.errors import CheckpointError
 from tt_deploy.models.bfm import BFM
-from tt_deploy.models.checkpoints import save_bfm, save_encoder, sha256_file
+from tt_deploy.models.checkpoints import EncoderInfo, save_bfm, save_encoder, sha256_file
 from tt_deploy.models.config import BFMConfig, EncoderConfig
 from tt_deploy.models.task_encoder import TaskEncoder
 
@@ -472,7 +472,8 @@ def import_to_dir(
     runs = {}
     for name, (enc, info) in skills.items():
         run = out / "runs" / name
-        save_encoder(enc, run / "checkpoints" / "best.safetensors", info={**info, "bfm_sha256": bfm_sha})
+        save_encoder(enc, run / "checkpoints" / "best.safetensors",
+                     info=EncoderInfo.from_dict({**info, "bfm_sha256": bfm_sha}))
         runs[name] = {"run_dir": str(run), **info}
     return {"bfm_path": str(bfm_path), "bfm_sha256": bfm_sha, "config": bfm.config.to_dict(), "meta": meta,
             "skills": runs}  # fmt: skip

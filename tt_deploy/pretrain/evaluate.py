@@ -35,6 +35,7 @@ from tt_deploy.models.bfm import BFM
 from tt_deploy.pretrain.prompt_task import FEET, MODES, R_HAND, PromptCurriculum, PromptTask
 from tt_deploy.pretrain.teacher_env import TeacherEnv
 from tt_deploy.rl.runner import to_torch
+from tt_deploy.sim.base import MujocoKinematics
 from tt_deploy.sim.perturbations import Perturbation
 from tt_deploy.stats import wilson_interval
 from tt_deploy.tasks.base import PELVIS_ID, root_heading, wrap_angle
@@ -120,7 +121,7 @@ class EvalPromptTask(PromptTask):
 
     def _book_reachability(self, env_ids, sim) -> None:
         """Context for the reach row: could the arm alone (shoulder + elbow IK, body as it stands) get there?"""
-        if hasattr(sim, "raw_qpos"):
+        if isinstance(sim, MujocoKinematics):
             self.target_ik[env_ids] = self._solve_ik(env_ids, sim)
 
 

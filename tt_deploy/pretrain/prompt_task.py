@@ -28,6 +28,7 @@ from tt_deploy import spec
 from tt_deploy.errors import InputError
 from tt_deploy.obs.prompts import FAR_SLOT, HEADING_ENTRY, hidden_targets
 from tt_deploy.obs.rotations import quat_about_z, quat_rotate
+from tt_deploy.sim.base import MujocoKinematics, Pushable
 from tt_deploy.tasks.base import PELVIS_ID, Task, root_heading, root_velocity, unit_from_angle, wrap_angle
 from tt_deploy.tasks.random import rows
 from tt_deploy.tasks.reach import PRIOR_LEAD_S, sample_reach_targets
@@ -175,7 +176,7 @@ class PromptTask(Task):
 
     def _random_pushes(self, sim, rng) -> None:
         """Kick random envs (after their first second) so standing means recovering, not freezing."""
-        if self.cur.push_interval_s <= 0 or not hasattr(sim, "push"):
+        if self.cur.push_interval_s <= 0 or not isinstance(sim, Pushable):
             return
         p = spec.CONTROL_DT / self.cur.push_interval_s
         ids = np.flatnonzero((rows(rng, np.arange(self.num_envs)).random(self.num_envs) < p)
@@ -198,7 +199,7 @@ class PromptTask(Task):
         """Teacher actions for env_ids' current targets; returns each target's IK residual (m)."""
         if env_ids.size == 0:
             return np.zeros(0)
-        if not hasattr(sim, "raw_qpos"):
+        if not isinstance(sim, MujocoKinematics):
             raise InputError(f"the IK reach teacher needs MuJoCo kinematics (raw_qpos); {type(sim).__name__} "
                              "has none: pretrain with teacher_coef 0 on this simulator")  # fmt: skip
         if self._ik is None:
@@ -213,7 +214,7 @@ class PromptTask(Task):
         return residuals
 
     def _gait_teacher(self, sim):
-        if not all(hasattr(sim, a) for a in ("hm", "joint_state", "contact_forces")):
+        if not isinstance(sim, MujocoKinematics):
             raise InputError(f"the gait teacher needs MuJoCo's model (hm); {type(sim).__name__} has none: "
                              "pretrain with gait_weight 0 on this simulator")  # fmt: skip
         from tt_deploy.pretrain.gait_teacher import GaitTeacher

@@ -9,6 +9,7 @@ world-frame vectors. Arrays are float64 numpy, leading dimension = number of env
 from __future__ import annotations
 
 import abc
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -64,3 +65,34 @@ class Simulator(abc.ABC):
     def ground_height(self, xy: np.ndarray) -> np.ndarray:
         """Terrain height under world points (..., 2); flat ground is 0."""
         return np.zeros(xy.shape[:-1])
+
+
+# --- optional abilities: small protocols, checked once (isinstance) by whoever needs one -------------
+@runtime_checkable
+class ReportsInstability(Protocol):
+    """`unstable` (N,) bool: envs whose last step went numerically bad (the backend reset them)."""
+
+    unstable: np.ndarray
+
+
+@runtime_checkable
+class NoisyObservations(Protocol):
+    """`obs_noise` scalar or (N,): std of the observation noise the env layer adds (a perturbation)."""
+
+    obs_noise: np.ndarray
+
+
+@runtime_checkable
+class Pushable(Protocol):
+    """`push(env_ids, delta_lin_vel)`: add a root velocity change (m/s, world) to those envs."""
+
+    def push(self, env_ids, delta_lin_vel) -> None: ...
+
+
+@runtime_checkable
+class MujocoKinematics(Protocol):
+    """MuJoCo-side kinematics for IK and teachers: the model wrapper `hm` and raw qpos rows (wxyz root)."""
+
+    hm: object
+
+    def raw_qpos(self, env_ids) -> np.ndarray: ...

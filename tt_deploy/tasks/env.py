@@ -24,7 +24,7 @@ from tt_deploy import spec
 from tt_deploy.errors import InputError
 from tt_deploy.obs.inputs import PoseHistory, bfm_inputs
 from tt_deploy.obs.state import BodyState
-from tt_deploy.sim.base import Simulator
+from tt_deploy.sim.base import NoisyObservations, ReportsInstability, Simulator
 from tt_deploy.sim.perturbations import add_obs_noise
 from tt_deploy.tasks.base import (
     HEAD_TERMINATION_HEIGHT,
@@ -92,6 +92,8 @@ class TaskEnv:
                 raise InputError(f"task {task.name!r} needs scene object {obj!r}: build the simulator with "
                                  f"objects=({obj!r},)") from None
         self.sim, self.task = sim, task
+        self._reports_instability = isinstance(sim, ReportsInstability)  # optional abilities, checked once
+        self._noisy_sim = isinstance(sim, NoisyObservations)
         self.num_envs = sim.num_envs
         self.max_steps = max(1, int(round(episode_seconds / spec.CONTROL_DT)))
         self._obs_noise = obs_noise
@@ -110,7 +112,7 @@ class TaskEnv:
         """Observation-noise std in force: scalar or (N,) (the simulator's perturbation if not overridden)."""
         if self._obs_noise is not None:
             return self._obs_noise
-        return np.asarray(getattr(self.sim, "obs_noise", 0.0), dtype=np.float64)
+        return np.asarray(self.sim.obs_noise if self._noisy_sim else 0.0, dtype=np.float64)
 
     # --- public API ---------------------------------------------------------------------------
     def reset(self) -> EnvStep:
@@ -174,10 +176,9 @@ class TaskEnv:
     # --- internals ----------------------------------------------------------------------------
     def _unstable(self) -> np.ndarray:
         """(N,) bool envs the simulator flagged as numerically unstable (and reset) this step."""
-        flags = getattr(self.sim, "unstable", None)
-        if flags is None:
+        if not self._reports_instability:
             return np.zeros(self.num_envs, dtype=bool)
-        flags = np.asarray(flags() if callable(flags) else flags, dtype=bool)
+        flags = np.asarray(self.sim.unstable, dtype=bool)
         if flags.any():
             log.warning("simulator reported %d unstable env(s): %s", int(flags.sum()), np.flatnonzero(flags)[:8])
         return flags

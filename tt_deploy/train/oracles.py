@@ -43,8 +43,9 @@ class ReachArmOracle:
         """(target actions (N, 69), per-joint loss weights (69,)) for env's current state, given the frozen
         BFM's own action `base_action` (N, 69) there."""
         from tt_deploy.sim.arm_ik import ArmIK, arm_joint_ids
+        from tt_deploy.sim.base import MujocoKinematics
 
-        if not hasattr(env.sim, "raw_qpos") or not hasattr(env.sim, "hm"):
+        if not isinstance(env.sim, MujocoKinematics):
             raise InputError(f"the reach oracle needs MuJoCo kinematics; {type(env.sim).__name__} has none")
         if self._ik is None:
             self._ik = ArmIK(env.sim.hm)

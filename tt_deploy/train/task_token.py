@@ -24,6 +24,7 @@ import torch
 from tt_deploy.atomic import atomic_write_text
 from tt_deploy.errors import InputError, UnknownNameError
 from tt_deploy.models.checkpoints import (
+    EncoderInfo,
     atomic_save_safetensors,
     bfm_sha256,
     load_encoder,
@@ -43,6 +44,7 @@ from tt_deploy.train.policies import EXPLORATION, PureRLPolicy, TaskTokenPolicy
 
 log = logging.getLogger(__name__)
 METHODS = ("task-token", "finetune", "pure-rl", "prior-only")
+ORACLE_CRITIC_WARMUP, ORACLE_ACTOR_LR = 20, 3e-4  # PPO after an oracle start (TrainConfig.ppo_config)
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,12 @@ class TrainConfig:
         return self.explore or ("action" if self.method == "finetune" else "token")
 
     def ppo_config(self) -> PPOConfig:
-        """The PPO settings this run uses: the method's defaults (or `ppo`), with the token std in token space."""
+        """The PPO settings this run uses: the method's defaults (or `ppo`), with the token std in token space.
+        An oracle start keeps its encoder while a fresh critic learns (critic_warmup) and then moves it gently:
+        with the defaults, PPO's first 20 iterations took a distilled reach encoder from 74 % to 56 %."""
         ppo = self.ppo or default_ppo(self.method)
+        if self.oracle_start and self.ppo is None:
+            ppo = replace(ppo, critic_warmup=ORACLE_CRITIC_WARMUP, actor_lr=min(ppo.actor_lr, ORACLE_ACTOR_LR))
         return replace(ppo, action_std=self.token_std) if self.exploration == "token" else ppo
 
 
@@ -200,15 +206,16 @@ class _Checkpointer:
         self.last_eval: dict = {}
 
     def __call__(self, runner: OnPolicyRunner, tag: str) -> None:
-        info = {"skill": self.cfg.skill, "method": self.cfg.method, "bfm_sha256": self.bfm_sha,
-                "env_steps": runner.env_steps, "task_obs_dim": self.meta["task_obs_dim"],
-                "current_pose": self.cfg.current_pose, "goals": self.meta["goals"], "task_prior": self.meta["task_prior"],
-                "visible_groups": list(getattr(runner.policy, "visible_groups", ())),
-                "explore": self.cfg.exploration}  # fmt: skip
+        info = EncoderInfo(skill=self.cfg.skill, method=self.cfg.method, bfm_sha256=self.bfm_sha,
+                           env_steps=runner.env_steps, task_obs_dim=self.meta["task_obs_dim"],
+                           current_pose=self.cfg.current_pose, goals=self.meta["goals"],
+                           task_prior=self.meta["task_prior"],
+                           visible_groups=tuple(getattr(runner.policy, "visible_groups", ())),
+                           explore=self.cfg.exploration)  # fmt: skip
         ck = self.out / "checkpoints"
         pol = runner.policy
         atomic_save_safetensors(dict(pol.state_dict()), ck / f"{tag}_policy.safetensors",
-                                {"kind": "policy", "info": json.dumps(info)})  # fmt: skip
+                                {"kind": "policy", "info": json.dumps(info.to_dict())})  # fmt: skip
         if hasattr(pol, "encoder"):
             save_encoder(pol.encoder, ck / f"{tag}.safetensors", info=info)
 
@@ -229,7 +236,7 @@ def _check_resumable(cfg: TrainConfig, out: Path) -> None:
     if cfg.exploration is None or not ck.is_file():
         return
     _, info = load_encoder(ck)
-    before = info.get("explore", "action")  # runs from before the option explored in action space
+    before = (info.explore if info else None) or "action"  # runs from before the option explored in action space
     if before != cfg.exploration:
         raise InputError(f"{out} was trained with --explore {before}; resume it with --explore {before} "
                          f"or start a new run directory")
