@@ -92,9 +92,6 @@ def pretrain_dagger_cmd(
     reach_task_share: Annotated[float | None, typer.Option(help="Share of reach goals drawn like the reach task's "
                                                                 "targets (right hand, root xy +-0.75 m, 0.05-1.6 m "
                                                                 "high); default 0.")] = None,
-    ema: Annotated[float | None, typer.Option(help="Checkpoints hold an exponential moving average of the student, "
-                                                   "this decay a round (0.8 ~ the last 5 rounds); default 0 = "
-                                                   "the student itself.")] = None,
     friction: Annotated[str | None, typer.Option(help="Ground friction multipliers LOW,HIGH, one per env, "
                                                       "log-spaced (default 1,1).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -108,7 +105,7 @@ def pretrain_dagger_cmd(
     from tt_deploy.pretrain.dagger import DaggerConfig, dagger
 
     _logging(verbose)
-    given = {"rounds": rounds, "num_envs": num_envs, "ema": ema, "walk_labels": walk_labels,
+    given = {"rounds": rounds, "num_envs": num_envs, "walk_labels": walk_labels,
              "reach_labels": reach_labels, "beta": _floats("--beta", beta, 3, form="three numbers START,DECAY,FLOOR"),
              "friction": _floats("--friction", friction, 2)}
     cfg = DaggerConfig(seed=seed, **{k: v for k, v in given.items() if v is not None})

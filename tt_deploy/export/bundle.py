@@ -10,7 +10,6 @@ a new bundle dir or re-export every skill.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import os
 import shutil
@@ -24,7 +23,7 @@ import torch
 
 import tt_deploy
 from tt_deploy import spec
-from tt_deploy.errors import BundleError, InputError, TTDeployError, UnknownNameError
+from tt_deploy.errors import BundleError, InputError, TTDeployError
 from tt_deploy.export.onnx_graphs import ALL_GROUPS, EXPORTER, BFMGraph, EncoderGraph, export_graph
 from tt_deploy.models.bfm import BFM, count_parameters
 from tt_deploy.models.checkpoints import bfm_sha256, load_encoder, resolve_bfm, sha256_file, state_hash
@@ -34,23 +33,17 @@ from tt_deploy.runtime import manifest as mf
 
 log = logging.getLogger(__name__)
 
-# TODO(tasks): drop once tt_deploy.tasks.registry exists everywhere; DESIGN.md section 4 dims.
-FALLBACK_TASK_OBS_DIMS = {"direction": 3, "steering": 5, "reach": 3, "strike": 15, "long_jump": 4}
 DEFAULT_VISIBLE_GROUPS = ("obs", "historical_pose_obs", "terrain")  # + the task token
 PRIOR_GROUPS = ("masked_mimic_target_poses",)  # kept by the fused graph when the skill has prior tokens
 
 
 def task_obs_spec(skill: str) -> tuple[int, tuple[str, ...] | None]:
-    """(task-obs dim, feature names or None) from the task registry, else the fallback table."""
-    if importlib.util.find_spec("tt_deploy.tasks.registry") is not None:
-        from tt_deploy.tasks import registry
+    """(task-obs dim, feature names or None) from the task registry (UnknownNameError lists the skills)."""
+    from tt_deploy.tasks import registry
 
-        task = registry.make_task(skill, 1)  # raises UnknownNameError listing known skills
-        names = getattr(task, "feature_names", None) or getattr(task, "obs_names", None)
-        return int(task.obs_dim), (tuple(names) if names else None)
-    if skill not in FALLBACK_TASK_OBS_DIMS:
-        raise UnknownNameError("skill", skill, FALLBACK_TASK_OBS_DIMS)
-    return FALLBACK_TASK_OBS_DIMS[skill], None
+    task = registry.make_task(skill, 1)
+    names = getattr(task, "feature_names", None) or getattr(task, "obs_names", None)
+    return int(task.obs_dim), (tuple(names) if names else None)
 
 
 def _bfm_info(bfm: BFM, info: dict) -> mf.BFMInfo:
@@ -224,9 +217,7 @@ def _check_compatible(old: mf.BundleManifest, bfm_sha: str, opset: int, bundle: 
 
 
 def _pd_offset_scale() -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
-    """PD offset/scale (69,) rad from the simulator model when that module is available."""
-    if importlib.util.find_spec("tt_deploy.sim.humanoid_model") is None:
-        return None, None
+    """PD offset/scale (69,) rad from the simulator model (left empty, with a warning, without MuJoCo)."""
     try:
         from tt_deploy.sim.humanoid_model import build_model
 

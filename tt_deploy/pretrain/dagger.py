@@ -11,11 +11,7 @@ and every round trains on all labels so far. Each round:
    copy: the "anchor" that keeps standing, push recovery and reaching as they were; `--idle-bfm`,
    `walk_labels` and `reach_labels` change who labels which prompts);
 3. append to a FIFO buffer and take `updates_per_round` Adam steps of squared error on it.
-`beta` decays each round; normalisers stay frozen. With `ema` > 0 the checkpoints hold an exponential
-moving average of the student's weights (updated once a round) instead of the student itself, since
-single rounds trade falls for speed (snapshots 5 rounds apart walked 16-52 %); the student keeps
-collecting (DAgger needs the states of the policy being trained). Off by default: its one run (0.8,
-50 rounds from v6) walked slower than v6. The walk statistics of a round (falls, speed) are
+`beta` decays each round; normalisers stay frozen. The walk statistics of a round (falls, speed) are
 of the executed blend, not of the BFM alone (beta of the actions are the controller's). The buffer
 holds ~16.5 KB a sample (the BFM's input tokens): ~4.2 GB of RAM at the default 256 k. Checkpoints
 every round; `--resume` continues from the last round's weights and optimiser with an empty buffer
@@ -66,7 +62,6 @@ class DaggerConfig:
     beta: tuple[float, float, float] = (0.8, 0.93, 0.0)
     # std added to executed actions; 0.03 (PPO pretraining's std) made the controller alone fall 2.25 times
     # in 10 s instead of 0.25
-    exec_noise: float = 0.0
     buffer_size: int = 256_000
     updates_per_round: int = 100
     batch_size: int = 2048
@@ -84,9 +79,6 @@ class DaggerConfig:
     # e.g. the reference reach task's targets with curriculum.reach_task_share > 0); "ik-step" (also, for
     # goals beyond the arm, the walking controller's legs and trunk walking toward them: PromptTask.reach_step)
     reach_labels: str = "anchor"
-    # checkpoints hold an EMA of the student's weights, ema x average + (1 - ema) x student, once a round
-    # (0 = the student itself; 0.8 averages ~5 rounds)
-    ema: float = 0.0
     friction: tuple[float, float] = (1.0, 1.0)  # per-env ground friction multipliers, log-spaced LOW..HIGH
     seed: int = 0
     nthread: int = 2
@@ -106,11 +98,9 @@ class DaggerConfig:
             raise InputError(f"DAgger walk_labels must be 'controller' or 'anchor', got {self.walk_labels!r}")
         if self.reach_labels not in ("anchor", "ik", "ik-step"):
             raise InputError(f"DAgger reach_labels must be 'anchor', 'ik' or 'ik-step', got {self.reach_labels!r}")
-        if not 0 <= self.ema < 1:
-            raise InputError(f"DAgger ema must be in [0, 1) (0 = off), got {self.ema}")
         friction_range(self.friction, "DAgger")  # a bad range fails here, before any env is built
-        if self.exec_noise < 0 or self.lr <= 0:
-            raise InputError(f"DAgger exec_noise must be >= 0 and lr > 0, got {self.exec_noise}, {self.lr}")
+        if self.lr <= 0:
+            raise InputError(f"DAgger lr must be > 0, got {self.lr}")
 
     def beta_at(self, round_: int) -> float:
         start, decay, floor = self.beta
@@ -169,7 +159,6 @@ class DaggerTrainer:
             self.recipe += (f" (reach arms from IK{', legs walking to far goals' if cfg.reach_labels == 'ik-step' else ''}"
                             f", {cfg.curriculum.reach_task_share:.0%} of reach goals task-like)")
         self.opt = torch.optim.Adam(self.student.bfm.parameters(), lr=cfg.lr)
-        self.average = copy.deepcopy(bfm).eval() if cfg.ema > 0 else None  # the shipped weights (EMA)
         sim = MujocoSimulator(cfg.num_envs, nthread=cfg.nthread, seed=cfg.seed,
                               perturbation=friction_spread(cfg.num_envs, *cfg.friction))  # fmt: skip
         # the controller runs even with walk_labels="anchor": it also keeps pushes out of walk prompts
@@ -212,7 +201,6 @@ class DaggerTrainer:
                 taught = taught | supervised[:, self._leg_joint].any(-1)  # walked toward: blended like walks
             share = beta * taught.float()[:, None]  # the controller's share of the executed walk actions
             executed = share * label + (1 - share) * mean
-            executed = executed + cfg.exec_noise * torch.randn(executed.shape, generator=self.gen)
             self.buffer.add({**inputs, "label": label})  # copied into the ring
             step = self.env.step(executed.numpy())
             self._obs = to_torch(step)
@@ -271,23 +259,7 @@ class DaggerTrainer:
             torch.nn.utils.clip_grad_norm_(self.student.bfm.parameters(), cfg.max_grad_norm)
             self.opt.step()
             total += loss.item()
-        self._update_average()
         return {"train_loss": total / max(cfg.updates_per_round, 1)}
-
-    @torch.no_grad()
-    def _update_average(self) -> None:
-        """One EMA step over the weights (floating-point tensors; the frozen normalisers are equal anyway)."""
-        if self.average is None:
-            return
-        student = self.student.bfm.state_dict()
-        for name, value in self.average.state_dict().items():
-            if value.is_floating_point():
-                value.lerp_(student[name], 1.0 - self.cfg.ema)
-
-    @property
-    def shipped(self) -> torch.nn.Module:
-        """The BFM the checkpoints hold: the EMA with `ema` > 0, else the student."""
-        return self.average if self.average is not None else self.student.bfm
 
     # --- checkpoints ---------------------------------------------------------------------------
     def save(self) -> None:
@@ -297,15 +269,12 @@ class DaggerTrainer:
                 "wall_seconds": round(self.wall_seconds, 1), **self.init_cost}  # fmt: skip
         if self.task.gait is not None:  # which controller tuning the walk labels came from
             info["gait_params"] = asdict(self.task.gait.p)
-        if self.average is not None:
-            info["ema"] = self.cfg.ema
-        save_bfm(self.shipped, ckpt / "last.safetensors", info=info)
+        save_bfm(self.student.bfm, ckpt / "last.safetensors", info=info)
         if self.cfg.keep_every and self.round % self.cfg.keep_every == 0:
-            save_bfm(self.shipped, ckpt / f"round_{self.round:04d}.safetensors", info=info)
+            save_bfm(self.student.bfm, ckpt / f"round_{self.round:04d}.safetensors", info=info)
         atomic_torch_save({"opt": self.opt.state_dict(), "round": self.round, "env_steps": self.env_steps,
                            "wall_seconds": self.wall_seconds, "gen": self.gen.get_state(),
                            "bfm": self.student.bfm.state_dict(),
-                           "average": self.average.state_dict() if self.average is not None else None,
                            "init_cost": self.init_cost, "recipe": self.recipe,
                            "anchor_sha256": self.anchor_sha256, "idle_sha256": self.idle_sha256,
                            "config": asdict(self.cfg)},
@@ -326,8 +295,6 @@ class DaggerTrainer:
                              f"{(state.get('idle_sha256') or 'the anchor')[:12]}, this invocation with "
                              f"{(self.idle_sha256 or 'the anchor')[:12]}: pass the run's own --idle-bfm (or none)")
         self.student.bfm.load_state_dict(state["bfm"])
-        if self.average is not None:  # a run that had no EMA starts its average at the resumed student
-            self.average.load_state_dict(state.get("average") or state["bfm"])
         self.opt.load_state_dict(state["opt"])
         for group in self.opt.param_groups:
             group["lr"] = self.cfg.lr  # this invocation's rate, not the checkpoint's

@@ -135,7 +135,9 @@ def render_markdown(rows: list[dict], records: list[dict], plots: dict[str, str]
            "are the paper's. Paper: the Task Tokens paper's Table 1 on the reference goals (25 M-parameter "
            "MaskedMimic); our BFM is the 0.47 M-parameter `small` one. Stride rule (direction, steering; ours, "
            "beside the reference's): the same 20 % speed rule on the root velocity averaged over one stride "
-           "(docs/tasks.md).", "",
+           "(docs/tasks.md). Methods: `task-token` PPO from the null token; `task-token-oracle` PPO after an "
+           "oracle-distilled start (`--oracle-start`, docs/diagnostics.md; its env steps include the distillation's); "
+           "`task-token-action` PPO with joint-action exploration (older runs).", "",
            "| goals | task | method | seeds | success % (mean +- std) | 95 % interval | segments | trainable params "
            "| env steps | steps to 90 % of final | CPU-h to 90 % | paper % | stride rule % |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
