@@ -17,7 +17,7 @@ pretrain/gait_teacher.py) acting itself: what a student of that teacher can hope
 `evaluate_reach_teacher` runs the hand row with the IK reach teacher's arm on top of the BFM's action: the
 same for `pretrain-dagger --reach-labels ik`.
 `weight_noise_rows` runs the table on copies of the BFM with tiny weight noise: whether a row's number
-survives any small change of the weights or belongs to this one set (session 8: v7's walk row 52 % ->
+survives any small change of the weights or belongs to this one set (v7's walk row 52 % ->
 31-42 % on copies whose actions differ by ~2.5e-4 RMS; its hand row 63 % -> 63-64 %).
 """
 
@@ -73,7 +73,7 @@ GROUPS = (
     # the rows above keep their envs (and results) of the six-row table
     Group("reach-task target, right hand 0.6 s ahead (within 0.2 m)", "root xy +-0.75 m, 0.05-1.6 m high",
           "reach", task_targets=True, goal=False),
-    # sim2sim's grid kicks friction up too: v8 and v9 fall there (session 9). Last, for the same reason
+    # sim2sim's grid kicks friction up too: v8 and v9 fall there (docs/history/bfm_lineage.md). Last, for the same reason
     Group("stand 10 s, no prompt", "friction x2", "idle", Perturbation(friction=2.0), goal=False),
 )
 

@@ -29,9 +29,9 @@ The swing leg changes on swing-ankle/toe contact force > `contact_force` in phas
 - trunk (Torso/Spine/Chest x, y): bend back trunk_comp of the pelvis tilt, upper body upright.
 The (capped) command speed is first scaled by max(cos(heading error), 0) ** turn_slow (0: off), so a walk
 far off the command direction turns before it speeds up.
-Turning (the defaults since session 8): only the outer leg's swing lands turned (turn_open_only, toe-out, at
+Turning (the defaults since the controller's fifth tuning, v8): only the outer leg's swing lands turned (turn_open_only, toe-out, at
 most max_turn 0.2 rad a step) and the stance hip turns the pelvis onto a turned foot at most stance_yaw_rate
-1 rad/s instead of at once; and (session 9) the first swing after reset() is the leg on the command's side
+1 rad/s instead of at once; and (since v9) the first swing after reset() is the leg on the command's side
 (first_step_toward_turn). The evaluate-bfm walk row with the controller acting (128 episodes) is 90 / 86 / 86 %
 on seeds 0 / 1 / 2 (progress 0.65 m/s, falls 9-11 %); always starting with the left leg it was 77 / 74 / 73 %, since
 every command more than ~75 deg to the right fell (open steps without the rate limit 69 / 70 / 66 %; the
@@ -100,7 +100,7 @@ class GaitParams:
     cd_lat: float = 0.0111
     cv_lat: float = 0.4571
     # torso (stance hip) feedback
-    torso_kp: float = 5.0  # 2.0 before session 5: too soft to hold a lean at 1 m/s (the pelvis pitched over)
+    torso_kp: float = 5.0  # 2.0 before v5: too soft to hold a lean at 1 m/s (the pelvis pitched over)
     torso_kd: float = 0.181
     lean_per_speed: float = 0.056  # forward pelvis pitch per m/s
     lean_per_speed_error: float = 0.1711  # extra pitch per m/s of COM speed below the command (starting)
@@ -117,7 +117,7 @@ class GaitParams:
     ankle_speed_max: float = 0.05
     ankle_per_speed: float = 0.0076  # feed-forward stance ankle dorsiflexion (rad) per m/s of command (0: off)
     swing_ankle_pitch: tuple[float, float] = (0.0, -0.1)  # relative to level; phase 1 toe-up = heel strike
-    # turning (session 8, the fifth tuning: open steps of 0.2 rad at gain 0.4 with stance_yaw_rate 1; before,
+    # turning (the fifth tuning, v8: open steps of 0.2 rad at gain 0.4 with stance_yaw_rate 1; before,
     # both legs turned at most 0.1 rad at gain 0.2 and the pelvis snapped onto the turned foot)
     max_turn: float = 0.2  # rad: swing foot yaw ahead of the pelvis heading, toward the command
     turn_gain: float = 0.4  # swing foot yaw per rad of heading error (before the max_turn clip)
@@ -138,7 +138,7 @@ class GaitParams:
     turn_slow: float = 1.0
     # the first swing after reset() is the leg on the command's side (a left turn starts with the left foot):
     # starting with the other leg yaws the body ~20 deg the wrong way, and with the left leg always first
-    # every right turn of more than ~75 deg fell (session 9; the walk row's commands are +-90 deg)
+    # every right turn of more than ~75 deg fell (before v9; the walk row's commands are +-90 deg)
     first_step_toward_turn: bool = True
 
 

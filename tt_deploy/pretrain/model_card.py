@@ -75,7 +75,7 @@ floor 0.1), idle and reach prompts labelled by v7 itself. Shipped: round 20, pic
 v9 distils the same controller with one fix into v8: its first step after a (re)start is the leg on the turn's
 side (it always started with the left leg, and every command more than ~75 deg to the right fell: 90 / 86 / 86 %
 on the walk row instead of 73-77 %); DAgger from v8 with beta 0.6 (x0.93 a round, floor 0.1), idle prompts
-labelled by session 6's push-recovery specialist (`--idle-bfm`), reach prompts by v8 itself. Shipped: round 20,
+labelled by v7's push-recovery specialist (`--idle-bfm`), reach prompts by v8 itself. Shipped: round 20,
 picked among rounds 15, 20, 25 and 30 on seed 3 (walk row 52 / 95 / 76 / 81 %, pushes 88 / 95 / 81 / 91 %).
 v10 teaches v9's reach prompts the IK teacher's arm: DAgger from v9 (`--reach-labels ik`: the prompted arm's 6
 shoulder / elbow hinges labelled by the IK solution for the target, every other joint and every idle and walk
@@ -193,7 +193,7 @@ def write_card(path: Path, *, rows: list[dict], bfm_info: dict, params: int, con
               "- It never steps, turns or crouches toward a hand target (walk and reach are separate prompts): targets "
               "beyond the arm or below the pelvis are mostly missed (the reach-task row). On the reference reach task "
               "(the hand held within 0.2 m for seconds) even the IK teacher's arm on top of its prior-prompted action "
-              "succeeds in 6 % of episodes (v9: 9 %; docs/training.md, session 10).",
+              "succeeds in 6 % of episodes (v9: 9 %; docs/history/bfm_lineage.md).",
               "- A row below its goal is an ability this checkpoint does not have yet; the table is the claim.",
               ""]  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,7 @@ R_SHOULDER, L_SHOULDER = spec.BODY_NAMES.index("R_Shoulder"), spec.BODY_NAMES.in
 # GAIN x (distance - DIST) + MIN m/s, at most MAX (the arm is ~0.55 m long)
 REACH_STEP_DIST, REACH_STEP_GAIN, REACH_STEP_MIN, REACH_STEP_MAX = 0.45, 1.0, 0.3, 0.7
 # hysteresis (m) around REACH_STEP_DIST: an env starts walking toward its goal beyond DIST + HYST and stops
-# within DIST - HYST (without it, ~10 approach/stand switches per env in 13 s; session 8)
+# within DIST - HYST (without it, ~10 approach/stand switches per env in 13 s; docs/history/bfm_lineage.md)
 REACH_STEP_HYST = 0.1
 FEET = [spec.BODY_NAMES.index(b) for b in ("L_Ankle", "R_Ankle")]
 ENTRY = {b: i for i, b in enumerate(spec.CONDITIONABLE_BODIES)}
@@ -90,7 +90,7 @@ class PromptTask(Task):
         self.cur = curriculum or PromptCurriculum()
         self.use_teacher = teacher
         # reach goals beyond the arm: the walking controller walks toward them (legs and trunk, gait_weight)
-        # and the IK arm is re-solved every step on the moving body. As measured (docs/history/bfm_lineage.md, session 7)
+        # and the IK arm is re-solved every step on the moving body. As measured (docs/history/bfm_lineage.md)
         # this composite falls 1.7-2.8 times per 10 s of approach: no shipped BFM used it
         self.reach_step = bool(reach_step)
         if self.reach_step and not teacher:
