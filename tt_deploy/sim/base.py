@@ -91,7 +91,7 @@ class Pushable(Protocol):
 
 @runtime_checkable
 class MujocoKinematics(Protocol):
-    """MuJoCo-side kinematics for IK and teachers: the model wrapper `hm` and raw qpos rows (wxyz root)."""
+    """MuJoCo-side kinematics for IK (training oracles, pretraining): the model wrapper `hm` and raw qpos rows (wxyz root)."""
 
     hm: object
 
