@@ -171,7 +171,8 @@ def robustness_section(root: Path, img_dir: Path | None, md: Path) -> list[str]:
             continue
         skill, rule = results[0]["skill"], "stride_success_rate" if "stride_success_rate" in results[0]["cells"][0] \
             else "success_rate"
-        runs = [f"{r['method']} s{r['seed']}" for r in results]
+        runs = [f"{r['method']} s{r['seed']}" + (" (best ckpt)" if str(r.get("checkpoint", "")).startswith("best") else "")
+                for r in results]  # a finetune run commits only its best whole-policy checkpoint
         out += ["", f"### {skill} (`{path.as_posix()}`, {results[0]['episodes']} episodes a cell)", "",
                 "Success % per cell, the reference rule" + (" / the stride rule" if rule != "success_rate" else "")
                 + "; falls % in brackets.", "",
