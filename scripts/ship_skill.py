@@ -8,11 +8,17 @@ same evaluation seed as prior_only.json (what `ttdeploy demo` prints beside it).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
 
 from tt_deploy.demo import PRIOR_ONLY_FILE, SHIPPED_RUNS
+
+
+def _copy_record(src: Path, dest: Path) -> None:
+    """A run record without the training machine's checkout path: package files stay named from `tt_deploy/`."""
+    dest.write_text(re.sub(r'"[^"]*/(tt_deploy/[^"]+)"', r'"\1"', src.read_text()))
 
 
 def main(run: Path, prior_only: Path) -> Path:
@@ -24,10 +30,10 @@ def main(run: Path, prior_only: Path) -> Path:
     tmp = dest.with_name(f".{skill}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "checkpoints").mkdir(parents=True)
-    shutil.copy2(run / "run.json", tmp / "run.json")
+    _copy_record(run / "run.json", tmp / "run.json")
     shutil.copy2(run / "log.csv", tmp / "log.csv")
     shutil.copy2(run / "checkpoints" / "last.safetensors", tmp / "checkpoints" / "last.safetensors")
-    shutil.copy2(prior_only / "run.json", tmp / PRIOR_ONLY_FILE)
+    _copy_record(prior_only / "run.json", tmp / PRIOR_ONLY_FILE)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return dest

@@ -33,8 +33,12 @@ class ReachArmOracle:
     def __init__(self, blend: float = 0.5, arm_weight: float = 30.0):
         if not (0.0 < blend <= 1.0 and arm_weight > 0):
             raise InputError(f"reach oracle: blend must be in (0, 1] and arm_weight > 0; got {blend}, {arm_weight}")
+        from tt_deploy.sim.arm_ik import arm_joint_ids
+
         self.blend, self.arm_weight = float(blend), float(arm_weight)
         self._ik = None
+        self._weight = np.ones(spec.ACTION_DIM, np.float32)  # the same every step: built once
+        self._weight[arm_joint_ids("R_Hand")] = self.arm_weight
 
     def describe(self) -> dict:
         return {"name": "reach-arm-ik", "blend": self.blend, "arm_weight": self.arm_weight}
@@ -42,21 +46,19 @@ class ReachArmOracle:
     def label(self, env, base_action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(target actions (N, 69), per-joint loss weights (69,)) for env's current state, given the frozen
         BFM's own action `base_action` (N, 69) there."""
-        from tt_deploy.sim.arm_ik import ArmIK, arm_joint_ids
-        from tt_deploy.sim.base import MujocoKinematics
+        if self._ik is None:  # first call: check the simulator once and build the solver
+            from tt_deploy.sim.arm_ik import ArmIK
+            from tt_deploy.sim.base import MujocoKinematics
 
-        if not isinstance(env.sim, MujocoKinematics):
-            raise InputError(f"the reach oracle needs MuJoCo kinematics; {type(env.sim).__name__} has none")
-        if self._ik is None:
+            if not isinstance(env.sim, MujocoKinematics):
+                raise InputError(f"the reach oracle needs MuJoCo kinematics; {type(env.sim).__name__} has none")
             self._ik = ArmIK(env.sim.hm)
         target = np.array(base_action, dtype=np.float64)
         qpos = env.sim.raw_qpos(np.arange(env.num_envs))
         for i in range(env.num_envs):
             joints, arm, _ = self._ik.solve(qpos[i], "R_Hand", env.task.target[i])
             target[i, joints] = self.blend * arm + (1.0 - self.blend) * target[i, joints]
-        weight = np.ones(spec.ACTION_DIM)
-        weight[arm_joint_ids("R_Hand")] = self.arm_weight
-        return target.astype(np.float32), weight.astype(np.float32)
+        return target.astype(np.float32), self._weight.copy()
 
 
 ORACLES = {"reach": ReachArmOracle}
