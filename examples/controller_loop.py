@@ -20,7 +20,6 @@ import numpy as np
 from tt_deploy.obs.inputs import PoseHistory, bfm_inputs
 from tt_deploy.obs.priors import make_prior
 from tt_deploy.runtime import SkillRuntime
-from tt_deploy.runtime.manifest import read_skill
 from tt_deploy.sim.mujoco_backend import MujocoSimulator
 from tt_deploy.tasks.goals import task_kwargs_from_record
 from tt_deploy.tasks.registry import make_task_for
@@ -40,7 +39,7 @@ def main(argv=None) -> dict:
     rng = np.random.default_rng(0)
     # each skill's task observation + goals (the "command source"), at the width and goal ranges its
     # encoder was trained on, and the prior prompt it was trained beside, rebuilt from skill.json alone
-    cards = {s: read_skill(args.bundle, s) for s in skills}
+    cards = runtime.skills  # the skill.json of each skill, from the bundle version the runtime loaded
     tasks = {s: make_task_for(s, 1, c.task_obs_dim, **task_kwargs_from_record(s, c.goals)) for s, c in cards.items()}
     priors = {s: make_prior(c.task_prior["name"], 1, **c.task_prior["params"]) if c.task_prior else None
               for s, c in cards.items()}

@@ -13,6 +13,7 @@ from tt_deploy.bench.latency import INFERENCE_BUDGET_FRACTION, initializer_bytes
 from tt_deploy.cli import _register, app
 from tt_deploy.errors import InputError, UnknownNameError
 from tt_deploy.export.bundle import export_skill
+from tt_deploy.runtime import manifest as mf
 
 _register()
 
@@ -60,8 +61,9 @@ def test_bench_rows_for_every_implementation_and_batch(bundle, tmp_path):
         next(r for r in lat if r["name"] == n and r["batch"] == 1) for n in ("runtime-full", "runtime-fused")
     )
     assert fused["weight_bytes"] < full["weight_bytes"]  # dropped token encoders
-    assert full["weight_bytes"] == initializer_bytes(bundle / "bfm.onnx") + initializer_bytes(
-        bundle / "skills/reach/encoder.onnx"
+    root = mf.content_dir(bundle)
+    assert full["weight_bytes"] == initializer_bytes(root / "bfm.onnx") + initializer_bytes(
+        root / "skills/reach/encoder.onnx"
     )
     switch = next(r for r in rows if r["kind"] == "switch")
     assert switch["skills"] == ["reach", "steering"] and switch["p50_us"] < 100

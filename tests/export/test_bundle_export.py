@@ -48,9 +48,10 @@ def test_manifest_describes_every_file(base_bundle, small_bfm_file):
     specialised = man.specialised_bfm(("obs", "historical_pose_obs", "terrain"))
     assert specialised.role == "bfm-specialised" and specialised.skill is None
     assert [t.name for t in specialised.inputs][-1] == "task_token"
+    assert man.content == "v1" and mf.content_dir(base_bundle) == base_bundle / "v1"
     for g in man.graphs:
-        assert sha256_file(base_bundle / g.path) == g.sha256
-        sess = ort.InferenceSession(str(base_bundle / g.path), providers=["CPUExecutionProvider"])
+        assert sha256_file(base_bundle / "v1" / g.path) == g.sha256
+        sess = ort.InferenceSession(str(base_bundle / "v1" / g.path), providers=["CPUExecutionProvider"])
         assert [(i.name, tuple(i.shape)) for i in sess.get_inputs()] == [(t.name, t.shape) for t in g.inputs]
         assert g.export_parity_max_abs <= 1e-5
     skill = mf.read_skill(base_bundle, "reach")
@@ -86,10 +87,11 @@ def test_failed_export_leaves_old_bundle_intact(base_bundle, small_bfm_file, tmp
 
 def test_second_skill_keeps_first_and_bfm_mismatch_refused(base_bundle, small_bfm_file, tmp_path):
     bundle = shutil.copytree(base_bundle, tmp_path / "deploy")
-    before = _hashes(bundle)
+    before = _hashes(mf.content_dir(bundle))
     export_skill("strike", bfm_path=small_bfm_file[1], bundle_dir=bundle, seed=3)
-    after = _hashes(bundle)
-    assert mf.read_manifest(bundle).skills == ("reach", "strike")
+    after = _hashes(mf.content_dir(bundle))
+    assert mf.read_manifest(bundle).skills == ("reach", "strike") and mf.read_manifest(bundle).content == "v2"
+    assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "v1", "v2"]  # v1 kept for one export
     assert {k: v for k, v in after.items() if k.startswith(("skills/reach", "bfm"))} == {
         k: v for k, v in before.items() if k.startswith(("skills/reach", "bfm"))
     }
@@ -112,7 +114,8 @@ def test_one_specialised_bfm_per_visible_group_set(base_bundle, small_bfm_file, 
     man = mf.read_manifest(bundle)
     want = {mf.specialised_bfm_file(visible, dyn) for dyn in (False, True)}
     assert {g.path for g in man.graphs if g.role == "bfm-specialised"} == want
-    assert sorted(p.name for p in bundle.glob("bfm.*onnx")) == sorted(["bfm.onnx", "bfm.batch.onnx", *want])
+    have = sorted(p.name for p in mf.content_dir(bundle).glob("bfm.*onnx"))
+    assert have == sorted(["bfm.onnx", "bfm.batch.onnx", *want])
 
 
 def test_trained_run_must_match_bfm_and_unknown_skill(small_bfm_file, tmp_path):
@@ -144,7 +147,8 @@ def test_cli_export_prints_files(base_bundle, small_bfm_file, tmp_path):
     ]
     res = CliRunner().invoke(app, args, terminal_width=200)
     assert res.exit_code == 0, res.output
-    assert "skills/reach/fused.onnx" in res.output and "manifest.json" in res.output
+    assert "v2/skills/reach/fused.onnx" in res.output and "manifest.json" in res.output
+    assert "v1/" not in res.output  # the listing shows the current version only
 
 
 def test_concurrent_exports_into_one_bundle_keep_both_skills(tmp_path):

@@ -39,7 +39,7 @@ def exported(small_bfm_file, tmp_path_factory):
 
 
 def _session(bundle, rel):
-    return ort.InferenceSession(str(bundle / rel), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(mf.content_dir(bundle) / rel), providers=["CPUExecutionProvider"])
 
 
 def _cases(batch: int):
@@ -131,7 +131,7 @@ def test_fused_graphs_are_specialised(exported):
 
 def test_graphs_are_clean_checked_opset17_with_layernorm(exported):
     bundle, _, _ = exported
-    for path in sorted(bundle.rglob("*.onnx")):
+    for path in sorted(mf.content_dir(bundle).rglob("*.onnx")):
         model = onnx.load(str(path))
         onnx.checker.check_model(model, full_check=True)
         assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [17]

@@ -77,7 +77,7 @@ def test_precision_policy():
 
 
 def test_fp16_pins_layernorm_softmax_and_scores_of_the_real_graph(bundle):
-    m = onnx.load(str(bundle / "skills/reach/fused.onnx"))
+    m = onnx.load(str(mf.content_dir(bundle) / "skills/reach/fused.onnx"))
     pinned = set(tb.fp32_pinned_nodes(m))
     by_op = {}
     for n in m.graph.node:

@@ -76,15 +76,16 @@ def test_swapped_encoder_with_consistent_hashes_fails(bundle, small_bfm_file, tm
     shutil.copytree(bundle, bad)
     other = export_skill("reach", bfm_path=small_bfm_file[1], bundle_dir=tmp_path / "other", seed=1)
     rel = mf.skill_dir("reach")
+    src, dst = mf.content_dir(other), mf.content_dir(bad)
     for f in ("encoder.onnx", "encoder.batch.onnx", "fused.onnx", "fused.batch.onnx"):
-        shutil.copy2(other / rel / f, bad / rel / f)
+        shutil.copy2(src / rel / f, dst / rel / f)
     data = json.loads((bad / mf.MANIFEST_FILE).read_text())
     for g in data["graphs"]:
-        g["sha256"] = sha256_file(bad / g["path"])
+        g["sha256"] = sha256_file(dst / g["path"])
     (bad / mf.MANIFEST_FILE).write_text(json.dumps(data))
-    sk = json.loads((bad / rel / mf.SKILL_FILE).read_text())
-    sk["graphs"] = {p: sha256_file(bad / p) for p in sk["graphs"]}
-    (bad / rel / mf.SKILL_FILE).write_text(json.dumps(sk))
+    sk = json.loads((dst / rel / mf.SKILL_FILE).read_text())
+    sk["graphs"] = {p: sha256_file(dst / p) for p in sk["graphs"]}
+    (dst / rel / mf.SKILL_FILE).write_text(json.dumps(sk))
     report = verify_bundle(bad, ["reach"], cases=TINY)
     assert not any(r.passed for r in report.rows) and max(r.max_abs for r in report.rows) > 1e-3
     assert mf.read_skill(bad, "reach").parity["passed"] is False

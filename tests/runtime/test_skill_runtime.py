@@ -132,7 +132,7 @@ def test_shared_bfm_keeps_one_copy_of_the_weights_resident(bundle):
         assert res.returncode == 0, res.stderr
         return int(res.stdout.strip().splitlines()[-1])
 
-    weights = (bundle[0] / SPECIALISED).stat().st_size  # ~ the BFM weights (fp32 initializers)
+    weights = (mf.content_dir(bundle[0]) / SPECIALISED).stat().st_size  # ~ the BFM weights (fp32 initializers)
     assert rss("off") - rss("auto") > weights
 
 
@@ -229,12 +229,13 @@ def test_backend_choice_is_explicit(bundle):
 def _fix_hash(bundle, rel):
     """Rewrite manifest.json's sha256 of `rel` to match the (tampered) file: only the content check is left."""
     man = mf.read_manifest(bundle)
-    sha = mf.sha256_file(bundle / rel)
+    sha = mf.sha256_file(mf.content_dir(bundle) / rel)
     graphs = tuple(g if g.path != rel else type(g)(**{**mf.to_dict(g), "sha256": sha}) for g in man.graphs)
     mf.write_manifest(bundle, type(man)(**{**man.__dict__, "graphs": graphs}))
 
 
-def _corrupt(kind, b):
+def _corrupt(kind, bundle):
+    b = mf.content_dir(bundle)  # the version the manifest names
     if kind == "missing file":
         (b / "bfm.onnx").unlink()
     elif kind == "hash mismatch":
@@ -243,25 +244,25 @@ def _corrupt(kind, b):
         (b / "bfm.onnx").write_bytes(bytes(data))
     elif kind == "truncated, hash fixed":
         (b / "bfm.onnx").write_bytes((b / "bfm.onnx").read_bytes()[:5000])
-        _fix_hash(b, "bfm.onnx")
+        _fix_hash(bundle, "bfm.onnx")
     elif kind == "input renamed, hash fixed":
         m = onnx.load(str(b / "bfm.onnx"))
         m.graph.input[-1].name = "task_tokens"
         for n in m.graph.node:
             n.input[:] = ["task_tokens" if i == "task_token" else i for i in n.input]
         onnx.save(m, str(b / "bfm.onnx"))
-        _fix_hash(b, "bfm.onnx")
+        _fix_hash(bundle, "bfm.onnx")
     elif kind == "weights flipped, manifest hash fixed":
         data = bytearray((b / "skills/reach/fused.onnx").read_bytes())
         data[len(data) // 2] ^= 0x01
         (b / "skills/reach/fused.onnx").write_bytes(bytes(data))
-        _fix_hash(b, "skills/reach/fused.onnx")
+        _fix_hash(bundle, "skills/reach/fused.onnx")
     elif kind == "shared bfm flipped":
         data = bytearray((b / SPECIALISED).read_bytes())
         data[len(data) // 2] ^= 0x01
         (b / SPECIALISED).write_bytes(bytes(data))
     elif kind == "schema":
-        p = b / "manifest.json"
+        p = bundle / "manifest.json"
         p.write_text(p.read_text().replace("tt-deploy.bundle/1", "tt-deploy.bundle/0"))
 
 

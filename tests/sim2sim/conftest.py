@@ -28,7 +28,7 @@ def swapped_bundle(reach_bundle, tmp_path):
 
     bundle = tmp_path / "swapped"
     shutil.copytree(reach_bundle, bundle)
-    path = bundle / "skills" / "reach" / "skill.json"
+    path = mf.content_dir(bundle) / "skills" / "reach" / "skill.json"
     data = json.loads(path.read_text())
     bfm = reference_bfm(mf.read_manifest(bundle))
     _, _, source, sha, _ = build_encoder("reach", None, bfm, data["bfm_sha256"], 1, data["task_obs_dim"])

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from tt_deploy.runtime import manifest as mf
 from tt_deploy.sim.perturbations import NOMINAL, Perturbation
 from tt_deploy.sim2sim import ATOL, run_sim2sim
 from tt_deploy.sim2sim.harness import TRAINING_PHYSICS, Job, _make_env, _start_difference
@@ -45,7 +46,7 @@ def test_small_grid_passes_records_verdict_and_writes_report(reach_bundle, tmp_p
         assert c.metric_name == "hand_distance_m" and np.isfinite(c.metric_reference)
     cs = result.cross_sim
     assert cs is not None and cs.cross_physics == "euler @ 1/240 s" and cs.episodes == 4
-    skill = json.loads((reach_bundle / "skills" / "reach" / "skill.json").read_text())
+    skill = json.loads((mf.content_dir(reach_bundle) / "skills" / "reach" / "skill.json").read_text())
     assert skill["sim2sim"]["passed"] is True and skill["sim2sim"]["cells_passed"] == 3
     assert skill["sim2sim"]["open_loop_max_abs"] == pytest.approx(result.open_loop_max)
     names = {p.name for p in map(Path, result.report_files)}
@@ -66,7 +67,7 @@ def test_cli_exits_1_when_the_runtime_does_not_match_its_recorded_sources(swappe
     data = json.loads((tmp_path / "r.json").read_text())
     # an untrained encoder of another seed moves the untrained BFM's actions by ~1e-3: 10x the tolerance
     assert data["cells_passed"] == 0 and data["open_loop_max"] > 5 * ATOL
-    skill = json.loads((swapped_bundle / "skills" / "reach" / "skill.json").read_text())
+    skill = json.loads((mf.content_dir(swapped_bundle) / "skills" / "reach" / "skill.json").read_text())
     assert skill["sim2sim"]["passed"] is False and len(skill["sim2sim"]["failed_cells"]) == 13
 
 

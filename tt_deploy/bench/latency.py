@@ -187,10 +187,10 @@ def _weights(bundle: Path, manifest: mf.BundleManifest, skill: str, dynamic: boo
     g = {
         r: manifest.graph(r, None if r == "bfm" else skill, dynamic).path for r in ("bfm", "encoder", "fused")
     }
-    shared = manifest.specialised_bfm(mf.read_skill(bundle, skill).visible_groups, dynamic)
+    shared = manifest.specialised_bfm(mf.read_skill(bundle, skill, manifest).visible_groups, dynamic)
     if shared is not None:
         g["shared"] = shared.path
-    sizes = {r: initializer_bytes(bundle / p) for r, p in g.items()}
+    sizes = {r: initializer_bytes(mf.content_dir(bundle, manifest) / p) for r, p in g.items()}
     out = {"split": sizes["bfm"] + sizes["encoder"], "fused": sizes["fused"]}
     if shared is not None:
         out["fused-shared"] = sizes["shared"] + sizes["encoder"]

@@ -86,16 +86,20 @@ def export_cmd(
 
 
 def _export_onnx(skills, bfm, run, bundle: Path, seed: int, opset: int, *, reuse: bool) -> None:
-    from tt_deploy.export.bundle import bundle_files, export_skill  # torch import happens here
+    from tt_deploy.export.bundle import bundle_files, export_skills  # torch import happens here
     from tt_deploy.runtime import manifest as mf
 
     have = set(mf.read_manifest(bundle).skills) if (bundle / mf.MANIFEST_FILE).is_file() else set()
+    todo = []
     for name in skills:
         if reuse and name in have and bfm is None and run is None:
             console.print(f"[bold]{name}[/] is in {bundle}: building engines from its graphs")
-            continue
-        export_skill(name, bfm_path=bfm, run_dir=run, bundle_dir=bundle, seed=seed, opset=opset)
-        console.print(f"exported [bold]{name}[/] into {bundle}")
+        else:
+            todo.append(name)
+    if todo:  # one new bundle version for all of them
+        export_skills(todo, bfm_path=bfm, run_dir=run, bundle_dir=bundle, seed=seed, opset=opset)
+        version = mf.read_manifest(bundle).content
+        console.print(f"exported [bold]{', '.join(todo)}[/] into {bundle} (version {version})")
     table = Table(title=f"bundle {bundle}")
     for col in ("file", "bytes", "sha256"):
         table.add_column(col, justify="right" if col == "bytes" else "left")

@@ -1,21 +1,20 @@
 """`export_skill`: write (or extend) a deploy bundle atomically (DESIGN.md section 5).
 
-The bundle is built in a temp dir beside the target and swapped in with renames, so a reader
-never sees a half-written bundle and a failed export leaves the old one untouched. Skills
-already in the bundle are carried over (their files re-hashed against the old manifest) as long
-as they were exported against the same BFM and opset; otherwise the user is told to export to
-a new bundle dir or re-export every skill.
+Each export writes the next immutable version dir (`v<N>`, runtime/manifest.py) inside the bundle and
+then replaces manifest.json in one rename: a reader sees the old bundle or the new one, a failed or
+killed export leaves the old one untouched, and the next export removes what a crash left behind.
+Skills already in the bundle are carried over (hard links, their files re-hashed against the old
+manifest) as long as they were exported against the same BFM and opset; otherwise the user is told
+to export to a new bundle dir or re-export every skill.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
-import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -153,9 +152,19 @@ def _export_graphs(
     return specs
 
 
-def _carry_over(old_dir: Path, old: mf.BundleManifest, tmp: Path, skill: str) -> list[mf.GraphSpec]:
-    """Copy the bfm graphs and every other skill of the old bundle into tmp, re-checking hashes."""
-    kept = [g for g in old.graphs if g.skill != skill]
+def _link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Hard link (versions share unchanged files for free; every write here makes a new file, so a
+    link is never modified through the other version), or a copy where the filesystem has none."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _carry_over(old_dir: Path, old: mf.BundleManifest, new_dir: Path, replaced: set[str]) -> list[mf.GraphSpec]:
+    """Carry the bfm graphs and every skill not being replaced of the old version into new_dir, re-checking
+    hashes."""
+    kept = [g for g in old.graphs if g.skill not in replaced]
     for g in kept:
         src = old_dir / g.path
         if not src.is_file() or sha256_file(src) != g.sha256:
@@ -163,13 +172,11 @@ def _carry_over(old_dir: Path, old: mf.BundleManifest, tmp: Path, skill: str) ->
                 f"existing bundle file {src} is missing or modified; export to a new bundle dir"
             )
     for other in old.skills:
-        if other != skill:
-            shutil.copytree(old_dir / mf.skill_dir(other), tmp / mf.skill_dir(other))
+        if other not in replaced:
+            shutil.copytree(old_dir / mf.skill_dir(other), new_dir / mf.skill_dir(other), copy_function=_link_or_copy)
     for g in kept:
-        if g.skill is None:  # bfm + specialised bfm graphs at the bundle root
-            shutil.copy2(old_dir / g.path, tmp / g.path)
-    if (old_dir / "engines").is_dir():  # TensorRT engines are looked up by key: stale ones are harmless
-        shutil.copytree(old_dir / "engines", tmp / "engines")
+        if g.skill is None:  # bfm + specialised bfm graphs at the version root
+            _link_or_copy(old_dir / g.path, new_dir / g.path)
     return kept
 
 
@@ -188,7 +195,7 @@ def _specialised_graphs(tmp: Path, bfm: BFM, graphs, skills: set[str], *, opset,
     every copy), so a fused-mode runtime with several resident skills instead runs their encoders
     into one shared session of this graph. Sets no skill uses any more are dropped.
     """
-    wanted = {mf.read_skill(tmp, s).visible_groups for s in skills}
+    wanted = {mf.read_skill_file(tmp, s).visible_groups for s in skills}
     keep = [g for g in graphs if g.role != mf.SPECIALISED_ROLE]
     have = {g.path: g for g in graphs if g.role == mf.SPECIALISED_ROLE}
     for visible in sorted(wanted):
@@ -237,7 +244,22 @@ def _tool_versions() -> mf.ToolVersions:
     )
 
 
-def _bundle_manifest(bfm: BFM, bfm_info: mf.BFMInfo, opset: int, skills, graphs, engines=()) -> mf.BundleManifest:
+def _previous_version(bundle: Path, current: str | None) -> str | None:
+    """The newest version dir older than `current` (the one a reader may still be loading), if any."""
+    if current is None:
+        return None
+    below = [
+        int(m.group(1)) for p in bundle.iterdir()
+        if (m := mf.VERSION_RE.fullmatch(p.name)) and int(m.group(1)) < mf.version_number(current)
+    ]  # fmt: skip
+    if below:
+        return mf.version_name(max(below))
+    return "" if current != "" and (bundle / mf.SKILLS_DIR).is_dir() else None
+
+
+def _bundle_manifest(
+    bfm: BFM, bfm_info: mf.BFMInfo, opset: int, skills, graphs, engines=(), content: str = ""
+) -> mf.BundleManifest:
     groups = tuple(
         mf.TokenGroupSpec(
             g.name, g.n_tokens, g.feat_dim, g.mask_name, mf.MASK_SEMANTICS if g.mask_name else None
@@ -251,42 +273,46 @@ def _bundle_manifest(bfm: BFM, bfm_info: mf.BFMInfo, opset: int, skills, graphs,
         action_dim=spec.ACTION_DIM, action_clamp=spec.ACTION_CLAMP, control_dt=spec.CONTROL_DT,
         joint_names=spec.JOINT_NAMES, body_names=spec.BODY_NAMES, pd_offset=offset, pd_scale=scale,
         opset=opset, tools=_tool_versions(), skills=tuple(sorted(skills)),
-        graphs=tuple(sorted(graphs, key=lambda g: g.path)), engines=tuple(engines),
+        graphs=tuple(sorted(graphs, key=lambda g: g.path)), engines=tuple(engines), content=content,
     )  # fmt: skip
 
 
-@contextlib.contextmanager
-def bundle_lock(bundle: Path) -> Iterator[None]:
-    """Hold the bundle's export lock (an flock on `.<name>.lock` beside it) for a read-modify-swap.
-
-    Why: two exports into one bundle each read the old manifest, add their skill and swap in their copy;
-    without the lock the second swap dropped the first one's skill (4 of 4 tries, both exits 0).
-    The lock serialises them, so each sees the other's skill."""
-    import fcntl
-
-    bundle.parent.mkdir(parents=True, exist_ok=True)
-    with open(bundle.with_name(f".{bundle.name}.lock"), "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+def _remove_tree(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
-def _swap_in(tmp: Path, bundle: Path) -> None:
-    """Replace `bundle` by `tmp` with two renames; the old bundle is removed only after success."""
-    old = None
-    if bundle.exists():
-        old = bundle.with_name(f".{bundle.name}.old-{os.getpid()}")
-        os.replace(bundle, old)
-    try:
-        os.replace(tmp, bundle)
-    except OSError:
-        if old is not None:
+def _recover_interrupted_swap(bundle: Path) -> None:
+    """Put back a bundle that tt-deploy <= 0.x's two-rename swap left at `.<name>.old-PID` when it was
+    killed between the renames (the bundle path was then empty)."""
+    if (bundle / mf.MANIFEST_FILE).is_file() or (bundle.exists() and any(bundle.iterdir())):
+        return
+    for old in sorted(bundle.parent.glob(f".{bundle.name}.old-*")):
+        if (old / mf.MANIFEST_FILE).is_file():
+            if bundle.exists():
+                bundle.rmdir()
             os.replace(old, bundle)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+            log.warning("recovered bundle %s from an interrupted export (%s)", bundle, old.name)
+            return
+
+
+def _remove_stale(bundle: Path, keep: set[str]) -> None:
+    """Remove version dirs not in `keep` (crash leftovers, versions two exports old), the root-level
+    files of a pre-version bundle once "" is not kept, and temp/old dirs that older exports left beside
+    the bundle. Called under the bundle lock, so no other writer is using any of them."""
+    for p in bundle.parent.glob(f".{bundle.name}.tmp-*"):
+        _remove_tree(p)
+    for p in bundle.parent.glob(f".{bundle.name}.old-*"):
+        _remove_tree(p)
+    if not bundle.is_dir():
+        return
+    for p in bundle.iterdir():
+        versioned = mf.VERSION_RE.fullmatch(p.name) is not None
+        legacy = "" not in keep and (p.name == mf.SKILLS_DIR or (p.is_file() and p.suffix == ".onnx"))
+        if (versioned and p.name not in keep) or legacy:
+            _remove_tree(p)
 
 
 def _write_skill_files(
@@ -321,8 +347,13 @@ def _write_skill_files(
     return graphs
 
 
-def export_skill(
-    skill: str,
+def export_skill(skill: str, **kwargs) -> Path:
+    """Export one skill (and the BFM) into a bundle, keeping its other skills (see export_skills)."""
+    return export_skills([skill], **kwargs)
+
+
+def export_skills(
+    skills: Sequence[str],
     *,
     bfm_path: str | os.PathLike | None = None,
     run_dir: str | os.PathLike | None = None,
@@ -331,63 +362,88 @@ def export_skill(
     task_obs_dim: int | None = None,
     opset: int = 17,
 ) -> Path:
-    """Export one skill (and the BFM) into `bundle_dir`, keeping the bundle's other skills.
+    """Export skills (and the BFM) into `bundle_dir` as one new version, keeping the bundle's other skills.
 
-    Without `run_dir` the encoder is a fresh seeded init (untrained; skill.json says so) of
-    width `task_obs_dim` (default: the task's obs dim). With `run_dir`, the trained encoder of
-    `<run_dir>/checkpoints/best.safetensors` (or last) is used; it must have been trained on this
-    BFM. Returns the bundle path. Raises BundleError / UnknownNameError / InputError.
+    Without `run_dir` each encoder is a fresh seeded init (untrained; skill.json says so) of
+    width `task_obs_dim` (default: the task's obs dim). With `run_dir` (one skill only), the trained
+    encoder of `<run_dir>/checkpoints/best.safetensors` (or last) is used; it must have been trained
+    on this BFM. Returns the bundle path. Raises BundleError / UnknownNameError / InputError.
     """
-    obs_spec = task_obs_spec(skill)
+    skills = list(dict.fromkeys(skills))
+    if not skills:
+        raise InputError("no skill to export; name at least one")
+    if run_dir is not None and len(skills) != 1:
+        raise InputError(f"a trained run belongs to one skill; got {len(skills)} skills")
     bfm, info = resolve_bfm(bfm_path)
     bfm = bfm.freeze()
     bfm_info = _bfm_info(bfm, info)
-    src = build_encoder(skill, run_dir, bfm, bfm_info.sha256, seed, task_obs_dim or obs_spec[0])
-    if task_obs_dim is not None and src[0].config.obs_dim != task_obs_dim:
-        raise InputError(
-            f"task_obs_dim {task_obs_dim} != the trained encoder's obs_dim {src[0].config.obs_dim}"
-        )
-    prior = _prior_arrays(src[1].prior if src[1] else None)
+    sources = {}
+    for skill in skills:
+        obs_spec = task_obs_spec(skill)
+        src = build_encoder(skill, run_dir, bfm, bfm_info.sha256, seed, task_obs_dim or obs_spec[0])
+        if task_obs_dim is not None and src[0].config.obs_dim != task_obs_dim:
+            raise InputError(
+                f"task_obs_dim {task_obs_dim} != the trained encoder's obs_dim {src[0].config.obs_dim}"
+            )
+        sources[skill] = (src, _prior_arrays(src[1].prior if src[1] else None), obs_spec)
     bundle = Path(bundle_dir).absolute()
-    with bundle_lock(bundle):
+    if bundle.exists() and not bundle.is_dir():
+        raise BundleError(f"bundle path {bundle} is a file, not a directory; choose another --bundle dir")
+    with mf.bundle_lock(bundle):
+        _recover_interrupted_swap(bundle)
         old = mf.read_manifest(bundle) if (bundle / mf.MANIFEST_FILE).is_file() else None
         if old is not None:
             _check_compatible(old, bfm_info.sha256, opset, bundle)
-        elif bundle.exists() and any(bundle.iterdir()):
+        elif bundle.exists() and any(not mf.VERSION_RE.fullmatch(p.name) for p in bundle.iterdir()):
+            # (version dirs alone are what a first export killed before its manifest leaves)
             raise BundleError(
                 f"{bundle} exists and is not a bundle (no {mf.MANIFEST_FILE}); choose another --bundle dir"
             )
-        bundle.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=bundle.parent, prefix=f".{bundle.name}.tmp-"))
+        current = old.content if old is not None else None
+        number = mf.version_number(current) + 1 if current is not None else 1
+        # keep the current version, and the one before it for readers that are still loading it
+        _remove_stale(bundle, {current, _previous_version(bundle, current)} - {None})
+        new = mf.version_name(number)
+        new_dir = bundle / new
+        bundle.mkdir(parents=True, exist_ok=True)
+        new_dir.mkdir()
         try:
-            tmp.chmod(0o755)  # mkdtemp makes 0700; the bundle must stay readable by the controller user
             meta = {"tt-deploy.schema": mf.SCHEMA, "tt-deploy.bfm_sha256": bfm_info.sha256}
-            graphs = _carry_over(bundle, old, tmp, skill) if old is not None else []
+            graphs = _carry_over(mf.content_dir(bundle, old), old, new_dir, set(skills)) if old is not None else []
             if not any(g.role == "bfm" for g in graphs):
                 graphs += _export_graphs(
-                    tmp, "", [("bfm", BFMGraph(bfm), bfm.token_dim)], opset=opset, metadata=meta, skill=None
+                    new_dir, "", [("bfm", BFMGraph(bfm), bfm.token_dim)], opset=opset, metadata=meta, skill=None
                 )
-            graphs += _write_skill_files(
-                tmp, skill, bfm, bfm_info.sha256, src[0], src, prior, obs_spec, opset, meta
-            )
-            skills = {*(old.skills if old else ()), skill}
-            graphs = _specialised_graphs(tmp, bfm, graphs, skills, opset=opset, metadata=meta)
-            mf.write_manifest(tmp, _bundle_manifest(bfm, bfm_info, opset, skills, graphs, _kept_engines(old, graphs)))
-            _swap_in(tmp, bundle)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    log.info("exported skill %r into %s (%s)", skill, bundle, src[2])
+            for skill, (src, prior, obs_spec) in sources.items():
+                graphs += _write_skill_files(
+                    new_dir, skill, bfm, bfm_info.sha256, src[0], src, prior, obs_spec, opset, meta
+                )
+            names = {*(old.skills if old else ()), *skills}
+            graphs = _specialised_graphs(new_dir, bfm, graphs, names, opset=opset, metadata=meta)
+            engines = _kept_engines(old, graphs)
+            mf.write_manifest(bundle, _bundle_manifest(bfm, bfm_info, opset, names, graphs, engines, new))
+        except BaseException:
+            shutil.rmtree(new_dir, ignore_errors=True)
+            raise
+        _remove_stale(bundle, {new, current} - {None})
+    for skill, (src, _, _) in sources.items():
+        log.info("exported skill %r into %s %s (%s)", skill, bundle, new, src[2])
     return bundle
 
 
 def bundle_files(bundle_dir: str | os.PathLike) -> list[tuple[str, int, str]]:
-    """(relative path, size in bytes, sha256) of every file in a bundle, sorted; for CLI listings."""
+    """(bundle-relative path, size in bytes, sha256) of the manifest, the current version's files and
+    the engines, sorted; for CLI listings (older versions a reader may still hold are left out)."""
     root = Path(bundle_dir)
-    return [
-        (p.relative_to(root).as_posix(), p.stat().st_size, sha256_file(p))
-        for p in sorted(root.rglob("*")) if p.is_file()
-    ]  # fmt: skip
+    manifest = mf.read_manifest(root)
+    dirs = [mf.content_dir(root, manifest), root / "engines"]
+    files = {root / mf.MANIFEST_FILE}
+    for d in dirs:
+        if d.is_dir():
+            files.update(p for p in d.rglob("*") if p.is_file())
+    if manifest.content == "":  # a pre-version bundle: its files sit at the root
+        files = {p for p in root.rglob("*") if p.is_file()}
+    return [(p.relative_to(root).as_posix(), p.stat().st_size, sha256_file(p)) for p in sorted(files)]
 
 
-__all__ = ["export_skill", "bundle_files", "task_obs_spec"]
+__all__ = ["export_skill", "export_skills", "bundle_files", "task_obs_spec"]

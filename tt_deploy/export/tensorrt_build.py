@@ -221,16 +221,17 @@ def read_index(bundle_dir: str | Path) -> tuple[mf.EngineSpec, ...]:
 def record_engines(bundle_dir: str | Path, engines: Sequence[mf.EngineSpec]) -> mf.BundleManifest:
     """Merge `engines` into engines/index.json and manifest.json (same path replaces); returns the manifest."""
     bundle_dir = Path(bundle_dir)
-    manifest = mf.read_manifest(bundle_dir)
-    merged = {e.path: e for e in (*manifest.engines, *engines)}
-    valid = tuple(
-        sorted((e for e in merged.values() if (bundle_dir / e.path).is_file()), key=lambda e: e.path)
-    )
-    (bundle_dir / ENGINE_DIR).mkdir(exist_ok=True)
-    index = {"schema": ENGINE_SCHEMA, "engines": [mf.to_dict(e) for e in valid]}
-    mf._write_json_atomic(bundle_dir / ENGINE_DIR / INDEX_FILE, index)
-    updated = dataclasses.replace(manifest, engines=valid)
-    mf.write_manifest(bundle_dir, updated)
+    with mf.bundle_lock(bundle_dir):  # an export may be replacing the manifest meanwhile
+        manifest = mf.read_manifest(bundle_dir)
+        merged = {e.path: e for e in (*manifest.engines, *engines)}
+        valid = tuple(
+            sorted((e for e in merged.values() if (bundle_dir / e.path).is_file()), key=lambda e: e.path)
+        )
+        (bundle_dir / ENGINE_DIR).mkdir(exist_ok=True)
+        index = {"schema": ENGINE_SCHEMA, "engines": [mf.to_dict(e) for e in valid]}
+        mf._write_json_atomic(bundle_dir / ENGINE_DIR / INDEX_FILE, index)
+        updated = dataclasses.replace(manifest, engines=valid)
+        mf.write_manifest(bundle_dir, updated)
     return updated
 
 
@@ -431,7 +432,7 @@ def build_bundle_engines(
             log.info("engine cache hit: %s", hit.path)
             built.append(hit)
             continue
-        onnx_path = bundle_dir / g.path
+        onnx_path = mf.content_dir(bundle_dir, manifest) / g.path
         if mf.sha256_file(onnx_path) != g.sha256:
             raise BundleError(f"{onnx_path} does not match the manifest hash; re-export the bundle")
         pinned = fp32_pinned_nodes(onnx.load(str(onnx_path))) if policy.pin_fp32 else ()

@@ -311,7 +311,7 @@ def lint_bundle(bundle_dir: str | Path) -> LintReport:
     findings: list[Finding] = []
     ops: dict[str, dict[str, int]] = {}
     for g in manifest.graphs:
-        rep = lint_onnx(bundle_dir / g.path, deploy=g.batch == "static", name=g.path)
+        rep = lint_onnx(mf.content_dir(bundle_dir, manifest) / g.path, deploy=g.batch == "static", name=g.path)
         findings += rep.findings
         ops.update(rep.ops)
     report = LintReport(tuple(findings), ops)

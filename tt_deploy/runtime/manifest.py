@@ -7,23 +7,36 @@ standard library only.
 
 Bundle layout (DESIGN.md section 5, file names are the constants below):
 
-    <bundle>/manifest.json                  BundleManifest
-    <bundle>/bfm.onnx, bfm.batch.onnx       frozen BFM, static batch 1 / dynamic batch
-    <bundle>/bfm.<g1>+<g2>...[.batch].onnx  the BFM specialised to one set of visible groups, shared
+    <bundle>/manifest.json                  BundleManifest; its `content` names the version dir below
+    <bundle>/v<N>/                          one immutable version (`content`); every graph, skill and
+                                            prior path of the manifest is relative to it:
+      bfm.onnx, bfm.batch.onnx              frozen BFM, static batch 1 / dynamic batch
+      bfm.<g1>+<g2>...[.batch].onnx         the BFM specialised to one set of visible groups, shared
                                             by every skill with that set (role "bfm-specialised")
-    <bundle>/skills/<name>/encoder[.batch].onnx, fused[.batch].onnx
-    <bundle>/skills/<name>/skill.json       SkillManifest
-    <bundle>/skills/<name>/prior.npz        optional prior tokens (arrays by graph input name)
-    <bundle>/engines/                       optional TensorRT engines + index.json (EngineSpec)
+      skills/<name>/encoder[.batch].onnx, fused[.batch].onnx
+      skills/<name>/skill.json              SkillManifest
+      skills/<name>/prior.npz               optional prior tokens (arrays by graph input name)
+    <bundle>/engines/                       optional TensorRT engines + index.json (EngineSpec), shared
+                                            by versions (engines are keyed by their graph's hash)
+
+Why versions: an export builds the next version beside the current one and then replaces
+manifest.json in one rename, so a reader that reads the manifest first and then only the version it
+names never sees a missing or mixed bundle, and a crash at any instant leaves the old or the new
+manifest complete. The version before the current one is kept until the next export (a runtime that
+read the old manifest an instant before the swap can finish loading). Bundles exported before
+versions existed have `content` "" (files at the bundle root) and are read as before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import re
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,8 +71,54 @@ def specialised_bfm_file(visible_groups: tuple[str, ...] | list[str], dynamic: b
 
 
 def skill_dir(skill: str) -> str:
-    """Bundle-relative POSIX directory of a skill."""
+    """Content-relative POSIX directory of a skill."""
     return f"{SKILLS_DIR}/{skill}"
+
+
+VERSION_RE = re.compile(r"v([1-9][0-9]*)")  # content dir names: v1, v2, ...
+LOCK_SUFFIX = ".lock"  # `.<bundle name>.lock` beside the bundle: the export lock
+
+
+def version_name(number: int) -> str:
+    return f"v{number}"
+
+
+def version_number(content: str) -> int:
+    """1, 2, ... for "v1", "v2", ...; 0 for "" (a bundle exported before versions existed)."""
+    if content == "":
+        return 0
+    m = VERSION_RE.fullmatch(content)
+    if m is None:
+        raise BundleError(f"manifest content {content!r} is not a version dir name (v1, v2, ...); re-export the bundle")
+    return int(m.group(1))
+
+
+def content_dir(bundle_dir: str | os.PathLike, manifest: BundleManifest | None = None) -> Path:
+    """The version directory holding the graphs, skills and priors `manifest` (default: the current
+    manifest.json) lists. Read the manifest once and pass it on: a second read may already name the
+    next version."""
+    manifest = read_manifest(bundle_dir) if manifest is None else manifest
+    version_number(manifest.content)  # validates the name: no paths out of the bundle
+    return Path(bundle_dir) / manifest.content
+
+
+@contextlib.contextmanager
+def bundle_lock(bundle_dir: str | os.PathLike) -> Iterator[None]:
+    """Hold the bundle's writer lock (an flock on `.<name>.lock` beside it) around a read-modify-write.
+
+    Why: two exports into one bundle each read the old manifest, add their skill and swap in their
+    version; without the lock the second swap dropped the first one's skill (4 of 4 tries, both exits
+    0). Readers never take it. POSIX only (fcntl); the runtime's readers do not need it."""
+    import fcntl
+
+    bundle = Path(bundle_dir)
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    with open(bundle.with_name(f".{bundle.name}{LOCK_SUFFIX}"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 # --- dataclasses ---------------------------------------------------------------------------------
@@ -76,7 +135,7 @@ class TensorSpec:
 class GraphSpec:
     """One ONNX file of the bundle, with the hash and I/O the runtime checks before running it."""
 
-    path: str  # bundle-relative POSIX path
+    path: str  # POSIX path relative to the version dir (`content`)
     role: str  # "bfm" | "encoder" | "fused" | "bfm-specialised"
     skill: str | None  # None for the shared bfm graphs
     batch: str  # "static" (batch 1, deployment) | "dynamic" (batched evaluation)
@@ -134,8 +193,8 @@ class ProfileShape:
 class EngineSpec:
     """One TensorRT engine built from a bundle graph (`ttdeploy export --format trt`); GPU-specific."""
 
-    path: str  # bundle-relative, under engines/
-    graph: str  # bundle-relative path of the ONNX graph it was built from
+    path: str  # bundle-relative, under engines/ (not inside a version: engines outlive exports)
+    graph: str  # version-relative path of the ONNX graph it was built from
     onnx_sha256: str
     key: str  # cache key: sha256 over onnx sha256 + TensorRT version + GPU name + precision + profile
     sha256: str  # of the serialized engine file
@@ -168,6 +227,7 @@ class BundleManifest:
     skills: tuple[str, ...]
     graphs: tuple[GraphSpec, ...]
     engines: tuple[EngineSpec, ...] = ()  # optional TensorRT engines (engines/index.json has the same list)
+    content: str = ""  # version dir of this manifest's files ("v3"); "" = the bundle root (older bundles)
 
     def graph(self, role: str, skill: str | None = None, dynamic: bool = False) -> GraphSpec:
         """The GraphSpec of one role/skill/batch kind; BundleError when the bundle lacks it."""
@@ -200,7 +260,7 @@ class EncoderSpec:
 class PriorSpec:
     """Prior tokens combined with the task token; arrays live in `path` (npz keyed by input name)."""
 
-    path: str  # bundle-relative
+    path: str  # version-relative
     sha256: str
     inputs: tuple[TensorSpec, ...]  # per-sample shapes, no batch axis
 
@@ -221,7 +281,7 @@ class SkillManifest:
     bfm_sha256: str
     visible_groups: tuple[str, ...]  # token groups the fused graph keeps; others are dropped (= hidden)
     prior: PriorSpec | None
-    graphs: dict[str, str] = field(default_factory=dict)  # bundle-relative graph path -> sha256
+    graphs: dict[str, str] = field(default_factory=dict)  # version-relative graph path -> sha256
     task_prior: dict | None = None  # prior prompt trained beside: {name, params, goal_keys}; rebuild with tt_deploy.obs.priors.make_prior and feed it every step
     goals: dict | None = None  # goal preset it was trained on: {preset, ranges, ...} (tasks/goals.py)
     parity: dict | None = None  # written later by `ttdeploy verify`
@@ -311,31 +371,43 @@ def read_manifest(bundle_dir: str | os.PathLike) -> BundleManifest:
     return from_dict(BundleManifest, data, str(path))
 
 
-def write_skill(bundle_dir: str | os.PathLike, skill: SkillManifest) -> Path:
-    path = Path(bundle_dir) / skill_dir(skill.name) / SKILL_FILE
+def write_skill(content: str | os.PathLike, skill: SkillManifest) -> Path:
+    """Write `skills/<name>/skill.json` into a version dir (`content_dir`), atomically."""
+    path = Path(content) / skill_dir(skill.name) / SKILL_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_json_atomic(path, to_dict(skill))
     return path
 
 
-def read_skill(bundle_dir: str | os.PathLike, name: str) -> SkillManifest:
-    path = Path(bundle_dir) / skill_dir(name) / SKILL_FILE
+def read_skill_file(content: str | os.PathLike, name: str) -> SkillManifest:
+    """Parse `skills/<name>/skill.json` of a version dir (`content_dir`)."""
+    path = Path(content) / skill_dir(name) / SKILL_FILE
     data = _read_json(path, f"skill manifest of {name!r}")
     _check_schema(data, path)
     return from_dict(SkillManifest, data, str(path))
 
 
+def read_skill(
+    bundle_dir: str | os.PathLike, name: str, manifest: BundleManifest | None = None
+) -> SkillManifest:
+    """One skill's skill.json from the version `manifest` (default: the current manifest.json) names."""
+    return read_skill_file(content_dir(bundle_dir, manifest), name)
+
+
 def record_skill_results(
     bundle_dir: str | os.PathLike, name: str, *, parity=None, sim2sim=None
 ) -> SkillManifest:
-    """Write verify/sim2sim results into a skill's `skill.json` (atomically); other fields unchanged.
+    """Write verify/sim2sim results into a skill's `skill.json` of the current version (atomically, under
+    the bundle lock, so an export never carries over the file without them); other fields unchanged.
 
     skill.json is deliberately not hashed by manifest.json so that results can be added later.
     """
-    current = read_skill(bundle_dir, name)
-    updates = {k: v for k, v in (("parity", parity), ("sim2sim", sim2sim)) if v is not None}
-    updated = dataclasses.replace(current, **updates)
-    write_skill(bundle_dir, updated)
+    with bundle_lock(bundle_dir):
+        root = content_dir(bundle_dir)
+        current = read_skill_file(root, name)
+        updates = {k: v for k, v in (("parity", parity), ("sim2sim", sim2sim)) if v is not None}
+        updated = dataclasses.replace(current, **updates)
+        write_skill(root, updated)
     return updated
 
 
@@ -349,3 +421,21 @@ def field_table(cls: type) -> list[tuple[str, str, str]]:
         if "#" in rest and name.isidentifier():
             comments[name] = rest.split("#", 1)[1].strip()
     return [(f.name, str(f.type), comments.get(f.name, "")) for f in dataclasses.fields(cls)]
+
+
+DOC_CLASSES = ("BundleManifest", "BFMInfo", "TokenGroupSpec", "GraphSpec", "TensorSpec", "ToolVersions", "EngineSpec",
+               "ProfileShape", "SkillManifest", "EncoderSpec", "PriorSpec")  # fmt: skip
+
+
+def field_tables_markdown() -> str:
+    """The "## Manifest fields" section of docs/bundle.md (`python scripts/bundle_doc_tables.py` writes it)."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")  # a literal | inside a markdown table cell
+
+    out = ["## Manifest fields", ""]
+    for name in DOC_CLASSES:
+        out += [f"### {name}", "", "| field | type | meaning |", "|---|---|---|"]
+        out += [f"| `{f}` | `{cell(tp)}` | {cell(comment)} |" for f, tp, comment in field_table(globals()[name])]
+        out.append("")
+    return "\n".join(out)

@@ -184,9 +184,10 @@ class GraphSession:
     """
 
     def __init__(
-        self, bundle_dir: Path, spec: GraphSpec, provider: str, config: SessionConfig, bfm_sha256: str
+        self, bundle_dir: Path, spec: GraphSpec, provider: str, config: SessionConfig, bfm_sha256: str,
+        content: str = "",
     ) -> None:
-        path = Path(bundle_dir) / spec.path
+        path = Path(bundle_dir) / content / spec.path  # content: the manifest's version dir
         self.spec, self.path = spec, path
         data = self._read_verified(path, spec.sha256)
         try:

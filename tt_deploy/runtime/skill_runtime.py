@@ -150,7 +150,9 @@ class SkillRuntime:
         # spin against the BFM session's (measured, paper BFM, 2 cores: the chained encoder + BFM went
         # from 3.3 to 7.0 ms p50 when both pools spun)
         config = replace(self.config, intra_op_threads=1) if role == "encoder" else self.config
-        return GraphSession(self.bundle_dir, spec, self.provider, config, self.manifest.bfm.sha256)
+        return GraphSession(
+            self.bundle_dir, spec, self.provider, config, self.manifest.bfm.sha256, self.manifest.content
+        )
 
     def _shared_skills(self, names: list[str], share_bfm: bool | None, dynamic: bool) -> set[str]:
         """Resident skills that will run encoder.onnx + a shared specialised BFM session."""
@@ -182,7 +184,8 @@ class SkillRuntime:
             spec = self.manifest.specialised_bfm(self.skills[s].visible_groups, dynamic)
             if spec.path not in sessions:
                 sessions[spec.path] = GraphSession(
-                    self.bundle_dir, spec, self.provider, self.config, self.manifest.bfm.sha256
+                    self.bundle_dir, spec, self.provider, self.config, self.manifest.bfm.sha256,
+                    self.manifest.content,
                 )
             heads[s] = sessions[spec.path]
         return heads
@@ -198,7 +201,7 @@ class SkillRuntime:
         return out
 
     def _load_skill(self, name: str) -> mf.SkillManifest:
-        sk = mf.read_skill(self.bundle_dir, name)
+        sk = mf.read_skill(self.bundle_dir, name, self.manifest)  # the version this manifest names
         if sk.bfm_sha256 != self.manifest.bfm.sha256:
             raise BundleError(f"skill {name!r} was exported for another BFM; re-export it into this bundle")
         listed = {g.path: g.sha256 for g in self.manifest.graphs if g.skill == name}
@@ -212,7 +215,7 @@ class SkillRuntime:
     def _load_prior(self, sk: mf.SkillManifest) -> dict[str, np.ndarray]:
         if sk.prior is None:
             return {}
-        path = self.bundle_dir / sk.prior.path
+        path = mf.content_dir(self.bundle_dir, self.manifest) / sk.prior.path
         if not path.is_file() or mf.sha256_file(path) != sk.prior.sha256:
             raise BundleError(f"prior tokens {path} are missing or modified; re-export skill {sk.name!r}")
         with np.load(path, allow_pickle=False) as npz:
