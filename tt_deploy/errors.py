@@ -34,3 +34,11 @@ class UnknownNameError(TTDeployError, KeyError):
 
 class MissingExtraError(TTDeployError, ImportError):
     """An optional dependency (tensorrt, isaacgym, ray) is not installed."""
+
+
+class NonFiniteActionsError(TTDeployError, FloatingPointError):
+    """A graph returned NaN or inf actions (corrupted weights, or inputs that overflow it)."""
+
+
+class ConcurrentUseError(TTDeployError, RuntimeError):
+    """Two threads called one SkillRuntime at once; it is not thread-safe (one runtime per thread)."""

@@ -25,19 +25,34 @@ every call - `masked_mimic_target_poses` with some visible token in every sample
 `tt_deploy.obs.priors.make_prior(**task_prior)`. A call without it raises InputError, unless the
 runtime was opened with `allow_hidden_prior=True` (a documented opt-out: the skill then runs off its
 training distribution).
+
+Safety: every call checks the actions it returns; NaN or inf raises NonFiniteActionsError naming the
+skill (`nonfinite="raise"`), or, with `nonfinite="zeros"`, returns all-zero actions - PD targets at
+the default pose offsets, the documented safe fallback - and counts it in `nonfinite_count`. A runtime
+is not thread-safe: a call that overlaps another call on the same runtime raises ConcurrentUseError
+(one non-blocking lock check per call) instead of returning silently wrong actions; use one runtime
+per thread.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from tt_deploy.errors import BundleError, InputError, TTDeployError, UnknownNameError
+from tt_deploy.errors import (
+    BundleError,
+    ConcurrentUseError,
+    InputError,
+    NonFiniteActionsError,
+    TTDeployError,
+    UnknownNameError,
+)
 from tt_deploy.runtime import manifest as mf
 from tt_deploy.runtime.session import GraphSession, SessionConfig, resolve_backend
 
@@ -45,6 +60,7 @@ _DTYPES = {"float32": np.dtype(np.float32), "bool": np.dtype(np.bool_)}
 
 log = logging.getLogger(__name__)
 MODES = ("fused", "split")
+NONFINITE = ("raise", "zeros")  # what a call does when a graph returns NaN/inf actions
 
 
 def release_freed_heap() -> None:
@@ -69,6 +85,8 @@ class SkillRuntime:
     share_bfm (fused mode, ONNX Runtime backends): None = share one specialised BFM session between
     resident skills with the same visible groups when there are two or more of them; True = always
     (also for one skill); False = never (one self-contained fused graph per skill).
+    nonfinite: "raise" (NonFiniteActionsError) or "zeros" (all-zero actions = the default pose) when a
+    graph returns NaN/inf actions.
     """
 
     def __init__(
@@ -82,9 +100,14 @@ class SkillRuntime:
         config: SessionConfig | None = None,
         share_bfm: bool | None = None,
         allow_hidden_prior: bool = False,
+        nonfinite: str = "raise",
     ) -> None:
         if mode not in MODES:
             raise UnknownNameError("runtime mode", mode, MODES)
+        if nonfinite not in NONFINITE:
+            raise UnknownNameError("nonfinite policy", nonfinite, NONFINITE)
+        self.nonfinite, self.nonfinite_count = nonfinite, 0
+        self._busy = threading.Lock()  # detects overlapping calls; never waited on
         if batch is not None and (not isinstance(batch, int) or batch < 1):
             raise InputError(f"batch must be a positive int or None; got {batch!r}")
         self.bundle_dir, self.mode, self.batch = Path(bundle_dir), mode, batch
@@ -204,6 +227,13 @@ class SkillRuntime:
         sk = mf.read_skill(self.bundle_dir, name, self.manifest)  # the version this manifest names
         if sk.bfm_sha256 != self.manifest.bfm.sha256:
             raise BundleError(f"skill {name!r} was exported for another BFM; re-export it into this bundle")
+        encoder = self.manifest.graph("encoder", name, False)
+        width = {t.shape[-1] for t in encoder.inputs if t.name == self.manifest.task_obs_name}
+        if width != {sk.task_obs_dim} or sk.encoder.obs_dim != sk.task_obs_dim:
+            raise BundleError(
+                f"skill {name!r}: skill.json says task_obs_dim {sk.task_obs_dim} (encoder obs_dim {sk.encoder.obs_dim}) "
+                f"but its encoder graph takes {sorted(width)}; skill.json was edited - re-export the skill"
+            )
         listed = {g.path: g.sha256 for g in self.manifest.graphs if g.skill == name}
         if sk.graphs != listed:
             raise BundleError(
@@ -232,9 +262,14 @@ class SkillRuntime:
         """The skill whose encoder currently produces the task token."""
         return self._active
 
+    def _require_open(self) -> None:
+        if self._closed:
+            raise TTDeployError("this SkillRuntime is closed; create a new one")
+
     @property
     def inputs(self) -> tuple[mf.TensorSpec, ...]:
         """Inputs of the active skill's graph chain ("batch" = batch axis; act() takes them without it)."""
+        self._require_open()
         if not self._chained():
             return self._sessions[self._active].spec.inputs
         enc = self._sessions[self._active].spec.inputs
@@ -243,11 +278,13 @@ class SkillRuntime:
     @property
     def outputs(self) -> tuple[mf.TensorSpec, ...]:
         """(actions,) of shape (batch, 69), float32, already clamped to [-1, 1]."""
+        self._require_open()
         return self._head().spec.outputs
 
     def graphs(self, skill: str | None = None) -> tuple[str, ...]:
         """Bundle-relative graph files a skill (default: the active one) runs, in order, e.g.
         ("skills/reach/encoder.onnx", "bfm.obs+historical_pose_obs+terrain.onnx") when its BFM is shared."""
+        self._require_open()
         skill = self._active if skill is None else skill
         if skill not in self._sessions:
             raise UnknownNameError("resident skill", skill, self._sessions)
@@ -258,6 +295,7 @@ class SkillRuntime:
     # --- skill switching --------------------------------------------------------------------------
     def switch(self, skill: str) -> None:
         """Make `skill` active. O(1): every resident skill's session was created in the constructor."""
+        self._require_open()
         if skill not in self._sessions:
             raise UnknownNameError("resident skill", skill, self._sessions)
         self._active = skill
@@ -274,10 +312,16 @@ class SkillRuntime:
 
     def _check(self, name: str, x, sample: tuple[int, ...], dtype: str, batch: int | None) -> np.ndarray:
         """Validated array with a leading batch axis; batch None = per-sample or batch-1 (act)."""
-        if not isinstance(x, np.ndarray):
-            raise InputError(f"input {name!r} must be a numpy array, got {type(x).__name__}")
+        if type(x) is not np.ndarray:  # subclasses (np.ma.MaskedArray) can hide values the graph would read
+            raise InputError(
+                f"input {name!r} must be a plain numpy.ndarray, got {type(x).__module__}.{type(x).__name__}; "
+                "convert it with np.asarray (fill masked values first)"
+            )
         if x.dtype != _DTYPES[dtype]:  # dtype objects, not .name: ~3 us a call cheaper
-            raise InputError(f"input {name!r} must have dtype {dtype}, got {x.dtype.name}")
+            order = "" if x.dtype.isnative else f" in non-native byte order ({x.dtype.str})"
+            raise InputError(
+                f"input {name!r} must have dtype {dtype}, got {x.dtype.name}{order}; convert it with x.astype(np.{dtype})"
+            )
         if batch is None:
             if x.shape == sample:
                 x = x.reshape((1, *sample))
@@ -370,8 +414,32 @@ class SkillRuntime:
         return self.mode == "split" or self._active in self._shared
 
     def _run(self, inputs, task_obs, batch: int | None, out: np.ndarray | None) -> np.ndarray:
-        if self._closed:
-            raise TTDeployError("this SkillRuntime is closed")
+        self._require_open()
+        if not self._busy.acquire(blocking=False):
+            raise ConcurrentUseError(
+                "another thread is inside this SkillRuntime; it is not thread-safe - use one runtime per thread"
+            )
+        try:
+            actions = self._run_graphs(inputs, task_obs, batch, out)
+        finally:
+            self._busy.release()
+        if not np.isfinite(actions).all():
+            return self._nonfinite(actions)
+        return actions
+
+    def _nonfinite(self, actions: np.ndarray) -> np.ndarray:
+        self.nonfinite_count += 1
+        if self.nonfinite == "raise":
+            raise NonFiniteActionsError(
+                f"skill {self._active!r} returned NaN/inf actions (call {self.nonfinite_count} with them); the "
+                "bundle's weights or the inputs are broken - run `ttdeploy verify`, or open the runtime with "
+                "nonfinite='zeros' to fall back to the default pose"
+            )
+        log.warning("skill %r returned NaN/inf actions: zeros (the default pose) instead", self._active)
+        actions[...] = 0.0
+        return actions
+
+    def _run_graphs(self, inputs, task_obs, batch: int | None, out: np.ndarray | None) -> np.ndarray:
         head = self._head()
         feeds, task_obs = self._feeds(inputs, task_obs, batch, head)
         obs_name, token_name = self.manifest.task_obs_name, self.manifest.task_token_name
@@ -400,8 +468,10 @@ class SkillRuntime:
 
         No output allocation (IOBinding); in split mode the task token also goes through a reused buffer.
         """
-        if not (isinstance(out, np.ndarray) and out.dtype == np.float32 and out.flags.c_contiguous):
-            raise InputError("out must be a C-contiguous float32 numpy array")
+        if not (type(out) is np.ndarray and out.dtype == np.float32 and out.flags.c_contiguous):
+            raise InputError("out must be a C-contiguous float32 numpy.ndarray")
+        if not out.flags.writeable:
+            raise InputError("out is read-only; pass a writeable buffer, e.g. np.empty((1, 69), np.float32)")
         if out.size != self.manifest.action_dim:
             raise InputError(
                 f"out must have shape (1, {self.manifest.action_dim}) or ({self.manifest.action_dim},)"
@@ -412,6 +482,8 @@ class SkillRuntime:
     def act_batch(self, inputs: Mapping[str, np.ndarray], task_obs: np.ndarray) -> np.ndarray:
         """(B, 69) float32 actions; every array has a leading batch axis B (B = 1 for batch=1 runtimes)."""
         n = task_obs.shape[0] if isinstance(task_obs, np.ndarray) and task_obs.ndim == 2 else None
+        if n == 0:
+            raise InputError("act_batch needs at least one sample; task_obs has batch 0")
         if self.batch == 1 and n != 1:
             raise InputError(
                 "this runtime loaded the static batch-1 graphs; construct it with batch=None for act_batch"
