@@ -49,12 +49,15 @@ def main() -> None:
     try:
         rc = app(standalone_mode=False)  # click returns typer.Exit codes here instead of exiting
     except TTDeployError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)  # one line, never wrapped
         sys.exit(2)
+    except KeyboardInterrupt:  # outside click's own handling (e.g. during an import); same exit as Abort
+        err_console.print("interrupted; exports, checkpoints and results are written atomically, nothing is half-written")
+        sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
-        err_console.print("aborted")
+        err_console.print("interrupted; exports, checkpoints and results are written atomically, nothing is half-written")
         sys.exit(130)
     except typer.TyperException as exc:  # typer's vendored click errors (UsageError & co) format themselves
         show = getattr(exc, "show", None)

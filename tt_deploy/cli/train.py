@@ -110,6 +110,8 @@ def train_cmd(
                          "(--token-std), or pass --explore action")
     if seeds < 1:
         raise InputError(f"--seeds must be >= 1; got {seeds}")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; runs are written into a directory (OUT/<skill>)")
     if seeds > 1 or len(skill) > 1 or ray_address is not None:
         from tt_deploy.train.launcher import launch
 

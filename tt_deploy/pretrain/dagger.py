@@ -38,7 +38,7 @@ from tt_deploy.pretrain.policy import PretrainPolicy
 from tt_deploy.pretrain.prompt_task import MODES, PromptCurriculum, PromptTask
 from tt_deploy.pretrain.teacher_env import TeacherEnv
 from tt_deploy.rl.run_log import RunLog
-from tt_deploy.rl.runner import Stopper, atomic_torch_save, to_torch
+from tt_deploy.rl.runner import Stopper, atomic_torch_save, load_training_state, to_torch
 from tt_deploy.sim.perturbations import friction_range, friction_spread
 from tt_deploy.tasks.base import PELVIS_ID
 
@@ -286,7 +286,7 @@ class DaggerTrainer:
         path = self.out_dir / "checkpoints" / "last_state.pt"
         if not path.is_file():
             return False
-        state = torch.load(path, weights_only=True)
+        state = load_training_state(path)
         if state.get("anchor_sha256", self.anchor_sha256) != self.anchor_sha256:
             raise InputError(f"--resume: {self.out_dir} started from a BFM with sha256 {state['anchor_sha256'][:12]}..., "
                              f"but --init-bfm has {self.anchor_sha256[:12]}...: pass the run's own --init-bfm")  # fmt: skip

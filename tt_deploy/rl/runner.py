@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from tt_deploy.atomic import atomic_path
+from tt_deploy.errors import CheckpointError
 from tt_deploy.rl.env_state import env_state, load_arrays, load_env_state, save_arrays
 from tt_deploy.rl.ppo import PPO, ActorCritic, PPOConfig
 from tt_deploy.rl.run_log import RunLog
@@ -40,6 +41,26 @@ def to_torch(step: EnvStep) -> dict[str, torch.Tensor]:
 def atomic_torch_save(obj, path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def load_training_state(path: Path) -> dict:
+    """A `*_state.pt` for --resume, unpickled with weights_only=True (a crafted file cannot run code);
+    CheckpointError in one line for a corrupt, truncated or foreign file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
+        text = str(exc).strip()
+        if "Weights only load failed" in text:
+            reason = "not a torch file, or it holds objects weights-only loading refuses; nothing in it was run"
+        else:
+            reason = (text.splitlines()[0][:120] if text else "") or type(exc).__name__
+        raise CheckpointError(
+            f"--resume: {path} is not a readable training state ({reason}); delete it to start over, "
+            "or point --out at another run"
+        ) from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"--resume: {path} holds a {type(state).__name__}, not a training state; delete it")
+    return state
 
 
 @dataclass
@@ -142,7 +163,14 @@ class OnPolicyRunner:
         path = self.out_dir / "checkpoints" / "last_state.pt"
         if not path.is_file():
             return False
-        self.load_state_dict(torch.load(path, weights_only=True))
+        state = load_training_state(path)
+        try:
+            self.load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise CheckpointError(
+                f"--resume: {path} does not match this run's model or settings ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); point --out at a new run dir"
+            ) from exc
         snap = load_arrays(self.out_dir / "checkpoints" / "last_env")
         if snap is not None and snap[1].get("iteration") == self.iteration:
             arrays, meta = snap

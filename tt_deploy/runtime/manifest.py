@@ -300,20 +300,39 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+_JSON_TYPES = {str: (str,), int: (int,), float: (int, float), bool: (bool,), dict: (dict,)}
+
+
+def _is(tp: Any, value: Any) -> bool:
+    """Whether a JSON value has the primitive type `tp` (bool is not an int here, an int is a float)."""
+    ok = _JSON_TYPES.get(typing.get_origin(tp) or tp)
+    if ok is None:
+        return True  # not a primitive: checked by the caller's recursion
+    return isinstance(value, ok) and (tp is bool or not isinstance(value, bool))
+
+
 def _convert(tp: Any, value: Any, where: str) -> Any:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if value is None:
-        return None
+        if origin in (typing.Union, types.UnionType) and type(None) in args:
+            return None
+        raise BundleError(f"{where}: null where a {getattr(tp, '__name__', tp)} is required; re-export the bundle")
     if origin in (typing.Union, types.UnionType):
         non_none = [a for a in args if a is not type(None)]
         dcs = [a for a in non_none if dataclasses.is_dataclass(a)]
-        return _convert(dcs[0], value, where) if dcs else value
+        if dcs:
+            return _convert(dcs[0], value, where)
+        if not any(_is(a, value) for a in non_none):
+            raise BundleError(f"{where}: {value!r} is not a {tp}; re-export the bundle")
+        return value
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where)
     if origin is tuple:
         if not isinstance(value, list):
             raise BundleError(f"{where}: expected a list, got {type(value).__name__}")
         return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if not _is(tp, value):
+        raise BundleError(f"{where}: {value!r} is not a {getattr(tp, '__name__', tp)}; re-export the bundle")
     return value
 
 
@@ -344,9 +363,12 @@ def _read_json(path: Path, what: str) -> dict:
     if not path.is_file():
         raise BundleError(f"{what} not found: {path}; export a bundle with `ttdeploy export --skill NAME`")
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{path} is not valid JSON ({exc}); re-export the bundle") from exc
+    if not isinstance(data, dict):
+        raise BundleError(f"{path} holds a JSON {type(data).__name__}, not an object; re-export the bundle")
+    return data
 
 
 def _check_schema(data: dict, path: Path) -> None:
