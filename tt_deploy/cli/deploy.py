@@ -36,6 +36,11 @@ def export_cmd(
         int, typer.Option(help="Seed of fresh (untrained) encoders when --run is not given.")
     ] = 0,
     opset: Annotated[int, typer.Option(help="ONNX opset for every graph of the bundle (>= 17).")] = 17,
+    default_skill: Annotated[
+        str | None,
+        typer.Option(help="The skill a runtime starts with (manifest default_skill); default: the bundle's "
+                     "current default, else the first trained skill exported, else the first."),
+    ] = None,
     fmt: Annotated[
         str,
         typer.Option(
@@ -78,14 +83,14 @@ def export_cmd(
 
         require_tensorrt()  # before the (slow) ONNX export: MissingExtraError with the install command
     if skills:
-        _export_onnx(skills, bfm, run, bundle, seed, opset, reuse=fmt == "trt")
+        _export_onnx(skills, bfm, run, bundle, seed, opset, reuse=fmt == "trt", default_skill=default_skill)
     if fmt == "trt":
         _build_engines(bundle, skills, precision, workspace)
     if lint:
         _lint(bundle)
 
 
-def _export_onnx(skills, bfm, run, bundle: Path, seed: int, opset: int, *, reuse: bool) -> None:
+def _export_onnx(skills, bfm, run, bundle: Path, seed: int, opset: int, *, reuse: bool, default_skill=None) -> None:
     from tt_deploy.export.bundle import bundle_files, export_skills  # torch import happens here
     from tt_deploy.runtime import manifest as mf
 
@@ -97,9 +102,11 @@ def _export_onnx(skills, bfm, run, bundle: Path, seed: int, opset: int, *, reuse
         else:
             todo.append(name)
     if todo:  # one new bundle version for all of them
-        export_skills(todo, bfm_path=bfm, run_dir=run, bundle_dir=bundle, seed=seed, opset=opset)
-        version = mf.read_manifest(bundle).content
-        console.print(f"exported [bold]{', '.join(todo)}[/] into {bundle} (version {version})")
+        export_skills(todo, bfm_path=bfm, run_dir=run, bundle_dir=bundle, seed=seed, opset=opset,
+                      default_skill=default_skill)
+        man = mf.read_manifest(bundle)
+        console.print(f"exported [bold]{', '.join(todo)}[/] into {bundle} (version {man.content}, "
+                      f"default skill {man.default_skill})")
     table = Table(title=f"bundle {bundle}")
     for col in ("file", "bytes", "sha256"):
         table.add_column(col, justify="right" if col == "bytes" else "left")

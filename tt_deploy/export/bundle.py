@@ -22,7 +22,7 @@ import torch
 
 import tt_deploy
 from tt_deploy import spec
-from tt_deploy.errors import BundleError, InputError, TTDeployError
+from tt_deploy.errors import BundleError, InputError, TTDeployError, UnknownNameError
 from tt_deploy.export.onnx_graphs import ALL_GROUPS, EXPORTER, BFMGraph, EncoderGraph, export_graph
 from tt_deploy.models.bfm import BFM, count_parameters
 from tt_deploy.models.checkpoints import bfm_sha256, load_encoder, resolve_bfm, sha256_file, state_hash
@@ -41,8 +41,18 @@ def task_obs_spec(skill: str) -> tuple[int, tuple[str, ...] | None]:
     from tt_deploy.tasks import registry
 
     task = registry.make_task(skill, 1)
-    names = getattr(task, "feature_names", None) or getattr(task, "obs_names", None)
-    return int(task.obs_dim), (tuple(names) if names else None)
+    return int(task.obs_dim), task.obs_names
+
+
+def task_obs_names(skill: str, obs_dim: int) -> tuple[str, ...] | None:
+    """"name [unit]: formula" of each column of a `obs_dim`-wide task observation (with the current pose
+    when the encoder was trained with it); None for a width the task does not make."""
+    from tt_deploy.tasks import registry
+
+    try:
+        return registry.make_task_for(skill, 1, obs_dim).obs_names
+    except InputError:
+        return None
 
 
 def _bfm_info(bfm: BFM, info: dict) -> mf.BFMInfo:
@@ -223,16 +233,35 @@ def _check_compatible(old: mf.BundleManifest, bfm_sha: str, opset: int, bundle: 
         raise BundleError(f"bundle {bundle} uses opset {old.opset}, not {opset}; use one opset per bundle")
 
 
-def _pd_offset_scale() -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
-    """PD offset/scale (69,) rad from the simulator model (left empty, with a warning, without MuJoCo)."""
+def _floats(x) -> tuple[float, ...]:
+    return tuple(float(v) for v in np.asarray(x).ravel())
+
+
+def _actuation() -> tuple[tuple[float, ...] | None, tuple[float, ...] | None, mf.ActuationSpec | None]:
+    """PD offset/scale and the actuation contract, read off the simulator model the skills train in
+    (left empty, with a warning, without MuJoCo)."""
     try:
-        from tt_deploy.sim.humanoid_model import build_model
+        from tt_deploy.sim.humanoid_model import build_model, integrator_name, standing_qpos
 
         hm = build_model()
     except (ImportError, TTDeployError) as exc:
-        log.warning("PD offset/scale left empty: %s", exc)
-        return None, None
-    return tuple(float(x) for x in hm.pd_offset), tuple(float(x) for x in hm.pd_scale)
+        log.warning("PD offset/scale and actuation left empty: %s", exc)
+        return None, None, None
+    m = hm.model
+    limited = m.actuator_forcelimited[hm.actuator_ids].astype(bool)
+    torque = _floats(np.where(limited, m.actuator_forcerange[hm.actuator_ids, 1], np.inf)) if limited.any() else None
+    where = "MuJoCo joint damping, integrated implicitly" if hm.damping == "joint" else "the actuator's kv"
+    qpos = standing_qpos(hm)
+    kp, kd = np.array(spec.PD_GAINS).T
+    actuation = mf.ActuationSpec(
+        pd_form=f"target = pd_offset + pd_scale * action (rad); torque = kp (target - q) - kd qdot, the kd term as {where}; "
+                "actions held for the substeps of one control step",
+        kp=_floats(kp), kd=_floats(kd), damping=hm.damping, torque_limit=torque,
+        physics_dt=float(m.opt.timestep), substeps=int(hm.substeps), integrator=integrator_name(m),
+        reset_root_pos=_floats(qpos[:3]), reset_root_quat=_floats(np.roll(qpos[3:7], -1)),  # wxyz -> xyzw
+        reset_joint_pos=_floats(qpos[hm.qpos_adr]), mjcf=hm.mjcf.name,
+    )  # fmt: skip
+    return _floats(hm.pd_offset), _floats(hm.pd_scale), actuation
 
 
 def _tool_versions() -> mf.ToolVersions:
@@ -242,6 +271,18 @@ def _tool_versions() -> mf.ToolVersions:
     return mf.ToolVersions(
         torch.__version__, onnx.__version__, onnxruntime.__version__, tt_deploy.__version__, EXPORTER
     )
+
+
+def _default_skill(asked: str | None, old: mf.BundleManifest | None, names: set[str], trained: list[str],
+                   exported: list[str]) -> str:
+    """The bundle's default skill: as asked, else the old default, else a trained skill, else the first."""
+    if asked is not None:
+        if asked not in names:
+            raise UnknownNameError("default skill (not in the bundle)", asked, names)
+        return asked
+    if old is not None and old.default_skill in names:
+        return old.default_skill
+    return (trained or exported)[0]
 
 
 def _previous_version(bundle: Path, current: str | None) -> str | None:
@@ -258,7 +299,7 @@ def _previous_version(bundle: Path, current: str | None) -> str | None:
 
 
 def _bundle_manifest(
-    bfm: BFM, bfm_info: mf.BFMInfo, opset: int, skills, graphs, engines=(), content: str = ""
+    bfm: BFM, bfm_info: mf.BFMInfo, opset: int, skills, graphs, engines=(), content: str = "", default_skill=None
 ) -> mf.BundleManifest:
     groups = tuple(
         mf.TokenGroupSpec(
@@ -266,7 +307,7 @@ def _bundle_manifest(
         )
         for g in spec.TOKEN_GROUPS
     )
-    offset, scale = _pd_offset_scale()
+    offset, scale, actuation = _actuation()
     return mf.BundleManifest(
         schema=mf.SCHEMA, bfm=bfm_info, token_groups=groups, token_dim=bfm.token_dim,
         task_token_name=spec.TASK_TOKEN_NAME, task_obs_name=spec.TASK_OBS_NAME, actions_name=spec.ACTIONS_NAME,
@@ -274,6 +315,7 @@ def _bundle_manifest(
         joint_names=spec.JOINT_NAMES, body_names=spec.BODY_NAMES, pd_offset=offset, pd_scale=scale,
         opset=opset, tools=_tool_versions(), skills=tuple(sorted(skills)),
         graphs=tuple(sorted(graphs, key=lambda g: g.path)), engines=tuple(engines), content=content,
+        default_skill=default_skill, actuation=actuation, state=mf.STATE_CONVENTION,
     )  # fmt: skip
 
 
@@ -316,7 +358,7 @@ def _remove_stale(bundle: Path, keep: set[str]) -> None:
 
 
 def _write_skill_files(
-    tmp, skill, bfm, bfm_sha, encoder, src, prior, obs_spec, opset, meta
+    tmp, skill, bfm, bfm_sha, encoder, src, prior, opset, meta
 ) -> list[mf.GraphSpec]:
     """Export the skill's encoder/fused graphs, prior.npz and skill.json into tmp; returns graph specs."""
     rel = mf.skill_dir(skill)
@@ -335,7 +377,7 @@ def _write_skill_files(
         prior_spec = mf.PriorSpec(f"{rel}/{mf.PRIOR_FILE}", sha256_file(tmp / rel / mf.PRIOR_FILE), inputs)
     enc, info, source, enc_sha, enc_sha_of = src
     c = enc.config
-    names = obs_spec[1] if obs_spec[1] and len(obs_spec[1]) == obs_dim else None
+    names = task_obs_names(skill, obs_dim)
     skill_manifest = mf.SkillManifest(
         schema=mf.SCHEMA, name=skill, task_obs_dim=obs_dim, task_obs_features=names,
         encoder=mf.EncoderSpec(c.obs_dim, c.token_dim, tuple(c.hidden), c.norm_clamp, count_parameters(enc)),
@@ -361,8 +403,12 @@ def export_skills(
     seed: int = 0,
     task_obs_dim: int | None = None,
     opset: int = 17,
+    default_skill: str | None = None,
 ) -> Path:
     """Export skills (and the BFM) into `bundle_dir` as one new version, keeping the bundle's other skills.
+
+    `default_skill` (manifest `default_skill`, the runtime's first active skill): None keeps the bundle's
+    default while it has that skill, else picks the first trained skill exported, else the first one.
 
     Without `run_dir` each encoder is a fresh seeded init (untrained; skill.json says so) of
     width `task_obs_dim` (default: the task's obs dim). With `run_dir` (one skill only), the trained
@@ -385,7 +431,7 @@ def export_skills(
             raise InputError(
                 f"task_obs_dim {task_obs_dim} != the trained encoder's obs_dim {src[0].config.obs_dim}"
             )
-        sources[skill] = (src, _prior_arrays(src[1].prior if src[1] else None), obs_spec)
+        sources[skill] = (src, _prior_arrays(src[1].prior if src[1] else None))
     bundle = Path(bundle_dir).absolute()
     if bundle.exists() and not bundle.is_dir():
         raise BundleError(f"bundle path {bundle} is a file, not a directory; choose another --bundle dir")
@@ -414,19 +460,20 @@ def export_skills(
                 graphs += _export_graphs(
                     new_dir, "", [("bfm", BFMGraph(bfm), bfm.token_dim)], opset=opset, metadata=meta, skill=None
                 )
-            for skill, (src, prior, obs_spec) in sources.items():
+            for skill, (src, prior) in sources.items():
                 graphs += _write_skill_files(
-                    new_dir, skill, bfm, bfm_info.sha256, src[0], src, prior, obs_spec, opset, meta
+                    new_dir, skill, bfm, bfm_info.sha256, src[0], src, prior, opset, meta
                 )
             names = {*(old.skills if old else ()), *skills}
             graphs = _specialised_graphs(new_dir, bfm, graphs, names, opset=opset, metadata=meta)
             engines = _kept_engines(old, graphs)
-            mf.write_manifest(bundle, _bundle_manifest(bfm, bfm_info, opset, names, graphs, engines, new))
+            default = _default_skill(default_skill, old, names, [s for s in skills if sources[s][0][1] is not None], skills)
+            mf.write_manifest(bundle, _bundle_manifest(bfm, bfm_info, opset, names, graphs, engines, new, default))
         except BaseException:
             shutil.rmtree(new_dir, ignore_errors=True)
             raise
         _remove_stale(bundle, {new, current} - {None})
-    for skill, (src, _, _) in sources.items():
+    for skill, (src, _) in sources.items():
         log.info("exported skill %r into %s %s (%s)", skill, bundle, new, src[2])
     return bundle
 

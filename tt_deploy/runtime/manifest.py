@@ -205,6 +205,49 @@ class EngineSpec:
 
 
 @dataclass(frozen=True)
+class ActuationSpec:
+    """How actions move the joints in the simulator the skills were trained in - what a controller's PD
+    loop must reproduce. Arrays are (69,) in `joint_names` order."""
+
+    pd_form: str  # the control law, in words: target, torque and where the damping acts
+    kp: tuple[float, ...]  # N m / rad, stiffness of the position target
+    kd: tuple[float, ...]  # N m s / rad, damping on the joint velocity
+    damping: str  # "joint": kd is MuJoCo joint damping, integrated implicitly; "actuator": actuator kv
+    torque_limit: tuple[float, ...] | None  # N m per joint; None = the simulator clips no torque
+    physics_dt: float  # s per physics step
+    substeps: int  # physics steps per control step (physics_dt * substeps = control_dt)
+    integrator: str  # MuJoCo integrator name ("implicitfast")
+    reset_root_pos: tuple[float, ...]  # (3,) m: the root at reset (x, y 0; z = lowest geom 2 mm above the floor)
+    reset_root_quat: tuple[float, ...]  # (4,) xyzw
+    reset_joint_pos: tuple[float, ...]  # (69,) rad: the rest (T) pose, joint angles 0
+    mjcf: str  # the humanoid asset it was measured on (file name inside tt_deploy/sim/assets)
+
+
+@dataclass(frozen=True)
+class StateConvention:
+    """The body-state convention every observation is built from (tt_deploy.obs.state.BodyState)."""
+
+    frame: str  # world frame and up axis
+    quaternion: str  # component order
+    lin_vel: str  # which point's velocity, in which frame
+    ang_vel: str
+    bodies: str  # body order
+    read_at: str  # when the state is read, relative to the physics steps
+
+
+STATE_CONVENTION = StateConvention(
+    frame="world, z up, gravity -z, floor at z = 0",
+    quaternion="xyzw (w last); MuJoCo's wxyz is converted once, at the simulator boundary",
+    lin_vel="velocity of each body frame's origin (not its centre of mass), world-frame vector, m/s (MuJoCo: "
+            "mj_objectVelocity with mjOBJ_XBODY and flg_local 0; mjOBJ_BODY gives the centre of mass's)",
+    ang_vel="world-frame vector, rad/s",
+    bodies="body_names order; body 0 (Pelvis) is the root",
+    read_at="after the control step's last physics substep, with positions and velocities recomputed from "
+            "that state (MuJoCo: mj_forward after mj_step - mj_step leaves xpos/xquat/cvel one substep behind)",
+)
+
+
+@dataclass(frozen=True)
 class BundleManifest:
     """`manifest.json`: the bundle contract between export and runtime."""
 
@@ -228,6 +271,9 @@ class BundleManifest:
     graphs: tuple[GraphSpec, ...]
     engines: tuple[EngineSpec, ...] = ()  # optional TensorRT engines (engines/index.json has the same list)
     content: str = ""  # version dir of this manifest's files ("v3"); "" = the bundle root (older bundles)
+    default_skill: str | None = None  # the skill SkillRuntime starts with (None: the first resident one)
+    actuation: ActuationSpec | None = None  # the PD loop the skills were trained with (None: older bundles)
+    state: StateConvention | None = None  # the body-state convention of every observation
 
     def graph(self, role: str, skill: str | None = None, dynamic: bool = False) -> GraphSpec:
         """The GraphSpec of one role/skill/batch kind; BundleError when the bundle lacks it."""
@@ -445,8 +491,9 @@ def field_table(cls: type) -> list[tuple[str, str, str]]:
     return [(f.name, str(f.type), comments.get(f.name, "")) for f in dataclasses.fields(cls)]
 
 
-DOC_CLASSES = ("BundleManifest", "BFMInfo", "TokenGroupSpec", "GraphSpec", "TensorSpec", "ToolVersions", "EngineSpec",
-               "ProfileShape", "SkillManifest", "EncoderSpec", "PriorSpec")  # fmt: skip
+DOC_CLASSES = ("BundleManifest", "ActuationSpec", "StateConvention", "BFMInfo", "TokenGroupSpec", "GraphSpec",
+               "TensorSpec", "ToolVersions", "EngineSpec", "ProfileShape", "SkillManifest", "EncoderSpec",
+               "PriorSpec")  # fmt: skip
 
 
 def field_tables_markdown() -> str:

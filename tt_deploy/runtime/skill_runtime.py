@@ -158,7 +158,7 @@ class SkillRuntime:
         self._token = np.empty((1, self.manifest.token_dim), np.float32)  # batch-1 token of chained skills
         self._encode = self._batch1_encoders() if self._trt is None else {}
         self._zeros: dict[str, np.ndarray] = {}
-        self._active = names[0]
+        self._active = self.manifest.default_skill if self.manifest.default_skill in names else names[0]
         self._closed = False
         release_freed_heap()
         log.info(

@@ -44,6 +44,11 @@ _INTEGRATORS = {
 }
 
 
+def integrator_name(model: mujoco.MjModel) -> str:
+    """The `_INTEGRATORS` name of a compiled model's integrator."""
+    return next(k for k, v in _INTEGRATORS.items() if v == model.opt.integrator)
+
+
 class ModelError(TTDeployError):
     """An MJCF file is unreadable or lacks the bodies/joints tt-deploy needs."""
 

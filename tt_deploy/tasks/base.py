@@ -68,6 +68,9 @@ def root_heading(state: BodyState) -> np.ndarray:
     return heading_angle(state.quat[:, PELVIS_ID])
 
 
+CURRENT_POSE_NAMES = tuple(f"{body}_{a} [m]: world {a} of the {body}" for body in ("pelvis", "head") for a in "xyz")
+
+
 def current_pose_features(state: BodyState) -> np.ndarray:
     """(N, 6) raw world xyz of pelvis then head (the optional +6 task-obs features)."""
     return np.concatenate([state.pos[:, PELVIS_ID], state.pos[:, HEAD_ID]], axis=-1)
@@ -148,6 +151,9 @@ class Task(abc.ABC):
 
     name: ClassVar[str]
     feature_dim: ClassVar[int]
+    # one "name [unit]: formula" per feature (Hinv = the inverse of the root's heading rotation, yaw only);
+    # exported into skill.json `task_obs_features` so a controller can build the observation from the bundle
+    feature_names: ClassVar[tuple[str, ...]]
     objects: ClassVar[tuple[str, ...]] = ()
     fall_voids_success: ClassVar[bool] = True
     goal_segments: ClassVar[bool] = False  # True: each goal is its own success segment (GraceTask)
@@ -164,6 +170,11 @@ class Task(abc.ABC):
         # segment's measured steps and failure, and the episode's closed segments
         self.segments = SegmentBook(self.num_envs)
         self.prior_prompt = None  # a tt_deploy.obs.priors.Prior when the task prompts the BFM
+
+    @property
+    def obs_names(self) -> tuple[str, ...]:
+        """One "name [unit]: formula" per task-observation column (features, then the current pose)."""
+        return self.feature_names + (CURRENT_POSE_NAMES if self.current_pose else ())
 
     @property
     def obs_dim(self) -> int:

@@ -96,6 +96,11 @@ class DirectionTask(GraceTask):
 
     name = "direction"
     feature_dim = 3
+    feature_names = (
+        "dir_x [1]: (Hinv (d.x, d.y, 0)).x - the goal direction d in the root's heading frame",
+        "dir_y [1]: (Hinv (d.x, d.y, 0)).y",
+        "speed [m/s]: the goal speed",
+    )
     grace_steps = 60
 
     def __init__(self, num_envs: int, *, current_pose: bool = False, goals: HeadingGoalConfig | None = None,

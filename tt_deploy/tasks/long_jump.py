@@ -68,6 +68,12 @@ class LongJumpTask(Task):
 
     name = "long_jump"
     feature_dim = 4
+    feature_names = (
+        "goal_x [m]: (Hinv (goal - pelvis)).x - the goal beyond the line, in the root's heading frame",
+        "goal_y [m]: (Hinv (goal - pelvis)).y",
+        "goal_z [m]: (Hinv (goal - pelvis)).z",
+        "line_dx [m]: line_x - pelvis.x - world x distance to the take-off line",
+    )
     fall_voids_success = False  # the landing itself may register as a fall contact
 
     def __init__(self, num_envs: int, *, current_pose: bool = False, goal_dist: float = 30.0,

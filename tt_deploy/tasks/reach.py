@@ -68,6 +68,11 @@ class ReachTask(GraceTask):
 
     name = "reach"
     feature_dim = 3
+    feature_names = (
+        "target_x [m]: (Hinv (target - pelvis)).x - the right-hand target in the root's heading frame",
+        "target_y [m]: (Hinv (target - pelvis)).y",
+        "target_z [m]: (Hinv (target - pelvis)).z - the height difference",
+    )
     grace_steps = GRACE_STEPS + 1  # ref measures where reach_steps < progress (strictly after GRACE_STEPS)
 
     def __init__(self, num_envs: int, *, current_pose: bool = False, xy_range: float = XY_RANGE,

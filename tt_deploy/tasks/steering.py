@@ -28,6 +28,11 @@ class SteeringTask(DirectionTask):
 
     name = "steering"
     feature_dim = 5
+    feature_names = (
+        *DirectionTask.feature_names,
+        "facing_x [1]: (Hinv (f.x, f.y, 0)).x - the goal facing f in the root's heading frame",
+        "facing_y [1]: (Hinv (f.x, f.y, 0)).y",
+    )
     grace_steps = 80
 
     def __init__(self, num_envs: int, *, current_pose: bool = False, goals=None, prior: bool = False):

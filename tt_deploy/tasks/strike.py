@@ -57,6 +57,15 @@ class StrikeTask(Task):
 
     name = "strike"
     feature_dim = 15
+    feature_names = (
+        "target_x [m]: (Hinv d).x, d = target - pelvis with d.z = the target's absolute height (reference quirk)",
+        "target_y [m]: (Hinv d).y",
+        "target_z [m]: (Hinv d).z",
+        *(f"target_rot_{i} [1]: tan_norm(Hinv q_target)[{i}] - the target's orientation, tangent then normal"
+          for i in range(6)),
+        *(f"target_vel_{a} [m/s]: (Hinv v_target).{a}" for a in "xyz"),
+        *(f"target_angvel_{a} [rad/s]: (Hinv w_target).{a}" for a in "xyz"),
+    )
     objects = (OBJECT,)
     fall_voids_success = False  # ref: a toppled target counts even if the character falls afterwards
 
