@@ -59,3 +59,20 @@ def test_ppo_after_an_oracle_start_warms_the_critic_up_and_moves_the_encoder_gen
     assert warm.actor_lr < plain.actor_lr
     finetune = TrainConfig(skill="reach", method="finetune", oracle_start=True).ppo_config()
     assert finetune.actor_lr == TrainConfig(skill="reach", method="finetune").ppo_config().actor_lr  # never raised
+
+
+def test_an_oracle_started_encoder_keeps_its_input_statistics_and_the_critic_learns_its_own():
+    import torch
+
+    from tt_deploy.models.checkpoints import default_bfm
+    from tt_deploy.spec import TASK_OBS_NAME
+    from tt_deploy.train.task_token import build_policy
+
+    bfm, _ = default_bfm()
+    obs = {"obs": torch.randn(16, 358), TASK_OBS_NAME: 5 + torch.randn(16, 3)}
+    for oracle_start, moves in ((True, False), (False, True)):
+        policy = build_policy(TrainConfig(skill="reach", oracle_start=oracle_start), bfm, 3)
+        enc, critic = policy.encoder.norm.mean.clone(), [b.clone() for b in policy.critic.buffers()]
+        policy.update_normalizers(obs)
+        assert (not torch.equal(enc, policy.encoder.norm.mean)) == moves
+        assert any(not torch.equal(a, b) for a, b in zip(critic, policy.critic.buffers(), strict=True))

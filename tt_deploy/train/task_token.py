@@ -194,7 +194,7 @@ def build_policy(cfg: TrainConfig, bfm, obs_dim: int):
     enc.neutral_start()  # a fresh token is 0: training starts from the prior's behaviour, not from a fall
     groups = ("obs", "historical_pose_obs", "terrain") + (("masked_mimic_target_poses",) if cfg.prior else ())
     return TaskTokenPolicy(bfm, enc, visible_groups=groups, train_bfm=cfg.method == "finetune",
-                           explore=cfg.exploration)
+                           explore=cfg.exploration, freeze_encoder_norm=cfg.oracle_start)
 
 
 class _Checkpointer:
