@@ -8,17 +8,19 @@ same evaluation seed as prior_only.json (what `ttdeploy demo` prints beside it).
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import sys
 from pathlib import Path
 
+from scrub_machine_paths import scrub
+
 from tt_deploy.demo import PRIOR_ONLY_FILE, SHIPPED_RUNS
+from tt_deploy.hashing import strip_checkout_paths
 
 
 def _copy_record(src: Path, dest: Path) -> None:
     """A run record without the training machine's checkout path: package files stay named from `tt_deploy/`."""
-    dest.write_text(re.sub(r'"[^"]*/(tt_deploy/[^"]+)"', r'"\1"', src.read_text()))
+    dest.write_text(strip_checkout_paths(src.read_text()))
 
 
 def main(run: Path, prior_only: Path) -> Path:
@@ -33,6 +35,7 @@ def main(run: Path, prior_only: Path) -> Path:
     _copy_record(run / "run.json", tmp / "run.json")
     shutil.copy2(run / "log.csv", tmp / "log.csv")
     shutil.copy2(run / "checkpoints" / "last.safetensors", tmp / "checkpoints" / "last.safetensors")
+    scrub(tmp / "checkpoints" / "last.safetensors")  # its metadata records the goals' abilities file
     _copy_record(prior_only / "run.json", tmp / PRIOR_ONLY_FILE)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)

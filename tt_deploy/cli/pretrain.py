@@ -15,6 +15,7 @@ from tt_deploy.cli import app
 from tt_deploy.cli._output import console, print_table, write_json
 from tt_deploy.cli.train import JsonOpt, _logging, _progress
 from tt_deploy.errors import InputError
+from tt_deploy.hashing import portable_path
 
 
 def _floats(option: str, text: str | None, n: int, form: str = "") -> tuple[float, ...] | None:
@@ -174,5 +175,5 @@ def evaluate_bfm_cmd(
         write_card(card, rows=rows, bfm_info=info, params=count_parameters(model), config=model.config.name,
                    log_csv=log_csv, episodes=episodes, seed=seed, notes=notes, noise_rows=noise_rows)  # fmt: skip
         console.print(f"wrote {card}")
-    write_json(json_path, {"bfm": {k: v for k, v in info.items()}, "abilities": rows,
+    write_json(json_path, {"bfm": {k: portable_path(v) if k == "path" else v for k, v in info.items()}, "abilities": rows,
                            **({"weight_noise": noise_rows} if noise_rows else {})})

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tt_deploy.errors import InputError, UnknownNameError
-from tt_deploy.hashing import sha256_file
+from tt_deploy.hashing import portable_path, sha256_file
 from tt_deploy.tasks.direction import HeadingGoalConfig
 from tt_deploy.tasks.registry import resolve_task_name
 
@@ -73,7 +73,7 @@ def goal_preset(preset: str, skill: str, abilities_file: str | Path | None = Non
         raise InputError("--goals bfm needs the BFM's abilities file")
     doc = load_abilities(abilities_file)
     v = walk_speed(doc)
-    record = {"preset": "bfm", "abilities": str(abilities_file), "abilities_sha256": sha256_file(abilities_file),
+    record = {"preset": "bfm", "abilities": portable_path(abilities_file), "abilities_sha256": sha256_file(abilities_file),
               "walk_progress_m_s": round(v, 4)}
     if skill in ("direction", "steering"):
         goals = HeadingGoalConfig(speed_range=(round(v / 2, 3), round(v, 3)), fresh_cone=float(np.pi / 2))

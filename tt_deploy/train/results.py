@@ -25,6 +25,7 @@ import numpy as np
 
 from tt_deploy.atomic import atomic_write_text
 from tt_deploy.errors import InputError
+from tt_deploy.hashing import strip_checkout_paths
 from tt_deploy.stats import wilson_interval
 from tt_deploy.train.compare import _curve
 
@@ -210,5 +211,6 @@ def write_results(root: Path, md: Path, json_path: Path | None = None, img_dir: 
     atomic_write_text(Path(md), text.rstrip("\n") + "\n")
     if json_path is not None:
         slim = [{k: v for k, v in r.items() if k != "curve"} for r in records]
-        atomic_write_text(Path(json_path), json.dumps({"rows": rows, "runs": slim}, indent=2, default=str))
+        text = json.dumps({"rows": rows, "runs": slim}, indent=2, default=str)
+        atomic_write_text(Path(json_path), strip_checkout_paths(text))  # a published file: no machine paths
     return rows

@@ -23,6 +23,7 @@ import torch
 
 from tt_deploy.atomic import atomic_write_text
 from tt_deploy.errors import InputError, UnknownNameError
+from tt_deploy.hashing import portable_path
 from tt_deploy.models.checkpoints import (
     EncoderInfo,
     atomic_save_safetensors,
@@ -263,7 +264,8 @@ def train_skill(cfg: TrainConfig, out_dir: str | Path, *, bfm_path=None, resume:
     eval_env = make_eval_env()
     obs_dim = eval_env.task.obs_dim
     prior = eval_env.task.prior_prompt.describe() if eval_env.task.prior_prompt is not None else None
-    meta = {"config": asdict(cfg), "bfm_sha256": sha, "bfm_sha256_of": sha_of, "bfm_source": bfm_info,
+    meta = {"config": asdict(cfg), "bfm_sha256": sha, "bfm_sha256_of": sha_of,
+            "bfm_source": {k: portable_path(v) if k == "path" else v for k, v in bfm_info.items()},
             "git_commit": _git_commit(), "task_obs_dim": obs_dim, "goals": goals, "task_prior": prior,
             "ppo": asdict(cfg.ppo_config()),
             "exploration": None if cfg.exploration is None else
