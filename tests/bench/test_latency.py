@@ -48,8 +48,12 @@ def test_time_calls_and_probes():
 
 
 def test_bench_rows_for_every_implementation_and_batch(bundle, tmp_path):
-    out = tmp_path / "b.json"
-    rows = bench_bundle(bundle, batches=(1, 4), calls=30, warmup=3, json_path=out, memory=False)
+    from tt_deploy.bench.latency import bench_steps
+
+    out, ticks = tmp_path / "b.json", []
+    rows = bench_bundle(bundle, batches=(1, 4), calls=30, warmup=3, json_path=out, memory=False, progress=ticks.append)
+    assert len(ticks) == bench_steps(bundle, None, (1, 4), memory=False) == 9  # what the progress bar counts to
+    assert ticks[0].startswith("torch-eager batch 1: p50 ")
     lat = [r for r in rows if r["kind"] == "latency"]
     assert [(r["name"], r["batch"]) for r in lat] == [
         (n, b) for b in (1, 4) for n in ("torch-eager", "runtime-full", "runtime-fused", "runtime-fused-shared")
@@ -97,3 +101,14 @@ def test_cli_bench_smoke(bundle, tmp_path):
     assert result.exit_code == 0, result.output
     assert "runtime-fused" in result.output and "switch()" in result.output
     assert {r["kind"] for r in json.loads(out.read_text())["rows"]} == {"bandwidth", "latency", "switch"}
+
+
+def test_a_row_time_budget_caps_calls_but_keeps_a_minimum():
+    import time
+
+    from tt_deploy.bench.latency import MIN_TIMED_CALLS, time_calls
+
+    ns = time_calls(lambda: time.sleep(0.002), calls=1000, warmup=1000, budget_s=0.1)
+    assert MIN_TIMED_CALLS <= len(ns) < 200  # ~50 calls of 2 ms, not 1000 (nor 1000 warm-up calls)
+    assert len(time_calls(lambda: time.sleep(0.005), calls=1000, warmup=0, budget_s=0.001)) == MIN_TIMED_CALLS
+    assert len(time_calls(lambda: None, calls=30, warmup=0)) == 30  # no budget: exactly `calls`

@@ -90,15 +90,28 @@ def count_flops(module, args) -> int:
     return int(counter.get_total_flops())
 
 
-def time_calls(fn: Callable[[], object], calls: int, warmup: int) -> np.ndarray:
-    """(calls,) int64 nanoseconds of `fn()`, each timed alone with perf_counter_ns after `warmup` calls."""
+MIN_TIMED_CALLS = 20  # a time budget never cuts a row below this many timed calls
+
+
+def time_calls(fn: Callable[[], object], calls: int, warmup: int, budget_s: float | None = None) -> np.ndarray:
+    """Int64 nanoseconds of `fn()`, each timed alone with perf_counter_ns after `warmup` calls.
+
+    budget_s caps a row's wall time (warm-up gets a tenth of it): `calls` is then an upper bound and at
+    least MIN_TIMED_CALLS are timed. Why: a paper-size BFM at batch 64 takes ~0.3 s a call, so 1100 calls
+    per row made the default bench run past 10 minutes without a line of output."""
+    start = time.perf_counter()
     for _ in range(warmup):
         fn()
+        if budget_s is not None and time.perf_counter() - start > budget_s / 10:
+            break
     out = np.empty(calls, np.int64)
+    start = time.perf_counter()
     for i in range(calls):
         t0 = time.perf_counter_ns()
         fn()
         out[i] = time.perf_counter_ns() - t0
+        if budget_s is not None and i + 1 >= MIN_TIMED_CALLS and time.perf_counter() - start > budget_s:
+            return out[: i + 1]
     return out
 
 
@@ -198,7 +211,7 @@ def _weights(bundle: Path, manifest: mf.BundleManifest, skill: str, dynamic: boo
 
 
 def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads, backend="auto", peak=None,
-                  spin: bool = False) -> list[dict]:
+                  spin: bool = False, budget_s: float | None = None, progress=None) -> list[dict]:
     """torch-eager, runtime-full, runtime-fused (and runtime-fused-shared) rows at one batch size."""
     import torch
 
@@ -212,7 +225,8 @@ def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads, bac
     rows = []
     with torch_threads(threads or torch.get_num_threads()):
         fn, nbytes, flops = _torch_fn(bundle, skill, inputs, task_obs)
-        rows.append(latency_row("torch-eager", batch, time_calls(fn, calls, warmup), rate_hz, nbytes, bw))
+        rows.append(latency_row("torch-eager", batch, time_calls(fn, calls, warmup, budget_s), rate_hz, nbytes, bw))
+        _tick(progress, rows[-1])
         rows[-1]["torch_threads"] = torch.get_num_threads()
         _add_compute_floor(rows[-1], flops["split"], peak)
     keep = set(group_input_names(sk.visible_groups))
@@ -225,11 +239,17 @@ def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads, bac
             bundle, backend=backend, skills=[skill], mode=mode, batch=1 if batch == 1 else None, config=config,
             share_bfm=share,
         ) as rt:  # fmt: skip
-            ns = time_calls(_runtime_fn(rt, inputs, task_obs, kept), calls, warmup)
+            ns = time_calls(_runtime_fn(rt, inputs, task_obs, kept), calls, warmup, budget_s)
             rows.append(latency_row(name, batch, ns, rate_hz, weights[key], bw))
             rows[-1]["backend"] = rt.backend
             _add_compute_floor(rows[-1], flops[mode], peak)
+            _tick(progress, rows[-1])
     return rows
+
+
+def _tick(progress, row: dict) -> None:
+    if progress is not None:
+        progress(f"{row['name']} batch {row['batch']}: p50 {row['p50_us']:,.0f} us ({row['calls']} calls)")
 
 
 def _add_compute_floor(row: dict, flops: int, peak: float | None) -> None:
@@ -287,6 +307,13 @@ def memory_rows(bundle: str | os.PathLike, max_skills: int = 3) -> list[dict]:
     return rows
 
 
+def bench_steps(bundle_dir, skill: str | None, batches: Sequence[int], memory: bool) -> int:
+    """How many progress ticks bench_bundle makes: latency rows, the switch row, the memory block."""
+    manifest = mf.read_manifest(bundle_dir)
+    per_batch = 4 if any(g.role == mf.SPECIALISED_ROLE for g in manifest.graphs) else 3  # + runtime-fused-shared
+    return len(batches) * per_batch + 1 + int(memory)
+
+
 def bench_bundle(
     bundle_dir: str | os.PathLike,
     skill: str | None = None,
@@ -300,6 +327,8 @@ def bench_bundle(
     memory: bool = True,
     backend: str = "auto",
     spin: bool = False,
+    budget_s: float | None = 10.0,
+    progress: Callable[[str], None] | None = None,
 ) -> list[dict]:
     """Benchmark one skill (default: the bundle's first) of a bundle; returns JSON-ready rows.
 
@@ -307,7 +336,8 @@ def bench_bundle(
     current). Default 1: on 2 shared cores 1 thread was faster for the small BFM and torch with 2
     threads slowed 40-100x under load. memory: also measure RSS per extra skill (subprocesses, ~1 s each).
     spin: ONNX Runtime's worker threads spin between ops (SessionConfig.allow_spinning): faster on cores
-    the controller owns, worse p99 on shared ones.
+    the controller owns, worse p99 on shared ones. budget_s: wall-time cap of one latency row (time_calls;
+    None = exactly `calls`). progress(text) is called after each row.
     """
     if calls < 1 or warmup < 0 or rate_hz <= 0 or any(int(b) != b or b < 1 for b in batches):
         raise InputError(f"need calls >= 1, warmup >= 0, rate_hz > 0, batches >= 1; got {calls}, {warmup}, "
@@ -323,11 +353,16 @@ def bench_bundle(
                          "matmul_flops_per_s": peak, "load_avg": list(os.getloadavg()), "ort_spinning": spin,
                          "cpus": os.cpu_count()}]  # fmt: skip
     for b in batches:
-        rows += _latency_rows(bundle, skill, int(b), calls, warmup, rate_hz, bw, threads, backend, peak, spin)
+        rows += _latency_rows(bundle, skill, int(b), calls, warmup, rate_hz, bw, threads, backend, peak, spin,
+                              budget_s, progress)
         log.info("benchmarked %s batch %d", skill, b)
     rows.append(_switch_row(bundle, manifest, calls, warmup, backend))
+    if progress is not None:
+        progress(f"switch(): p50 {rows[-1]['p50_us']:.2f} us")
     if memory:
         rows += memory_rows(bundle)
+        if progress is not None:
+            progress("resident memory measured")
     if json_path is not None:
         Path(json_path).write_text(
             json.dumps({"bundle": str(bundle), "skill": skill, "rows": rows}, indent=1)

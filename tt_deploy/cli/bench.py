@@ -43,7 +43,9 @@ def bench_cmd(
     batch: Annotated[
         list[int] | None, typer.Option("--batch", help="Batch size; repeat (default 1 and 64).")
     ] = None,
-    calls: Annotated[int, typer.Option(help="Timed calls per row (after warm-up).")] = 1000,
+    calls: Annotated[int, typer.Option(help="Timed calls per row at most (after warm-up).")] = 1000,
+    row_seconds: Annotated[float, typer.Option(help="Wall-time cap of one latency row (at least 20 calls are "
+                                                    "timed); 0 = always exactly --calls.")] = 10.0,
     warmup: Annotated[int, typer.Option(help="Untimed warm-up calls per row.")] = 100,
     rate: Annotated[float, typer.Option(help="Control rate in Hz (deadline = 1/rate).")] = 30.0,
     threads: Annotated[int, typer.Option(help="Intra-op threads for ONNX Runtime and torch.")] = 1,
@@ -54,11 +56,23 @@ def bench_cmd(
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write every row as JSON.")] = None,
 ) -> None:
     """Time torch eager vs the full graph vs the fused graph; deadline misses, bandwidth floor, switch, RSS."""
-    from tt_deploy.bench.latency import bench_bundle
+    from tt_deploy.bench.latency import bench_bundle, bench_steps
+    from tt_deploy.cli.train import _progress
+    from tt_deploy.errors import InputError
 
-    rows = bench_bundle(bundle, skill, batches=tuple(batch or (1, 64)), calls=calls, warmup=warmup,
-                        rate_hz=rate, json_path=json_path, threads=threads, memory=memory, backend=backend,
-                        spin=spin)  # fmt: skip
+    if row_seconds < 0:
+        raise InputError(f"--row-seconds must be >= 0; got {row_seconds}")
+    batches = tuple(batch or (1, 64))
+    done = [0]
+    with _progress(bench_steps(bundle, skill, batches, memory), stats=lambda r: r["label"], unit="bench rows",
+                   key="done") as update:  # fmt: skip
+        def tick(label: str) -> None:
+            done[0] += 1
+            update({"done": done[0], "label": label})
+
+        rows = bench_bundle(bundle, skill, batches=batches, calls=calls, warmup=warmup, rate_hz=rate,
+                            json_path=json_path, threads=threads, memory=memory, backend=backend, spin=spin,
+                            budget_s=row_seconds or None, progress=tick)  # fmt: skip
     by = {k: [r for r in rows if r["kind"] == k] for k in ("bandwidth", "latency", "switch", "memory")}
     bw = by["bandwidth"][0]
     console.print(_latency_table(by["latency"], rate, bw["bytes_per_s"], bw.get("matmul_flops_per_s", float("nan"))))

@@ -36,6 +36,11 @@ def export_cmd(
         int, typer.Option(help="Seed of fresh (untrained) encoders when --run is not given.")
     ] = 0,
     opset: Annotated[int, typer.Option(help="ONNX opset for every graph of the bundle (>= 17).")] = 17,
+    bfm_config: Annotated[
+        str | None,
+        typer.Option(help="Export a fresh, untrained BFM of this size instead (paper | small; seeded by --seed, "
+                     "marked untrained in the manifest): re-measure the paper-size latency and memory."),
+    ] = None,
     default_skill: Annotated[
         str | None,
         typer.Option(help="The skill a runtime starts with (manifest default_skill); default: the bundle's "
@@ -83,27 +88,29 @@ def export_cmd(
 
         require_tensorrt()  # before the (slow) ONNX export: MissingExtraError with the install command
     if skills:
-        _export_onnx(skills, bfm, run, bundle, seed, opset, reuse=fmt == "trt", default_skill=default_skill)
+        _export_onnx(skills, bfm, run, bundle, seed, opset, reuse=fmt == "trt", default_skill=default_skill,
+                     bfm_config=bfm_config)
     if fmt == "trt":
         _build_engines(bundle, skills, precision, workspace)
     if lint:
         _lint(bundle)
 
 
-def _export_onnx(skills, bfm, run, bundle: Path, seed: int, opset: int, *, reuse: bool, default_skill=None) -> None:
+def _export_onnx(skills, bfm, run, bundle: Path, seed: int, opset: int, *, reuse: bool, default_skill=None,
+                 bfm_config=None) -> None:
     from tt_deploy.export.bundle import bundle_files, export_skills  # torch import happens here
     from tt_deploy.runtime import manifest as mf
 
     have = set(mf.read_manifest(bundle).skills) if (bundle / mf.MANIFEST_FILE).is_file() else set()
     todo = []
     for name in skills:
-        if reuse and name in have and bfm is None and run is None:
+        if reuse and name in have and bfm is None and run is None and bfm_config is None:
             console.print(f"[bold]{name}[/] is in {bundle}: building engines from its graphs")
         else:
             todo.append(name)
     if todo:  # one new bundle version for all of them
         export_skills(todo, bfm_path=bfm, run_dir=run, bundle_dir=bundle, seed=seed, opset=opset,
-                      default_skill=default_skill)
+                      default_skill=default_skill, bfm_config=bfm_config)
         man = mf.read_manifest(bundle)
         console.print(f"exported [bold]{', '.join(todo)}[/] into {bundle} (version {man.content}, "
                       f"default skill {man.default_skill})")

@@ -25,7 +25,14 @@ from tt_deploy import spec
 from tt_deploy.errors import BundleError, InputError, TTDeployError, UnknownNameError
 from tt_deploy.export.onnx_graphs import ALL_GROUPS, EXPORTER, BFMGraph, EncoderGraph, export_graph
 from tt_deploy.models.bfm import BFM, count_parameters
-from tt_deploy.models.checkpoints import bfm_sha256, load_encoder, resolve_bfm, sha256_file, state_hash
+from tt_deploy.models.checkpoints import (
+    bfm_sha256,
+    load_encoder,
+    resolve_bfm,
+    seeded_bfm,
+    sha256_file,
+    state_hash,
+)
 from tt_deploy.models.config import EncoderConfig
 from tt_deploy.models.task_encoder import TaskEncoder
 from tt_deploy.runtime import manifest as mf
@@ -404,6 +411,7 @@ def export_skills(
     task_obs_dim: int | None = None,
     opset: int = 17,
     default_skill: str | None = None,
+    bfm_config: str | None = None,
 ) -> Path:
     """Export skills (and the BFM) into `bundle_dir` as one new version, keeping the bundle's other skills.
 
@@ -420,7 +428,12 @@ def export_skills(
         raise InputError("no skill to export; name at least one")
     if run_dir is not None and len(skills) != 1:
         raise InputError(f"a trained run belongs to one skill; got {len(skills)} skills")
-    bfm, info = resolve_bfm(bfm_path)
+    if bfm_config is not None:  # a fresh BFM of that size: latency/memory at scale, marked untrained
+        if bfm_path is not None or run_dir is not None:
+            raise InputError("--bfm-config makes a fresh untrained BFM; it cannot go with --bfm or --run")
+        bfm, info = seeded_bfm(bfm_config, seed)
+    else:
+        bfm, info = resolve_bfm(bfm_path)
     bfm = bfm.freeze()
     bfm_info = _bfm_info(bfm, info)
     sources = {}

@@ -20,7 +20,7 @@ from tt_deploy.errors import BundleError, CheckpointError
 from tt_deploy.export.bundle import build_encoder  # the one copy of the encoder seeding
 from tt_deploy.export.onnx_graphs import BFMGraph
 from tt_deploy.models.bfm import BFM
-from tt_deploy.models.checkpoints import default_bfm, load_bfm, state_hash
+from tt_deploy.models.checkpoints import default_bfm, load_bfm, seeded_bfm, state_hash
 from tt_deploy.runtime import manifest as mf
 
 
@@ -41,7 +41,10 @@ def reference_bfm(manifest: mf.BundleManifest) -> BFM:
     m = re.fullmatch(r"fresh seeded init \(untrained\) seed (-?\d+)", src)
     if m is None and src != "embedded pretrained":
         raise BundleError(f"cannot rebuild the reference: unknown BFM source {src!r} in the manifest")
-    bfm, _ = default_bfm(int(m.group(1)) if m else 0)
+    if m is not None:
+        bfm, _ = seeded_bfm(info.config_name, int(m.group(1)))
+    else:
+        bfm, _ = default_bfm()
     if state_hash(bfm) != info.sha256:
         raise BundleError(
             f"cannot rebuild the reference: the embedded BFM ({src}) no longer hashes to the manifest's "

@@ -149,8 +149,15 @@ def default_bfm(seed: int = 0) -> tuple[BFM, dict]:
     if DEFAULT_BFM_PATH.is_file():
         bfm, info = load_bfm(DEFAULT_BFM_PATH)
         return bfm, {**info, "pretrained": True, "path": str(DEFAULT_BFM_PATH)}
+    return seeded_bfm("small", seed)
+
+
+def seeded_bfm(config_name: str, seed: int = 0) -> tuple[BFM, dict]:
+    """A fresh, untrained BFM of a named size (e.g. `paper`, for latency and memory at the reference's
+    size); the same seed always gives the same weights (export records the seed, verify rebuilds it)."""
+    config = bfm_config(config_name)
     torch.manual_seed(seed)
-    return BFM(bfm_config("small")).eval(), {"pretrained": False, "seed": seed}
+    return BFM(config).eval(), {"pretrained": False, "seed": seed}
 
 
 def bfm_sha256(bfm: BFM, info: dict) -> tuple[str, str]:
