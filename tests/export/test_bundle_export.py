@@ -165,3 +165,16 @@ def test_concurrent_exports_into_one_bundle_keep_both_skills(tmp_path):
         out, _ = p.communicate(timeout=600)
         assert p.returncode == 0, out
     assert set(mf.read_manifest(bundle).skills) == {"reach", "direction"}
+
+
+def test_a_fresh_bfm_of_a_named_size_is_marked_untrained_and_rebuilt_by_verify(small_bfm_file, tmp_path):
+    from tt_deploy.errors import InputError
+    from tt_deploy.export.reference import reference_bfm
+    from tt_deploy.models.checkpoints import state_hash
+
+    bundle = export_skill("reach", bundle_dir=tmp_path / "d", bfm_config="small", seed=3)
+    man = mf.read_manifest(bundle)
+    assert man.bfm.source == "fresh seeded init (untrained) seed 3" and man.bfm.id == "embedded-small"
+    assert state_hash(reference_bfm(man)) == man.bfm.sha256  # verify's reference is that same BFM
+    with pytest.raises(InputError, match="cannot go with --bfm"):
+        export_skill("reach", bundle_dir=tmp_path / "e", bfm_config="small", bfm_path=small_bfm_file[1])
