@@ -2,6 +2,7 @@
 
 import csv
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from tt_deploy.errors import InputError, UnknownNameError
 from tt_deploy.sim.arm_ik import arm_joint_ids
 from tt_deploy.train.oracles import ReachArmOracle, make_oracle
-from tt_deploy.train.task_token import TrainConfig, _make_env, train_skill
+from tt_deploy.train.task_token import TrainConfig, _make_env, default_ppo, train_skill
 
 
 def test_the_reach_oracle_moves_only_the_right_arm_toward_the_ik_solution():
@@ -57,6 +58,9 @@ def test_ppo_after_an_oracle_start_warms_the_critic_up_and_moves_the_encoder_gen
     warm = TrainConfig(skill="reach", oracle_start=True).ppo_config()
     assert plain.critic_warmup == 0 and warm.critic_warmup == 20
     assert warm.actor_lr < plain.actor_lr
+    # an explicit setting (here --actor-lr) keeps the oracle start's critic warm-up; before, it silently dropped it
+    explicit = TrainConfig(skill="reach", oracle_start=True, ppo=replace(default_ppo("task-token"), actor_lr=1e-4))
+    assert explicit.ppo_config().critic_warmup == 20 and explicit.ppo_config().actor_lr == 1e-4
     finetune = TrainConfig(skill="reach", method="finetune", oracle_start=True).ppo_config()
     assert finetune.actor_lr == TrainConfig(skill="reach", method="finetune").ppo_config().actor_lr  # never raised
 

@@ -99,9 +99,13 @@ class TrainConfig:
         """The PPO settings this run uses: the method's defaults (or `ppo`), with the token std in token space.
         An oracle start keeps its encoder while a fresh critic learns (critic_warmup) and then moves it gently:
         with the defaults, PPO's first 20 iterations took a distilled reach encoder from 74 % to 56 %."""
-        ppo = self.ppo or default_ppo(self.method)
-        if self.oracle_start and self.ppo is None:
-            ppo = replace(ppo, critic_warmup=ORACLE_CRITIC_WARMUP, actor_lr=min(ppo.actor_lr, ORACLE_ACTOR_LR))
+        base = default_ppo(self.method)
+        ppo = self.ppo or base
+        if self.oracle_start:  # every setting still at the method's default; an explicit one (--actor-lr) is kept
+            if ppo.critic_warmup == base.critic_warmup:
+                ppo = replace(ppo, critic_warmup=ORACLE_CRITIC_WARMUP)
+            if ppo.actor_lr == base.actor_lr:
+                ppo = replace(ppo, actor_lr=min(ppo.actor_lr, ORACLE_ACTOR_LR))
         return replace(ppo, action_std=self.token_std) if self.exploration == "token" else ppo
 
 
