@@ -4,7 +4,8 @@ Layout read: `<root>/<preset>/<method>/seed<k>/<skill>/run.json` (+ log.csv), as
 write it (`ttdeploy train --goals PRESET --method METHOD --seed K --out <root>/<preset>/<method>/seed<k>`).
 The <method> folder names the row: a training method, or a variant of one (`task-token-action`:
 task tokens trained with `--explore action`, PPO's noise on the joint actions; `task-token-oracle`: task
-tokens whose encoder was first DAgger-distilled toward the task's oracle, `--oracle-start`).
+tokens whose encoder was first DAgger-distilled toward the task's oracle, `--oracle-start`;
+`task-token-oracle-lr1e-4`: the same with the encoder's normaliser frozen after distillation and actor lr 1e-4).
 A run's success is its LAST deterministic evaluation (the reference's per-goal-segment rate); the best
 evaluation is shown beside it but not used, because it is picked on the same evaluation episodes.
 Per (preset, skill, method): mean and std over seeds, a 95 % Wilson interval over the pooled goal
@@ -29,7 +30,8 @@ from tt_deploy.hashing import strip_checkout_paths
 from tt_deploy.stats import wilson_interval
 from tt_deploy.train.compare import _curve
 
-METHOD_ORDER = ("task-token", "task-token-oracle", "task-token-action", "prior-only", "finetune", "pure-rl")
+METHOD_ORDER = ("task-token", "task-token-oracle", "task-token-oracle-lr1e-4", "task-token-action", "prior-only",
+                "finetune", "pure-rl")
 SKILL_ORDER = ("reach", "direction", "steering", "strike", "long_jump")
 # Table 1 of the Task Tokens paper (success %, 5 seeds): reference goals on a 25 M-parameter MaskedMimic
 PAPER = {"reach": {"task-token": 94.9, "prior-only": 24.8, "finetune": 93.7, "pure-rl": 89.9},
@@ -138,6 +140,8 @@ def render_markdown(rows: list[dict], records: list[dict], plots: dict[str, str]
            "beside the reference's): the same 20 % speed rule on the root velocity averaged over one stride "
            "(docs/tasks.md). Methods: `task-token` PPO from the null token; `task-token-oracle` PPO after an "
            "oracle-distilled start (`--oracle-start`, docs/diagnostics.md; its env steps include the distillation's); "
+           "`task-token-oracle-lr1e-4` the same with the encoder normaliser frozen after distillation and "
+           "`--actor-lr 1e-4`; "
            "`task-token-action` PPO with joint-action exploration (older runs).", "",
            "| goals | task | method | seeds | success % (mean +- std) | 95 % interval | segments | trainable params "
            "| env steps | steps to 90 % of final | CPU-h to 90 % | paper % | stride rule % |",
