@@ -53,3 +53,16 @@ def make_run(root, bfm_path, skill: str, obs_dim: int, token_dim: int, seed: int
     info = EncoderInfo(bfm_sha256=sha256_file(bfm_path), skill=skill, env_steps=1234, prior=prior, **info_extra)
     save_encoder(enc, root / "checkpoints" / "best.safetensors", info=info)
     return root, enc
+
+
+def rehash_skill(bundle, name: str) -> None:
+    """After a test edits a skill.json on purpose, fix manifest.json's skill_sha256 so that only the checks
+    behind the hash are left to catch the edit."""
+    import json
+
+    from tt_deploy.models.checkpoints import sha256_file
+    from tt_deploy.runtime import manifest as mf
+
+    data = json.loads((bundle / mf.MANIFEST_FILE).read_text())
+    data["skill_sha256"][name] = sha256_file(mf.content_dir(bundle) / mf.skill_dir(name) / mf.SKILL_FILE)
+    (bundle / mf.MANIFEST_FILE).write_text(json.dumps(data))

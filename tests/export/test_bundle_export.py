@@ -66,8 +66,15 @@ def test_manifest_json_round_trip_and_results_slot(base_bundle, tmp_path):
     bundle = shutil.copytree(base_bundle, tmp_path / "d")
     man = mf.read_manifest(bundle)
     assert mf.from_dict(mf.BundleManifest, json.loads(json.dumps(mf.to_dict(man)))) == man
-    mf.record_skill_results(bundle, "reach", parity={"max_abs": 1e-7})
+    before = mf.read_manifest(bundle)
+    bundle_mod.record_skill_results(bundle, "reach", parity={"max_abs": 1e-7})
+    after = mf.read_manifest(bundle)
     assert mf.read_skill(bundle, "reach").parity == {"max_abs": 1e-7}
+    # a new version with the new skill.json hashed; the graphs are the same files (hard links)
+    assert after.content == "v2" and after.skill_sha256["reach"] != before.skill_sha256["reach"]
+    assert after.graphs == before.graphs
+    g = after.graphs[0].path
+    assert (bundle / "v1" / g).stat().st_ino == (bundle / "v2" / g).stat().st_ino
 
 
 def test_failed_export_leaves_old_bundle_intact(base_bundle, small_bfm_file, tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from bundle_helpers import rehash_skill
 from typer.testing import CliRunner
 
 from tt_deploy import spec
@@ -86,6 +87,7 @@ def test_swapped_encoder_with_consistent_hashes_fails(bundle, small_bfm_file, tm
     sk = json.loads((dst / rel / mf.SKILL_FILE).read_text())
     sk["graphs"] = {p: sha256_file(dst / p) for p in sk["graphs"]}
     (dst / rel / mf.SKILL_FILE).write_text(json.dumps(sk))
+    rehash_skill(bad, "reach")
     report = verify_bundle(bad, ["reach"], cases=TINY)
     assert not any(r.passed for r in report.rows) and max(r.max_abs for r in report.rows) > 1e-3
     assert mf.read_skill(bad, "reach").parity["passed"] is False

@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pytest
+from bundle_helpers import rehash_skill
 
 
 @pytest.fixture(scope="session")
@@ -35,4 +36,5 @@ def swapped_bundle(reach_bundle, tmp_path):
     assert sha != data["encoder_weights_sha256"]
     data.update(encoder_source=source, encoder_weights_sha256=sha)
     path.write_text(json.dumps(data, indent=1))
+    rehash_skill(bundle, "reach")
     return bundle

@@ -10,11 +10,14 @@ to export to a new bundle dir or re-export every skill.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
 import shutil
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -396,6 +399,58 @@ def _write_skill_files(
     return graphs
 
 
+@contextlib.contextmanager
+def _next_version(bundle: Path) -> Iterator[tuple[mf.BundleManifest | None, Path]]:
+    """Under the bundle lock: yield (current manifest or None, an empty next version dir). The caller
+    fills the dir and writes manifest.json naming it - the one atomic step; if the block raises, the
+    dir is removed and the bundle is as before. Afterwards versions older than the replaced one go."""
+    with mf.bundle_lock(bundle):
+        _recover_interrupted_swap(bundle)
+        old = mf.read_manifest(bundle) if (bundle / mf.MANIFEST_FILE).is_file() else None
+        if old is None and bundle.exists() and any(not mf.VERSION_RE.fullmatch(p.name) for p in bundle.iterdir()):
+            # (version dirs alone are what a first export killed before its manifest leaves)
+            raise BundleError(
+                f"{bundle} exists and is not a bundle (no {mf.MANIFEST_FILE}); choose another --bundle dir"
+            )
+        current = old.content if old is not None else None
+        number = mf.version_number(current) + 1 if current is not None else 1
+        # keep the current version, and the one before it for readers that are still loading it
+        _remove_stale(bundle, {current, _previous_version(bundle, current)} - {None})
+        new_dir = bundle / mf.version_name(number)
+        bundle.mkdir(parents=True, exist_ok=True)
+        new_dir.mkdir()
+        try:
+            yield old, new_dir
+            if mf.read_manifest(bundle).content != new_dir.name:
+                raise BundleError(f"internal: {new_dir.name} was written but no manifest names it")
+        except BaseException:
+            if not (bundle / mf.MANIFEST_FILE).is_file() or mf.read_manifest(bundle).content != new_dir.name:
+                shutil.rmtree(new_dir, ignore_errors=True)
+            raise
+        _remove_stale(bundle, {new_dir.name, current} - {None})
+
+
+def _skill_hashes(content: Path, skills) -> dict[str, str]:
+    return {s: sha256_file(content / mf.skill_dir(s) / mf.SKILL_FILE) for s in sorted(skills)}
+
+
+def record_skill_results(bundle_dir: str | os.PathLike, name: str, *, parity=None, sim2sim=None) -> mf.SkillManifest:
+    """Add verify/sim2sim results to a skill's skill.json as a new bundle version (every other file hard-linked,
+    manifest.json's skill_sha256 updated): skill.json stays hashed, and a reader sees the old or new one."""
+    bundle = Path(bundle_dir).absolute()
+    with _next_version(bundle) as (old, new_dir):
+        if old is None:
+            raise BundleError(f"no bundle at {bundle}; export one first")
+        shutil.copytree(mf.content_dir(bundle, old), new_dir, dirs_exist_ok=True, copy_function=_link_or_copy)
+        current = mf.read_skill_file(new_dir, name)
+        updates = {k: v for k, v in (("parity", parity), ("sim2sim", sim2sim)) if v is not None}
+        updated = dataclasses.replace(current, **updates)
+        mf.write_skill(new_dir, updated)  # a new file: the old version's (linked) skill.json is untouched
+        hashes = {**old.skill_sha256, **_skill_hashes(new_dir, [name])}
+        mf.write_manifest(bundle, dataclasses.replace(old, content=new_dir.name, skill_sha256=hashes))
+    return updated
+
+
 def export_skill(skill: str, **kwargs) -> Path:
     """Export one skill (and the BFM) into a bundle, keeping its other skills (see export_skills)."""
     return export_skills([skill], **kwargs)
@@ -448,46 +503,25 @@ def export_skills(
     bundle = Path(bundle_dir).absolute()
     if bundle.exists() and not bundle.is_dir():
         raise BundleError(f"bundle path {bundle} is a file, not a directory; choose another --bundle dir")
-    with mf.bundle_lock(bundle):
-        _recover_interrupted_swap(bundle)
-        old = mf.read_manifest(bundle) if (bundle / mf.MANIFEST_FILE).is_file() else None
+    with _next_version(bundle) as (old, new_dir):
         if old is not None:
             _check_compatible(old, bfm_info.sha256, opset, bundle)
-        elif bundle.exists() and any(not mf.VERSION_RE.fullmatch(p.name) for p in bundle.iterdir()):
-            # (version dirs alone are what a first export killed before its manifest leaves)
-            raise BundleError(
-                f"{bundle} exists and is not a bundle (no {mf.MANIFEST_FILE}); choose another --bundle dir"
+        meta = {"tt-deploy.schema": mf.SCHEMA, "tt-deploy.bfm_sha256": bfm_info.sha256}
+        graphs = _carry_over(mf.content_dir(bundle, old), old, new_dir, set(skills)) if old is not None else []
+        if not any(g.role == "bfm" for g in graphs):
+            graphs += _export_graphs(
+                new_dir, "", [("bfm", BFMGraph(bfm), bfm.token_dim)], opset=opset, metadata=meta, skill=None
             )
-        current = old.content if old is not None else None
-        number = mf.version_number(current) + 1 if current is not None else 1
-        # keep the current version, and the one before it for readers that are still loading it
-        _remove_stale(bundle, {current, _previous_version(bundle, current)} - {None})
-        new = mf.version_name(number)
-        new_dir = bundle / new
-        bundle.mkdir(parents=True, exist_ok=True)
-        new_dir.mkdir()
-        try:
-            meta = {"tt-deploy.schema": mf.SCHEMA, "tt-deploy.bfm_sha256": bfm_info.sha256}
-            graphs = _carry_over(mf.content_dir(bundle, old), old, new_dir, set(skills)) if old is not None else []
-            if not any(g.role == "bfm" for g in graphs):
-                graphs += _export_graphs(
-                    new_dir, "", [("bfm", BFMGraph(bfm), bfm.token_dim)], opset=opset, metadata=meta, skill=None
-                )
-            for skill, (src, prior) in sources.items():
-                graphs += _write_skill_files(
-                    new_dir, skill, bfm, bfm_info.sha256, src[0], src, prior, opset, meta
-                )
-            names = {*(old.skills if old else ()), *skills}
-            graphs = _specialised_graphs(new_dir, bfm, graphs, names, opset=opset, metadata=meta)
-            engines = _kept_engines(old, graphs)
-            default = _default_skill(default_skill, old, names, [s for s in skills if sources[s][0][1] is not None], skills)
-            mf.write_manifest(bundle, _bundle_manifest(bfm, bfm_info, opset, names, graphs, engines, new, default))
-        except BaseException:
-            shutil.rmtree(new_dir, ignore_errors=True)
-            raise
-        _remove_stale(bundle, {new, current} - {None})
+        for skill, (src, prior) in sources.items():
+            graphs += _write_skill_files(new_dir, skill, bfm, bfm_info.sha256, src[0], src, prior, opset, meta)
+        names = {*(old.skills if old else ()), *skills}
+        graphs = _specialised_graphs(new_dir, bfm, graphs, names, opset=opset, metadata=meta)
+        engines = _kept_engines(old, graphs)
+        default = _default_skill(default_skill, old, names, [s for s in skills if sources[s][0][1] is not None], skills)
+        manifest = _bundle_manifest(bfm, bfm_info, opset, names, graphs, engines, new_dir.name, default)
+        mf.write_manifest(bundle, replace(manifest, skill_sha256=_skill_hashes(new_dir, names)))
     for skill, (src, _) in sources.items():
-        log.info("exported skill %r into %s %s (%s)", skill, bundle, new, src[2])
+        log.info("exported skill %r into %s (%s)", skill, bundle, src[2])
     return bundle
 
 
@@ -506,4 +540,4 @@ def bundle_files(bundle_dir: str | os.PathLike) -> list[tuple[str, int, str]]:
     return [(p.relative_to(root).as_posix(), p.stat().st_size, sha256_file(p)) for p in sorted(files)]
 
 
-__all__ = ["export_skill", "export_skills", "bundle_files", "task_obs_spec"]
+__all__ = ["export_skill", "export_skills", "record_skill_results", "bundle_files", "task_obs_spec"]

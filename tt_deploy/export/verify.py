@@ -28,6 +28,7 @@ import torch
 
 from tt_deploy import spec
 from tt_deploy.errors import InputError
+from tt_deploy.export.bundle import record_skill_results
 from tt_deploy.export.onnx_graphs import BFMGraph, group_input_names
 from tt_deploy.export.reference import reference_actions, reference_bfm, reference_encoder, torch_threads
 from tt_deploy.models.bfm import BFM
@@ -280,7 +281,7 @@ def _verify_one(
         case_set["recorded"] = recorded_case(sk, graph, cases.rollout_envs, cases.rollout_steps, seed)
     report.rows += _verify_skill(bundle, sk, bfm, case_set, report.backend, report.atol, cases.batch1_max)
     if record:
-        mf.record_skill_results(bundle, name, parity=_parity_record(report, name))
+        record_skill_results(bundle, name, parity=_parity_record(report, name))
     log.info(
         "verified %s: %s", name, "pass" if all(r.passed for r in report.rows if r.skill == name) else "FAIL"
     )

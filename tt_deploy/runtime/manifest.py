@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -274,6 +275,7 @@ class BundleManifest:
     default_skill: str | None = None  # the skill SkillRuntime starts with (None: the first resident one)
     actuation: ActuationSpec | None = None  # the PD loop the skills were trained with (None: older bundles)
     state: StateConvention | None = None  # the body-state convention of every observation
+    skill_sha256: dict[str, str] = field(default_factory=dict)  # sha256 of each skill.json (empty: older bundles)
 
     def graph(self, role: str, skill: str | None = None, dynamic: bool = False) -> GraphSpec:
         """The GraphSpec of one role/skill/batch kind; BundleError when the bundle lacks it."""
@@ -405,11 +407,14 @@ def _write_json_atomic(path: Path, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
-def _read_json(path: Path, what: str) -> dict:
+def _read_json(path: Path, what: str, sha256: str | None = None) -> dict:
     if not path.is_file():
         raise BundleError(f"{what} not found: {path}; export a bundle with `ttdeploy export --skill NAME`")
     try:
-        data = json.loads(path.read_text())
+        raw = path.read_bytes()
+        if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
+            raise BundleError(f"{path} does not match its sha256 in manifest.json: it was edited - re-export the skill")
+        data = json.loads(raw)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{path} is not valid JSON ({exc}); re-export the bundle") from exc
     if not isinstance(data, dict):
@@ -447,10 +452,11 @@ def write_skill(content: str | os.PathLike, skill: SkillManifest) -> Path:
     return path
 
 
-def read_skill_file(content: str | os.PathLike, name: str) -> SkillManifest:
-    """Parse `skills/<name>/skill.json` of a version dir (`content_dir`)."""
+def read_skill_file(content: str | os.PathLike, name: str, sha256: str | None = None) -> SkillManifest:
+    """Parse `skills/<name>/skill.json` of a version dir (`content_dir`); with `sha256`, the bytes parsed
+    must hash to it (BundleError otherwise)."""
     path = Path(content) / skill_dir(name) / SKILL_FILE
-    data = _read_json(path, f"skill manifest of {name!r}")
+    data = _read_json(path, f"skill manifest of {name!r}", sha256)
     _check_schema(data, path)
     return from_dict(SkillManifest, data, str(path))
 
@@ -458,25 +464,10 @@ def read_skill_file(content: str | os.PathLike, name: str) -> SkillManifest:
 def read_skill(
     bundle_dir: str | os.PathLike, name: str, manifest: BundleManifest | None = None
 ) -> SkillManifest:
-    """One skill's skill.json from the version `manifest` (default: the current manifest.json) names."""
-    return read_skill_file(content_dir(bundle_dir, manifest), name)
-
-
-def record_skill_results(
-    bundle_dir: str | os.PathLike, name: str, *, parity=None, sim2sim=None
-) -> SkillManifest:
-    """Write verify/sim2sim results into a skill's `skill.json` of the current version (atomically, under
-    the bundle lock, so an export never carries over the file without them); other fields unchanged.
-
-    skill.json is deliberately not hashed by manifest.json so that results can be added later.
-    """
-    with bundle_lock(bundle_dir):
-        root = content_dir(bundle_dir)
-        current = read_skill_file(root, name)
-        updates = {k: v for k, v in (("parity", parity), ("sim2sim", sim2sim)) if v is not None}
-        updated = dataclasses.replace(current, **updates)
-        write_skill(root, updated)
-    return updated
+    """One skill's skill.json from the version `manifest` (default: the current manifest.json) names, checked
+    against the manifest's skill_sha256 (bundles exported before it have none)."""
+    manifest = read_manifest(bundle_dir) if manifest is None else manifest
+    return read_skill_file(content_dir(bundle_dir, manifest), name, manifest.skill_sha256.get(name))
 
 
 def field_table(cls: type) -> list[tuple[str, str, str]]:

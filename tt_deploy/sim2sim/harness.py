@@ -391,7 +391,9 @@ def run_sim2sim(
 
         result.report_files = [str(p) for p in write_report(result, report_dir)]
     if record:
-        mf.record_skill_results(bundle, skill, sim2sim=result.manifest_record())
+        from tt_deploy.export.bundle import record_skill_results  # torch side, only when recording
+
+        record_skill_results(bundle, skill, sim2sim=result.manifest_record())
     log.info("sim2sim %s/%s: %d/%d cells passed in %.1f s", bundle, skill,
              sum(c.passed for c in result.cells), len(result.cells), wall)  # fmt: skip
     return result
