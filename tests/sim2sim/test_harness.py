@@ -35,8 +35,10 @@ def test_identical_seeds_give_identical_initial_states_and_noise(reach_bundle):
 
 
 def test_small_grid_passes_records_verdict_and_writes_report(reach_bundle, tmp_path):
+    ticks = []
     result = run_sim2sim(reach_bundle, "reach", grid=CELLS, episodes=4, episode_seconds=1.0,
-                         backend="ort-cpu", report_dir=tmp_path / "report")
+                         backend="ort-cpu", report_dir=tmp_path / "report", progress=lambda d, t: ticks.append((d, t)))
+    assert ticks[-1][0] == ticks[-1][1] == 2 * 30 and len(ticks) == 60  # grid + cross job, 30 control steps each
     assert [c.name for c in result.cells] == [c.name for c in CELLS]
     assert result.passed, [c.reasons for c in result.cells]
     for c in result.cells:

@@ -36,12 +36,17 @@ def sim2sim_cmd(
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the full result as JSON.")] = None,
 ) -> None:
     """Run the skill as PyTorch reference and as deployed runtime from identical seeds over a grid."""
+    from tt_deploy.cli.train import _progress
     from tt_deploy.sim2sim import run_sim2sim  # torch + mujoco import here
     from tt_deploy.sim2sim.report import cell_rows, json_default
 
-    result = run_sim2sim(bundle, skill, grid=grid, episodes=episodes, episode_seconds=seconds, backend=backend,
-                         seed=seed, executor=executor, ray_address=ray_address, cross_sim=cross_sim,
-                         report_dir=report, atol=atol)  # fmt: skip
+    with _progress(1, stats=lambda r: "", unit="control steps", key="done") as update:
+        def tick(done: int, total: int) -> None:
+            update({"done": done, "total": total})
+
+        result = run_sim2sim(bundle, skill, grid=grid, episodes=episodes, episode_seconds=seconds, backend=backend,
+                             seed=seed, executor=executor, ray_address=ray_address, cross_sim=cross_sim,
+                             report_dir=report, atol=atol, progress=tick)  # fmt: skip
     rows = cell_rows(result)
     table = Table(title=f"sim2sim {skill} ({grid} grid, {episodes} x {seconds:g} s, {result.backend})")
     for col in rows[0] if rows else []:

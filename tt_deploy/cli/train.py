@@ -37,8 +37,8 @@ def _progress(total: int, stats=_ppo_stats, unit: str = "steps", key: str = "env
     with Progress(*cols, console=console) as bar:
         task = bar.add_task(unit, total=total, stats="")
 
-        def update(row: dict) -> None:
-            bar.update(task, completed=row[key], stats=stats(row))
+        def update(row: dict) -> None:  # a row may also move the goal post ("total": work found on the way)
+            bar.update(task, completed=row[key], stats=stats(row), **({"total": row["total"]} if "total" in row else {}))
 
         yield update
 

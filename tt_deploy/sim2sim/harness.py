@@ -25,9 +25,11 @@ goals drawn before the first mismatch are guaranteed identical (docs/sim2sim.md)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,7 +154,7 @@ def _make_env(job: Job, perturbations: list[Perturbation], physics: PhysicsConfi
 
 
 # --- the lockstep loop --------------------------------------------------------------------------
-def _lockstep(job: Job, envs, act, steps: int) -> tuple[list[_ArmRecord], np.ndarray | None, float, dict]:
+def _lockstep(job: Job, envs, act, steps: int, progress=None) -> tuple[list[_ArmRecord], np.ndarray | None, float, dict]:
     """Step two envs in lockstep for `steps` control steps. act(out_a, out_b) -> (a, b, open-loop
     abs error (N, 69) or None). Returns the two records, errors (T, N, 69) or None, the start
     difference and timings (s)."""
@@ -176,6 +178,8 @@ def _lockstep(job: Job, envs, act, steps: int) -> tuple[list[_ArmRecord], np.nda
             rec.after(env, out, p)
         timing["policy"] += t1 - t0
         timing["sim"] += time.perf_counter() - t1
+        if progress is not None:
+            progress(1)
     return recs, errors, start_diff, timing
 
 
@@ -196,10 +200,11 @@ def _cell_records(job: Job, recs, errors, start_diff: float, labels: tuple[str, 
     return out
 
 
-def run_job(job: Job) -> dict:
+def run_job(job: Job, progress: Callable[[int], None] | None = None) -> dict:
     """Run one job in this process; returns {"cells": [raw cell records], "timing": {...}}.
 
-    Top-level and argument-picklable so process pools and Ray can ship it.
+    Top-level and argument-picklable so process pools and Ray can ship it. progress(k): k control steps
+    done (the in-process executor's progress bar).
     """
     import torch
 
@@ -229,7 +234,7 @@ def run_job(job: Job) -> dict:
                     return a_ref, both[:n], np.abs(both[n:] - a_ref)
 
                 t_setup = time.perf_counter() - t_start
-                recs, errors, start_diff, timing = _lockstep(job, envs, act, steps)
+                recs, errors, start_diff, timing = _lockstep(job, envs, act, steps, progress)
                 backend = rt.backend
             cells = _cell_records(job, recs, errors, start_diff, ("reference", "runtime"))
         elif job.kind == "cross":
@@ -241,7 +246,7 @@ def run_job(job: Job) -> dict:
                 return both[:n], both[n:], None
 
             t_setup = time.perf_counter() - t_start
-            recs, errors, start_diff, timing = _lockstep(job, envs, act, steps)
+            recs, errors, start_diff, timing = _lockstep(job, envs, act, steps, progress)
             backend = "torch"
             cells = _cell_records(job, recs, errors, start_diff, ("training", "cross"))
         else:
@@ -347,6 +352,7 @@ def run_sim2sim(
     atol: float = ATOL,
     mode: str = "fused",
     record: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Sim2SimResult:
     """Reference vs deployed runtime of `skill` over a perturbation grid, plus the cross-sim gap.
 
@@ -354,7 +360,7 @@ def run_sim2sim(
     (s); backend: SkillRuntime backend; executor: "local" | "processes" | "ray" or an executor
     object (executor.py); cross_sim: True (CROSS_PHYSICS), False, or a PhysicsConfig;
     report_dir: write JSON + Markdown + HTML + plots there; record: store the verdict in the
-    skill's skill.json. Raises InputError / UnknownNameError / BundleError for bad arguments or a
+    skill's skill.json; progress(done, total) in control steps (in-process executor only). Raises InputError / UnknownNameError / BundleError for bad arguments or a
     bundle whose reference cannot be rebuilt.
     """
     from tt_deploy.executors import make_executor
@@ -374,7 +380,16 @@ def run_sim2sim(
                      episode_seconds=episode_seconds, backend=backend, seed=seed, threads=ex.threads,
                      cross=cross, mode=mode)  # fmt: skip
     t0 = time.perf_counter()
-    outputs = ex.map(run_job, jobs)
+    fn = run_job
+    if progress is not None and ex.name == "local":  # other executors run jobs elsewhere, unobserved
+        total, done = len(jobs) * max(1, int(round(episode_seconds / spec.CONTROL_DT))), [0]
+
+        def tick(k: int) -> None:
+            done[0] += k
+            progress(done[0], total)
+
+        fn = functools.partial(run_job, progress=tick)
+    outputs = ex.map(fn, jobs)
     wall = time.perf_counter() - t0
     raws = [c for out in outputs for c in out["cells"]]
     grid_raw = sorted((r for r in raws if r["kind"] == "grid"), key=lambda r: r["index"])
