@@ -218,3 +218,27 @@ def test_pretrain_dagger_rejects_bad_prompt_options(tmp_path, bad, match):
     res = runner.invoke(app, ["pretrain-dagger", "--rounds", "1", "--out", str(tmp_path), *bad])
     assert res.exit_code != 0 and match in str(res.exception)
     assert not (tmp_path / "checkpoints").exists()  # refused before any work
+
+
+def test_train_cli_defaults_are_the_config_defaults():
+    """`ttdeploy train`'s defaults are written out in the CLI (it must not import torch for --help); this keeps
+    them equal to TrainConfig's and the method defaults its help text quotes."""
+    import dataclasses
+    import inspect
+
+    from tt_deploy.cli.train import train_cmd
+    from tt_deploy.train.task_token import TrainConfig, default_ppo
+
+    cli = {n: p.default for n, p in inspect.signature(train_cmd).parameters.items()}
+    cfg = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    shared = sorted(set(cli) & set(cfg) - {"goals", "explore", "token_std"})  # CLI None = "the config decides"
+    assert shared and {n: cli[n] for n in shared} == {n: cfg[n] for n in shared}
+    import re
+    import typing
+
+    hints = typing.get_type_hints(train_cmd, include_extras=True)
+    help_of = {n: h.__metadata__[0].help for n, h in hints.items() if hasattr(h, "__metadata__")}
+    lr = help_of["actor_lr"]
+    assert float(re.search(r"default ([0-9][0-9.e-]*[0-9])", lr).group(1)) == default_ppo("task-token").actor_lr
+    assert float(re.search(r"([0-9][0-9.e-]*[0-9]) with --method finetune", lr).group(1)) == default_ppo("finetune").actor_lr
+    assert float(re.search(r"default ([0-9][0-9.e-]*[0-9])", help_of["token_std"]).group(1)) == cfg["token_std"]
