@@ -160,7 +160,9 @@ def evaluate_bfm_cmd(
     model, info = resolve_bfm(bfm)
     if not info.get("pretrained", True):
         console.print("[yellow]note:[/] no pretrained BFM is embedded; evaluating a freshly initialised one")
-    rows = evaluate_bfm(model, episodes=episodes, seed=seed)
+    with _progress(1, stats=lambda r: "", unit="control steps", key="done") as update:
+        rows = evaluate_bfm(model, episodes=episodes, seed=seed,
+                            progress=lambda done, total: update({"done": done, "total": total}))
     if controller:
         rows.append(evaluate_walk_controller(episodes=episodes, seed=seed))
     if reach_teacher:

@@ -133,10 +133,11 @@ def _row(name, condition, ok: np.ndarray, **metrics) -> dict:
 
 
 @torch.no_grad()
-def evaluate_bfm(bfm: BFM, episodes: int = 64, seed: int = 0, nthread: int = 2) -> list[dict]:
-    """The ability table (list of row dicts) of `bfm` with the mean action."""
+def evaluate_bfm(bfm: BFM, episodes: int = 64, seed: int = 0, nthread: int = 2, progress=None) -> list[dict]:
+    """The ability table (list of row dicts) of `bfm` with the mean action; progress(done, total) per control step."""
     bfm.eval()
-    return _evaluate(lambda obs: torch.clamp(bfm(obs), -1.0, 1.0), GROUPS, episodes, seed, nthread)
+    return _evaluate(lambda obs: torch.clamp(bfm(obs), -1.0, 1.0), GROUPS, episodes, seed, nthread,
+                     progress=progress)
 
 
 def perturbed_copy(bfm: BFM, rel: float, seed: int) -> BFM:
@@ -196,7 +197,8 @@ def evaluate_reach_teacher(bfm: BFM, episodes: int = 64, seed: int = 0, nthread:
     return {**row, "condition": "the IK teacher's arm on the BFM (DAgger reach teacher)", "reference": True}
 
 
-def _evaluate(act, groups, episodes: int, seed: int, nthread: int, teachers: bool = False) -> list[dict]:
+def _evaluate(act, groups, episodes: int, seed: int, nthread: int, teachers: bool = False,
+              progress=None) -> list[dict]:
     """One batched 10 s rollout of `episodes` envs per group; `act` maps the observation tensors to actions."""
     from tt_deploy.sim.mujoco_backend import MujocoSimulator
 
@@ -221,6 +223,8 @@ def _evaluate(act, groups, episodes: int, seed: int, nthread: int, teachers: boo
             ang = rng.uniform(0, 2 * np.pi, len(pushed))
             sim.push(pushed, PUSH_SPEED * np.stack([np.cos(ang), np.sin(ang), np.zeros_like(ang)], -1))
         step = env.step(act(to_torch(step)).numpy())
+        if progress is not None:
+            progress(t + 1, int(SECONDS * 30))
         fell |= step.done & alive & step.info["fell"]
         alive &= ~step.done
         st = sim.body_state()
