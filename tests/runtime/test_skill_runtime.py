@@ -85,9 +85,9 @@ def test_fused_skills_share_one_specialised_bfm(bundle, rt):
     weights, pre-packed once) behind their own encoders, with the fused graphs' actions."""
     assert rt.graphs("reach") == ("skills/reach/encoder.onnx", SPECIALISED)
     assert rt.graphs("steering") == ("skills/steering/encoder.onnx", SPECIALISED)
-    assert rt._shared["reach"] is rt._shared["steering"]
+    assert rt._runners["reach"].head is rt._runners["steering"].head
     with SkillRuntime(bundle[0], backend="ort-cpu", share_bfm=False) as own:
-        assert own.graphs("reach") == ("skills/reach/fused.onnx",) and not own._shared
+        assert own.graphs("reach") == ("skills/reach/fused.onnx",) and own.graphs("steering") == ("skills/steering/fused.onnx",)
         for skill, dim in (("reach", 3), ("steering", 5)):
             rt.switch(skill)
             own.switch(skill)

@@ -177,7 +177,8 @@ def _check_io(kind: str, expected: tuple[TensorSpec, ...], actual, path: Path) -
 
 
 class GraphSession:
-    """One bundle graph loaded into ONNX Runtime after its hash, metadata and I/O were checked.
+    """One bundle graph loaded into ONNX Runtime after its hash, metadata and I/O were checked; a GraphRunner
+    (runtime/base.py) for a fused graph, and the encoder or head of a ChainedRunner.
 
     `run(feeds)` returns the first output as a new array; `run_into(feeds, out)` writes it into
     the caller's preallocated, C-contiguous `out` through an IOBinding (no output allocation).
@@ -205,6 +206,7 @@ class GraphSession:
         _check_io("inputs", spec.inputs, self.session.get_inputs(), path)
         _check_io("outputs", spec.outputs, self.session.get_outputs(), path)
         self.input_names = tuple(t.name for t in spec.inputs)
+        self.inputs, self.outputs, self.graphs = spec.inputs, spec.outputs, (spec.path,)  # a GraphRunner
         self.output_name = spec.outputs[0].name
         self._binding = self.session.io_binding()
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -54,6 +54,7 @@ from tt_deploy.errors import (
     UnknownNameError,
 )
 from tt_deploy.runtime import manifest as mf
+from tt_deploy.runtime.base import ChainedRunner, GraphRunner
 from tt_deploy.runtime.session import GraphSession, SessionConfig, resolve_backend
 
 _DTYPES = {"float32": np.dtype(np.float32), "bool": np.dtype(np.bool_)}
@@ -131,42 +132,40 @@ class SkillRuntime:
         }  # fmt: skip
         self.skills: dict[str, mf.SkillManifest] = {s: self._load_skill(s) for s in names}
         self._priors = {s: self._load_prior(m) for s, m in self.skills.items()}
-        dyn = batch != 1
         self._trt = None
         if self.backend == "trt" and share_bfm:
             raise InputError("share_bfm=True needs an ONNX Runtime backend, not native TensorRT")
-        self._shared: dict[str, GraphSession] = {}
-        if self.backend == "trt":  # native TensorRT engines: same session interface (trt_backend)
-            from tt_deploy.runtime.trt_backend import TrtBackend
-
-            self._trt = TrtBackend(
-                self.bundle_dir,
-                self.manifest,
-                names,
-                mode=mode,
-                dynamic=dyn,
-                precision=self.config.trt_precision,
-            )
-            self._bfm, self._sessions = self._trt.head, self._trt.sessions
-        else:
-            self._bfm = self._session("bfm", None, dyn) if mode == "split" else None
-            shared = self._shared_skills(names, share_bfm, dyn) if mode == "fused" else set()
-            self._sessions = {
-                s: self._session("encoder" if mode == "split" or s in shared else "fused", s, dyn) for s in names
-            }
-            self._shared = self._shared_heads(shared, dyn)
-        self._token = np.empty((1, self.manifest.token_dim), np.float32)  # batch-1 token of chained skills
-        self._encode = self._batch1_encoders() if self._trt is None else {}
+        self._runners: dict[str, GraphRunner] = self._build_runners(names, share_bfm, dynamic=batch != 1)
         self._zeros: dict[str, np.ndarray] = {}
         self._active = self.manifest.default_skill if self.manifest.default_skill in names else names[0]
         self._closed = False
         release_freed_heap()
         log.info(
             "SkillRuntime: %s, mode %s, backend %s, skills %s, shared BFM for %s", self.bundle_dir, mode,
-            self.backend, names, sorted(self._shared) or "none",
+            self.backend, names, sorted(s for s, r in self._runners.items() if self.mode == "fused" and
+                                        isinstance(r, ChainedRunner)) or "none",
         )
 
     # --- loading ----------------------------------------------------------------------------------
+    def _build_runners(self, names: list[str], share_bfm: bool | None, dynamic: bool) -> dict[str, GraphRunner]:
+        """skill -> the GraphRunner its calls go through: chosen here, once, by backend and mode."""
+        if self.backend == "trt":  # native TensorRT engines (trt_backend): fused or device-chained split
+            from tt_deploy.runtime.trt_backend import TrtBackend
+
+            self._trt = TrtBackend(self.bundle_dir, self.manifest, names, mode=self.mode, dynamic=dynamic,
+                                   precision=self.config.trt_precision)  # fmt: skip
+            return dict(self._trt.sessions)
+        names_ = {"task_obs_name": self.manifest.task_obs_name, "token_name": self.manifest.task_token_name}
+        if self.mode == "split":  # every skill's encoder into the one full BFM session
+            bfm = self._session("bfm", None, dynamic)
+            return {s: ChainedRunner(self._session("encoder", s, dynamic), bfm, **names_) for s in names}
+        shared = self._shared_heads(self._shared_skills(names, share_bfm, dynamic), dynamic)
+        return {
+            s: ChainedRunner(self._session("encoder", s, dynamic), shared[s], **names_) if s in shared
+            else self._session("fused", s, dynamic)
+            for s in names
+        }  # fmt: skip
+
     def _session(self, role: str, skill: str | None, dynamic: bool) -> GraphSession:
         spec = self.manifest.graph(role, skill, dynamic)
         # an encoder is a small MLP: one thread, so that with spinning enabled its idle pool does not
@@ -212,16 +211,6 @@ class SkillRuntime:
                 )
             heads[s] = sessions[spec.path]
         return heads
-
-    def _batch1_encoders(self) -> dict[str, tuple[np.ndarray, Callable[[], None]]]:
-        """skill -> (task_obs buffer (1, k), call writing its token into self._token) for every skill
-        that runs its encoder before a BFM session (split mode, shared BFM)."""
-        chained = self._sessions if self.mode == "split" else self._shared
-        out = {}
-        for s in chained:
-            buf = np.zeros((1, self.skills[s].task_obs_dim), np.float32)
-            out[s] = (buf, self._sessions[s].bound_runner({self.manifest.task_obs_name: buf}, self._token))
-        return out
 
     def _load_skill(self, name: str) -> mf.SkillManifest:
         sk = mf.read_skill(self.bundle_dir, name, self.manifest)  # the version this manifest names
@@ -270,34 +259,29 @@ class SkillRuntime:
     def inputs(self) -> tuple[mf.TensorSpec, ...]:
         """Inputs of the active skill's graph chain ("batch" = batch axis; act() takes them without it)."""
         self._require_open()
-        if not self._chained():
-            return self._sessions[self._active].spec.inputs
-        enc = self._sessions[self._active].spec.inputs
-        return tuple(t for t in self._head().spec.inputs if t.name != self.manifest.task_token_name) + enc
+        return self._runners[self._active].inputs
 
     @property
     def outputs(self) -> tuple[mf.TensorSpec, ...]:
         """(actions,) of shape (batch, 69), float32, already clamped to [-1, 1]."""
         self._require_open()
-        return self._head().spec.outputs
+        return self._runners[self._active].outputs
 
     def graphs(self, skill: str | None = None) -> tuple[str, ...]:
         """Bundle-relative graph files a skill (default: the active one) runs, in order, e.g.
         ("skills/reach/encoder.onnx", "bfm.obs+historical_pose_obs+terrain.onnx") when its BFM is shared."""
         self._require_open()
         skill = self._active if skill is None else skill
-        if skill not in self._sessions:
-            raise UnknownNameError("resident skill", skill, self._sessions)
-        first = self._sessions[skill].spec.path
-        head = self._shared.get(skill) or (self._bfm if self.mode == "split" else None)
-        return (first,) if head is None else (first, head.spec.path)
+        if skill not in self._runners:
+            raise UnknownNameError("resident skill", skill, self._runners)
+        return self._runners[skill].graphs
 
     # --- skill switching --------------------------------------------------------------------------
     def switch(self, skill: str) -> None:
         """Make `skill` active. O(1): every resident skill's session was created in the constructor."""
         self._require_open()
-        if skill not in self._sessions:
-            raise UnknownNameError("resident skill", skill, self._sessions)
+        if skill not in self._runners:
+            raise UnknownNameError("resident skill", skill, self._runners)
         self._active = skill
 
     # --- validation -------------------------------------------------------------------------------
@@ -335,8 +319,8 @@ class SkillRuntime:
             raise InputError(f"input {name!r} contains NaN or inf")
         return x
 
-    def _feeds(self, inputs: Mapping[str, np.ndarray], task_obs, batch: int | None, graph: GraphSession):
-        """Graph feeds for `graph` (+ task_obs array) after validating every caller array."""
+    def _feeds(self, inputs: Mapping[str, np.ndarray], task_obs, batch: int | None, graph: GraphRunner):
+        """Feeds for `graph` (task_obs included) after validating every caller array."""
         if not isinstance(inputs, Mapping):
             raise InputError(f"inputs must be a mapping of input name -> array, got {type(inputs).__name__}")
         arrays = {k: self._check(k, v, *self._expected(k), batch) for k, v in inputs.items()}
@@ -358,7 +342,8 @@ class SkillRuntime:
                 feeds[name] = arrays[name]
             elif name in self._groups or name in self._masks:
                 feeds[name] = self._default(name, arrays, prior, n)
-        return feeds, task_obs
+        feeds[self.manifest.task_obs_name] = task_obs
+        return feeds
 
     @staticmethod
     def _require_prior(sk: mf.SkillManifest, arrays: dict[str, np.ndarray]) -> None:
@@ -403,16 +388,6 @@ class SkillRuntime:
         return self._zeros[key]
 
     # --- inference --------------------------------------------------------------------------------
-    def _head(self) -> GraphSession:
-        """The session that outputs actions for the active skill."""
-        if self._active in self._shared:
-            return self._shared[self._active]
-        return self._bfm if self.mode == "split" else self._sessions[self._active]
-
-    def _chained(self) -> bool:
-        """True when the active skill runs its encoder first (split mode or a shared BFM)."""
-        return self.mode == "split" or self._active in self._shared
-
     def _run(self, inputs, task_obs, batch: int | None, out: np.ndarray | None) -> np.ndarray:
         self._require_open()
         if not self._busy.acquire(blocking=False):
@@ -440,24 +415,9 @@ class SkillRuntime:
         return actions
 
     def _run_graphs(self, inputs, task_obs, batch: int | None, out: np.ndarray | None) -> np.ndarray:
-        head = self._head()
-        feeds, task_obs = self._feeds(inputs, task_obs, batch, head)
-        obs_name, token_name = self.manifest.task_obs_name, self.manifest.task_token_name
-        if self.mode == "split" and getattr(head, "device_chained", False):  # trt: encoder -> BFM on device
-            feeds[obs_name] = task_obs
-            return head.run_skill(self._active, feeds, out)
-        if self._chained():
-            enc = self._sessions[self._active]
-            if task_obs.shape[0] == 1:  # batch 1: pre-bound encoder, token into the scratch, no allocation
-                buf, encode = self._encode[self._active]
-                np.copyto(buf, task_obs)
-                encode()
-                feeds[token_name] = self._token
-            else:
-                feeds[token_name] = enc.run({obs_name: task_obs})
-        else:
-            feeds[obs_name] = task_obs
-        return head.run(feeds) if out is None else head.run_into(feeds, out)
+        runner = self._runners[self._active]
+        feeds = self._feeds(inputs, task_obs, batch, runner)
+        return runner.run(feeds) if out is None else runner.run_into(feeds, out)
 
     def act(self, inputs: Mapping[str, np.ndarray], task_obs: np.ndarray) -> np.ndarray:
         """(69,) float32 actions for one sample (a new array). Arrays with or without the batch-1 axis."""
@@ -497,10 +457,7 @@ class SkillRuntime:
         """Release every ONNX Runtime session; later calls raise TTDeployError."""
         if self._trt is not None:
             self._trt.close()
-        self._sessions.clear()
-        self._shared.clear()
-        self._encode.clear()
-        self._bfm = None
+        self._runners.clear()
         self._closed = True
 
     def __enter__(self) -> SkillRuntime:

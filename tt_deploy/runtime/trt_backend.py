@@ -282,7 +282,7 @@ class _Step:
 
 
 class TrtGraphSession:
-    """GraphSession look-alike over one or two engines: `spec`, `input_names`, `run`, `run_into`.
+    """One or two engines behind the GraphRunner interface (runtime/base.py), as GraphSession is for ONNX Runtime.
 
     Fused: one engine. Split head (`device_chained`): the BFM engine plus one encoder per skill whose
     task-token output buffer is the BFM's task-token input; `run_skill(skill, feeds, out)` runs both.
@@ -291,6 +291,7 @@ class TrtGraphSession:
     def __init__(self, spec: mf.GraphSpec, engine: TrtEngine, stream, *, token_name: str | None = None):
         self.spec, self.engine, self.stream = spec, engine, stream
         self.input_names = tuple(t.name for t in spec.inputs)
+        self.inputs, self.outputs, self.graphs = spec.inputs, spec.outputs, (spec.path,)  # a GraphRunner when fused
         self.output_name = spec.outputs[0].name
         self.device_chained = token_name is not None
         self.token_name = token_name
@@ -352,16 +353,27 @@ class TrtGraphSession:
         self.engine.free()
 
 
-class _EncoderRef:
-    """Split-mode placeholder in SkillRuntime._sessions: the encoder's GraphSpec (it runs inside the head)."""
+class TrtChainedRunner:
+    """Split mode's GraphRunner for one skill: its encoder engine and the BFM engine, chained on the device
+    (the encoder writes the token straight into the BFM's input buffer: `TrtGraphSession.run_skill`)."""
 
-    def __init__(self, spec: mf.GraphSpec):
-        self.spec = spec
-        self.input_names = tuple(t.name for t in spec.inputs)
+    def __init__(self, head: TrtGraphSession, skill: str, encoder_spec: mf.GraphSpec):
+        self.head, self.skill = head, skill
+        self.inputs = tuple(t for t in head.spec.inputs if t.name != head.token_name) + tuple(encoder_spec.inputs)
+        self.input_names = tuple(t.name for t in self.inputs)
+        self.outputs = head.spec.outputs
+        self.graphs = (encoder_spec.path, head.spec.path)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.head.run_skill(self.skill, feeds, None)
+
+    def run_into(self, feeds: dict[str, np.ndarray], out: np.ndarray) -> np.ndarray:
+        return self.head.run_skill(self.skill, feeds, out)
 
 
 class TrtBackend:
-    """All engines of a SkillRuntime: fused sessions per skill, or one chained split head + encoder refs."""
+    """All engines of a SkillRuntime: `sessions`, one GraphRunner per skill - a fused engine each, or in split
+    mode one BFM engine (`head`) chained after each skill's encoder engine."""
 
     def __init__(
         self,
@@ -398,7 +410,7 @@ class TrtBackend:
                         f"{spec.path}: engine profile is larger than the BFM engine's; rebuild both"
                     )
                 self.head.add_encoder(s, encoder)
-                self.sessions[s] = _EncoderRef(spec)
+                self.sessions[s] = TrtChainedRunner(self.head, s, spec)
         else:
             for s in skills:
                 spec = manifest.graph("fused", s, dynamic)
