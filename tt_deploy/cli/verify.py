@@ -39,7 +39,12 @@ def verify_cmd(
     from tt_deploy.export.verify import VerifyCases, verify_bundle  # torch import happens here
 
     cases = VerifyCases(random=random, rollout_steps=rollout_steps)
-    report = verify_bundle(bundle, skill or None, backend=backend, cases=cases, seed=seed, atol=atol)
+    from tt_deploy.cli.train import _progress
+
+    with _progress(1, stats=lambda r: r["label"], unit="skills", key="done") as update:
+        report = verify_bundle(bundle, skill or None, backend=backend, cases=cases, seed=seed, atol=atol,
+                               progress=lambda done, total, name: update({"done": done, "total": total,
+                                                                           "label": f"{name} verified"}))
     table = Table(title=f"parity {bundle} (worst case per graph, atol {atol:.0e})")
     for col in ("skill", "mode", "graphs", "worst case", "samples", "max abs", "max rel", "ok"):
         table.add_column(col)

@@ -239,11 +239,13 @@ def verify_bundle(
     seed: int = 0,
     atol: float = ATOL,
     record: bool = True,
+    progress=None,
 ) -> VerifyReport:
     """PyTorch reference vs SkillRuntime for each skill (default: all) of a bundle.
 
     Returns a VerifyReport (one row per skill x mode x graph variant x case); with `record`,
-    writes each skill's verdict into its skill.json (`parity`). Raises BundleError when the
+    writes each skill's verdict into its skill.json (`parity`); progress(done, total, skill) after each skill.
+    Raises BundleError when the
     reference cannot be rebuilt from what the bundle records, InputError for bad arguments.
     """
     if not atol > 0:
@@ -259,6 +261,8 @@ def verify_bundle(
     with torch_threads(1):
         for i, name in enumerate(names):
             _verify_one(bundle, name, i, bfm, report, cases, seed, record)
+            if progress is not None:
+                progress(i + 1, len(names), name)
     return report
 
 
