@@ -46,13 +46,13 @@ TRAIN = ("train", "--skill", "reach", "--steps", "2048", "--num-envs", "2", "--r
 def test_resume_from_a_corrupt_or_truncated_state(tmp_path, monkeypatch, capsys):
     out = _state(tmp_path, "garbage", b"not a checkpoint")
     assert "is not a readable training state" in _run(monkeypatch, capsys, *TRAIN, "--out", str(out))
-    out = _state(tmp_path, "truncated", pickle.dumps({"x": 1})[:5])
+    out = _state(tmp_path, "truncated", pickle.dumps({"x": 1}, protocol=2)[:5])
     assert "is not a readable training state" in _run(monkeypatch, capsys, *TRAIN, "--out", str(out))
 
 
 def test_resume_from_a_malicious_state_runs_nothing(tmp_path, monkeypatch, capsys):
     marker = tmp_path / "pwned"
-    out = _state(tmp_path, "evil", pickle.dumps({"x": _RunsCode(marker)}))
+    out = _state(tmp_path, "evil", pickle.dumps({"x": _RunsCode(marker)}, protocol=2))
     assert "nothing in it was run" in _run(monkeypatch, capsys, *TRAIN, "--out", str(out))
     assert not marker.exists()
 
