@@ -5,7 +5,8 @@ write it (`ttdeploy train --goals PRESET --method METHOD --seed K --out <root>/<
 The <method> folder names the row: a training method, or a variant of one (`task-token-action`:
 task tokens trained with `--explore action`, PPO's noise on the joint actions; `task-token-oracle`: task
 tokens whose encoder was first DAgger-distilled toward the task's oracle, `--oracle-start`;
-`task-token-oracle-lr1e-4`: the same with the encoder's normaliser frozen after distillation and actor lr 1e-4).
+`task-token-oracle-lr1e-4`: the same with the encoder's normaliser frozen after distillation and actor lr 1e-4, which
+is what --oracle-start does now; `task-token-oracle` runs used lr 3e-4 and a normaliser that kept updating).
 A run's success is its LAST deterministic evaluation (the reference's per-goal-segment rate); the best
 evaluation is shown beside it but not used, because it is picked on the same evaluation episodes.
 Per (preset, skill, method): mean and std over seeds, a 95 % Wilson interval over the pooled goal
@@ -141,7 +142,7 @@ def render_markdown(rows: list[dict], records: list[dict], plots: dict[str, str]
            "(docs/tasks.md). Methods: `task-token` PPO from the null token; `task-token-oracle` PPO after an "
            "oracle-distilled start (`--oracle-start`, docs/diagnostics.md; its env steps include the distillation's); "
            "`task-token-oracle-lr1e-4` the same with the encoder normaliser frozen after distillation and "
-           "`--actor-lr 1e-4`; "
+           "actor lr 1e-4 (today's `--oracle-start`; the `task-token-oracle` runs predate both); "
            "`task-token-action` PPO with joint-action exploration (older runs).", "",
            "| goals | task | method | seeds | success % (mean +- std) | 95 % interval | segments | trainable params "
            "| env steps | steps to 90 % of final | CPU-h to 90 % | paper % | stride rule % |",
