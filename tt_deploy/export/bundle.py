@@ -11,7 +11,6 @@ to export to a new bundle dir or re-export every skill.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import shutil
@@ -444,10 +443,10 @@ def record_skill_results(bundle_dir: str | os.PathLike, name: str, *, parity=Non
         shutil.copytree(mf.content_dir(bundle, old), new_dir, dirs_exist_ok=True, copy_function=_link_or_copy)
         current = mf.read_skill_file(new_dir, name)
         updates = {k: v for k, v in (("parity", parity), ("sim2sim", sim2sim)) if v is not None}
-        updated = dataclasses.replace(current, **updates)
+        updated = replace(current, **updates)
         mf.write_skill(new_dir, updated)  # a new file: the old version's (linked) skill.json is untouched
         hashes = {**old.skill_sha256, **_skill_hashes(new_dir, [name])}
-        mf.write_manifest(bundle, dataclasses.replace(old, content=new_dir.name, skill_sha256=hashes))
+        mf.write_manifest(bundle, replace(old, content=new_dir.name, skill_sha256=hashes))
     return updated
 
 

@@ -423,6 +423,7 @@ def build_bundle_engines(
             raise UnknownNameError("skill", s, manifest.skills)
     gpu, version = gpu_name(), trt.__version__
     cache_file = timing_cache_path(bundle_dir, version, gpu)
+    content = mf.content_dir(bundle_dir, manifest)
     built = []
     for g in graphs_for(manifest, skills, modes):
         profile = profile_shapes(g.inputs, batch_profile if g.batch == "dynamic" else None)
@@ -432,7 +433,7 @@ def build_bundle_engines(
             log.info("engine cache hit: %s", hit.path)
             built.append(hit)
             continue
-        onnx_path = mf.content_dir(bundle_dir, manifest) / g.path
+        onnx_path = content / g.path
         if mf.sha256_file(onnx_path) != g.sha256:
             raise BundleError(f"{onnx_path} does not match the manifest hash; re-export the bundle")
         pinned = fp32_pinned_nodes(onnx.load(str(onnx_path))) if policy.pin_fp32 else ()

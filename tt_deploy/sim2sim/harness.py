@@ -153,6 +153,11 @@ def _make_env(job: Job, perturbations: list[Perturbation], physics: PhysicsConfi
     return TaskEnv(sim, task, episode_seconds=job.episode_seconds, seed=job.seed)
 
 
+def _control_steps(episode_seconds: float) -> int:
+    """Control steps of one episode: what a job rolls out and what the progress bar counts."""
+    return max(1, int(round(episode_seconds / spec.CONTROL_DT)))
+
+
 # --- the lockstep loop --------------------------------------------------------------------------
 def _lockstep(job: Job, envs, act, steps: int, progress=None) -> tuple[list[_ArmRecord], np.ndarray | None, float, dict]:
     """Step two envs in lockstep for `steps` control steps. act(out_a, out_b) -> (a, b, open-loop
@@ -212,7 +217,7 @@ def run_job(job: Job, progress: Callable[[int], None] | None = None) -> dict:
     from tt_deploy.runtime import SessionConfig, SkillRuntime
 
     t_start = time.perf_counter()
-    steps = max(1, int(round(job.episode_seconds / spec.CONTROL_DT)))
+    steps = _control_steps(job.episode_seconds)
     from tt_deploy.export.reference import ReferencePolicy
 
     reference = ReferencePolicy(job.bundle, job.skill)
@@ -382,7 +387,7 @@ def run_sim2sim(
     t0 = time.perf_counter()
     fn = run_job
     if progress is not None and ex.name == "local":  # other executors run jobs elsewhere, unobserved
-        total, done = len(jobs) * max(1, int(round(episode_seconds / spec.CONTROL_DT))), [0]
+        total, done = len(jobs) * _control_steps(episode_seconds), [0]
 
         def tick(k: int) -> None:
             done[0] += k
