@@ -17,12 +17,12 @@ def test_the_reach_oracle_moves_only_the_right_arm_toward_the_ik_solution():
     env = _make_env(TrainConfig(skill="reach", prior=True, goals="bfm", nthread=1), 3, seed=1)
     env.reset()
     base = np.full((3, 69), 0.1, np.float32)
-    target, weight = ReachArmOracle(blend=0.5).label(env, base)
+    target, weight = ReachArmOracle(blend=0.5).label(env, None, base)
     arm = arm_joint_ids("R_Hand")
     others = np.setdiff1d(np.arange(69), arm)
     np.testing.assert_array_equal(target[:, others], base[:, others])
     assert not np.allclose(target[:, arm], base[:, arm])
-    full, _ = ReachArmOracle(blend=1.0).label(env, base)  # halfway: the mean of the BFM's arm and the IK arm
+    full, _ = ReachArmOracle(blend=1.0).label(env, None, base)  # halfway: the mean of the BFM's arm and the IK arm
     np.testing.assert_allclose(target[:, arm], 0.5 * (full[:, arm] + base[:, arm]), atol=1e-6)
     assert weight[arm].tolist() == [30.0] * 6 and weight[others].max() == 1.0
 
@@ -80,3 +80,43 @@ def test_an_oracle_started_encoder_keeps_its_input_statistics_and_the_critic_lea
         policy.update_normalizers(obs)
         assert (not torch.equal(enc, policy.encoder.norm.mean)) == moves
         assert any(not torch.equal(a, b) for a, b in zip(critic, policy.critic.buffers(), strict=True))
+
+
+@pytest.fixture(scope="module")
+def finetune_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("finetune") / "direction"
+    train_skill(TrainConfig(skill="direction", method="finetune", prior=True, goals="bfm", num_envs=8, steps=256,
+                            eval_envs=2, nthread=1), out)  # fmt: skip
+    return out
+
+
+def test_a_policy_oracle_labels_with_the_finetuned_bfms_action_not_the_frozen_ones(finetune_run):
+    import torch
+
+    from tt_deploy.models.checkpoints import default_bfm
+    from tt_deploy.rl.runner import to_torch
+
+    oracle = make_oracle("direction", finetune_run)
+    env = _make_env(TrainConfig(skill="direction", prior=True, goals="bfm", nthread=1), 3, seed=1)
+    step = env.reset()
+    target, weight = oracle.label(env, step, None)
+    assert target.shape == (3, 69) and weight.tolist() == [1.0] * 69
+    bfm, _ = default_bfm()
+    with torch.no_grad():
+        frozen = torch.clamp(bfm(to_torch(step)), -1, 1).numpy()
+    assert 0 < np.abs(target - frozen).max() < 0.5  # finetuning moved the BFM a little
+    assert oracle.describe()["method"] == "finetune" and oracle.describe()["checkpoint"] == "best_policy.safetensors"
+    with pytest.raises(InputError, match="trained for 'direction', not 'steering'"):
+        make_oracle("steering", finetune_run)
+
+
+def test_an_oracle_start_from_a_finetune_run_distils_its_policy_into_the_token(finetune_run, tmp_path):
+    with pytest.raises(InputError, match="oracle_start"):
+        TrainConfig(skill="direction", oracle_policy=str(finetune_run))
+    cfg = TrainConfig(skill="direction", prior=True, goals="bfm", num_envs=8, steps=256, eval_envs=2, nthread=1,
+                      oracle_start=True, oracle_rounds=1, oracle_steps=3, oracle_policy=str(finetune_run))  # fmt: skip
+    summary = train_skill(cfg, tmp_path / "direction")
+    assert summary["oracle_start"]["oracle"]["name"] == "policy"
+    assert summary["oracle_start"]["oracle"]["run"].endswith("direction")
+    assert "eval_stride_success_rate" in summary["oracle_start"]["rounds"][0]
+    assert summary["freezing"]["bfm_unchanged"]

@@ -11,7 +11,8 @@ from tt_deploy.cli import _register, app
 from tt_deploy.errors import InputError
 from tt_deploy.rl.runner import to_torch
 from tt_deploy.sim.perturbations import Perturbation
-from tt_deploy.train.robustness import evaluate_under, load_run_policy, robustness_cells
+from tt_deploy.train.robustness import evaluate_under, robustness_cells
+from tt_deploy.train.run_policy import load_run_policy
 from tt_deploy.train.task_token import TrainConfig, _make_env, train_skill
 
 _register()

@@ -78,6 +78,9 @@ def train_cmd(
     oracle_start: Annotated[bool, typer.Option(help="Before PPO, DAgger the fresh encoder toward the task's oracle "
                                                     "through the frozen BFM (train/oracles.py; reach).")] = False,
     oracle_rounds: Annotated[int, typer.Option(help="DAgger rounds of --oracle-start (64 envs x 150 steps each).")] = 6,
+    oracle_policy: Annotated[Path | None, typer.Option(help="The oracle is this finished run's best policy (e.g. a "
+                                                            "finetune run of the same skill), not the task's "
+                                                            "hand-made one; implies --oracle-start.")] = None,
     eval_envs: Annotated[int, typer.Option(help="Episodes of each deterministic evaluation.")] = 32,
     seeds: Annotated[int, typer.Option(help="Independent seeds per skill; > 1 (or several skills) runs them "
                                             "in parallel processes, each in OUT/<skill>/seed<k>.")] = 1,
@@ -102,8 +105,12 @@ def train_cmd(
         ppo["token_std"] = token_std
     if explore is not None:
         ppo["explore"] = explore
-    if oracle_start:
+    if oracle_start or oracle_policy is not None:
         ppo.update(oracle_start=True, oracle_rounds=oracle_rounds)
+    if oracle_policy is not None:
+        if not (oracle_policy / "run.json").is_file():
+            raise InputError(f"--oracle-policy {oracle_policy}: not a training run directory (no run.json)")
+        ppo["oracle_policy"] = str(oracle_policy)
     probe = TrainConfig(skill[0] if skill else "reach", method=method, **ppo)
     if action_std is not None and probe.exploration == "token":
         raise InputError("--action-std sets joint-action exploration; this run explores in token space "

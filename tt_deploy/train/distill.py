@@ -59,7 +59,7 @@ def distill_encoder(policy: TaskTokenPolicy, oracle, env, cfg: DistillConfig, *,
                 inputs = drop_hidden_tokens(full)
                 own = torch.clamp(bfm(inputs), -1, 1).numpy()  # the BFM under its prompt alone
                 act = torch.clamp(bfm(inputs, enc(obs[TASK_OBS_NAME])), -1, 1).numpy()
-            target, w = oracle.label(env, own)
+            target, w = oracle.label(env, step, own)
             weight = torch.from_numpy(w)
             for k, v in {**full, TASK_OBS_NAME: obs[TASK_OBS_NAME]}.items():
                 obs_buf.setdefault(k, []).append(v.clone())
@@ -85,7 +85,8 @@ def distill_encoder(policy: TaskTokenPolicy, oracle, env, cfg: DistillConfig, *,
                "wall_seconds": round(time.perf_counter() - t0, 2), "loss": float(np.mean(losses[-50:]))}
         if evaluate is not None:
             ev = evaluate()
-            row.update({f"eval_{k}": ev[k] for k in ("success_rate", "ci_low", "ci_high", "return") if k in ev})
+            row.update({f"eval_{k}": ev[k] for k in ("success_rate", "ci_low", "ci_high", "return",
+                                                     "stride_success_rate") if k in ev})
         rounds.append(row)
         if log is not None:
             log(row)

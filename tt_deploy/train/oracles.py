@@ -15,6 +15,7 @@ import numpy as np
 
 from tt_deploy import spec
 from tt_deploy.errors import InputError, UnknownNameError
+from tt_deploy.hashing import portable_path
 
 
 class ReachArmOracle:
@@ -43,9 +44,9 @@ class ReachArmOracle:
     def describe(self) -> dict:
         return {"name": "reach-arm-ik", "blend": self.blend, "arm_weight": self.arm_weight}
 
-    def label(self, env, base_action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(target actions (N, 69), per-joint loss weights (69,)) for env's current state, given the frozen
-        BFM's own action `base_action` (N, 69) there."""
+    def label(self, env, step: dict, base_action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(target actions (N, 69), per-joint loss weights (69,)) for env's current state (`step`: its
+        observation), given the frozen BFM's own action `base_action` (N, 69) there."""
         if self._ik is None:  # first call: check the simulator once and build the solver
             from tt_deploy.sim.arm_ik import ArmIK
             from tt_deploy.sim.base import MujocoKinematics
@@ -61,11 +62,44 @@ class ReachArmOracle:
         return target.astype(np.float32), self._weight.copy()
 
 
+class PolicyOracle:
+    """Another finished run's deterministic action, e.g. a finetuned BFM's: can a task token carry what
+    finetuning the whole BFM found? Where no hand-made oracle beats the prior (direction: the walking
+    controller passes the stride rule no more often than the prior, docs/diagnostics.md), the finetuned
+    BFM does (46 % vs 26 % on the stride rule), so it is the oracle to distil. Every joint weighs 1."""
+
+    def __init__(self, run, *, skill: str, bfm_path=None):
+        from tt_deploy.train.run_policy import load_run_policy
+
+        cfg, self.policy, _, self.checkpoint = load_run_policy(run, bfm_path=bfm_path, tag="best")
+        if cfg.skill != skill:
+            raise InputError(f"oracle policy {run} was trained for {cfg.skill!r}, not {skill!r}")
+        self.run, self.skill, self.method = str(run), skill, cfg.method
+        self._weight = np.ones(spec.ACTION_DIM, np.float32)
+
+    def describe(self) -> dict:
+        return {"name": "policy", "run": portable_path(self.run), "method": self.method,
+                "checkpoint": self.checkpoint}
+
+    def label(self, env, step: dict, base_action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The oracle run's own action in this state (`base_action` is not needed)."""
+        import torch
+
+        from tt_deploy.rl.runner import to_torch
+
+        with torch.no_grad():
+            target = self.policy.act_deterministic(to_torch(step)).numpy()
+        return target.astype(np.float32), self._weight.copy()
+
+
 ORACLES = {"reach": ReachArmOracle}
 
 
-def make_oracle(skill: str):
-    """The oracle of `skill`, or a typed error naming the skills that have one."""
+def make_oracle(skill: str, policy_run=None, *, bfm_path=None):
+    """`skill`'s hand-made oracle, or the policy of the run `policy_run`; a typed error names the skills
+    that have a hand-made one."""
+    if policy_run is not None:
+        return PolicyOracle(policy_run, skill=skill, bfm_path=bfm_path)
     if skill not in ORACLES:
-        raise UnknownNameError("task oracle (for --oracle-start)", skill, ORACLES)
+        raise UnknownNameError("task oracle (for --oracle-start; or give --oracle-policy RUN)", skill, ORACLES)
     return ORACLES[skill]()

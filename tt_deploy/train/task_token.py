@@ -68,6 +68,7 @@ class TrainConfig:
     oracle_start: bool = False  # then DAgger it toward the task's oracle (train/oracles.py, train/distill.py)
     oracle_rounds: int = 6
     oracle_steps: int = 150  # control steps of 64 envs per DAgger round
+    oracle_policy: str | None = None  # a finished run whose best policy is the oracle (train/oracles.PolicyOracle)
     eval_every: int = 20  # iterations
     eval_envs: int = 32
     nthread: int = 2
@@ -84,6 +85,8 @@ class TrainConfig:
             raise InputError(f"num_envs must be >= 1 and steps >= 0, got {self.num_envs}, {self.steps}")
         if self.oracle_start and self.method not in ("task-token", "finetune"):
             raise InputError(f"--oracle-start distils into a task encoder; method {self.method!r} has none")
+        if self.oracle_policy is not None and not self.oracle_start:
+            raise InputError("oracle_policy names the oracle of an oracle start: set oracle_start too")
         if self.oracle_rounds < 1 or self.oracle_steps < 1:
             raise InputError(f"oracle_rounds and oracle_steps must be >= 1, got {self.oracle_rounds}, {self.oracle_steps}")
 
@@ -298,14 +301,16 @@ def train_skill(cfg: TrainConfig, out_dir: str | Path, *, bfm_path=None, resume:
         meta["null_token"], meta["oracle_start"] = start.get("null_token"), start.get("oracle_start")
     trained_before = state_hash(policy.encoder if hasattr(policy, "encoder") else policy)
     if cfg.oracle_start and fresh:
-        meta["oracle_start"] = _oracle_start(cfg, policy, goal_kwargs, make_eval_env, out)
+        meta["oracle_start"] = _oracle_start(cfg, policy, goal_kwargs, make_eval_env, out, bfm_path)
     env = _make_env(cfg, cfg.num_envs, seed=cfg.seed, goal_kwargs=goal_kwargs)
     ckpt = _Checkpointer(cfg, out, sha, make_eval_env, meta)
 
     def extra_log(runner: OnPolicyRunner) -> dict:
         due = runner.iteration % cfg.eval_every == 0 or runner.env_steps >= cfg.steps
         res = ckpt.evaluate(runner) if due else {}
-        return {f"eval_{k}": res.get(k, float("nan")) for k in ("success_rate", "ci_low", "ci_high", "return")}
+        keys = ("success_rate", "ci_low", "ci_high", "return") + tuple(
+            k for k in ("stride_success_rate",) if k in ckpt.last_eval)  # direction / steering book it
+        return {f"eval_{k}": res.get(k, float("nan")) for k in keys}
 
     runner = OnPolicyRunner(env, policy, cfg.ppo_config(), out, seed=cfg.seed, checkpoint_every=cfg.eval_every,
                             save_fn=ckpt, extra_log=extra_log)  # fmt: skip
@@ -337,13 +342,13 @@ def train_skill(cfg: TrainConfig, out_dir: str | Path, *, bfm_path=None, resume:
     return summary
 
 
-def _oracle_start(cfg: TrainConfig, policy, goal_kwargs: dict, make_eval_env, out: Path) -> dict:
+def _oracle_start(cfg: TrainConfig, policy, goal_kwargs: dict, make_eval_env, out: Path, bfm_path=None) -> dict:
     """DAgger the fresh encoder toward the task's oracle (train/distill.py); its rounds go to log.csv."""
     from tt_deploy.rl.run_log import RunLog
     from tt_deploy.train.distill import DistillConfig, distill_encoder
     from tt_deploy.train.oracles import make_oracle
 
-    oracle = make_oracle(cfg.skill)
+    oracle = make_oracle(cfg.skill, cfg.oracle_policy, bfm_path=bfm_path)
     dcfg = DistillConfig(rounds=cfg.oracle_rounds, steps=cfg.oracle_steps)
     env = _make_env(cfg, dcfg.envs, seed=30_000 + cfg.seed, goal_kwargs=goal_kwargs)
     run_log = RunLog(out)
@@ -353,8 +358,8 @@ def _oracle_start(cfg: TrainConfig, policy, goal_kwargs: dict, make_eval_env, ou
         return evaluate_policy(make_eval_env(), lambda s: policy.act_deterministic(to_torch(s)).numpy())
 
     def log_round(row):
-        log.info("oracle start round %d: loss %.5f, eval success %.3f", row["round"], row["loss"],
-                 row.get("eval_success_rate", float("nan")))
+        log.info("oracle start round %d: loss %.5f, eval success %.3f (stride rule %.3f)", row["round"],
+                 row["loss"], row.get("eval_success_rate", float("nan")), row.get("eval_stride_success_rate", float("nan")))
         run_log({"iteration": 0, "env_steps": row["env_steps"], "wall_seconds": row["wall_seconds"],
                  "oracle_round": row["round"], "oracle_loss": row["loss"],
                  **{k: v for k, v in row.items() if k.startswith("eval_")}})
