@@ -14,13 +14,22 @@ from pathlib import Path
 
 from scrub_machine_paths import scrub
 
+from tt_deploy.atomic import atomic_write_text
 from tt_deploy.demo import PRIOR_ONLY_FILE, SHIPPED_RUNS
 from tt_deploy.hashing import strip_checkout_paths
+from tt_deploy.models.checkpoints import recipe_sidecar
 
 
 def _copy_record(src: Path, dest: Path) -> None:
-    """A run record without the training machine's checkout path: package files stay named from `tt_deploy/`."""
-    dest.write_text(strip_checkout_paths(src.read_text()))
+    """A run record without the training machine's checkout path (package files stay named from `tt_deploy/`)
+    and with the BFM's recipe named by its sidecar, not by the checkpoint's free-text lab log."""
+    meta = json.loads(strip_checkout_paths(src.read_text()))
+    source = meta.get("bfm_source") or {}
+    if source.get("path"):
+        sidecar = recipe_sidecar(Path(__file__).parents[1] / source["path"])
+        if sidecar.is_file():
+            source["recipe"] = json.loads(sidecar.read_text())["name"]
+    atomic_write_text(dest, json.dumps(meta, indent=2) + "\n")
 
 
 def main(run: Path, prior_only: Path) -> Path:

@@ -44,13 +44,13 @@ def small_bfm_file(tmp_path_factory):
     return bfm, path
 
 
-def make_run(root, bfm_path, skill: str, obs_dim: int, token_dim: int, seed: int, prior=None, **info_extra):
+def make_run(root, bfm_path, skill: str, obs_dim: int, token_dim: int, seed: int, **info_extra):
     """A fake training run dir with checkpoints/best.safetensors (info as the trainer writes it, plus
     `info_extra`, e.g. task_prior / visible_groups); returns (run_dir, encoder)."""
     torch.manual_seed(seed)
     enc = TaskEncoder(EncoderConfig(obs_dim=obs_dim, token_dim=token_dim)).eval()
     perturb_stats(enc, seed + 100)
-    info = EncoderInfo(bfm_sha256=sha256_file(bfm_path), skill=skill, env_steps=1234, prior=prior, **info_extra)
+    info = EncoderInfo(bfm_sha256=sha256_file(bfm_path), skill=skill, env_steps=1234, **info_extra)
     save_encoder(enc, root / "checkpoints" / "best.safetensors", info=info)
     return root, enc
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import onnxruntime as ort
 import pytest
 from bundle_helpers import make_run
@@ -108,13 +107,12 @@ def test_second_skill_keeps_first_and_bfm_mismatch_refused(base_bundle, small_bf
 
 
 def test_one_specialised_bfm_per_visible_group_set(base_bundle, small_bfm_file, tmp_path):
-    """Re-exporting reach with prior tokens changes its visible groups: the new set gets its shared
+    """Re-exporting reach trained with its prior prompt changes its visible groups: the new set gets its shared
     BFM graphs, the set no skill uses any more is removed from the bundle and the manifest."""
     bfm, bfm_path = small_bfm_file
     bundle = shutil.copytree(base_bundle, tmp_path / "deploy")
-    prior = {"masked_mimic_target_poses": np.zeros((11, 184)).tolist(),
-             "masked_mimic_target_poses_masks": np.ones(11, bool).tolist()}  # fmt: skip
-    run, _ = make_run(tmp_path / "run", bfm_path, "reach", 3, bfm.token_dim, 1, prior=prior)
+    run, _ = make_run(tmp_path / "run", bfm_path, "reach", 3, bfm.token_dim, 1,
+                      visible_groups=("obs", "historical_pose_obs", "masked_mimic_target_poses", "terrain"))
     export_skill("reach", bfm_path=bfm_path, run_dir=run, bundle_dir=bundle)
     visible = mf.read_skill(bundle, "reach").visible_groups
     assert "masked_mimic_target_poses" in visible

@@ -110,3 +110,19 @@ def test_loop_from_the_manifest_alone_stands_and_matches_the_project_loop(bundle
     # same physics, same observations: the two loops agree over all 5 s (bit-identical when measured)
     assert np.abs(a_manifest - a_project).max() < 1e-5
     assert np.abs(h_manifest - h_project).max() < 1e-6
+
+
+def test_a_schema_1_skill_json_reads_with_a_null_prior_and_refuses_static_prior_tokens(bundle, tmp_path):
+    import json
+    import shutil
+
+    from tt_deploy.errors import BundleError
+
+    content = mf.content_dir(shutil.copytree(bundle, tmp_path / "old"))
+    path = content / mf.skill_dir("reach") / mf.SKILL_FILE
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "prior": None}))  # what earlier exports wrote
+    assert mf.read_skill_file(content, "reach").name == "reach"
+    path.write_text(json.dumps({**data, "prior": {"path": "skills/reach/prior.npz", "sha256": "0", "inputs": []}}))
+    with pytest.raises(BundleError, match="static prior tokens"):
+        mf.read_skill_file(content, "reach")

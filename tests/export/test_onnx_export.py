@@ -14,22 +14,19 @@ from tt_deploy.runtime import manifest as mf
 from tt_deploy.spec import TOKEN_GROUPS
 
 TOL = 1e-5
-REACH_PRIOR = {
-    "masked_mimic_target_poses": np.random.default_rng(5)
-    .standard_normal((11, 184))
-    .astype(np.float32)
-    .tolist(),
-    "masked_mimic_target_poses_masks": [True] * 3 + [False] * 8,
+REACH_TRAINED = {  # what `ttdeploy train --prior` records: the prior prompt's group was visible
+    "visible_groups": ("obs", "historical_pose_obs", "masked_mimic_target_poses", "terrain"),
+    "task_prior": {"name": "reach", "params": {}, "goal_keys": ["target"]},
 }
 
 
 @pytest.fixture(scope="module")
 def exported(small_bfm_file, tmp_path_factory):
-    """Bundle with `reach` (trained run, prior tokens) and `strike` (trained run, no prior)."""
+    """Bundle with `reach` (trained run, prior prompt visible) and `strike` (trained run, no prior)."""
     bfm, bfm_path = small_bfm_file
     root = tmp_path_factory.mktemp("export")
     reach_run, reach = make_run(
-        root / "reach_run", bfm_path, "reach", 3, bfm.token_dim, 11, prior=REACH_PRIOR
+        root / "reach_run", bfm_path, "reach", 3, bfm.token_dim, 11, **REACH_TRAINED
     )
     strike_run, strike = make_run(root / "strike_run", bfm_path, "strike", 15, bfm.token_dim, 12)
     bundle = root / "deploy"
@@ -121,9 +118,9 @@ def test_fused_graphs_are_specialised(exported):
     strike = [i.name for i in _session(bundle, "skills/strike/fused.onnx").get_inputs()]
     assert mf.read_skill(bundle, "reach").encoder_source.startswith("trained run ")
     assert mf.read_skill(bundle, "reach").encoder_source.endswith("steps 1234")
-    assert mf.read_skill(bundle, "reach").prior.inputs[0].shape == (11, 184)
+    assert mf.read_skill(bundle, "reach").task_prior["name"] == "reach"
     assert strike == ["obs", "historical_pose_obs", "historical_pose_obs_mask", "terrain", "task_obs"]
-    assert reach == [  # prior tokens keep the target-pose group
+    assert reach == [  # a prior prompt trained visible keeps the target-pose group
         "obs", "historical_pose_obs", "historical_pose_obs_mask", "masked_mimic_target_poses",
         "masked_mimic_target_poses_masks", "terrain", "task_obs",
     ]  # fmt: skip

@@ -30,3 +30,9 @@ def test_older_headers_read_steps_as_env_steps_and_keep_unknown_keys():
 def test_a_header_without_skill_or_bfm_is_refused():
     with pytest.raises(CheckpointError, match="bfm_sha256"):
         EncoderInfo.from_dict({"skill": "reach"})
+
+
+def test_static_prior_tokens_are_refused_not_silently_dropped():
+    with pytest.raises(CheckpointError, match="static prior tokens"):
+        EncoderInfo.from_dict({"skill": "reach", "bfm_sha256": "c" * 64, "prior": {"masked_mimic_target_poses": [0.0]}})
+    assert EncoderInfo.from_dict({"skill": "reach", "bfm_sha256": "c" * 64, "prior": None}).extra == {}

@@ -23,7 +23,7 @@ def _log(path, columns):
                                      ["walk_falls_per_10s", "walk_speed", "beta"]])  # DAgger  # fmt: skip
 def test_card_has_cost_table_goals_and_the_curves_of_either_log(tmp_path, columns):
     info = {"recipe": "r", "env_steps": 1000, "wall_seconds": 100.0, "init_env_steps": 9000, "init_wall_seconds": 900.0}
-    card = write_card(tmp_path / "card.md", rows=ROWS, bfm_info=info, params=466_000, config="small",
+    card = write_card(tmp_path / "card.md", rows=ROWS, bfm_info=info, params=466_000, config="small", recipe=None,
                       log_csv=_log(tmp_path / "log.csv", columns), episodes=64, seed=0)  # fmt: skip
     text = card.read_text()
     assert "| pretraining env steps | 10,000 |" in text  # warm-start cost counted
@@ -42,7 +42,7 @@ def test_curves_follow_the_log_kind():
 
 def test_a_reference_row_is_not_held_to_the_bfm_goal(tmp_path):
     ref = {**ROWS[1], "condition": "the walking controller itself", "reference": True}
-    text = write_card(tmp_path / "card.md", rows=[*ROWS, ref], bfm_info={}, params=1, config="small", log_csv=None,
+    text = write_card(tmp_path / "card.md", rows=[*ROWS, ref], bfm_info={}, params=1, config="small", recipe=None, log_csv=None,
                       episodes=64, seed=0).read_text()  # fmt: skip
     assert "| walk 1 m/s | nominal | 25 % | 16-37 % | 64 | >= 70 % |" in text
     assert "| walk 1 m/s | the walking controller itself | 25 % | 16-37 % | 64 | reference |" in text
@@ -52,7 +52,7 @@ def test_rows_without_an_issue_goal_say_none(tmp_path):
     high = {**ROWS[0], "condition": "friction x2", "success_rate": 0.0, "ci95": (0.0, 0.06), "goal": False}
     pushed = {**ROWS[0], "condition": "random pushes 0.5 m/s"}
     text = write_card(tmp_path / "card.md", rows=[*ROWS, pushed, high], bfm_info={}, params=1, config="small",
-                      log_csv=None, episodes=64, seed=0).read_text()  # fmt: skip
+                      recipe=None, log_csv=None, episodes=64, seed=0).read_text()  # fmt: skip
     assert "| stand | nominal | 100 % | 94-100 % | 64 | >= 95 % |" in text
     assert "| stand | random pushes 0.5 m/s | 100 % | 94-100 % | 64 | >= 95 % |" in text
     assert "| stand | friction x2 | 0 % | 0-6 % | 64 | none |" in text
@@ -61,10 +61,53 @@ def test_rows_without_an_issue_goal_say_none(tmp_path):
 def test_the_weight_noise_table_sits_beside_the_checkpoints_own_rate(tmp_path):
     noise = [{"ability": "walk 1 m/s", "condition": "nominal", "episodes": 64, "weight_noise": 0.002,
               "copies": [0.2, 0.1, 0.15], "mean": 0.15, "min": 0.1, "max": 0.2}]  # fmt: skip
-    text = write_card(tmp_path / "card.md", rows=ROWS, bfm_info={}, params=1, config="small", log_csv=None,
+    text = write_card(tmp_path / "card.md", rows=ROWS, bfm_info={}, params=1, config="small", recipe=None, log_csv=None,
                       episodes=64, seed=0, noise_rows=noise).read_text()  # fmt: skip
     assert "## Sensitivity to weight noise (3 copies, noise 0.002 x each weight tensor's std)" in text
     assert "| walk 1 m/s | nominal | 25 % | 15 % | 10-20 % |" in text
-    plain = write_card(tmp_path / "plain.md", rows=ROWS, bfm_info={}, params=1, config="small", log_csv=None,
+    plain = write_card(tmp_path / "plain.md", rows=ROWS, bfm_info={}, params=1, config="small", recipe=None, log_csv=None,
                        episodes=64, seed=0).read_text()  # fmt: skip
     assert "Sensitivity" not in plain
+
+
+def test_the_recipe_is_rendered_from_the_embedded_bfms_sidecar_as_data(tmp_path):
+    import json
+
+    from tt_deploy.models.checkpoints import DEFAULT_BFM_PATH, default_bfm, recipe_sidecar
+    from tt_deploy.pretrain.model_card import read_recipe
+
+    recipe = read_recipe(DEFAULT_BFM_PATH)
+    assert recipe_sidecar(DEFAULT_BFM_PATH).name == "bfm_small.recipe.json"
+    _, info = default_bfm()
+    assert info["recipe"] == recipe["name"]  # the checkpoint's own free-text recipe is ignored
+    text = write_card(tmp_path / "card.md", rows=ROWS, bfm_info=info, params=1, config="small", recipe=recipe,
+                      log_csv=None, episodes=64, seed=0).read_text()  # fmt: skip
+    assert f"| recipe | {recipe['name']} |" in text
+    last = recipe["stages"][-1]
+    assert f"| {last['version']} | {last['method']} | {last['from']} | {last['env_steps'] / 1e6:.2f} M |" in text
+    assert all(f"- {x}" in text for x in recipe["limitations"])
+    assert "session" not in json.dumps(recipe) and "session" not in text.lower()
+    bare = write_card(tmp_path / "bare.md", rows=ROWS, bfm_info={}, params=1, config="small", recipe=None,
+                      log_csv=None, episodes=64, seed=0).read_text()  # fmt: skip
+    assert "No recipe file beside this checkpoint." in bare and "- none recorded" in bare
+
+
+def test_bfm_card_renders_from_an_abilities_file_and_refuses_other_json(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from tt_deploy.cli import _register, app
+
+    _register()
+    good = tmp_path / "abilities.json"
+    good.write_text(json.dumps({"evaluation": {"seed": 7, "episodes": 64}, "abilities": ROWS}))
+    res = CliRunner().invoke(app, ["bfm-card", "--abilities", str(good), "--out", str(tmp_path / "card.md")])
+    assert res.exit_code == 0, res.output
+    text = (tmp_path / "card.md").read_text()
+    assert "seed 7, 64 episodes per row" in text and "| stand | nominal | 100 % | 94-100 % | 64 | >= 95 % |" in text
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"rows": []}))
+    res = CliRunner().invoke(app, ["bfm-card", "--abilities", str(bad), "--out", str(tmp_path / "x.md")])
+    assert res.exit_code != 0 and "not an abilities file" in str(res.exception)
+    assert not (tmp_path / "x.md").exists()

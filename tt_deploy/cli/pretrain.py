@@ -5,6 +5,7 @@ Thin shells over tt_deploy.pretrain; nothing on the deploy path imports them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -132,7 +133,6 @@ def evaluate_bfm_cmd(
     seed: Annotated[int, typer.Option(help="Evaluation seed.")] = 0,
     card: Annotated[Path | None, typer.Option(help="Write the model card here (e.g. docs/bfm_card.md).")] = None,
     log_csv: Annotated[Path | None, typer.Option("--log", help="Pretraining log.csv for the curves plot.")] = None,
-    notes: Annotated[str, typer.Option(help="A remark for the card (e.g. how the machine was shared).")] = "",
     controller: Annotated[bool, typer.Option(help="Also run the walk row with the walking controller (the DAgger "
                                                   "teacher) acting itself: a reference row, the student's ceiling.")] = False,
     reach_teacher: Annotated[bool, typer.Option(help="Also run the hand row with the IK reach teacher's arm on top of "
@@ -153,7 +153,7 @@ def evaluate_bfm_cmd(
         evaluate_walk_controller,
         weight_noise_rows,
     )
-    from tt_deploy.pretrain.model_card import write_card
+    from tt_deploy.pretrain.model_card import read_recipe, write_card
 
     if weight_noise < 0 or copies < 1:
         raise InputError(f"--weight-noise must be >= 0 and --copies >= 1, got {weight_noise} and {copies}")
@@ -175,7 +175,40 @@ def evaluate_bfm_cmd(
                     ["ability", "condition", "mean", "min", "max", "copies"])  # fmt: skip
     if card is not None:
         write_card(card, rows=rows, bfm_info=info, params=count_parameters(model), config=model.config.name,
-                   log_csv=log_csv, episodes=episodes, seed=seed, notes=notes, noise_rows=noise_rows)  # fmt: skip
+                   recipe=read_recipe(info["path"]) if info.get("path") else None, log_csv=log_csv,
+                   episodes=episodes, seed=seed, noise_rows=noise_rows)  # fmt: skip
         console.print(f"wrote {card}")
-    write_json(json_path, {"bfm": {k: portable_path(v) if k == "path" else v for k, v in info.items()}, "abilities": rows,
+    write_json(json_path, {"bfm": {k: portable_path(v) if k == "path" else v for k, v in info.items()},
+                           "evaluation": {"seed": seed, "episodes": episodes}, "abilities": rows,
                            **({"weight_noise": noise_rows} if noise_rows else {})})
+
+
+@app.command("bfm-card")
+def bfm_card_cmd(
+    abilities: Annotated[Path | None, typer.Option(help="Abilities file written by `evaluate-bfm --json`; default: "
+                                                        "the one beside the BFM.")] = None,
+    bfm: Annotated[Path | None, typer.Option(help="BFM checkpoint; default: the embedded one.")] = None,
+    out: Annotated[Path, typer.Option(help="Where the card goes.")] = Path("docs/bfm_card.md"),
+    log_csv: Annotated[Path | None, typer.Option("--log", help="Pretraining log.csv for the curves plot (else an "
+                                                               "existing plot beside the card is kept).")] = None,
+) -> None:
+    """Render the BFM's model card from committed data: its recipe file and an abilities file (no evaluation)."""
+    from tt_deploy.models.bfm import count_parameters
+    from tt_deploy.models.checkpoints import resolve_bfm
+    from tt_deploy.pretrain.model_card import read_recipe, write_card
+    from tt_deploy.tasks.goals import abilities_path
+
+    model, info = resolve_bfm(bfm)
+    src = abilities or (abilities_path(info["path"]) if info.get("path") else None)
+    if src is None or not Path(src).is_file():
+        raise InputError(f"no abilities file {src or ''} for this BFM: run `ttdeploy evaluate-bfm --json FILE` first")
+    data = json.loads(Path(src).read_text())
+    if "abilities" not in data or "evaluation" not in data:
+        raise InputError(f"{src} is not an abilities file of `ttdeploy evaluate-bfm --json` (needs 'abilities' and "
+                         "'evaluation')")
+    ev = data["evaluation"]
+    path = write_card(out, rows=data["abilities"], bfm_info=info, params=count_parameters(model),
+                      config=model.config.name, recipe=read_recipe(info["path"]) if info.get("path") else None,
+                      log_csv=log_csv, episodes=ev["episodes"], seed=ev["seed"],
+                      noise_rows=data.get("weight_noise"))  # fmt: skip
+    console.print(f"wrote {path} from {src}")

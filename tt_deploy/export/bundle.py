@@ -42,7 +42,6 @@ from tt_deploy.runtime import manifest as mf
 log = logging.getLogger(__name__)
 
 DEFAULT_VISIBLE_GROUPS = ("obs", "historical_pose_obs", "terrain")  # + the task token
-PRIOR_GROUPS = ("masked_mimic_target_poses",)  # kept by the fused graph when the skill has prior tokens
 
 
 def task_obs_spec(skill: str) -> tuple[int, tuple[str, ...] | None]:
@@ -120,37 +119,13 @@ def build_encoder(skill, run_dir, bfm: BFM, bfm_sha: str, seed: int, obs_dim: in
     return enc.eval(), info, source, sha256_file(ckpt), "file"
 
 
-def _prior_arrays(prior: dict | None) -> dict[str, np.ndarray]:
-    """Validate prior tokens {graph input name: per-sample array}; groups (n, F) or (F,), masks (n,) bool."""
-    out: dict[str, np.ndarray] = {}
-    masks = {g.mask_name: g for g in spec.TOKEN_GROUPS if g.mask_name}
-    for name, value in (prior or {}).items():
-        if name in spec.TOKEN_GROUP_BY_NAME and name not in ("obs", "terrain"):
-            g = spec.TOKEN_GROUP_BY_NAME[name]
-            arr = (
-                np.asarray(value, dtype=np.float32)
-                .reshape(g.n_tokens, g.feat_dim)
-                .squeeze(0 if g.n_tokens == 1 else ())
-            )
-        elif name in masks:
-            arr = np.asarray(value, dtype=bool).reshape(masks[name].n_tokens)
-        else:
-            raise BundleError(f"prior token input {name!r} is not a maskable token group or mask")
-        out[name] = arr
-    return out
-
-
-def _visible_groups(prior: dict[str, np.ndarray], trained_with: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """Groups the fused graph keeps: the defaults, static prior groups, and every group the encoder
-    was trained to see (a run with a state-dependent prior prompt records the target-pose group, which
-    the controller then feeds each step)."""
-    named = {n for n in prior if n in spec.TOKEN_GROUP_BY_NAME}
-    if prior and not named:
-        named = set(PRIOR_GROUPS)
+def _visible_groups(trained_with: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Groups the fused graph keeps: the defaults and every group the encoder was trained to see (a run
+    with its prior prompt records the target-pose group, which the controller then feeds each step)."""
     unknown = set(trained_with) - set(ALL_GROUPS)
     if unknown:
         raise BundleError(f"the run's visible_groups {sorted(unknown)} are not BFM token groups {list(ALL_GROUPS)}")
-    keep = set(DEFAULT_VISIBLE_GROUPS) | named | set(trained_with)
+    keep = set(DEFAULT_VISIBLE_GROUPS) | set(trained_with)
     return tuple(g for g in ALL_GROUPS if g in keep)
 
 
@@ -366,24 +341,17 @@ def _remove_stale(bundle: Path, keep: set[str]) -> None:
             _remove_tree(p)
 
 
-def _write_skill_files(
-    tmp, skill, bfm, bfm_sha, encoder, src, prior, opset, meta
-) -> list[mf.GraphSpec]:
-    """Export the skill's encoder/fused graphs, prior.npz and skill.json into tmp; returns graph specs."""
+def _write_skill_files(tmp, skill, bfm, bfm_sha, encoder, src, opset, meta) -> list[mf.GraphSpec]:
+    """Export the skill's encoder/fused graphs and skill.json into tmp; returns graph specs."""
     rel = mf.skill_dir(skill)
     (tmp / rel).mkdir(parents=True, exist_ok=True)
-    visible = _visible_groups(prior, src[1].visible_groups if src[1] else ())
+    visible = _visible_groups(src[1].visible_groups if src[1] else ())
     obs_dim = encoder.config.obs_dim
     modules = [
         ("encoder", EncoderGraph(encoder), obs_dim),
         ("fused", BFMGraph(bfm, visible, encoder), obs_dim),
     ]
     graphs = _export_graphs(tmp, rel, modules, opset=opset, metadata=meta, skill=skill)
-    prior_spec = None
-    if prior:
-        np.savez(tmp / rel / mf.PRIOR_FILE, **prior)
-        inputs = tuple(mf.TensorSpec(k, tuple(v.shape), v.dtype.name) for k, v in prior.items())
-        prior_spec = mf.PriorSpec(f"{rel}/{mf.PRIOR_FILE}", sha256_file(tmp / rel / mf.PRIOR_FILE), inputs)
     enc, info, source, enc_sha, enc_sha_of = src
     c = enc.config
     names = task_obs_names(skill, obs_dim)
@@ -391,7 +359,7 @@ def _write_skill_files(
         schema=mf.SCHEMA, name=skill, task_obs_dim=obs_dim, task_obs_features=names,
         encoder=mf.EncoderSpec(c.obs_dim, c.token_dim, tuple(c.hidden), c.norm_clamp, count_parameters(enc)),
         encoder_source=source, encoder_trained=info is not None, encoder_weights_sha256=enc_sha,
-        encoder_weights_sha256_of=enc_sha_of, bfm_sha256=bfm_sha, visible_groups=visible, prior=prior_spec,
+        encoder_weights_sha256_of=enc_sha_of, bfm_sha256=bfm_sha, visible_groups=visible,
         graphs={g.path: g.sha256 for g in graphs}, task_prior=info and info.task_prior, goals=info and info.goals,
     )  # fmt: skip
     mf.write_skill(tmp, skill_manifest)
@@ -498,7 +466,7 @@ def export_skills(
             raise InputError(
                 f"task_obs_dim {task_obs_dim} != the trained encoder's obs_dim {src[0].config.obs_dim}"
             )
-        sources[skill] = (src, _prior_arrays(src[1].prior if src[1] else None))
+        sources[skill] = src
     bundle = Path(bundle_dir).absolute()
     if bundle.exists() and not bundle.is_dir():
         raise BundleError(f"bundle path {bundle} is a file, not a directory; choose another --bundle dir")
@@ -511,15 +479,15 @@ def export_skills(
             graphs += _export_graphs(
                 new_dir, "", [("bfm", BFMGraph(bfm), bfm.token_dim)], opset=opset, metadata=meta, skill=None
             )
-        for skill, (src, prior) in sources.items():
-            graphs += _write_skill_files(new_dir, skill, bfm, bfm_info.sha256, src[0], src, prior, opset, meta)
+        for skill, src in sources.items():
+            graphs += _write_skill_files(new_dir, skill, bfm, bfm_info.sha256, src[0], src, opset, meta)
         names = {*(old.skills if old else ()), *skills}
         graphs = _specialised_graphs(new_dir, bfm, graphs, names, opset=opset, metadata=meta)
         engines = _kept_engines(old, graphs)
-        default = _default_skill(default_skill, old, names, [s for s in skills if sources[s][0][1] is not None], skills)
+        default = _default_skill(default_skill, old, names, [s for s in skills if sources[s][1] is not None], skills)
         manifest = _bundle_manifest(bfm, bfm_info, opset, names, graphs, engines, new_dir.name, default)
         mf.write_manifest(bundle, replace(manifest, skill_sha256=_skill_hashes(new_dir, names)))
-    for skill, (src, _) in sources.items():
+    for skill, src in sources.items():
         log.info("exported skill %r into %s (%s)", skill, bundle, src[2])
     return bundle
 

@@ -81,8 +81,17 @@ def save_bfm(bfm: BFM, path, info: dict | None = None) -> Path:
     return _save(bfm, "bfm", bfm.config.to_dict(), path, info)
 
 
+def recipe_sidecar(path) -> Path:
+    """`<name>.recipe.json` beside a BFM checkpoint: how it was made, as structured data (the model card's
+    source). Why a sidecar: the checkpoint must stay byte-identical (its sha256 pins every trained skill),
+    and its own metadata's free-text recipe is a lab log."""
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(".safetensors") + ".recipe.json")
+
+
 def load_bfm(path, expected_sha256: str | None = None) -> tuple[BFM, dict]:
-    """Load a BFM checkpoint (eval mode); returns (bfm, info). Checks sha256 when given."""
+    """Load a BFM checkpoint (eval mode); returns (bfm, info). Checks sha256 when given. Where a recipe sidecar
+    sits beside it, info["recipe"] is the sidecar's name instead of the metadata's free text."""
     if expected_sha256 is not None and Path(path).is_file():
         actual = sha256_file(path)
         if actual != expected_sha256:
@@ -90,6 +99,12 @@ def load_bfm(path, expected_sha256: str | None = None) -> tuple[BFM, dict]:
     tensors, config, info = _read(path, "bfm")
     bfm = BFM(BFMConfig.from_dict(config))
     _load_state(bfm, tensors, path)
+    sidecar = recipe_sidecar(path)
+    if sidecar.is_file():
+        try:
+            info = {**info, "recipe": json.loads(sidecar.read_text())["name"]}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{sidecar}: not a recipe file with a 'name' ({exc})") from None
     return bfm.eval(), info
 
 
@@ -108,7 +123,6 @@ class EncoderInfo:
     task_prior: dict | None = None  # the prior prompt it was trained beside (obs/priors.py describe())
     visible_groups: tuple[str, ...] = ()  # BFM token groups it saw in training
     explore: str | None = None  # PPO's exploration space (token / action)
-    prior: dict | None = None  # static prior tokens {graph input name: array}, exported as prior.npz
     extra: dict = field(default_factory=dict)  # provenance a producer adds (e.g. the importer's v1 keys)
 
     def to_dict(self) -> dict:
@@ -126,6 +140,10 @@ class EncoderInfo:
         missing = [k for k in ("skill", "bfm_sha256") if k not in d]
         if missing:
             raise CheckpointError(f"encoder checkpoint info lacks {missing}: not written by tt-deploy training")
+        if d.get("prior") is not None:  # static prior tokens: no producer ever wrote them, export no longer reads them
+            raise CheckpointError("encoder checkpoint info carries static prior tokens ('prior'), which tt-deploy no longer "
+                                  "exports; train with --prior (a prior prompt fed every step) instead")
+        d.pop("prior", None)
         kw = {k: d.pop(k) for k in list(d) if k in known}
         kw["visible_groups"] = tuple(kw.get("visible_groups") or ())
         return cls(**kw, extra=d)

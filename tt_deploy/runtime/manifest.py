@@ -8,14 +8,13 @@ standard library only.
 Bundle layout (DESIGN.md section 5, file names are the constants below):
 
     <bundle>/manifest.json                  BundleManifest; its `content` names the version dir below
-    <bundle>/v<N>/                          one immutable version (`content`); every graph, skill and
-                                            prior path of the manifest is relative to it:
+    <bundle>/v<N>/                          one immutable version (`content`); every graph and skill
+                                            path of the manifest is relative to it:
       bfm.onnx, bfm.batch.onnx              frozen BFM, static batch 1 / dynamic batch
       bfm.<g1>+<g2>...[.batch].onnx         the BFM specialised to one set of visible groups, shared
                                             by every skill with that set (role "bfm-specialised")
       skills/<name>/encoder[.batch].onnx, fused[.batch].onnx
       skills/<name>/skill.json              SkillManifest
-      skills/<name>/prior.npz               optional prior tokens (arrays by graph input name)
     <bundle>/engines/                       optional TensorRT engines + index.json (EngineSpec), shared
                                             by versions (engines are keyed by their graph's hash)
 
@@ -50,7 +49,6 @@ SCHEMA = "tt-deploy.bundle/1"
 MANIFEST_FILE = "manifest.json"
 SKILLS_DIR = "skills"
 SKILL_FILE = "skill.json"
-PRIOR_FILE = "prior.npz"
 MASK_SEMANTICS = "bool, True = visible"
 BATCH_DIM = "batch"  # symbolic name of the batch axis in dynamic graphs
 STATIC_SUFFIX, DYNAMIC_SUFFIX = ".onnx", ".batch.onnx"
@@ -305,15 +303,6 @@ class EncoderSpec:
 
 
 @dataclass(frozen=True)
-class PriorSpec:
-    """Prior tokens combined with the task token; arrays live in `path` (npz keyed by input name)."""
-
-    path: str  # version-relative
-    sha256: str
-    inputs: tuple[TensorSpec, ...]  # per-sample shapes, no batch axis
-
-
-@dataclass(frozen=True)
 class SkillManifest:
     """`skills/<name>/skill.json`: one skill's task-obs spec, provenance, graphs and later results."""
 
@@ -328,7 +317,6 @@ class SkillManifest:
     encoder_weights_sha256_of: str  # "file" | "state_hash"
     bfm_sha256: str
     visible_groups: tuple[str, ...]  # token groups the fused graph keeps; others are dropped (= hidden)
-    prior: PriorSpec | None
     graphs: dict[str, str] = field(default_factory=dict)  # version-relative graph path -> sha256
     task_prior: dict | None = None  # prior prompt trained beside: {name, params, goal_keys}; rebuild with tt_deploy.obs.priors.make_prior and feed it every step
     goals: dict | None = None  # goal preset it was trained on: {preset, ranges, ...} (tasks/goals.py)
@@ -458,6 +446,10 @@ def read_skill_file(content: str | os.PathLike, name: str, sha256: str | None = 
     path = Path(content) / skill_dir(name) / SKILL_FILE
     data = _read_json(path, f"skill manifest of {name!r}", sha256)
     _check_schema(data, path)
+    if data.get("prior") is not None:  # static prior tokens: schema 1 had them, no producer ever wrote them
+        raise BundleError(f"{path}: static prior tokens (prior.npz) are no longer read; re-export skill {name!r} "
+                          "and feed its task_prior prompt every step (docs/embedding.md)")
+    data.pop("prior", None)  # null in skill.json files of earlier schema-1 exports
     return from_dict(SkillManifest, data, str(path))
 
 
@@ -483,8 +475,7 @@ def field_table(cls: type) -> list[tuple[str, str, str]]:
 
 
 DOC_CLASSES = ("BundleManifest", "ActuationSpec", "StateConvention", "BFMInfo", "TokenGroupSpec", "GraphSpec",
-               "TensorSpec", "ToolVersions", "EngineSpec", "ProfileShape", "SkillManifest", "EncoderSpec",
-               "PriorSpec")  # fmt: skip
+               "TensorSpec", "ToolVersions", "EngineSpec", "ProfileShape", "SkillManifest", "EncoderSpec")  # fmt: skip
 
 
 def field_tables_markdown() -> str:

@@ -16,9 +16,8 @@ visible groups instead run encoder.onnx into one session of the bundle's special
 (the same graph minus the encoder: identical actions, one extra small session run per call).
 
 Input semantics (same as the PyTorch BFM): a maskable group that is absent is hidden; a group
-given without its mask is visible; obs and terrain are required. A skill's stored prior tokens
-fill prior groups the caller does not pass. A graph that dropped a group accepts it only if it
-is fully hidden: visible tokens are never dropped silently.
+given without its mask is visible; obs and terrain are required. A graph that dropped a group
+accepts it only if it is fully hidden: visible tokens are never dropped silently.
 
 Prior prompts: a skill trained with its prior prompt visible (skill.json `task_prior`) must get it at
 every call - `masked_mimic_target_poses` with some visible token in every sample, built by
@@ -131,7 +130,6 @@ class SkillRuntime:
             **{name: ((g.n_tokens,), "bool") for name, g in self._masks.items()},
         }  # fmt: skip
         self.skills: dict[str, mf.SkillManifest] = {s: self._load_skill(s) for s in names}
-        self._priors = {s: self._load_prior(m) for s, m in self.skills.items()}
         self._trt = None
         if self.backend == "trt" and share_bfm:
             raise InputError("share_bfm=True needs an ONNX Runtime backend, not native TensorRT")
@@ -231,20 +229,6 @@ class SkillRuntime:
             )
         return sk
 
-    def _load_prior(self, sk: mf.SkillManifest) -> dict[str, np.ndarray]:
-        if sk.prior is None:
-            return {}
-        path = mf.content_dir(self.bundle_dir, self.manifest) / sk.prior.path
-        if not path.is_file() or mf.sha256_file(path) != sk.prior.sha256:
-            raise BundleError(f"prior tokens {path} are missing or modified; re-export skill {sk.name!r}")
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: np.ascontiguousarray(npz[k][None]) for k in npz.files}
-        for t in sk.prior.inputs:
-            a = arrays.get(t.name)
-            if a is None or a.shape[1:] != tuple(t.shape) or a.dtype.name != t.dtype:
-                raise BundleError(f"prior tokens {path}: {t.name} does not match skill.json; re-export")
-        return arrays
-
     # --- metadata ---------------------------------------------------------------------------------
     @property
     def active(self) -> str:
@@ -335,13 +319,12 @@ class SkillRuntime:
         self._reject_dropped_visible(arrays, takes)
         if sk.task_prior is not None and not self.allow_hidden_prior:
             self._require_prior(sk, arrays)
-        prior = self._priors[self._active]
         feeds = {}
         for name in graph.input_names:
             if name in arrays:
                 feeds[name] = arrays[name]
             elif name in self._groups or name in self._masks:
-                feeds[name] = self._default(name, arrays, prior, n)
+                feeds[name] = self._default(name, arrays, n)
         feeds[self.manifest.task_obs_name] = task_obs
         return feeds
 
@@ -370,17 +353,13 @@ class SkillRuntime:
                     "leave it out, or use mode='split'"
                 )
 
-    def _default(self, name: str, arrays, prior: dict[str, np.ndarray], n: int) -> np.ndarray:
-        """Fill for a graph input the caller left out: prior tokens, hidden group, or visible mask."""
+    def _default(self, name: str, arrays, n: int) -> np.ndarray:
+        """Fill for a graph input the caller left out: a hidden group, or the mask of a given one (visible)."""
         if name in self._groups and self._groups[name].mask_name is None:
             raise InputError(f"input {name!r} is required")
         group = name if name in self._groups else self._masks[name].name
-        source = prior if group not in arrays and group in prior else arrays
-        if name in source:  # only priors get here: caller arrays were fed directly
-            value = source[name]
-            return value if n == 1 else np.ascontiguousarray(np.broadcast_to(value, (n, *value.shape[1:])))
         sample, dtype = self._expected(name)
-        if name in self._masks and group in source:
+        if name in self._masks and group in arrays:
             return np.ones((n, *sample), bool)  # group given without its mask: visible
         key = f"{name}/{n}"
         if key not in self._zeros:
