@@ -178,25 +178,10 @@ def test_reach_labels_from_ik_replace_only_the_prompted_arm(tmp_path):
     assert "reach arms from IK" in trainer.recipe
     with pytest.raises(InputError, match="reach_labels"):
         replace(TINY, reach_labels="teacher")
+    with pytest.raises(InputError, match="'anchor' or 'ik'"):
+        replace(TINY, reach_labels="ik-step")  # the stepping composite fell 1.7-2.8 times per 10 s: removed
     with pytest.raises(InputError, match="--reach-task-share"):
         replace(TINY, curriculum=replace(TINY.curriculum, reach_task_share=1.5))
-
-
-def test_ik_step_labels_give_far_reach_goals_the_controllers_legs(tmp_path):
-    cfg = replace(MIXED, num_envs=12, steps_per_round=1, reach_labels="ik-step", walk_labels="anchor",
-                  curriculum=replace(MIXED.curriculum, mode_probs=(0, 1, 0), reach_task_share=1.0))
-    trainer = DaggerTrainer(cfg, DEFAULT_BFM_PATH, tmp_path)
-    trainer._obs = obs = to_torch(trainer.env.reset())
-    far = trainer.task.out_of_reach()
-    assert far.any() and (~far).any()
-    trainer.collect()
-    label = trainer.buffer.data["label"][: trainer.buffer.size]
-    legs = teacher_joint_ids()
-    with torch.no_grad():
-        anchor = trainer.anchor.action_mean(obs).clamp(-1, 1)
-    torch.testing.assert_close(label[far][:, legs], obs["teacher_action"][far][:, legs], atol=0, rtol=0)
-    torch.testing.assert_close(label[~far][:, legs], anchor[~far][:, legs], atol=0, rtol=0)
-    assert "legs walking to far goals" in trainer.recipe
 
 
 def test_friction_range_spreads_over_the_envs(tmp_path):

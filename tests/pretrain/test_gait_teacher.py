@@ -225,15 +225,13 @@ def test_first_step_on_the_turn_side_makes_a_right_turn_mirror_a_left_turn():
 
 
 def test_the_controller_restarts_only_when_it_starts_walking_an_env():
-    """PromptTask: an env that becomes a walk prompt (or, with reach_step, an approach) after not being walked
-    gets gait.reset (its first step chosen toward the new command); one it keeps walking - a new walk
-    direction, or walk -> approach - keeps its state machine."""
+    """PromptTask: an env that becomes a walk prompt after not being walked gets gait.reset (its first step
+    chosen toward the new command); one it keeps walking (a new walk direction) keeps its state machine."""
     from tt_deploy.pretrain.prompt_task import MODES, PromptCurriculum, PromptTask
     from tt_deploy.pretrain.teacher_env import TeacherEnv
 
     sim = MujocoSimulator(4, nthread=1, seed=0)
-    task = PromptTask(4, PromptCurriculum(mode_probs=(0.0, 0.0, 1.0)), teacher=True, gait_weight=1.0,
-                      reach_step=True)  # fmt: skip
+    task = PromptTask(4, PromptCurriculum(mode_probs=(0.0, 0.0, 1.0)), teacher=True, gait_weight=1.0)
     env = TeacherEnv(sim, task, seed=0)
     env.reset()
     for _ in range(15):
@@ -241,56 +239,17 @@ def test_the_controller_restarts_only_when_it_starts_walking_an_env():
     assert task.gait.num_switches.sum() > 0 and task.walked.all()
     walk, idle, reach = MODES.index("walk"), MODES.index("idle"), MODES.index("reach")
     task.walked[:] = [False, True, False, True]  # envs 0, 2 were not walked last step; 1, 3 were
-    task.mode[:] = [walk, walk, reach, reach]
-    task.approaching[:] = [False, False, True, True]  # 2, 3: approaching a far reach goal
+    task.mode[:] = [walk, walk, reach, reach]  # 2, 3: reach prompts are not walked
     before = task.gait.state_dict()
     task.gait.fresh[:] = False
     task._restart_gait()
-    assert np.array_equal(task.gait.fresh, [True, False, True, False])
-    assert np.array_equal(task.gait.num_switches[[1, 3]], before["num_switches"][[1, 3]])
-    assert np.all(task.gait.num_switches[[0, 2]] == 0) and np.all(task.gait.t_swing[[0, 2]] == 0)
+    assert np.array_equal(task.gait.fresh, [True, False, False, False])
+    assert np.array_equal(task.gait.num_switches[1:], before["num_switches"][1:])
+    assert task.gait.num_switches[0] == 0 and task.gait.t_swing[0] == 0
+    assert np.array_equal(task.walked, [True, True, False, False])
     task.mode[:] = idle
-    task.approaching[:] = False
     task._restart_gait()
     assert not task.walked.any()
-
-
-def test_reach_step_approaches_with_hysteresis():
-    """reach_step: a reach goal starts an approach beyond REACH_STEP_DIST + HYST from its shoulder, keeps it
-    down to DIST - HYST (also across a new goal), and stops within."""
-    from tt_deploy.pretrain.prompt_task import (
-        MODES,
-        R_HAND,
-        R_SHOULDER,
-        REACH_STEP_DIST,
-        REACH_STEP_HYST,
-        PromptTask,  # fmt: skip
-    )
-
-    sim = MujocoSimulator(1, nthread=1, seed=0)
-    sim.reset()
-    task = PromptTask(1, teacher=True, gait_weight=1.0, reach_step=True)
-    task.gait = GaitTeacher(sim.hm, 1)
-    task.mode[:], task.hand[:] = MODES.index("reach"), R_HAND
-    state = sim.body_state()
-    task.gait.fresh[:] = False
-
-    def at(dist):  # the goal `dist` m in front of the right shoulder, then one update
-        task.hand_target[0] = state.pos[0, R_SHOULDER] + [dist, 0.0, 0.0]
-        task._update_approach(state)
-        return bool(task.out_of_reach()[0])
-
-    hi, lo = REACH_STEP_DIST + REACH_STEP_HYST, REACH_STEP_DIST - REACH_STEP_HYST
-    assert [at(d) for d in (hi - 0.02, hi + 0.02)] == [False, True]
-    assert [at(d) for d in (REACH_STEP_DIST, lo + 0.02, lo - 0.02, REACH_STEP_DIST)] == [True, True, False, False]
-    assert at(hi + 0.02)
-    task._sample(np.array([0]), state, sim, np.random.default_rng(0))  # a new goal keeps the approach going
-    task.mode[:], task.hand[:] = MODES.index("reach"), R_HAND
-    assert at(REACH_STEP_DIST)
-    task.mode[:] = MODES.index("idle")
-    assert not at(hi + 0.5)  # only reach prompts approach
-    with pytest.raises(InputError, match="reach_step needs teacher=True"):
-        PromptTask(1, reach_step=True)
 
 
 def test_a_command_within_the_deadband_starts_with_the_left_foot():

@@ -106,36 +106,3 @@ def test_task_like_reach_goals_are_drawn_like_the_reach_tasks_targets():
     _, default = goals(PromptCurriculum().reach_task_share)
     np.testing.assert_array_equal(usual.hand_target, default.hand_target)
     assert not np.allclose(usual.hand_target, task.hand_target)
-
-
-def test_reach_step_walks_toward_targets_beyond_the_arm():
-    """reach_step: goals out of the arm's reach get the walking controller's legs and trunk (gait_weight),
-    commanded from the shoulder toward the target; executing the teacher brings those shoulders closer."""
-    from tt_deploy.pretrain.gait_teacher import teacher_joint_ids
-
-    sim = MujocoSimulator(N, nthread=1, seed=5)
-    cur = PromptCurriculum(mode_probs=(0.0, 1.0, 0.0), change_steps=(1000, 1001), push_interval_s=0.0,
-                           reach_task_share=1.0)  # fmt: skip
-    task = PromptTask(N, cur, teacher=True, gait_weight=0.5, reach_step=True)
-    env = TeacherEnv(sim, task, seed=5)
-    step = env.reset()
-    state = sim.body_state()
-    far = task.out_of_reach()
-    assert far.any() and (~far).any()
-    legs = teacher_joint_ids()
-    weight = step.extras["teacher_weight"]
-    assert np.all(weight[far][:, legs] == 0.5) and np.all(weight[~far][:, legs] == 0)
-    walk_dir, speed, _ = task._gait_command(state)
-    to_target = task.hand_target[far, :2] - state.pos[far, spec.BODY_NAMES.index("R_Shoulder"), :2]
-    cos = np.sum(walk_dir[far] * to_target, -1) / np.linalg.norm(to_target, axis=-1)
-    assert np.all(cos > 0.999) and np.all((speed[far] >= 0.3) & (speed[far] <= 0.7))
-
-    def shoulder_gap():
-        pos = sim.body_state().pos[:, spec.BODY_NAMES.index("R_Shoulder"), :2]
-        return np.linalg.norm(task.hand_target[:, :2] - pos, axis=-1)
-
-    start = shoulder_gap()
-    for _ in range(60):  # 2 s of the teacher's own actions (rest pose where it has none)
-        step = env.step(np.where(step.extras["teacher_weight"] > 0, step.extras["teacher_action"], 0.0))
-    assert np.mean(shoulder_gap()[far] - start[far]) < -0.1  # walked toward the targets
-    assert not np.isclose(task.teacher_act[far], 0).all()  # the IK arm follows the moving body

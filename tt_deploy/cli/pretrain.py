@@ -86,10 +86,9 @@ def pretrain_dagger_cmd(
                                                        "specialist) instead of --init-bfm. Repeat it on --resume.")] = None,
     walk_labels: Annotated[str | None, typer.Option(help="Who labels walk prompts: controller (default) or anchor "
                                                          "(the --init-bfm's own walk, e.g. beside --idle-bfm).")] = None,
-    reach_labels: Annotated[str | None, typer.Option(help="Who labels reach prompts: anchor (default: the --init-bfm), "
-                                                          "ik (the anchor, the prompted arm from the IK teacher) or "
-                                                          "ik-step (also: the walking controller's legs toward goals "
-                                                          "beyond the arm).")] = None,
+    reach_labels: Annotated[str | None, typer.Option(help="Who labels reach prompts: anchor (default: the --init-bfm) "
+                                                          "or ik (the anchor, the prompted arm from the IK "
+                                                          "teacher).")] = None,
     mode_probs: Annotated[str | None, typer.Option(help="Prompt mix IDLE,REACH,WALK (default 0.25,0.25,0.5).")] = None,
     reach_task_share: Annotated[float | None, typer.Option(help="Share of reach goals drawn like the reach task's "
                                                                 "targets (right hand, root xy +-0.75 m, 0.05-1.6 m "

@@ -33,7 +33,6 @@ from tt_deploy import spec
 from tt_deploy.errors import InputError
 from tt_deploy.hashing import sha256_file
 from tt_deploy.models.checkpoints import load_bfm, pretraining_cost, save_bfm
-from tt_deploy.pretrain.gait_teacher import teacher_joint_ids
 from tt_deploy.pretrain.policy import PretrainPolicy
 from tt_deploy.pretrain.prompt_task import MODES, PromptCurriculum, PromptTask
 from tt_deploy.pretrain.teacher_env import TeacherEnv
@@ -76,8 +75,7 @@ class DaggerConfig:
     walk_labels: str = "controller"
     # who labels reach prompts: "anchor" (the starting BFM); "ik" (the anchor, but the prompted arm's 6
     # shoulder / elbow hinges from the IK teacher, pretrain/reach_teacher.py: reaching the goals the anchor misses,
-    # e.g. the reference reach task's targets with curriculum.reach_task_share > 0); "ik-step" (also, for
-    # goals beyond the arm, the walking controller's legs and trunk walking toward them: PromptTask.reach_step)
+    # e.g. the reference reach task's targets with curriculum.reach_task_share > 0)
     reach_labels: str = "anchor"
     friction: tuple[float, float] = (1.0, 1.0)  # per-env ground friction multipliers, log-spaced LOW..HIGH
     seed: int = 0
@@ -96,8 +94,8 @@ class DaggerConfig:
             raise InputError(f"DAgger keep_every must be >= 0 (0 = keep only the last), got {self.keep_every}")
         if self.walk_labels not in ("controller", "anchor"):
             raise InputError(f"DAgger walk_labels must be 'controller' or 'anchor', got {self.walk_labels!r}")
-        if self.reach_labels not in ("anchor", "ik", "ik-step"):
-            raise InputError(f"DAgger reach_labels must be 'anchor', 'ik' or 'ik-step', got {self.reach_labels!r}")
+        if self.reach_labels not in ("anchor", "ik"):
+            raise InputError(f"DAgger reach_labels must be 'anchor' or 'ik', got {self.reach_labels!r}")
         friction_range(self.friction, "DAgger")  # a bad range fails here, before any env is built
         if self.lr <= 0:
             raise InputError(f"DAgger lr must be > 0, got {self.lr}")
@@ -156,16 +154,13 @@ class DaggerTrainer:
         if tuple(cfg.friction) != (1.0, 1.0):
             self.recipe += f" (ground friction x{cfg.friction[0]:g}-{cfg.friction[1]:g} over the envs)"
         if cfg.reach_labels != "anchor":
-            self.recipe += (f" (reach arms from IK{', legs walking to far goals' if cfg.reach_labels == 'ik-step' else ''}"
-                            f", {cfg.curriculum.reach_task_share:.0%} of reach goals task-like)")
+            self.recipe += f" (reach arms from IK, {cfg.curriculum.reach_task_share:.0%} of reach goals task-like)"
         self.opt = torch.optim.Adam(self.student.bfm.parameters(), lr=cfg.lr)
         sim = MujocoSimulator(cfg.num_envs, nthread=cfg.nthread, seed=cfg.seed,
                               perturbation=friction_spread(cfg.num_envs, *cfg.friction))  # fmt: skip
         # the controller runs even with walk_labels="anchor": it also keeps pushes out of walk prompts
         # (PromptTask._pushable), part of what the v7 run trained on
-        self.task = PromptTask(cfg.num_envs, cfg.curriculum, teacher=True, gait_weight=1.0,
-                               reach_step=cfg.reach_labels == "ik-step")
-        self._leg_joint = torch.from_numpy(teacher_joint_ids()[:1])  # a hinge only the controller supervises
+        self.task = PromptTask(cfg.num_envs, cfg.curriculum, teacher=True, gait_weight=1.0)
         self.env = TeacherEnv(sim, self.task, seed=cfg.seed)
         self.buffer = Buffer(cfg.buffer_size)
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -195,10 +190,9 @@ class DaggerTrainer:
             if self.idle_anchor is not None:
                 idle = torch.from_numpy(task.mode == IDLE)
                 label = torch.where(idle[:, None], self.idle_anchor.bfm(inputs).clamp(-CLAMP, CLAMP), label)
-            if cfg.reach_labels != "anchor":  # the teacher where it supervises a reach prompt (IK arm; stepping legs)
+            if cfg.reach_labels != "anchor":  # the IK teacher's arm where it supervises a reach prompt
                 supervised = torch.from_numpy(task.mode == REACH)[:, None] & (obs["teacher_weight"] > 0)
                 label = torch.where(supervised, obs["teacher_action"], label)
-                taught = taught | supervised[:, self._leg_joint].any(-1)  # walked toward: blended like walks
             share = beta * taught.float()[:, None]  # the controller's share of the executed walk actions
             executed = share * label + (1 - share) * mean
             self.buffer.add({**inputs, "label": label})  # copied into the ring

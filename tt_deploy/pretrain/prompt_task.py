@@ -15,7 +15,7 @@ prompted arm (pretrain/reach_teacher.py), cloned by the policy's auxiliary loss;
 (pretrain/gait_teacher.py), at that weight per hinge, and with `gait_drive` that share of walk goals is
 walked by the controller itself (`teacher_drive`; the trainer executes its actions there).
 `PromptCurriculum.reach_task_share` draws that share of reach goals like the reference reach task's
-targets (tasks/reach.py); `reach_step` hands the legs of goals beyond the arm to the walking controller.
+targets (tasks/reach.py).
 """
 
 from __future__ import annotations
@@ -35,13 +35,6 @@ from tt_deploy.tasks.reach import PRIOR_LEAD_S, sample_reach_targets
 
 MODES = ("idle", "reach", "walk")
 R_HAND, L_HAND = spec.BODY_NAMES.index("R_Hand"), spec.BODY_NAMES.index("L_Hand")
-R_SHOULDER, L_SHOULDER = spec.BODY_NAMES.index("R_Shoulder"), spec.BODY_NAMES.index("L_Shoulder")
-# reach_step: a hand target farther than this from its shoulder (horizontally, m) is walked toward, at
-# GAIN x (distance - DIST) + MIN m/s, at most MAX (the arm is ~0.55 m long)
-REACH_STEP_DIST, REACH_STEP_GAIN, REACH_STEP_MIN, REACH_STEP_MAX = 0.45, 1.0, 0.3, 0.7
-# hysteresis (m) around REACH_STEP_DIST: an env starts walking toward its goal beyond DIST + HYST and stops
-# within DIST - HYST (without it, ~10 approach/stand switches per env in 13 s; docs/history/bfm_lineage.md)
-REACH_STEP_HYST = 0.1
 FEET = [spec.BODY_NAMES.index(b) for b in ("L_Ankle", "R_Ankle")]
 ENTRY = {b: i for i, b in enumerate(spec.CONDITIONABLE_BODIES)}
 
@@ -85,16 +78,10 @@ class PromptTask(Task):
     feature_dim = 0
 
     def __init__(self, num_envs: int, curriculum: PromptCurriculum | None = None, *, teacher: bool = False,
-                 gait_weight: float = 0.0, gait_drive: float = 0.0, reach_step: bool = False):
+                 gait_weight: float = 0.0, gait_drive: float = 0.0):
         super().__init__(num_envs)
         self.cur = curriculum or PromptCurriculum()
         self.use_teacher = teacher
-        # reach goals beyond the arm: the walking controller walks toward them (legs and trunk, gait_weight)
-        # and the IK arm is re-solved every step on the moving body. As measured (docs/history/bfm_lineage.md)
-        # this composite falls 1.7-2.8 times per 10 s of approach: no shipped BFM used it
-        self.reach_step = bool(reach_step)
-        if self.reach_step and not teacher:
-            raise InputError("reach_step needs teacher=True: the walking controller tracks its approaches")
         self.gait_weight = float(gait_weight)
         self.gait_drive = float(gait_drive)  # probability that the controller itself walks a walk prompt
         self.teacher_drive = np.zeros(num_envs, dtype=bool)
@@ -116,7 +103,6 @@ class PromptTask(Task):
         self.pelvis_height = np.full(n, 0.9)
         self.hand_dist_min = np.full(n, np.inf)  # closest approach since the last reach goal (metric)
         self.prev_hand_dist = np.full(n, np.nan)  # for the reach progress term
-        self.approaching = np.zeros(n, dtype=bool)  # reach_step: walking toward a goal beyond the arm
         self.walked = np.zeros(n, dtype=bool)  # the walking controller walked this env in the last step
 
     # --- goals --------------------------------------------------------------------------------
@@ -160,7 +146,6 @@ class PromptTask(Task):
 
     def _reset_goals(self, env_ids, state, sim, rng) -> None:
         self.pelvis_height[env_ids] = state.pos[env_ids, PELVIS_ID, 2]
-        self.approaching[env_ids] = False
         self.walked[env_ids] = False
         if self.use_teacher and self.gait_weight > 0:
             if self.gait is None:
@@ -188,11 +173,10 @@ class PromptTask(Task):
             sim.push(ids, speed[:, None] * np.stack([np.cos(ang), np.sin(ang), np.zeros_like(ang)], -1))
 
     def _pushable(self) -> np.ndarray:
-        """Envs that may be kicked: not walk prompts (nor, with reach_step, reach prompts) while the walking
-        controller teaches (it recovers from few pushes: 22 % of its walks stay up under 0.5 m/s kicks every ~2 s)."""
+        """Envs that may be kicked: not walk prompts while the walking controller teaches (it recovers from few
+        pushes: 22 % of its walks stay up under 0.5 m/s kicks every ~2 s)."""
         if self.use_teacher and self.gait_weight > 0:
-            walked = (self.mode == MODES.index("walk")) | (self.reach_step & (self.mode == MODES.index("reach")))
-            return ~walked
+            return self.mode != MODES.index("walk")
         return np.ones(self.num_envs, dtype=bool)
 
     def _solve_ik(self, env_ids: np.ndarray, sim) -> np.ndarray:
@@ -232,18 +216,14 @@ class PromptTask(Task):
         action = np.zeros((n, spec.ACTION_DIM), np.float32)
         weight = np.zeros((n, spec.ACTION_DIM), np.float32)
         idx = np.flatnonzero(self.mode == MODES.index("reach"))
-        gap = None
-        if self.reach_step:
-            gap = self._update_approach(state)
-            self._solve_ik(idx, sim)
         rows_ = idx[:, None]
         action[rows_, self.teacher_joints[idx]] = self.teacher_act[idx]
         weight[rows_, self.teacher_joints[idx]] = 1.0
         if self.gait is not None and self.gait_weight > 0:  # runs every step in every env: its state machine follows
             self._restart_gait()
-            walk_dir, walk_speed, far = self._gait_command(state, gap)
-            joints, legs = self.gait.actions(state, sim.joint_state()[0], sim.contact_forces(), walk_dir, walk_speed)
-            walk = np.flatnonzero((self.mode == MODES.index("walk")) | far)[:, None]
+            joints, legs = self.gait.actions(state, sim.joint_state()[0], sim.contact_forces(), self.walk_dir,
+                                             self.walk_speed)  # fmt: skip
+            walk = np.flatnonzero(self.mode == MODES.index("walk"))[:, None]
             action[walk, joints] = legs[walk[:, 0]]
             weight[walk, joints] = self.gait_weight
             if self.gait_drive > 0:
@@ -253,51 +233,15 @@ class PromptTask(Task):
         self.driven[:] = False
         return action, weight
 
-    def _shoulder_to_target(self, state) -> tuple[np.ndarray, np.ndarray]:
-        """(N, 2) m, horizontally from the prompted hand's shoulder to its target, and its length (N,)."""
-        shoulder = np.where(self.hand == R_HAND, R_SHOULDER, L_SHOULDER)
-        d = self.hand_target[:, :2] - state.pos[np.arange(self.num_envs), shoulder, :2]
-        return d, np.linalg.norm(d, axis=-1)
-
-    def _update_approach(self, state) -> tuple[np.ndarray, np.ndarray]:
-        """Once a control step (reach_step): reach envs start approaching beyond REACH_STEP_DIST + HYST and stop
-        within DIST - HYST; a new goal of an env already approaching keeps the hysteresis going. Returns the
-        shoulder-to-target gap (N, 2) and its length (N,), for `_gait_command` in the same step."""
-        d, dist = self._shoulder_to_target(state)
-        reach = self.mode == MODES.index("reach")
-        start = reach & ~self.approaching & (dist > REACH_STEP_DIST + REACH_STEP_HYST)
-        self.approaching = reach & np.where(self.approaching, dist > REACH_STEP_DIST - REACH_STEP_HYST, start)
-        return d, dist
-
     def _restart_gait(self) -> None:
-        """Once a control step, before the controller acts: an env it starts walking (a walk prompt, or an
-        approach) after it did not gets its state machine afresh (first step toward the command); an env it
-        keeps walking - a new walk direction, walk -> approach - keeps its stride."""
-        walking = (self.mode == MODES.index("walk")) | self.approaching
+        """Once a control step, before the controller acts: an env that becomes a walk prompt after it was not
+        one gets the controller's state machine afresh (first step toward the command); an env it keeps
+        walking (a new walk direction) keeps its stride."""
+        walking = self.mode == MODES.index("walk")
         start = walking & ~self.walked
         if start.any():
             self.gait.reset(np.flatnonzero(start))
         self.walked = walking
-
-    def out_of_reach(self) -> np.ndarray:
-        """(N,) reach envs walking toward a hand target beyond the arm (`_update_approach`'s hysteresis, as of
-        the last control step): without reach_step always False."""
-        return self.approaching & (self.mode == MODES.index("reach"))
-
-    def _gait_command(self, state, gap=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The controller's (walk_dir, speed) per env: the walk prompts' own, and for reach goals out of the arm's
-        reach (reach_step) from the shoulder toward the target, faster the farther it is; and that mask.
-        gap: this step's `_update_approach` result (else computed from state)."""
-        far = self.out_of_reach()
-        if not far.any():
-            return self.walk_dir, self.walk_speed, far
-        d, dist = gap if gap is not None else self._shoulder_to_target(state)
-        d, dist = d[far], dist[far]
-        walk_dir, speed = self.walk_dir.copy(), self.walk_speed.copy()
-        walk_dir[far] = d / dist[:, None]
-        speed[far] = np.clip(REACH_STEP_GAIN * (dist - REACH_STEP_DIST) + REACH_STEP_MIN, REACH_STEP_MIN,
-                             REACH_STEP_MAX)  # fmt: skip
-        return walk_dir, speed, far
 
     # --- prompt -------------------------------------------------------------------------------
     def prior_targets(self, state, sim):
