@@ -80,9 +80,9 @@ def _recipe_section(recipe: dict) -> list[str]:
              "| mode | share | prompt | reward |", "|---|---|---|---|"]  # fmt: skip
     lines += [f"| {m['mode']} | {m['share']} | {m['prompt']} | {m['reward']} |" for m in recipe["prompt_modes"]]
     lines += ["", f"Every mode: {recipe['common_reward']}.", ""]
-    for stage in ("ppo", "dagger"):
+    for stage, title in (("ppo", "PPO"), ("dagger", "DAgger")):
         cfg = dict(recipe[stage])
-        lines.append(f"- {stage.upper()} (`{cfg.pop('module')}`): " + ", ".join(f"{k} {v}" for k, v in cfg.items()))
+        lines.append(f"- {title} (`{cfg.pop('module')}`): " + "; ".join(f"{k}: {v}" for k, v in cfg.items()))
     lines += ["", "| teacher | module | what it labels |", "|---|---|---|"]
     lines += [f"| {t['name']} | `{t['module']}` | {t['what']} |" for t in recipe["teachers"]]
     lines += ["", "| stage | method | from | env steps | wall-clock (h) | what it added |", "|---|---|---|---|---|---|"]
