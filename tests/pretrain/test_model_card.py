@@ -4,9 +4,10 @@ import pytest
 
 from tt_deploy.pretrain.model_card import _panels, write_card
 
-ROWS = [{"ability": "stand", "condition": "nominal", "success_rate": 1.0, "ci95": (0.94, 1.0), "episodes": 64,
+STAND, WALK = "stand 10 s, no prompt", "walk 1 m/s, pelvis target 1 s ahead"  # evaluate.GROUPS rows: their goals
+ROWS = [{"ability": STAND, "condition": "nominal", "success_rate": 1.0, "ci95": (0.94, 1.0), "episodes": 64,
          "metrics": {"fall_rate": 0.0}},
-        {"ability": "walk 1 m/s", "condition": "nominal", "success_rate": 0.25, "ci95": (0.16, 0.37), "episodes": 64,
+        {"ability": WALK, "condition": "nominal", "success_rate": 0.25, "ci95": (0.16, 0.37), "episodes": 64,
          "metrics": {"progress_m_s": 0.31, "heading_err_deg": float("nan")}}]  # fmt: skip
 
 
@@ -28,7 +29,7 @@ def test_card_has_cost_table_goals_and_the_curves_of_either_log(tmp_path, column
     text = card.read_text()
     assert "| pretraining env steps | 10,000 |" in text  # warm-start cost counted
     assert "0.28 h on 2 CPU cores = 0.56 CPU-hours" in text
-    assert "| walk 1 m/s | nominal | 25 % | 16-37 % | 64 | >= 70 % | progress_m_s 0.31 |" in text
+    assert f"| {WALK} | nominal | 25 % | 16-37 % | 64 | >= 70 % | progress_m_s 0.31 |" in text
     assert "heading_err_deg" not in text  # NaN metrics are left out
     assert (tmp_path / "img" / "bfm_training_curves.png").stat().st_size > 1000
 
@@ -44,27 +45,27 @@ def test_a_reference_row_is_not_held_to_the_bfm_goal(tmp_path):
     ref = {**ROWS[1], "condition": "the walking controller itself", "reference": True}
     text = write_card(tmp_path / "card.md", rows=[*ROWS, ref], bfm_info={}, params=1, config="small", recipe=None, log_csv=None,
                       episodes=64, seed=0).read_text()  # fmt: skip
-    assert "| walk 1 m/s | nominal | 25 % | 16-37 % | 64 | >= 70 % |" in text
-    assert "| walk 1 m/s | the walking controller itself | 25 % | 16-37 % | 64 | reference |" in text
+    assert f"| {WALK} | nominal | 25 % | 16-37 % | 64 | >= 70 % |" in text
+    assert f"| {WALK} | the walking controller itself | 25 % | 16-37 % | 64 | reference |" in text
 
 
 def test_rows_without_an_issue_goal_say_none(tmp_path):
-    high = {**ROWS[0], "condition": "friction x2", "success_rate": 0.0, "ci95": (0.0, 0.06), "goal": False}
+    high = {**ROWS[0], "condition": "friction x2", "success_rate": 0.0, "ci95": (0.0, 0.06)}  # GROUPS: no goal
     pushed = {**ROWS[0], "condition": "random pushes 0.5 m/s"}
     text = write_card(tmp_path / "card.md", rows=[*ROWS, pushed, high], bfm_info={}, params=1, config="small",
                       recipe=None, log_csv=None, episodes=64, seed=0).read_text()  # fmt: skip
-    assert "| stand | nominal | 100 % | 94-100 % | 64 | >= 95 % |" in text
-    assert "| stand | random pushes 0.5 m/s | 100 % | 94-100 % | 64 | >= 95 % |" in text
-    assert "| stand | friction x2 | 0 % | 0-6 % | 64 | none |" in text
+    assert f"| {STAND} | nominal | 100 % | 94-100 % | 64 | >= 95 % |" in text
+    assert f"| {STAND} | random pushes 0.5 m/s | 100 % | 94-100 % | 64 | >= 95 % |" in text
+    assert f"| {STAND} | friction x2 | 0 % | 0-6 % | 64 | none |" in text
 
 
 def test_the_weight_noise_table_sits_beside_the_checkpoints_own_rate(tmp_path):
-    noise = [{"ability": "walk 1 m/s", "condition": "nominal", "episodes": 64, "weight_noise": 0.002,
+    noise = [{"ability": WALK, "condition": "nominal", "episodes": 64, "weight_noise": 0.002,
               "copies": [0.2, 0.1, 0.15], "mean": 0.15, "min": 0.1, "max": 0.2}]  # fmt: skip
     text = write_card(tmp_path / "card.md", rows=ROWS, bfm_info={}, params=1, config="small", recipe=None, log_csv=None,
                       episodes=64, seed=0, noise_rows=noise).read_text()  # fmt: skip
     assert "## Sensitivity to weight noise (3 copies, noise 0.002 x each weight tensor's std)" in text
-    assert "| walk 1 m/s | nominal | 25 % | 15 % | 10-20 % |" in text
+    assert f"| {WALK} | nominal | 25 % | 15 % | 10-20 % |" in text
     plain = write_card(tmp_path / "plain.md", rows=ROWS, bfm_info={}, params=1, config="small", recipe=None, log_csv=None,
                        episodes=64, seed=0).read_text()  # fmt: skip
     assert "Sensitivity" not in plain
@@ -105,7 +106,7 @@ def test_bfm_card_renders_from_an_abilities_file_and_refuses_other_json(tmp_path
     res = CliRunner().invoke(app, ["bfm-card", "--abilities", str(good), "--out", str(tmp_path / "card.md")])
     assert res.exit_code == 0, res.output
     text = (tmp_path / "card.md").read_text()
-    assert "seed 7, 64 episodes per row" in text and "| stand | nominal | 100 % | 94-100 % | 64 | >= 95 % |" in text
+    assert "seed 7, 64 episodes per row" in text and f"| {STAND} | nominal | 100 % | 94-100 % | 64 | >= 95 % |" in text
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"rows": []}))
     res = CliRunner().invoke(app, ["bfm-card", "--abilities", str(bad), "--out", str(tmp_path / "x.md")])

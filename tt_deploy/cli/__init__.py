@@ -15,6 +15,8 @@ from rich.markup import escape
 
 from tt_deploy.errors import TTDeployError
 
+__all__ = ["app", "main"]
+
 app = typer.Typer(
     name="ttdeploy",
     help="Task Tokens deployment toolchain: train task encoders on a frozen BFM, export, verify, benchmark.",

@@ -4,7 +4,7 @@ Every ability runs in ONE batched simulation (per-env perturbations, per-env pro
 the whole card costs one 10 s rollout of 8 x `episodes` envs:
 - stand: no prompt, 10 s from the standing pose without falling - nominal, gravity x1.25,
   friction x0.5, and random pushes (a 0.5 m/s horizontal kick at 2.5 s, 5 s and 7.5 s); also friction x2
-  (the last BFM row: no issue goal, `Group.goal` False, but in sim2sim's grid);
+  (the last BFM row: no issue goal, `Group.goal` None, but in sim2sim's grid);
 - reach: a right- or left-hand target within reach, prompted 0.6 s ahead; a new target every
   2 s (5 per env); success = the hand comes within 0.2 m of it during its 2 s without a fall;
   also, without a goal, the same with the reference reach task's targets (right hand, root xy +-0.75 m,
@@ -59,22 +59,23 @@ class Group(NamedTuple):
     perturbation: Perturbation | None = None
     pushes: bool = False  # kicked at PUSH_STEPS
     task_targets: bool = False  # reach targets drawn like the reach task's (tasks/reach.py), right hand
-    goal: bool = True  # the pretraining issue sets a goal for this row (the card shows "none" otherwise)
+    goal: float | None = None  # the success rate the pretraining issue asks of this row (None: no goal)
 
 
+STAND, HAND, WALK = 0.95, 0.60, 0.70  # the pretraining issue's goals
 GROUPS = (
-    Group("stand 10 s, no prompt", "nominal", "idle"),
-    Group("stand 10 s, no prompt", "gravity x1.25", "idle", Perturbation(gravity=1.25)),
-    Group("stand 10 s, no prompt", "friction x0.5", "idle", Perturbation(friction=0.5)),
-    Group("stand 10 s, no prompt", "random pushes 0.5 m/s", "idle", pushes=True),
-    Group("hand to a target 0.6 s ahead (within 0.2 m)", "nominal", "reach"),
-    Group("walk 1 m/s, pelvis target 1 s ahead", "nominal", "walk"),
+    Group("stand 10 s, no prompt", "nominal", "idle", goal=STAND),
+    Group("stand 10 s, no prompt", "gravity x1.25", "idle", Perturbation(gravity=1.25), goal=STAND),
+    Group("stand 10 s, no prompt", "friction x0.5", "idle", Perturbation(friction=0.5), goal=STAND),
+    Group("stand 10 s, no prompt", "random pushes 0.5 m/s", "idle", pushes=True, goal=STAND),
+    Group("hand to a target 0.6 s ahead (within 0.2 m)", "nominal", "reach", goal=HAND),
+    Group("walk 1 m/s, pelvis target 1 s ahead", "nominal", "walk", goal=WALK),
     # no goal: most of these targets are beyond the arm (the reach task token's targets; issue #4). Last, so
     # the rows above keep their envs (and results) of the six-row table
     Group("reach-task target, right hand 0.6 s ahead (within 0.2 m)", "root xy +-0.75 m, 0.05-1.6 m high",
-          "reach", task_targets=True, goal=False),
+          "reach", task_targets=True),
     # sim2sim's grid kicks friction up too: v8 and v9 fall there (docs/history/bfm_lineage.md). Last, for the same reason
-    Group("stand 10 s, no prompt", "friction x2", "idle", Perturbation(friction=2.0), goal=False),
+    Group("stand 10 s, no prompt", "friction x2", "idle", Perturbation(friction=2.0)),
 )
 
 
@@ -261,6 +262,14 @@ def _evaluate(act, groups, episodes: int, seed: int, nthread: int, teachers: boo
                              share_upright_facing_stepping=float(facing_stepping.mean()),
                              share_progress_ge_0_6=float((progress >= 0.6).mean())))  # fmt: skip
     for row, grp in zip(rows, groups, strict=True):
-        if not grp.goal:
-            row["goal"] = False
+        row["goal"] = grp.goal  # beside its rate: the card and the JSON say what the row was held to
     return rows
+
+
+def row_goal(row: dict) -> float | None:
+    """The goal of an ability row (its Group's, found by ability and condition); None for a reference row
+    (not the BFM acting) or a row the issue sets no goal for."""
+    if row.get("reference"):
+        return None
+    group = next((g for g in GROUPS if (g.ability, g.condition) == (row["ability"], row["condition"])), None)
+    return group.goal if group is not None else None

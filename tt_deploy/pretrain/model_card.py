@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tt_deploy.atomic import atomic_write_text
 from tt_deploy.models.checkpoints import pretraining_cost, recipe_sidecar
+from tt_deploy.pretrain.evaluate import row_goal
 
 
 def _panels(header: list[str]) -> list[tuple[str, str]]:
@@ -124,13 +125,9 @@ def write_card(path: Path, *, rows: list[dict], bfm_info: dict, params: int, con
         "| ability | condition | success | 95 % CI | episodes | goal | details |",
         "|---|---|---|---|---|---|---|",
     ]
-    goals = {"stand": ">= 95 %", "hand": ">= 60 %", "walk": ">= 70 %"}
     for r in rows:
-        goal = next((g for k, g in goals.items() if r["ability"].startswith(k)), "")
-        if r.get("reference"):  # not the BFM (e.g. the walking controller it was distilled from)
-            goal = "reference"
-        elif r.get("goal") is False:  # measured, but the issue sets no goal for it (evaluate_bfm.Group.goal)
-            goal = "none"
+        target = row_goal(r)  # evaluate.GROUPS: the one home of each row's goal
+        goal = "reference" if r.get("reference") else "none" if target is None else f">= {100 * target:.0f} %"
         det = ", ".join(f"{k} {v:.3g}" for k, v in r["metrics"].items() if not (isinstance(v, float) and math.isnan(v)))
         lo, hi = r["ci95"]
         lines.append(f"| {r['ability']} | {r['condition']} | {100 * r['success_rate']:.0f} % | "
