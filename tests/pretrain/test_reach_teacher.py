@@ -11,7 +11,7 @@ from tt_deploy.pretrain.policy import PretrainPolicy
 from tt_deploy.pretrain.prompt_task import MODES, PromptCurriculum, PromptTask
 from tt_deploy.pretrain.reach_teacher import ArmIK, arm_joint_ids
 from tt_deploy.pretrain.teacher_env import ClonePPO, TeacherEnv
-from tt_deploy.rl.ppo import PPOConfig
+from tt_deploy.rl.config import PPOConfig
 from tt_deploy.rl.runner import to_torch
 from tt_deploy.sim.mujoco_backend import MujocoSimulator
 

@@ -5,8 +5,8 @@ import json
 import numpy as np
 
 from tt_deploy.models.checkpoints import load_encoder, state_hash
+from tt_deploy.rl.config import PPOConfig
 from tt_deploy.rl.env_state import env_state, load_env_state
-from tt_deploy.rl.ppo import PPOConfig
 from tt_deploy.train.task_token import TrainConfig, train_skill
 
 

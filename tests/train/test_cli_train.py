@@ -221,8 +221,13 @@ def test_pretrain_dagger_rejects_bad_prompt_options(tmp_path, bad, match):
 
 
 def test_train_cli_defaults_are_the_config_defaults():
-    """`ttdeploy train`'s defaults are written out in the CLI (it must not import torch for --help); this keeps
-    them equal to TrainConfig's and the method defaults its help text quotes."""
+    """`ttdeploy train` reads its defaults from the torch-free TrainConfig (train/config.py); this keeps them equal
+    to the config's, and the method defaults its help text quotes, and --help free of torch."""
+    import subprocess
+    import sys
+
+    code = "import sys; from tt_deploy.cli import _register; _register(); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
     import dataclasses
     import inspect
 

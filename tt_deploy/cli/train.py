@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +15,11 @@ import typer
 from tt_deploy.cli import app
 from tt_deploy.cli._output import console, print_table, write_json
 from tt_deploy.errors import InputError
+from tt_deploy.train.config import METHODS, TrainConfig, default_ppo
+
+# `ttdeploy train`'s defaults and the defaults its help quotes, read from the torch-free config (written once)
+_D = {f.name: f.default for f in fields(TrainConfig)}
+_TOKEN, _FINETUNE = default_ppo("task-token"), default_ppo("finetune")
 
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON to this path.")]
 
@@ -52,36 +57,38 @@ def train_cmd(
     skill: Annotated[list[str], typer.Option("--skill", help="Task: direction, steering, reach, strike, long_jump "
                                                               "(paper names; the reference code's "
                                                               "direction_facing = steering).")],
-    method: Annotated[str, typer.Option(help="task-token | finetune | pure-rl | prior-only")] = "task-token",
+    method: Annotated[str, typer.Option(help=" | ".join(METHODS))] = _D["method"],
     bfm: Annotated[Path | None, typer.Option(help="Frozen BFM checkpoint; default: the embedded one.")] = None,
     sim: Annotated[str, typer.Option(help="Simulator backend: mujoco (CPU) or isaacgym (GPU).")] = "mujoco",
-    num_envs: Annotated[int, typer.Option(help="Parallel environments.")] = 256,
-    steps: Annotated[int, typer.Option(help="Environment steps to train for (total, resume included).")] = 5_000_000,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    num_envs: Annotated[int, typer.Option(help="Parallel environments.")] = _D["num_envs"],
+    steps: Annotated[int, typer.Option(help="Environment steps to train for (total, resume included).")] = _D["steps"],
+    seed: Annotated[int, typer.Option(help="Random seed.")] = _D["seed"],
     out: Annotated[Path, typer.Option(help="Run directory (per skill: OUT/<skill>).")] = Path("runs"),
     resume: Annotated[bool, typer.Option(help="Continue from OUT/<skill>/checkpoints/last_state.pt.")] = False,
-    current_pose: Annotated[bool, typer.Option(help="Append pelvis and head xyz (+6) to the task obs.")] = False,
+    current_pose: Annotated[bool, typer.Option(help="Append pelvis and head xyz (+6) to the task obs.")] = _D["current_pose"],
     prior: Annotated[bool, typer.Option(help="The skill's prior prompt (tt_deploy/obs/priors.py) joins the task "
-                                              "token; deploy the skill with it.")] = False,
+                                              "token; deploy the skill with it.")] = _D["prior"],
     goals: Annotated[str | None, typer.Option(help="Goal ranges: reference (the paper's) or bfm (inside the BFM's "
                                                    "measured abilities); default bfm where the BFM has an "
-                                                   "abilities file (the embedded one), else reference.")] = None,
-    actor_lr: Annotated[float | None, typer.Option(help="Actor learning rate; default 1e-3 (encoder), 2e-5 with --method finetune.")] = None,
+                                                   "abilities file (the embedded one), else reference.")] = _D["goals"],
+    actor_lr: Annotated[float | None, typer.Option(help=f"Actor learning rate; default {_TOKEN.actor_lr:g} (encoder), "
+                                                        f"{_FINETUNE.actor_lr:g} with --method finetune.")] = None,
     action_std: Annotated[float | None, typer.Option(help="Fixed std of joint-action exploration (--explore action): "
-                                                          "default 0.03, 0.005 for finetune (the reference's 0.055 "
-                                                          "topples our BFM).")] = None,
+                                                          f"default {_TOKEN.action_std:g}, {_FINETUNE.action_std:g} for "
+                                                          "finetune (the reference's 0.055 topples our BFM).")] = None,
     explore: Annotated[str | None, typer.Option(help="Where PPO explores: token (the task token; task-token's "
                                                      "default) or action (joint actions through the BFM; "
                                                      "finetune's only choice).")] = None,
     token_std: Annotated[float | None, typer.Option(help="Exploration std per token dimension with --explore "
-                                                         "token; default 0.3.")] = None,
+                                                         f"token; default {_D['token_std']:g}.")] = None,
     oracle_start: Annotated[bool, typer.Option(help="Before PPO, DAgger the fresh encoder toward the task's oracle "
-                                                    "through the frozen BFM (train/oracles.py; reach).")] = False,
-    oracle_rounds: Annotated[int, typer.Option(help="DAgger rounds of --oracle-start (64 envs x 150 steps each).")] = 6,
+                                                    "through the frozen BFM (train/oracles.py; reach).")] = _D["oracle_start"],
+    oracle_rounds: Annotated[int, typer.Option(help=f"DAgger rounds of --oracle-start (64 envs x {_D['oracle_steps']} "
+                                                    "steps each).")] = _D["oracle_rounds"],
     oracle_policy: Annotated[Path | None, typer.Option(help="The oracle is this finished run's best policy (e.g. a "
                                                             "finetune run of the same skill), not the task's "
                                                             "hand-made one; implies --oracle-start.")] = None,
-    eval_envs: Annotated[int, typer.Option(help="Episodes of each deterministic evaluation.")] = 32,
+    eval_envs: Annotated[int, typer.Option(help="Episodes of each deterministic evaluation.")] = _D["eval_envs"],
     seeds: Annotated[int, typer.Option(help="Independent seeds per skill; > 1 (or several skills) runs them "
                                             "in parallel processes, each in OUT/<skill>/seed<k>.")] = 1,
     ray_address: Annotated[str | None, typer.Option(help="Run the runs as Ray tasks on this cluster "
@@ -89,7 +96,7 @@ def train_cmd(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every iteration.")] = False,
 ) -> None:
     """Train a task token through the frozen BFM with PPO (or a baseline, with --method)."""
-    from tt_deploy.train.task_token import TrainConfig, default_ppo, train_skill
+    from tt_deploy.train.task_token import train_skill
 
     if sim != "mujoco":
         raise InputError(f"--sim {sim}: training runs on the MuJoCo backend here; the Isaac Gym backend is "

@@ -24,7 +24,7 @@ from tt_deploy.models.config import bfm_config
 from tt_deploy.pretrain.policy import PretrainPolicy
 from tt_deploy.pretrain.prompt_task import MODES, PromptCurriculum, PromptTask
 from tt_deploy.pretrain.teacher_env import ClonePPO, TeacherEnv
-from tt_deploy.rl.ppo import PPOConfig
+from tt_deploy.rl.config import PPOConfig
 from tt_deploy.rl.runner import OnPolicyRunner
 from tt_deploy.sim.perturbations import friction_range, friction_spread
 

@@ -20,8 +20,9 @@ import torch
 
 from tt_deploy.atomic import atomic_path
 from tt_deploy.errors import CheckpointError
+from tt_deploy.rl.config import PPOConfig
 from tt_deploy.rl.env_state import env_state, load_arrays, load_env_state, save_arrays
-from tt_deploy.rl.ppo import PPO, ActorCritic, PPOConfig
+from tt_deploy.rl.ppo import PPO, ActorCritic
 from tt_deploy.rl.run_log import RunLog
 from tt_deploy.rl.storage import RolloutStorage
 from tt_deploy.spec import TASK_OBS_NAME

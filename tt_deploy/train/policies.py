@@ -17,6 +17,7 @@ from tt_deploy.models.normalization import RunningMeanStd, mlp
 from tt_deploy.models.task_encoder import TaskEncoder
 from tt_deploy.rl.ppo import ActorCritic
 from tt_deploy.spec import ACTION_DIM, SELF_OBS_DIM, TASK_OBS_NAME, TOKEN_GROUPS
+from tt_deploy.train.config import EXPLORATION
 
 
 class Critic(nn.Module):
@@ -62,7 +63,6 @@ def drop_hidden_tokens(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     return out
 
 
-EXPLORATION = ("token", "action")
 
 
 class TaskTokenPolicy(ActorCritic):
