@@ -24,15 +24,16 @@ The swing leg changes on swing-ankle/toe contact force > `contact_force` in phas
   relative to the stance foot; the stance hip z holds 0, so the pelvis follows the feet;
 - knees from the table (swing knee 1.094 rad + swing_knee_per_speed * speed in phase 0, 0.05 in phase 1;
   stance 0.106); swing ankle x/y keep the swing foot level (phase 1: 0.1 rad toe-up, a heel strike);
-  stance ankles partly level (stance_level), and the stance ankle dorsiflexes ankle_per_speed per m/s of command, and more when the COM is slower
-  than the command (ankle_speed_gain, off);
+  stance ankles partly level (stance_level), and the stance ankle dorsiflexes ankle_per_speed per m/s of command;
 - trunk (Torso/Spine/Chest x, y): bend back trunk_comp of the pelvis tilt, upper body upright.
 The (capped) command speed is first scaled by max(cos(heading error), 0) ** turn_slow (0: off), so a walk
 far off the command direction turns before it speeds up.
-Turning (the defaults since the controller's fifth tuning, v8): only the outer leg's swing lands turned (turn_open_only, toe-out, at
+Turning (since the controller's fifth tuning, v8): only the outer leg's swing lands turned (toe-out, at
 most max_turn 0.2 rad a step) and the stance hip turns the pelvis onto a turned foot at most stance_yaw_rate
-1 rad/s instead of at once; and (since v9) the first swing after reset() is the leg on the command's side
-(first_step_toward_turn). The evaluate-bfm walk row with the controller acting (128 episodes) is 90 / 86 / 86 %
+1 rad/s instead of at once; and (since v9) the first swing after reset() is the leg on the command's side.
+The losing branches of those searches (both legs turning, the left leg always first, balance feedback in the
+pelvis frame, a Raibert neutral-point term, speed-error ankle feedback, a stance-hip turn share) are gone;
+their measurements stay in docs/history/bfm_lineage.md. The evaluate-bfm walk row with the controller acting (128 episodes) is 90 / 86 / 86 %
 on seeds 0 / 1 / 2 (progress 0.65 m/s, falls 9-11 %); always starting with the left leg it was 77 / 74 / 73 %, since
 every command more than ~75 deg to the right fell (open steps without the rate limit 69 / 70 / 66 %; the
 session-5 tuning, both legs turning at most 0.1 rad, 56 / 62 % on seeds 0 / 1; docs/history/bfm_lineage.md).
@@ -92,7 +93,6 @@ class GaitParams:
     # swing hip (world thigh angle, forward positive)
     alpha0: float = 0.3198  # at rest
     alpha_per_speed: float = 0.1736  # per m/s of commanded speed
-    c_neutral: float = 0.0  # per m/s of COM speed: the Raibert neutral point, ~ stance time / 2 / leg length
     k_speed: float = 0.32  # per m/s of COM speed above the command (0.288 before the structure search)
     cd: float = 0.3106  # per m of COM ahead of the stance ankle
     # swing hip lateral (world thigh roll, outward positive)
@@ -111,23 +111,14 @@ class GaitParams:
     stance_knee: tuple[float, float] = (0.1061, 0.1061)
     stance_ankle: tuple[float, float] = (0.0079, -0.0168)  # toe-down, relative to level when stance_level = 1
     stance_level: float = 0.35  # 1: stance ankle keeps the foot level (no braking); 0: shank-relative
-    # stance ankle dorsiflexion (rad) per m/s of COM speed below the command; 0.05 with speed_cap 0.6
-    # starts faster (0.77 vs 0.57 m in 3 s) but kept fewer turning episodes up (83-88% vs 92-95%)
-    ankle_speed_gain: float = 0.0
-    ankle_speed_max: float = 0.05
     ankle_per_speed: float = 0.0076  # feed-forward stance ankle dorsiflexion (rad) per m/s of command (0: off)
     swing_ankle_pitch: tuple[float, float] = (0.0, -0.1)  # relative to level; phase 1 toe-up = heel strike
     # turning (the fifth tuning, v8: open steps of 0.2 rad at gain 0.4 with stance_yaw_rate 1; before,
     # both legs turned at most 0.1 rad at gain 0.2 and the pelvis snapped onto the turned foot)
     max_turn: float = 0.2  # rad: swing foot yaw ahead of the pelvis heading, toward the command
     turn_gain: float = 0.4  # swing foot yaw per rad of heading error (before the max_turn clip)
-    foot_frame: bool = True  # balance feedback in the stance foot's yaw frame (else the pelvis heading)
-    stance_turn: float = 0.0  # fraction of that turn the stance hip applies to the pelvis (feet slip in yaw)
-    # turn only on the outer leg's swing (toe-out "open" step; the inner leg lands parallel to the stance foot),
-    # as people turn: avoids toe-in steps that catch the other foot, so max_turn can be larger per step
-    turn_open_only: bool = True
     # rad/s: the stance hip turns the pelvis onto the newly planted foot at most this fast (0: at once, the
-    # stance hip z target snaps to stance_turn's). A turned foot otherwise yaws the whole body within a few
+    # stance hip z target snaps to 0). A turned foot otherwise yaws the whole body within a few
     # control steps of touch-down, the angular momentum that made turns above 0.1 rad a step fall
     stance_yaw_rate: float = 1.0
     # extra phase-0 swing knee flexion (rad) per m/s of command; a swing-hip feed-forward and late-stance /
@@ -136,10 +127,6 @@ class GaitParams:
     # walked speed *= max(cos(pelvis heading - command direction), 0) ** turn_slow (0: off); 1 keeps more turning
     # walks up at a high speed_cap (runs/gait/structure_search2.md)
     turn_slow: float = 1.0
-    # the first swing after reset() is the leg on the command's side (a left turn starts with the left foot):
-    # starting with the other leg yaws the body ~20 deg the wrong way, and with the left leg always first
-    # every right turn of more than ~75 deg fell (before v9; the walk row's commands are +-90 deg)
-    first_step_toward_turn: bool = True
 
 
 def leg_joint_ids() -> np.ndarray:
@@ -178,8 +165,7 @@ class GaitTeacher:
 
     # --- state machine -------------------------------------------------------------------------
     def reset(self, env_ids=None) -> None:
-        """Start env_ids (None: all) in phase 0, the left leg swinging unless first_step_toward_turn picks the
-        right one at the next actions() call."""
+        """Start env_ids (None: all) in phase 0; the next actions() call picks the leg on the command's side."""
         ids = slice(None) if env_ids is None else np.asarray(env_ids, dtype=np.int64)
         self.swing_left[ids] = True
         self.fresh[ids] = True
@@ -227,7 +213,7 @@ class GaitTeacher:
                                    (n, spec.NUM_BODIES)), ("walk_dir", walk_dir, (n, 2)), ("speed", speed, (n,))):
             if np.shape(value) != shape:
                 raise InputError(f"{name} must have shape {shape}; got {np.shape(value)}")
-        if self.p.first_step_toward_turn and self.fresh.any():
+        if self.fresh.any():
             goal = np.arctan2(walk_dir[:, 1], walk_dir[:, 0])
             left = wrap_angle(goal - root_heading(state)) > -FIRST_STEP_DEADBAND  # straight: the left foot
             self.swing_left[self.fresh] = left[self.fresh]
@@ -265,8 +251,7 @@ class GaitTeacher:
         stance_yaw = heading_angle(state.quat[rows, ANKLE_IDS[st]])
         # balance feedback in the yaw frame of the planted stance foot: the pelvis yaw wobbles by
         # ~0.2 rad per step, which mixes forward speed into the lateral feedback
-        bal = stance_yaw if p.foot_frame else heading
-        bc, bs = np.cos(-bal), np.sin(-bal)
+        bc, bs = np.cos(-stance_yaw), np.sin(-stance_yaw)
         com = np.einsum("b,nbk->nk", self.mass_frac, state.pos)
         com_vel = yaw_rotate(bc, bs, np.einsum("b,nbk->nk", self.mass_frac, state.lin_vel))
         lean = p.lean_per_speed * speed + p.lean_per_speed_error * (speed - com_vel[:, 0])
@@ -283,9 +268,8 @@ class GaitTeacher:
         """Swing-hip yaw (rad) toward the command, from the heading error relative to the stance foot."""
         p = self.p
         turn = np.clip(p.turn_gain * err, -p.max_turn, p.max_turn)
-        if p.turn_open_only:  # +err turns left: only a swinging left leg opens (and a right one for -err)
-            turn = np.where(np.sign(err) == np.where(self.swing_left, 1.0, -1.0), turn, 0.0)
-        return turn
+        # open steps only: +err turns left, so only a swinging left leg opens (and a right one for -err)
+        return np.where(np.sign(err) == np.where(self.swing_left, 1.0, -1.0), turn, 0.0)
 
     def _swing_targets(self, f: dict, q: np.ndarray) -> np.ndarray:
         """(N, 12) PD targets (rad) of the swing leg's hinges from features f and its angles q (N, 12)."""
@@ -293,8 +277,7 @@ class GaitTeacher:
         v = f["com_vel"]
         tgt = np.zeros_like(q)
         # SIMBICON balance feedback: world thigh angle forward (alpha) and outward (lat)
-        alpha = (p.alpha0 + p.alpha_per_speed * f["speed"] + p.c_neutral * v[:, 0]
-                 + p.k_speed * (v[:, 0] - f["speed"]) + p.cd * f["d"][:, 0])  # fmt: skip
+        alpha = p.alpha0 + p.alpha_per_speed * f["speed"] + p.k_speed * (v[:, 0] - f["speed"]) + p.cd * f["d"][:, 0]
         lift = f["phase"] == 0
         lat = f["side"] * p.width0 + p.cd_lat * f["d"][:, 1] + p.cv_lat * v[:, 1]
         tgt[:, _col("Hip", "y")] = -alpha - f["pitch"]
@@ -316,16 +299,14 @@ class GaitTeacher:
         pitch_err = f["pitch"] - f["lean"]
         tgt[:, _col("Hip", "y")] = q[:, _col("Hip", "y")] + p.torso_kp * pitch_err + p.torso_kd * rate[:, 1]
         tgt[:, _col("Hip", "x")] = q[:, _col("Hip", "x")] + p.torso_kp * f["roll"] + p.torso_kd * rate[:, 0]
-        hip_z = -p.stance_turn * f["turn"]  # 0 by default: the pelvis follows the feet
+        hip_z = np.zeros(self.num_envs)  # the pelvis follows the feet ...
         if p.stance_yaw_rate > 0:  # ... at a limited yaw rate
             step = p.stance_yaw_rate * spec.CONTROL_DT
             hip_z = q[:, _col("Hip", "z")] + np.clip(hip_z - q[:, _col("Hip", "z")], -step, step)
         tgt[:, _col("Hip", "z")] = hip_z
         tgt[:, _col("Knee", "y")] = np.take(p.stance_knee, f["phase"])
         foot_pitch = f["pitch"] + q[:, _col("Hip", "y")] + q[:, _col("Knee", "y")]
-        # speed deficit -> dorsiflex (the shank tips forward); excess -> plantarflex (brake)
-        dorsi = p.ankle_speed_gain * (f["speed"] - f["com_vel"][:, 0])
-        dorsi = np.clip(dorsi, -p.ankle_speed_max, p.ankle_speed_max) + p.ankle_per_speed * f["speed"]
+        dorsi = p.ankle_per_speed * f["speed"]  # feed-forward: the shank tips forward with the command
         tgt[:, _col("Ankle", "y")] = np.take(p.stance_ankle, f["phase"]) - dorsi - p.stance_level * foot_pitch
         tgt[:, _col("Ankle", "x")] = -p.stance_level * (f["roll"] + q[:, _col("Hip", "x")])
         return tgt
