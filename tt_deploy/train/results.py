@@ -6,7 +6,8 @@ The <method> folder names the row: a training method, or a variant of one (`task
 task tokens trained with `--explore action`, PPO's noise on the joint actions; `task-token-oracle`: task
 tokens whose encoder was first DAgger-distilled toward the task's oracle, `--oracle-start`;
 `task-token-oracle-lr1e-4`: the same with the encoder's normaliser frozen after distillation and actor lr 1e-4, which
-is what --oracle-start does now; `task-token-oracle` runs used lr 3e-4 and a normaliser that kept updating).
+is what --oracle-start does now; `task-token-oracle` runs used lr 3e-4 and a normaliser that kept updating;
+`task-token-finetune-oracle`: the same start with a finetune run's policy as the oracle, `--oracle-policy`).
 A run's success is its LAST deterministic evaluation (the reference's per-goal-segment rate); the best
 evaluation is shown beside it but not used, because it is picked on the same evaluation episodes.
 Per (preset, skill, method): mean and std over seeds, a 95 % Wilson interval over the pooled goal
@@ -31,8 +32,8 @@ from tt_deploy.hashing import strip_checkout_paths
 from tt_deploy.stats import wilson_interval
 from tt_deploy.train.compare import _curve
 
-METHOD_ORDER = ("task-token", "task-token-oracle", "task-token-oracle-lr1e-4", "task-token-action", "prior-only",
-                "finetune", "pure-rl")
+METHOD_ORDER = ("task-token", "task-token-oracle", "task-token-oracle-lr1e-4", "task-token-finetune-oracle",
+                "task-token-action", "prior-only", "finetune", "pure-rl")
 SKILL_ORDER = ("reach", "direction", "steering", "strike", "long_jump")
 # Table 1 of the Task Tokens paper (success %, 5 seeds): reference goals on a 25 M-parameter MaskedMimic
 PAPER = {"reach": {"task-token": 94.9, "prior-only": 24.8, "finetune": 93.7, "pure-rl": 89.9},
@@ -85,8 +86,10 @@ def aggregate(records: list[dict]) -> list[dict]:
         to90 = [r["steps_to_90"] for r in rs if r["steps_to_90"] is not None]
         wall90 = [r["wall_s_to_90"] * r["nthread"] / 3600 for r in rs if r["wall_s_to_90"] is not None]
         stride = [r["stride_success"] for r in rs if r.get("stride_success") is not None]
+        falls = [r["fall_rate"] for r in rs if r.get("fall_rate") is not None]
         rows.append({"preset": preset, "skill": skill, "method": method, "seeds": len(rs),
                      "stride_mean": float(np.mean(stride)) if stride else None,
+                     "falls_mean": float(np.mean(falls)) if falls else None,
                      "success_mean": float(s.mean()), "success_std": float(s.std(ddof=1)) if len(s) > 1 else 0.0,
                      "ci95": [lo, hi], "segments": total, "trainable_params": rs[0]["trainable_params"],
                      "env_steps": int(np.mean([r["env_steps"] for r in rs])),
@@ -143,17 +146,22 @@ def render_markdown(rows: list[dict], records: list[dict], plots: dict[str, str]
            "oracle-distilled start (`--oracle-start`, docs/diagnostics.md; its env steps include the distillation's); "
            "`task-token-oracle-lr1e-4` the same with the encoder normaliser frozen after distillation and "
            "actor lr 1e-4 (today's `--oracle-start`; the `task-token-oracle` runs predate both); "
-           "`task-token-action` PPO with joint-action exploration (older runs).", "",
-           "| goals | task | method | seeds | success % (mean +- std) | 95 % interval | segments | trainable params "
-           "| env steps | steps to 90 % of final | CPU-h to 90 % | paper % | stride rule % |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "`task-token-finetune-oracle` the same start with the finetune run's policy as the oracle "
+           "(`--oracle-policy`); `task-token-action` PPO with joint-action exploration (older runs). A goal segment "
+           "counts once its measurement started (the reference's grace window): a method whose episodes all fall "
+           "before that has 0 segments and no interval; `falls %` says so.", "",
+           "| goals | task | method | seeds | success % (mean +- std) | 95 % interval | segments | falls % "
+           "| trainable params | env steps | steps to 90 % of final | CPU-h to 90 % | paper % | stride rule % |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lo, hi = r["ci95"]
+        interval = "-" if math.isnan(lo) else f"{_pct(lo)}-{_pct(hi)}"  # no segment measured: no interval
         to90 = "-" if r["steps_to_90"] is None else f"{r['steps_to_90'] / 1e6:.2f} M"
         cpu = "-" if r["cpu_hours_to_90"] is None else f"{r['cpu_hours_to_90']:.2f}"
         paper = "-" if r["paper"] is None else f"{r['paper']:.1f}"
         out.append(f"| {r['preset']} | {r['skill']} | {r['method']} | {r['seeds']} | {_pct(r['success_mean'])} +- "
-                   f"{_pct(r['success_std'])} | {_pct(lo)}-{_pct(hi)} | {r['segments']} | {r['trainable_params']:,} "
+                   f"{_pct(r['success_std'])} | {interval} | {r['segments']} | {_pct(r['falls_mean'])} "
+                   f"| {r['trainable_params']:,} "
                    f"| {r['env_steps']:,} | {to90} | {cpu} | {paper} | {_pct(r['stride_mean'])} |")
     out += ["", "## Runs", "",
             "| run | success % (last eval) | best eval % | per-episode % | falls % | stride rule % | env steps |",
