@@ -57,8 +57,11 @@ def export_cmd(
         ),
     ] = "onnx",
     precision: Annotated[
-        str, typer.Option(help="TensorRT precision: fp32 | tf32 | fp16 (LayerNorm/Softmax stay FP32).")
-    ] = "fp16",
+        str,
+        typer.Option(help="fp32 (the reference, always exported) | int8 (also writes ONNX Runtime int8 fused graphs "
+                     "beside the fp32 ones; they load only after `sim2sim --precision int8` passed) | with "
+                     "--format trt: the engines' precision fp32 | tf32 | fp16 (LayerNorm/Softmax stay FP32)."),
+    ] = "fp32",
     workspace: Annotated[int, typer.Option(help="TensorRT builder workspace limit in MB.")] = 1024,
     lint: Annotated[
         bool,
@@ -73,12 +76,14 @@ def export_cmd(
     TensorRT engines and lint the graphs for TensorRT."""
     from tt_deploy.errors import InputError, UnknownNameError
     from tt_deploy.export.tensorrt_build import PRECISIONS
+    from tt_deploy.runtime.manifest import PRECISIONS as ONNX_PRECISIONS
 
     skills = list(skill or [])
     if fmt not in FORMATS:
         raise UnknownNameError("--format", fmt, FORMATS)
-    if precision not in PRECISIONS:
-        raise UnknownNameError("--precision", precision, PRECISIONS)
+    known = PRECISIONS if fmt == "trt" else ONNX_PRECISIONS
+    if precision not in known:
+        raise UnknownNameError(f"--precision with --format {fmt}", precision, known)
     if not skills and not lint:
         raise InputError("give --skill NAME (repeatable), or --lint to lint an existing bundle")
     if run is not None and len(skills) != 1:
@@ -89,7 +94,7 @@ def export_cmd(
         require_tensorrt()  # before the (slow) ONNX export: MissingExtraError with the install command
     if skills:
         _export_onnx(skills, bfm, run, bundle, seed, opset, reuse=fmt == "trt", default_skill=default_skill,
-                     bfm_config=bfm_config)
+                     bfm_config=bfm_config, precisions=(precision,) if fmt == "onnx" else ())
     if fmt == "trt":
         _build_engines(bundle, skills, precision, workspace)
     if lint:
@@ -97,7 +102,7 @@ def export_cmd(
 
 
 def _export_onnx(skills, bfm, run, bundle: Path, seed: int, opset: int, *, reuse: bool, default_skill=None,
-                 bfm_config=None) -> None:
+                 bfm_config=None, precisions=()) -> None:
     from tt_deploy.export.bundle import bundle_files, export_skills  # torch import happens here
     from tt_deploy.runtime import manifest as mf
 
@@ -110,7 +115,7 @@ def _export_onnx(skills, bfm, run, bundle: Path, seed: int, opset: int, *, reuse
             todo.append(name)
     if todo:  # one new bundle version for all of them
         export_skills(todo, bfm_path=bfm, run_dir=run, bundle_dir=bundle, seed=seed, opset=opset,
-                      default_skill=default_skill, bfm_config=bfm_config)
+                      default_skill=default_skill, bfm_config=bfm_config, precisions=precisions)
         man = mf.read_manifest(bundle)
         console.print(f"exported [bold]{', '.join(todo)}[/] into {bundle} (version {man.content}, "
                       f"default skill {man.default_skill})")

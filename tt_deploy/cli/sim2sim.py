@@ -26,7 +26,11 @@ def sim2sim_cmd(
     seconds: Annotated[float, typer.Option(help="Episode length (s).")] = 10.0,
     backend: Annotated[str, typer.Option(help="Runtime backend: auto | ort-cpu | ort-cuda | ort-trt.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of both runs (goals, noise).")] = 0,
-    atol: Annotated[float, typer.Option(help="Open-loop max abs error allowed (fp32: 1e-4).")] = 1e-4,
+    atol: Annotated[float | None, typer.Option(help="Open-loop abs error allowed; default per --precision (fp32: "
+                                                    "max 1e-4; int8: p99 3e-2).")] = None,
+    precision: Annotated[str, typer.Option(help="Graphs the runtime runs: fp32, or a reduced precision exported with "
+                                                "`export --precision` (its verdict gates it: skill.json "
+                                                "precision_gates).")] = "fp32",
     executor: Annotated[str, typer.Option(help="local (in-process) | processes | ray.")] = "local",
     ray_address: Annotated[
         str | None, typer.Option(help="Run cells on this Ray cluster ('local' starts one); implies --executor ray.")
@@ -46,9 +50,9 @@ def sim2sim_cmd(
 
         result = run_sim2sim(bundle, skill, grid=grid, episodes=episodes, episode_seconds=seconds, backend=backend,
                              seed=seed, executor=executor, ray_address=ray_address, cross_sim=cross_sim,
-                             report_dir=report, atol=atol, progress=tick)  # fmt: skip
+                             report_dir=report, atol=atol, precision=precision, progress=tick)  # fmt: skip
     rows = cell_rows(result)
-    table = Table(title=f"sim2sim {skill} ({grid} grid, {episodes} x {seconds:g} s, {result.backend})")
+    table = Table(title=f"sim2sim {skill} ({grid} grid, {episodes} x {seconds:g} s, {result.backend}, {precision})")
     for col in rows[0] if rows else []:
         table.add_column(col)
     for r in rows:

@@ -26,6 +26,7 @@ import tt_deploy
 from tt_deploy import spec
 from tt_deploy.errors import BundleError, InputError, TTDeployError, UnknownNameError
 from tt_deploy.export.onnx_graphs import ALL_GROUPS, EXPORTER, BFMGraph, EncoderGraph, export_graph
+from tt_deploy.export.precision import check_precisions, reduced_graphs
 from tt_deploy.models.bfm import BFM, count_parameters
 from tt_deploy.models.checkpoints import (
     bfm_sha256,
@@ -341,8 +342,9 @@ def _remove_stale(bundle: Path, keep: set[str]) -> None:
             _remove_tree(p)
 
 
-def _write_skill_files(tmp, skill, bfm, bfm_sha, encoder, src, opset, meta) -> list[mf.GraphSpec]:
-    """Export the skill's encoder/fused graphs and skill.json into tmp; returns graph specs."""
+def _write_skill_files(tmp, skill, bfm, bfm_sha, encoder, src, opset, meta, precisions=()) -> list[mf.GraphSpec]:
+    """Export the skill's encoder/fused graphs (fp32, plus reduced-precision fused copies) and skill.json into
+    tmp; returns graph specs."""
     rel = mf.skill_dir(skill)
     (tmp / rel).mkdir(parents=True, exist_ok=True)
     visible = _visible_groups(src[1].visible_groups if src[1] else ())
@@ -352,6 +354,7 @@ def _write_skill_files(tmp, skill, bfm, bfm_sha, encoder, src, opset, meta) -> l
         ("fused", BFMGraph(bfm, visible, encoder), obs_dim),
     ]
     graphs = _export_graphs(tmp, rel, modules, opset=opset, metadata=meta, skill=skill)
+    graphs += reduced_graphs(tmp, graphs, precisions)
     enc, info, source, enc_sha, enc_sha_of = src
     c = enc.config
     names = task_obs_names(skill, obs_dim)
@@ -401,9 +404,11 @@ def _skill_hashes(content: Path, skills) -> dict[str, str]:
     return {s: sha256_file(content / mf.skill_dir(s) / mf.SKILL_FILE) for s in sorted(skills)}
 
 
-def record_skill_results(bundle_dir: str | os.PathLike, name: str, *, parity=None, sim2sim=None) -> mf.SkillManifest:
+def record_skill_results(bundle_dir: str | os.PathLike, name: str, *, parity=None, sim2sim=None,
+                         precision_gate: tuple[str, dict] | None = None) -> mf.SkillManifest:
     """Add verify/sim2sim results to a skill's skill.json as a new bundle version (every other file hard-linked,
-    manifest.json's skill_sha256 updated): skill.json stays hashed, and a reader sees the old or new one."""
+    manifest.json's skill_sha256 updated): skill.json stays hashed, and a reader sees the old or new one.
+    `precision_gate` = (precision, the closed-loop verdict of that precision's graphs) goes to precision_gates."""
     bundle = Path(bundle_dir).absolute()
     with _next_version(bundle) as (old, new_dir):
         if old is None:
@@ -411,6 +416,8 @@ def record_skill_results(bundle_dir: str | os.PathLike, name: str, *, parity=Non
         shutil.copytree(mf.content_dir(bundle, old), new_dir, dirs_exist_ok=True, copy_function=_link_or_copy)
         current = mf.read_skill_file(new_dir, name)
         updates = {k: v for k, v in (("parity", parity), ("sim2sim", sim2sim)) if v is not None}
+        if precision_gate is not None:
+            updates["precision_gates"] = {**(current.precision_gates or {}), precision_gate[0]: precision_gate[1]}
         updated = replace(current, **updates)
         mf.write_skill(new_dir, updated)  # a new file: the old version's (linked) skill.json is untouched
         hashes = {**old.skill_sha256, **_skill_hashes(new_dir, [name])}
@@ -434,9 +441,12 @@ def export_skills(
     opset: int = 17,
     default_skill: str | None = None,
     bfm_config: str | None = None,
+    precisions: Sequence[str] = (),
 ) -> Path:
     """Export skills (and the BFM) into `bundle_dir` as one new version, keeping the bundle's other skills.
 
+    `precisions`: reduced precisions (e.g. "int8") whose fused graphs are written beside the fp32 ones
+    (export/precision.py); fp32 is always exported.
     `default_skill` (manifest `default_skill`, the runtime's first active skill): None keeps the bundle's
     default while it has that skill, else picks the first trained skill exported, else the first one.
 
@@ -446,6 +456,7 @@ def export_skills(
     on this BFM. Returns the bundle path. Raises BundleError / UnknownNameError / InputError.
     """
     skills = list(dict.fromkeys(skills))
+    precisions = check_precisions(precisions)
     if not skills:
         raise InputError("no skill to export; name at least one")
     if run_dir is not None and len(skills) != 1:
@@ -480,7 +491,7 @@ def export_skills(
                 new_dir, "", [("bfm", BFMGraph(bfm), bfm.token_dim)], opset=opset, metadata=meta, skill=None
             )
         for skill, src in sources.items():
-            graphs += _write_skill_files(new_dir, skill, bfm, bfm_info.sha256, src[0], src, opset, meta)
+            graphs += _write_skill_files(new_dir, skill, bfm, bfm_info.sha256, src[0], src, opset, meta, precisions)
         names = {*(old.skills if old else ()), *skills}
         graphs = _specialised_graphs(new_dir, bfm, graphs, names, opset=opset, metadata=meta)
         engines = _kept_engines(old, graphs)

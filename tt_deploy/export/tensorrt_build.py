@@ -387,7 +387,7 @@ def graphs_for(
 ) -> list[mf.GraphSpec]:
     """GraphSpecs to build: fused graphs for "fused"; bfm + encoders for "split"; static and batch each."""
     out = []
-    for g in manifest.graphs:
+    for g in (g for g in manifest.graphs if g.precision == "fp32"):  # TensorRT sets its own precision
         if g.role == "fused" and "fused" in modes and g.skill in skills:
             out.append(g)
         elif "split" in modes and (g.role == "bfm" or (g.role == "encoder" and g.skill in skills)):

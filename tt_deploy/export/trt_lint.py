@@ -310,7 +310,7 @@ def lint_bundle(bundle_dir: str | Path) -> LintReport:
     manifest = mf.read_manifest(bundle_dir)
     findings: list[Finding] = []
     ops: dict[str, dict[str, int]] = {}
-    for g in manifest.graphs:
+    for g in (g for g in manifest.graphs if g.precision == "fp32"):  # int8 graphs are ONNX Runtime's, not TensorRT's
         rep = lint_onnx(mf.content_dir(bundle_dir, manifest) / g.path, deploy=g.batch == "static", name=g.path)
         findings += rep.findings
         ops.update(rep.ops)

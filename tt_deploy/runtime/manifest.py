@@ -14,6 +14,7 @@ Bundle layout (DESIGN.md section 5, file names are the constants below):
       bfm.<g1>+<g2>...[.batch].onnx         the BFM specialised to one set of visible groups, shared
                                             by every skill with that set (role "bfm-specialised")
       skills/<name>/encoder[.batch].onnx, fused[.batch].onnx
+      skills/<name>/fused.<precision>[.batch].onnx   optional reduced-precision fused graphs (export --precision)
       skills/<name>/skill.json              SkillManifest
     <bundle>/engines/                       optional TensorRT engines + index.json (EngineSpec), shared
                                             by versions (engines are keyed by their graph's hash)
@@ -58,9 +59,13 @@ GRAPH_ROLES = ("bfm", "encoder", "fused", "bfm-specialised")
 SPECIALISED_ROLE = "bfm-specialised"
 
 
-def graph_file(role: str, dynamic: bool) -> str:
-    """File name of a graph: `bfm.onnx` (static batch 1) or `bfm.batch.onnx` (dynamic batch)."""
-    return role + (DYNAMIC_SUFFIX if dynamic else STATIC_SUFFIX)
+PRECISIONS = ("fp32", "int8")  # fp32: the reference every other precision is checked against
+
+
+def graph_file(role: str, dynamic: bool, precision: str = "fp32") -> str:
+    """File name of a graph: `bfm.onnx` (static batch 1), `bfm.batch.onnx` (dynamic batch); a reduced
+    precision adds its name: `fused.int8.onnx`."""
+    return role + ("" if precision == "fp32" else f".{precision}") + (DYNAMIC_SUFFIX if dynamic else STATIC_SUFFIX)
 
 
 def specialised_bfm_file(visible_groups: tuple[str, ...] | list[str], dynamic: bool) -> str:
@@ -142,6 +147,8 @@ class GraphSpec:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     export_parity_max_abs: float | None = None  # ONNX Runtime vs PyTorch on the tracing inputs
+    precision: str = "fp32"  # "fp32" (the reference) | "int8" (weights quantized: `quantization` says how)
+    quantization: dict | None = None  # tool, version and settings that made a reduced-precision graph
 
 
 @dataclass(frozen=True)
@@ -275,14 +282,16 @@ class BundleManifest:
     state: StateConvention | None = None  # the body-state convention of every observation
     skill_sha256: dict[str, str] = field(default_factory=dict)  # sha256 of each skill.json (empty: older bundles)
 
-    def graph(self, role: str, skill: str | None = None, dynamic: bool = False) -> GraphSpec:
-        """The GraphSpec of one role/skill/batch kind; BundleError when the bundle lacks it."""
+    def graph(self, role: str, skill: str | None = None, dynamic: bool = False, precision: str = "fp32") -> GraphSpec:
+        """The GraphSpec of one role/skill/batch kind/precision; BundleError when the bundle lacks it."""
         want = "dynamic" if dynamic else "static"
         for g in self.graphs:
-            if g.role == role and g.skill == skill and g.batch == want:
+            if g.role == role and g.skill == skill and g.batch == want and g.precision == precision:
                 return g
+        how = f"; export it with `ttdeploy export --skill {skill} --precision {precision}`" if precision != "fp32" else ""
         raise BundleError(
-            f"manifest lists no {want} {role} graph" + (f" for skill {skill!r}" if skill else "")
+            f"manifest lists no {want} {'' if precision == 'fp32' else precision + ' '}{role} graph"
+            + (f" for skill {skill!r}" if skill else "") + how
         )
 
     def specialised_bfm(self, visible_groups: tuple[str, ...], dynamic: bool = False) -> GraphSpec | None:
@@ -322,6 +331,7 @@ class SkillManifest:
     goals: dict | None = None  # goal preset it was trained on: {preset, ranges, ...} (tasks/goals.py)
     parity: dict | None = None  # written later by `ttdeploy verify`
     sim2sim: dict | None = None  # written later by `ttdeploy sim2sim`
+    precision_gates: dict | None = None  # per reduced precision, the closed-loop verdict that lets it ship: {"int8": {"passed": bool, ...}}
 
 
 # --- JSON conversion -----------------------------------------------------------------------------

@@ -76,6 +76,30 @@ def release_freed_heap() -> None:
     trim(0)
 
 
+def _check_precision(precision: str, backend: str, mode: str, share_bfm: bool | None) -> str:
+    """A reduced precision runs the skills' own reduced fused graphs on ONNX Runtime, nothing else."""
+    if precision not in mf.PRECISIONS:
+        raise UnknownNameError("precision", precision, mf.PRECISIONS)
+    if precision != "fp32":
+        if backend == "trt":
+            raise InputError("native TensorRT sets its precision with SessionConfig(trt_precision=...), not precision=")
+        if mode != "fused" or share_bfm:
+            raise InputError(f"precision {precision!r} exists for fused graphs only: use mode='fused' without share_bfm")
+    return precision
+
+
+def _require_precision_gate(sk: mf.SkillManifest, precision: str) -> None:
+    """A reduced-precision skill ships only with a passing closed-loop verdict in its skill.json."""
+    gate = (sk.precision_gates or {}).get(precision)
+    if not (gate and gate.get("passed") is True):
+        found = "failed" if gate else "has none"
+        raise InputError(
+            f"skill {sk.name!r} at {precision} has no passing closed-loop verdict (skill.json precision_gates: "
+            f"{found}); run `ttdeploy sim2sim --skill {sk.name} --precision {precision}` first, or open the runtime "
+            "with allow_unverified_precision=True to measure it"
+        )
+
+
 class SkillRuntime:
     """Actions (69,) in [-1, 1] from observations, for one active skill of a bundle.
 
@@ -101,6 +125,8 @@ class SkillRuntime:
         share_bfm: bool | None = None,
         allow_hidden_prior: bool = False,
         nonfinite: str = "raise",
+        precision: str = "fp32",
+        allow_unverified_precision: bool = False,
     ) -> None:
         if mode not in MODES:
             raise UnknownNameError("runtime mode", mode, MODES)
@@ -111,6 +137,7 @@ class SkillRuntime:
         if batch is not None and (not isinstance(batch, int) or batch < 1):
             raise InputError(f"batch must be a positive int or None; got {batch!r}")
         self.bundle_dir, self.mode, self.batch = Path(bundle_dir), mode, batch
+        self.precision = _check_precision(precision, backend, mode, share_bfm)
         self.allow_hidden_prior = bool(allow_hidden_prior)
         self.manifest = mf.read_manifest(self.bundle_dir)
         self.backend, self.provider = resolve_backend(backend, self.manifest)
@@ -130,6 +157,9 @@ class SkillRuntime:
             **{name: ((g.n_tokens,), "bool") for name, g in self._masks.items()},
         }  # fmt: skip
         self.skills: dict[str, mf.SkillManifest] = {s: self._load_skill(s) for s in names}
+        if self.precision != "fp32" and not allow_unverified_precision:
+            for s in names:
+                _require_precision_gate(self.skills[s], self.precision)
         self._trt = None
         if self.backend == "trt" and share_bfm:
             raise InputError("share_bfm=True needs an ONNX Runtime backend, not native TensorRT")
@@ -165,7 +195,7 @@ class SkillRuntime:
         }  # fmt: skip
 
     def _session(self, role: str, skill: str | None, dynamic: bool) -> GraphSession:
-        spec = self.manifest.graph(role, skill, dynamic)
+        spec = self.manifest.graph(role, skill, dynamic, self.precision if role == "fused" else "fp32")
         # an encoder is a small MLP: one thread, so that with spinning enabled its idle pool does not
         # spin against the BFM session's (measured, paper BFM, 2 cores: the chained encoder + BFM went
         # from 3.3 to 7.0 ms p50 when both pools spun)
@@ -176,7 +206,7 @@ class SkillRuntime:
 
     def _shared_skills(self, names: list[str], share_bfm: bool | None, dynamic: bool) -> set[str]:
         """Resident skills that will run encoder.onnx + a shared specialised BFM session."""
-        if share_bfm is False:
+        if share_bfm is False or self.precision != "fp32":  # reduced graphs: the skills' own fused ones
             return set()
         by_groups: dict[tuple[str, ...], list[str]] = {}
         for s in names:

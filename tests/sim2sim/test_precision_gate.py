@@ -1,0 +1,91 @@
+"""Reduced precision end to end: `export --precision int8` writes int8 fused graphs beside the fp32 ones, the
+runtime refuses them until `sim2sim --precision int8` recorded a passing closed-loop verdict, and then runs them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tt_deploy.cli import _register, app
+from tt_deploy.errors import InputError, UnknownNameError
+from tt_deploy.runtime import SkillRuntime
+from tt_deploy.runtime import manifest as mf
+from tt_deploy.sim.perturbations import NOMINAL
+from tt_deploy.sim2sim import run_sim2sim
+
+_register()
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(tmp_path_factory):
+    bundle = tmp_path_factory.mktemp("int8") / "deploy"
+    res = CliRunner().invoke(app, ["export", "--skill", "reach", "--precision", "int8", "--bundle", str(bundle)])
+    assert res.exit_code == 0, res.output
+    return bundle
+
+
+def _inputs(rt, seed=0):
+    rng = np.random.default_rng(seed)
+    task = rng.standard_normal((1, rt.skills["reach"].task_obs_dim)).astype(np.float32)
+    feeds = {t.name: (rng.random((1, *t.shape[1:])) < 0.5) if t.dtype == "bool" else
+             rng.standard_normal((1, *t.shape[1:])).astype(np.float32)
+             for t in rt.inputs if t.name != "task_obs"}  # fmt: skip
+    return feeds, task
+
+
+def test_int8_fused_graphs_sit_beside_the_fp32_ones_with_their_settings(int8_bundle):
+    from tt_deploy.export.tensorrt_build import graphs_for
+
+    man = mf.read_manifest(int8_bundle)
+    int8 = {g.batch: g for g in man.graphs if g.precision == "int8"}
+    assert set(int8) == {"static", "dynamic"} and all(g.role == "fused" and g.skill == "reach" for g in int8.values())
+    assert int8["static"].path == "skills/reach/fused.int8.onnx"
+    q = int8["static"].quantization
+    assert q["weight_type"] == "QInt8" and q["tool"].endswith("quantize_dynamic") and q["version"]
+    assert 0 < q["max_abs_vs_fp32"] < 0.1
+    assert man.graph("fused", "reach").precision == "fp32"  # fp32 stays the default graph
+    assert set(mf.read_skill(int8_bundle, "reach").graphs) >= {g.path for g in int8.values()}
+    assert all(g.precision == "fp32" for g in graphs_for(man, ["reach"], ["fused", "split"]))  # not TensorRT's
+
+
+def test_the_runtime_refuses_int8_without_a_verdict_and_runs_it_on_request(int8_bundle):
+    with pytest.raises(InputError, match="sim2sim --skill reach --precision int8"):
+        SkillRuntime(int8_bundle, precision="int8")
+    with pytest.raises(UnknownNameError, match="fp16"):
+        SkillRuntime(int8_bundle, precision="fp16")
+    with pytest.raises(InputError, match="fused graphs only"):
+        SkillRuntime(int8_bundle, precision="int8", mode="split", allow_unverified_precision=True)
+    with SkillRuntime(int8_bundle) as fp32, SkillRuntime(int8_bundle, precision="int8",
+                                                         allow_unverified_precision=True) as int8:  # fmt: skip
+        assert int8.graphs("reach") == ("skills/reach/fused.int8.onnx",)
+        feeds, task = _inputs(fp32)
+        diff = np.abs(fp32.act(feeds, task) - int8.act(feeds, task)).max()
+    assert 0 < diff < 0.2
+
+
+def test_the_closed_loop_verdict_gates_the_precision(int8_bundle):
+    kw = dict(grid=[NOMINAL], episodes=2, episode_seconds=0.5, cross_sim=False, precision="int8")
+    failed = run_sim2sim(int8_bundle, "reach", atol=1e-9, **kw)  # no int8 graph is that close to fp32
+    assert not failed.passed and all("open-loop p99 abs error" in " ".join(c.reasons) for c in failed.cells)
+    gate = mf.read_skill(int8_bundle, "reach").precision_gates["int8"]
+    assert gate["passed"] is False and gate["precision"] == "int8"
+    with pytest.raises(InputError, match="failed"):
+        SkillRuntime(int8_bundle, precision="int8")
+    passed = run_sim2sim(int8_bundle, "reach", atol=1.0, **kw)
+    assert passed.passed, [c.reasons for c in passed.cells]
+    assert mf.read_skill(int8_bundle, "reach").sim2sim is None  # fp32's own verdict is not touched
+    with SkillRuntime(int8_bundle, precision="int8") as rt:  # no opt-in needed any more
+        assert rt.graphs("reach") == ("skills/reach/fused.int8.onnx",)
+    with pytest.raises(UnknownNameError, match="precision"):
+        run_sim2sim(int8_bundle, "reach", **{**kw, "precision": "fp16"})
+
+
+def test_export_names_the_precisions_it_knows(tmp_path):
+    res = CliRunner().invoke(app, ["export", "--skill", "reach", "--precision", "fp16", "--bundle", str(tmp_path / "d")])
+    assert res.exit_code != 0 and "int8" in str(res.exception) and not (tmp_path / "d").exists()
+    from tt_deploy.export.precision import check_precisions
+
+    with pytest.raises(InputError, match="fp8"):
+        check_precisions(["fp8"])
+    assert check_precisions(["fp32", "int8", "int8"]) == ("int8",)
