@@ -89,3 +89,17 @@ def test_export_names_the_precisions_it_knows(tmp_path):
     with pytest.raises(InputError, match="fp8"):
         check_precisions(["fp8"])
     assert check_precisions(["fp32", "int8", "int8"]) == ("int8",)
+
+
+def test_bench_times_the_int8_graph_beside_fp32_in_the_same_run(int8_bundle):
+    from tt_deploy.bench import bench_bundle
+    from tt_deploy.bench.latency import bench_steps
+
+    ticks = []
+    rows = bench_bundle(int8_bundle, batches=(1,), calls=10, warmup=2, memory=False, progress=ticks.append)
+    lat = {r["name"]: r for r in rows if r["kind"] == "latency"}
+    assert len(ticks) == bench_steps(int8_bundle, None, (1,), memory=False)
+    int8, fp32 = lat["runtime-fused-int8"], lat["runtime-fused"]
+    assert int8["precision"] == "int8" and int8["closed_loop_gate"] in ("none", "passed", "failed")
+    assert int8["ratio_to_fp32_fused"] == pytest.approx(int8["p50_us"] / fp32["p50_us"])
+    assert int8["weight_bytes"] < fp32["weight_bytes"] / 2  # int8 weights: a quarter of the MatMul bytes

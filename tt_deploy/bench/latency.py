@@ -6,6 +6,9 @@ What is timed (each with `time.perf_counter_ns` around one call, after `warmup` 
 - `runtime-fused`: `SkillRuntime(mode="fused")` = the skill's specialised fused graph,
 - `runtime-fused-shared`: `SkillRuntime(mode="fused", share_bfm=True)` = encoder.onnx + the shared
   specialised BFM graph (what fused mode runs when several resident skills share their groups),
+- `runtime-fused-<precision>` (e.g. int8), where the bundle has that precision's fused graphs of the skill
+  (`export --precision`): timed whether or not its closed-loop gate passed (the row says which), with its
+  p50 as a ratio to `runtime-fused` (fp32) measured in the same run,
 each at every batch size (batch 1 = static graphs through `act_into`; larger = dynamic graphs
 through `act_batch`). Runtime calls include input validation, as a controller pays it.
 
@@ -244,7 +247,29 @@ def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads, bac
             rows[-1]["backend"] = rt.backend
             _add_compute_floor(rows[-1], flops[mode], peak)
             _tick(progress, rows[-1])
+    fp32 = next(r["p50_us"] for r in rows if r["name"] == "runtime-fused")
+    for precision in _reduced_precisions(manifest, skill, backend):
+        graph = manifest.graph("fused", skill, batch != 1, precision)
+        config = SessionConfig(intra_op_threads=threads, allow_spinning=spin)
+        with SkillRuntime(bundle, backend=backend, skills=[skill], batch=1 if batch == 1 else None, config=config,
+                          precision=precision, allow_unverified_precision=True) as rt:  # timed, gated or not
+            ns = time_calls(_runtime_fn(rt, inputs, task_obs, keep), calls, warmup, budget_s)
+            row = latency_row(f"runtime-fused-{precision}", batch, ns, rate_hz,
+                              initializer_bytes(mf.content_dir(bundle, manifest) / graph.path), bw)  # fmt: skip
+        gate = (sk.precision_gates or {}).get(precision)
+        row.update(backend=rt.backend, precision=precision, ratio_to_fp32_fused=row["p50_us"] / fp32,
+                   closed_loop_gate="none" if gate is None else "passed" if gate.get("passed") else "failed")
+        _add_compute_floor(row, flops["fused"], None)  # an int8 GEMM peak is not measured: bandwidth floor only
+        rows.append(row)
+        _tick(progress, row)
     return rows
+
+
+def _reduced_precisions(manifest: mf.BundleManifest, skill: str, backend: str) -> list[str]:
+    """Reduced precisions whose fused graphs the bundle has for `skill` (ONNX Runtime backends only)."""
+    if resolve_backend(backend, manifest)[0] == "trt":
+        return []
+    return sorted({g.precision for g in manifest.graphs if g.skill == skill and g.precision != "fp32"})
 
 
 def _tick(progress, row: dict) -> None:
@@ -311,6 +336,7 @@ def bench_steps(bundle_dir, skill: str | None, batches: Sequence[int], memory: b
     """How many progress ticks bench_bundle makes: latency rows, the switch row, the memory block."""
     manifest = mf.read_manifest(bundle_dir)
     per_batch = 4 if any(g.role == mf.SPECIALISED_ROLE for g in manifest.graphs) else 3  # + runtime-fused-shared
+    per_batch += len(_reduced_precisions(manifest, skill or manifest.skills[0], "ort-cpu"))  # + runtime-fused-int8
     return len(batches) * per_batch + 1 + int(memory)
 
 

@@ -24,10 +24,12 @@ def _latency_table(rows: list[dict], rate: float, bw: float, peak: float = float
     cols = ("what", "batch", "p50", "p90", "p99", "max", "p99-p50", "std", "miss period", "miss budget",
             "calls/s", "weights MB", "bw floor", "MFLOP", "compute floor")  # fmt: skip
     for c in cols:
-        table.add_column(c, justify="left" if c == "what" else "right")
+        table.add_column(c, justify="left" if c == "what" else "right", overflow="fold")  # never cut a row's name
     for r in rows:
+        what = r["name"] + (f" ({r['ratio_to_fp32_fused']:.2f}x fp32, gate {r['closed_loop_gate']})"
+                             if "ratio_to_fp32_fused" in r else "")  # fmt: skip
         table.add_row(
-            r["name"], str(r["batch"]), *(f"{r[k]:.0f}" for k in ("p50_us", "p90_us", "p99_us", "max_us")),
+            what, str(r["batch"]), *(f"{r[k]:.0f}" for k in ("p50_us", "p90_us", "p99_us", "max_us")),
             f"{r['jitter_p99_p50_us']:.0f}", f"{r['std_us']:.0f}", str(r["misses_period"]),
             str(r["misses_budget"]), f"{r['calls_per_s']:.0f}", f"{r['weight_bytes'] / 1e6:.2f}",
             f"{r['floor_us']:.0f}", f"{r.get('flops', float('nan')) / 1e6:.0f}",
