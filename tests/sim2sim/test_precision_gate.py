@@ -103,3 +103,17 @@ def test_bench_times_the_int8_graph_beside_fp32_in_the_same_run(int8_bundle):
     assert int8["precision"] == "int8" and int8["closed_loop_gate"] in ("none", "passed", "failed")
     assert int8["ratio_to_fp32_fused"] == pytest.approx(int8["p50_us"] / fp32["p50_us"])
     assert int8["weight_bytes"] < fp32["weight_bytes"] / 2  # int8 weights: a quarter of the MatMul bytes
+
+
+def test_verify_checks_the_int8_graphs_against_the_fp32_reference_by_their_tier(int8_bundle):
+    from tt_deploy.export.precision import VERIFY_TIERS
+    from tt_deploy.export.verify import VerifyCases, verify_bundle
+
+    report = verify_bundle(int8_bundle, ["reach"], backend="ort-cpu", record=False,
+                           cases=VerifyCases(random=8, edge=2, rollout_envs=0))  # fmt: skip
+    int8 = [r for r in report.rows if r.precision == "int8"]
+    assert {r.graphs for r in int8} == {"skills/reach/fused.int8.onnx", "skills/reach/fused.int8.batch.onnx"}
+    assert all(1e-5 < r.max_abs and r.p99_abs <= r.max_abs for r in int8)  # really int8, not the fp32 graph
+    assert all(r.passed == (r.p99_abs <= VERIFY_TIERS["int8"][1]) for r in int8 if r.gated)
+    assert {r.case for r in int8 if not r.gated} == {"extreme"} and all(r.passed for r in int8 if not r.gated)
+    assert all(r.passed for r in report.rows if r.precision == "fp32")

@@ -11,7 +11,10 @@ with the shared specialised BFM graph (encoder + bfm.<groups>.onnx), and both gr
 (static batch 1, dynamic batch) are checked. A bundle whose graphs do not compute
 what their recorded sources compute fails, even when every hash is consistent.
 
-Errors are Polygraphy-style per output: max abs error and max rel error
+Reduced-precision fused graphs (`export --precision int8`) are checked too, against the same fp32 PyTorch
+reference, each by its precision's tier (export/precision.VERIFY_TIERS: int8 holds the p99 of the abs error).
+
+Errors are Polygraphy-style per output: max abs error, its p99, and max rel error
 (abs / max(|reference|, REL_FLOOR)); pass/fail is max abs <= atol (fp32: 1e-5).
 """
 
@@ -30,6 +33,7 @@ from tt_deploy import spec
 from tt_deploy.errors import InputError
 from tt_deploy.export.bundle import record_skill_results
 from tt_deploy.export.onnx_graphs import BFMGraph, group_input_names
+from tt_deploy.export.precision import UNGATED_CASES, VERIFY_TIERS
 from tt_deploy.export.reference import reference_actions, reference_bfm, reference_encoder, torch_threads
 from tt_deploy.models.bfm import BFM
 from tt_deploy.runtime import SkillRuntime
@@ -38,7 +42,7 @@ from tt_deploy.runtime.session import resolve_backend
 
 log = logging.getLogger(__name__)
 
-ATOL = 1e-5  # fp32 max abs error accepted on the clamped actions
+ATOL = VERIFY_TIERS["fp32"][1]  # fp32 max abs error accepted on the clamped actions
 REL_FLOOR = 1e-6  # denominator floor of the relative error (actions near 0 would make it infinite)
 EXTREME = 50.0  # |value| of the extreme-value case: positions (m) / velocities (m/s, rad/s) bound
 # (mode, runtime batch, share_bfm): fused graph, fused with the shared specialised BFM, split
@@ -76,6 +80,9 @@ class ParityRow:
     max_abs: float
     max_rel: float
     passed: bool
+    p99_abs: float = float("nan")
+    precision: str = "fp32"
+    gated: bool = True  # False: reported, but its precision's tier does not hold this case (UNGATED_CASES)
 
 
 @dataclass
@@ -92,11 +99,13 @@ class VerifyReport:
         return all(r.passed for r in self.rows)
 
     def worst(self) -> list[ParityRow]:
-        """Worst case (max abs) per (skill, mode, graphs): the per-graph summary for tables."""
+        """Worst case per (skill, mode, graphs) - a failing row first, then the largest max abs: the per-graph
+        summary for tables."""
         best: dict[tuple, ParityRow] = {}
         for r in self.rows:
             key = (r.skill, r.mode, r.graphs)
-            if key not in best or r.max_abs > best[key].max_abs:
+            if key not in best or (not r.passed, r.gated, r.max_abs) > (not best[key].passed, best[key].gated,
+                                                                        best[key].max_abs):
                 best[key] = r
         return list(best.values())
 
@@ -177,6 +186,12 @@ def compare(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     return float(diff.max(initial=0.0)), float(rel.max(initial=0.0))
 
 
+def p99_abs(got: np.ndarray, ref: np.ndarray) -> float:
+    """The 99th percentile of the element-wise abs error (0 for no elements)."""
+    diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+    return float(np.percentile(diff, 99)) if diff.size else 0.0
+
+
 def _run_runtime(
     rt: SkillRuntime, inputs: dict, task_obs: np.ndarray, limit: int
 ) -> tuple[np.ndarray, slice]:
@@ -213,7 +228,22 @@ def _verify_skill(bundle, sk, bfm, cases, backend, atol, limit) -> list[ParityRo
                 ref = reference_actions(graph, {k: v[sel] for k, v in fed.items()}, task_obs[sel])
                 abs_err, rel_err = compare(got, ref)
                 rows.append(ParityRow(sk.name, mode, label, case, int(ref.shape[0]),
-                                      abs_err, rel_err, abs_err <= atol))  # fmt: skip
+                                      abs_err, rel_err, abs_err <= atol, p99_abs(got, ref)))  # fmt: skip
+    for precision in [] if native_trt else sorted({g.precision for g in manifest.graphs if g.skill == sk.name} - {"fp32"}):
+        statistic, tier = VERIFY_TIERS[precision]
+        for batch in (1, None):
+            with SkillRuntime(bundle, backend, skills=[sk.name], batch=batch, allow_hidden_prior=True,
+                              precision=precision, allow_unverified_precision=True) as rt:  # measured here
+                label = " + ".join(rt.graphs())
+                for case, (inputs, task_obs) in cases.items():
+                    fed = {k: v for k, v in inputs.items() if k in keep}
+                    got, sel = _run_runtime(rt, fed, task_obs, limit)
+                    ref = reference_actions(fused, {k: v[sel] for k, v in fed.items()}, task_obs[sel])
+                    (abs_err, rel_err), p99 = compare(got, ref), p99_abs(got, ref)
+                    err = abs_err if statistic == "max" else p99
+                    gated = case not in UNGATED_CASES[precision]
+                    rows.append(ParityRow(sk.name, "fused", label, case, int(ref.shape[0]), abs_err, rel_err,
+                                          err <= tier or not gated, p99, precision, gated))  # fmt: skip
     return rows
 
 
@@ -224,8 +254,10 @@ def _parity_record(report: VerifyReport, skill: str) -> dict:
     return {
         "passed": all(r.passed for r in mine), "atol": report.atol, "backend": report.backend,
         "cases": sorted({r.case for r in mine}), "samples": sum(r.n for r in mine),
-        "graphs": {f"{r.mode}: {r.graphs}": {"max_abs": r.max_abs, "max_rel": r.max_rel, "worst_case": r.case}
-                   for r in worst},
+        "graphs": {f"{r.mode}: {r.graphs}": {"max_abs": r.max_abs, "p99_abs": r.p99_abs, "max_rel": r.max_rel,
+                                             "worst_case": r.case, "precision": r.precision} for r in worst},
+        "tiers": {p: {"statistic": s, "bound": b if p != "fp32" else report.atol, "ungated_cases": UNGATED_CASES[p]}
+                  for p, (s, b) in VERIFY_TIERS.items() if any(r.precision == p for r in mine)},
         "torch": torch.__version__,
     }  # fmt: skip
 

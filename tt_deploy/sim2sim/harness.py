@@ -37,17 +37,15 @@ import numpy as np
 
 from tt_deploy import spec
 from tt_deploy.errors import InputError, UnknownNameError
+from tt_deploy.export.precision import SIM2SIM_TIERS
 from tt_deploy.sim.humanoid_model import INTEGRATOR, TIMESTEP
 from tt_deploy.sim.perturbations import NOMINAL, Perturbation
 from tt_deploy.sim2sim import metrics
 
 log = logging.getLogger(__name__)
 
-ATOL = 1e-4  # fp32 open-loop tolerance on actions, see docs/sim2sim.md for why not verify's 1e-5
-# per precision: which open-loop statistic the gate holds to which tolerance. int8 (docs/sim2sim.md): its error is
-# everywhere ~1e-2 with rare larger joints (shipped reach skill, default grid, 8 x 5 s: p99 0.011-0.014 per cell,
-# max 0.039-0.073), so the tier holds the p99 to 3e-2 and the closed-loop success decides
-OPEN_LOOP_TIERS = {"fp32": ("max", ATOL), "int8": ("p99", 3e-2)}
+OPEN_LOOP_TIERS = SIM2SIM_TIERS  # per precision: (statistic, tolerance) of the open-loop part of a cell's verdict
+ATOL = OPEN_LOOP_TIERS["fp32"][1]  # fp32 open-loop tolerance on actions, see docs/sim2sim.md for why not verify's 1e-5
 
 
 @dataclass(frozen=True)
