@@ -51,7 +51,8 @@ def verify_cmd(
     for col in ("skill", "mode", "graphs", "precision", "worst case", "samples", "max abs", "p99 abs", "max rel", "ok"):
         table.add_column(col)
     for r in report.worst():
-        n = sum(x.n for x in report.rows if (x.skill, x.mode, x.graphs) == (r.skill, r.mode, r.graphs))
+        n = sum(x.n for x in report.rows if (x.skill, x.mode, x.graphs, x.precision) == (r.skill, r.mode, r.graphs,
+                                                                                          r.precision))
         ok = "[bold red]FAIL[/]" if not r.passed else "[green]pass[/]" if r.gated else "not gated"
         table.add_row(
             r.skill,

@@ -27,13 +27,14 @@ PARITY_SAMPLES = 64  # random input batches the recorded max abs difference to f
 # Per precision, which open-loop error statistic (over every sample and joint) a check holds to which bound.
 # fp32: the max (verify on its own inputs 1e-5; sim2sim on closed-loop states 1e-4, docs/sim2sim.md). int8: its
 # error is everywhere ~1e-2 with rare larger joints (shipped reach skill, default grid, 8 x 5 s: p99
-# 0.011-0.014 per cell, max 0.039-0.073), so the p99 is held to 3e-2 and the closed loop decides.
-VERIFY_TIERS = {"fp32": ("max", 1e-5), "int8": ("p99", 3e-2)}
+# 0.011-0.014 per cell, max 0.039-0.073), so the p99 is held to 3e-2 and the closed loop decides. bf16 (OpenVINO,
+# the same runs): p99 0.0019-0.0022, max 0.007-0.012: its p99 is held to 1e-2.
+VERIFY_TIERS = {"fp32": ("max", 1e-5), "int8": ("p99", 3e-2), "bf16": ("p99", 1e-2)}
 # verify cases a precision's tier does not gate (reported all the same). int8's activations are quantized per
 # tensor per call, so the `extreme` case (every value at +-50, far outside any state a robot reaches) costs
 # their resolution: p99 0.08 / max 0.16 on the shipped reach skill, where every other case stays at p99 <= 0.017
-UNGATED_CASES = {"fp32": (), "int8": ("extreme",)}
-SIM2SIM_TIERS = {"fp32": ("max", 1e-4), "int8": ("p99", 3e-2)}
+UNGATED_CASES = {"fp32": (), "int8": ("extreme",), "bf16": ("extreme",)}  # bf16 there: p99 0.0104, max 0.019
+SIM2SIM_TIERS = {"fp32": ("max", 1e-4), "int8": ("p99", 3e-2), "bf16": ("p99", 1e-2)}
 
 
 def check_precisions(precisions) -> tuple[str, ...]:

@@ -99,11 +99,11 @@ class VerifyReport:
         return all(r.passed for r in self.rows)
 
     def worst(self) -> list[ParityRow]:
-        """Worst case per (skill, mode, graphs) - a failing row first, then the largest max abs: the per-graph
-        summary for tables."""
+        """Worst case per (skill, mode, graphs, precision) - a failing row first, then the largest max abs: the
+        per-graph summary for tables."""
         best: dict[tuple, ParityRow] = {}
         for r in self.rows:
-            key = (r.skill, r.mode, r.graphs)
+            key = (r.skill, r.mode, r.graphs, r.precision)
             if key not in best or (not r.passed, r.gated, r.max_abs) > (not best[key].passed, best[key].gated,
                                                                         best[key].max_abs):
                 best[key] = r
@@ -229,7 +229,7 @@ def _verify_skill(bundle, sk, bfm, cases, backend, atol, limit) -> list[ParityRo
                 abs_err, rel_err = compare(got, ref)
                 rows.append(ParityRow(sk.name, mode, label, case, int(ref.shape[0]),
                                       abs_err, rel_err, abs_err <= atol, p99_abs(got, ref)))  # fmt: skip
-    for precision in [] if native_trt else sorted({g.precision for g in manifest.graphs if g.skill == sk.name} - {"fp32"}):
+    for precision in _reduced(manifest, sk.name, resolve_backend(backend, manifest)[0]):
         statistic, tier = VERIFY_TIERS[precision]
         for batch in (1, None):
             with SkillRuntime(bundle, backend, skills=[sk.name], batch=batch, allow_hidden_prior=True,
@@ -247,6 +247,15 @@ def _verify_skill(bundle, sk, bfm, cases, backend, atol, limit) -> list[ParityRo
     return rows
 
 
+def _reduced(manifest: mf.BundleManifest, skill: str, backend: str) -> list[str]:
+    """The reduced precisions this backend runs for `skill`: its int8 graphs on ONNX Runtime, bf16 on OpenVINO."""
+    if backend == "openvino":
+        return ["bf16"]
+    if backend == "trt":
+        return []
+    return sorted({g.precision for g in manifest.graphs if g.skill == skill} - {"fp32"})
+
+
 def _parity_record(report: VerifyReport, skill: str) -> dict:
     """What skill.json's `parity` slot holds: settings, verdict, worst error per graph chain."""
     mine = [r for r in report.rows if r.skill == skill]
@@ -254,7 +263,7 @@ def _parity_record(report: VerifyReport, skill: str) -> dict:
     return {
         "passed": all(r.passed for r in mine), "atol": report.atol, "backend": report.backend,
         "cases": sorted({r.case for r in mine}), "samples": sum(r.n for r in mine),
-        "graphs": {f"{r.mode}: {r.graphs}": {"max_abs": r.max_abs, "p99_abs": r.p99_abs, "max_rel": r.max_rel,
+        "graphs": {f"{r.mode}: {r.graphs}" + ("" if r.precision == "fp32" else f" @ {r.precision}"): {"max_abs": r.max_abs, "p99_abs": r.p99_abs, "max_rel": r.max_rel,
                                              "worst_case": r.case, "precision": r.precision} for r in worst},
         "tiers": {p: {"statistic": s, "bound": b if p != "fp32" else report.atol, "ungated_cases": UNGATED_CASES[p]}
                   for p, (s, b) in VERIFY_TIERS.items() if any(r.precision == p for r in mine)},

@@ -31,6 +31,7 @@ BACKENDS: dict[str, str] = {
     "ort-trt": "TensorrtExecutionProvider",
     "ort-cuda": "CUDAExecutionProvider",
     "ort-cpu": "CPUExecutionProvider",
+    "openvino": "OpenVINO CPU plugin (tt_deploy.runtime.openvino_backend; never picked by auto)",
 }
 ORT_BACKENDS = ("ort-trt", "ort-cuda", "ort-cpu")
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(bool)": "bool", "tensor(int64)": "int64"}
@@ -120,6 +121,11 @@ def resolve_backend(backend: str, manifest=None) -> tuple[str, str]:
                 return name, BACKENDS[name]
     if backend not in BACKENDS:
         raise UnknownNameError("backend", backend, [*BACKENDS, "auto"])
+    if backend == "openvino":
+        from tt_deploy.runtime.openvino_backend import _ov
+
+        _ov()  # MissingExtraError with the install command
+        return "openvino", BACKENDS["openvino"]
     if backend == "trt":
         from tt_deploy.runtime.trt_backend import INSTALL_HINT, unavailable_reason
 
@@ -176,6 +182,34 @@ def _check_io(kind: str, expected: tuple[TensorSpec, ...], actual, path: Path) -
         )
 
 
+def read_verified(path: Path, sha256: str) -> bytes:
+    """A bundle file's bytes, refused unless they hash to the manifest's sha256 (the bytes hashed are the bytes
+    loaded)."""
+    if not path.is_file():
+        raise BundleError(f"bundle file missing: {path}; re-export the skill with `ttdeploy export`")
+    data = path.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256:
+        raise BundleError(
+            f"{path}: sha256 {actual[:12]}... does not match the manifest ({sha256[:12]}...); "
+            "the file is truncated or modified - re-export the bundle"
+        )
+    return data
+
+
+def check_metadata(meta: dict[str, str], spec: GraphSpec, bfm_sha256: str, path: Path) -> None:
+    """The graph's own ONNX metadata must name the schema, role, skill and BFM the manifest lists it with."""
+    want = {
+        "tt-deploy.schema": SCHEMA,
+        "tt-deploy.role": spec.role,
+        "tt-deploy.skill": spec.skill or "",
+        "tt-deploy.bfm_sha256": bfm_sha256,
+    }
+    wrong = {k: meta.get(k) for k, v in want.items() if meta.get(k) != v}
+    if wrong:
+        raise BundleError(f"{path}: metadata {wrong} does not match the manifest; re-export the bundle")
+
+
 class GraphSession:
     """One bundle graph loaded into ONNX Runtime after its hash, metadata and I/O were checked; a GraphRunner
     (runtime/base.py) for a fused graph, and the encoder or head of a ChainedRunner.
@@ -190,7 +224,7 @@ class GraphSession:
     ) -> None:
         path = Path(bundle_dir) / content / spec.path  # content: the manifest's version dir
         self.spec, self.path = spec, path
-        data = self._read_verified(path, spec.sha256)
+        data = read_verified(path, spec.sha256)
         try:
             options = provider_options(provider, bundle_dir, config)
             providers = [(provider, options)] if options else [provider]
@@ -202,40 +236,13 @@ class GraphSession:
             raise BundleError(
                 f"{path}: onnxruntime gave providers {actual}, not {provider}; refusing to fall back"
             )
-        self._check_metadata(bfm_sha256)
+        check_metadata(self.session.get_modelmeta().custom_metadata_map, spec, bfm_sha256, path)
         _check_io("inputs", spec.inputs, self.session.get_inputs(), path)
         _check_io("outputs", spec.outputs, self.session.get_outputs(), path)
         self.input_names = tuple(t.name for t in spec.inputs)
         self.inputs, self.outputs, self.graphs = spec.inputs, spec.outputs, (spec.path,)  # a GraphRunner
         self.output_name = spec.outputs[0].name
         self._binding = self.session.io_binding()
-
-    @staticmethod
-    def _read_verified(path: Path, sha256: str) -> bytes:
-        if not path.is_file():
-            raise BundleError(f"bundle file missing: {path}; re-export the skill with `ttdeploy export`")
-        data = path.read_bytes()
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != sha256:
-            raise BundleError(
-                f"{path}: sha256 {actual[:12]}... does not match the manifest ({sha256[:12]}...); "
-                "the file is truncated or modified - re-export the bundle"
-            )
-        return data
-
-    def _check_metadata(self, bfm_sha256: str) -> None:
-        meta = self.session.get_modelmeta().custom_metadata_map
-        want = {
-            "tt-deploy.schema": SCHEMA,
-            "tt-deploy.role": self.spec.role,
-            "tt-deploy.skill": self.spec.skill or "",
-            "tt-deploy.bfm_sha256": bfm_sha256,
-        }
-        wrong = {k: meta.get(k) for k, v in want.items() if meta.get(k) != v}
-        if wrong:
-            raise BundleError(
-                f"{self.path}: metadata {wrong} does not match the manifest; re-export the bundle"
-            )
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self.session.run([self.output_name], feeds)[0]

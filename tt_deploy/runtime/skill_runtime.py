@@ -76,13 +76,19 @@ def release_freed_heap() -> None:
     trim(0)
 
 
+PRECISIONS = (*mf.PRECISIONS, "bf16")  # the graph precisions, and bf16: OpenVINO's compile option on fp32 graphs
+
+
 def _check_precision(precision: str, backend: str, mode: str, share_bfm: bool | None) -> str:
-    """A reduced precision runs the skills' own reduced fused graphs on ONNX Runtime, nothing else."""
-    if precision not in mf.PRECISIONS:
-        raise UnknownNameError("precision", precision, mf.PRECISIONS)
-    if precision != "fp32":
-        if backend == "trt":
-            raise InputError("native TensorRT sets its precision with SessionConfig(trt_precision=...), not precision=")
+    """int8 runs the skills' own int8 fused graphs on ONNX Runtime; bf16 compiles the fp32 graphs with OpenVINO."""
+    if precision not in PRECISIONS:
+        raise UnknownNameError("precision", precision, PRECISIONS)
+    if precision == "bf16" and backend != "openvino":
+        raise InputError("precision 'bf16' is OpenVINO's: open the runtime with backend='openvino'")
+    if precision in mf.PRECISIONS and precision != "fp32":
+        if backend in ("trt", "openvino"):
+            raise InputError(f"precision {precision!r} runs ONNX Runtime graphs (backend auto / ort-*); native TensorRT "
+                             "sets its own with SessionConfig(trt_precision=...)")
         if mode != "fused" or share_bfm:
             raise InputError(f"precision {precision!r} exists for fused graphs only: use mode='fused' without share_bfm")
     return precision
@@ -95,7 +101,8 @@ def _require_precision_gate(sk: mf.SkillManifest, precision: str) -> None:
         found = "failed" if gate else "has none"
         raise InputError(
             f"skill {sk.name!r} at {precision} has no passing closed-loop verdict (skill.json precision_gates: "
-            f"{found}); run `ttdeploy sim2sim --skill {sk.name} --precision {precision}` first, or open the runtime "
+            f"{found}); run `ttdeploy sim2sim --skill {sk.name} --precision {precision}"
+            f"{' --backend openvino' if precision == 'bf16' else ''}` first, or open the runtime "
             "with allow_unverified_precision=True to measure it"
         )
 
@@ -137,10 +144,10 @@ class SkillRuntime:
         if batch is not None and (not isinstance(batch, int) or batch < 1):
             raise InputError(f"batch must be a positive int or None; got {batch!r}")
         self.bundle_dir, self.mode, self.batch = Path(bundle_dir), mode, batch
-        self.precision = _check_precision(precision, backend, mode, share_bfm)
         self.allow_hidden_prior = bool(allow_hidden_prior)
         self.manifest = mf.read_manifest(self.bundle_dir)
         self.backend, self.provider = resolve_backend(backend, self.manifest)
+        self.precision = _check_precision(precision, self.backend, mode, share_bfm)
         self.config = config or SessionConfig()
         names = list(self.manifest.skills if skills is None else skills)
         for s in names:
@@ -195,18 +202,27 @@ class SkillRuntime:
         }  # fmt: skip
 
     def _session(self, role: str, skill: str | None, dynamic: bool) -> GraphSession:
-        spec = self.manifest.graph(role, skill, dynamic, self.precision if role == "fused" else "fp32")
+        int8 = role == "fused" and self.precision in mf.PRECISIONS  # a graph file of that precision (else fp32)
+        spec = self.manifest.graph(role, skill, dynamic, self.precision if int8 else "fp32")
         # an encoder is a small MLP: one thread, so that with spinning enabled its idle pool does not
         # spin against the BFM session's (measured, paper BFM, 2 cores: the chained encoder + BFM went
         # from 3.3 to 7.0 ms p50 when both pools spun)
-        config = replace(self.config, intra_op_threads=1) if role == "encoder" else self.config
+        return self._open(spec, replace(self.config, intra_op_threads=1) if role == "encoder" else self.config)
+
+    def _open(self, spec: mf.GraphSpec, config: SessionConfig):
+        """One graph as a runner of this runtime's backend: ONNX Runtime, or OpenVINO at the asked precision."""
+        if self.backend == "openvino":
+            from tt_deploy.runtime.openvino_backend import OpenVinoSession
+
+            return OpenVinoSession(self.bundle_dir, spec, config, self.manifest.bfm.sha256, self.manifest.content,
+                                   precision="bf16" if self.precision == "bf16" else "fp32")  # fmt: skip
         return GraphSession(
             self.bundle_dir, spec, self.provider, config, self.manifest.bfm.sha256, self.manifest.content
         )
 
     def _shared_skills(self, names: list[str], share_bfm: bool | None, dynamic: bool) -> set[str]:
         """Resident skills that will run encoder.onnx + a shared specialised BFM session."""
-        if share_bfm is False or self.precision != "fp32":  # reduced graphs: the skills' own fused ones
+        if share_bfm is False or self.precision == "int8":  # int8 graphs: the skills' own fused ones
             return set()
         by_groups: dict[tuple[str, ...], list[str]] = {}
         for s in names:
@@ -233,10 +249,7 @@ class SkillRuntime:
         for s in sorted(shared):
             spec = self.manifest.specialised_bfm(self.skills[s].visible_groups, dynamic)
             if spec.path not in sessions:
-                sessions[spec.path] = GraphSession(
-                    self.bundle_dir, spec, self.provider, self.config, self.manifest.bfm.sha256,
-                    self.manifest.content,
-                )
+                sessions[spec.path] = self._open(spec, self.config)
             heads[s] = sessions[spec.path]
         return heads
 
