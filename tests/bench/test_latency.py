@@ -52,12 +52,17 @@ def test_bench_rows_for_every_implementation_and_batch(bundle, tmp_path):
 
     out, ticks = tmp_path / "b.json", []
     rows = bench_bundle(bundle, batches=(1, 4), calls=30, warmup=3, json_path=out, memory=False, progress=ticks.append)
-    assert len(ticks) == bench_steps(bundle, None, (1, 4), memory=False) == 9  # what the progress bar counts to
+    from tt_deploy.runtime.openvino_backend import available
+
+    ov = ("openvino-fused", "openvino-fused-bf16") if available() else ()  # beside fp32, where OpenVINO is installed
+    assert len(ticks) == bench_steps(bundle, None, (1, 4), memory=False) == 9 + 2 * len(ov)  # the progress bar's total
     assert ticks[0].startswith("torch-eager batch 1: p50 ")
     lat = [r for r in rows if r["kind"] == "latency"]
     assert [(r["name"], r["batch"]) for r in lat] == [
-        (n, b) for b in (1, 4) for n in ("torch-eager", "runtime-full", "runtime-fused", "runtime-fused-shared")
+        (n, b) for b in (1, 4) for n in ("torch-eager", "runtime-full", "runtime-fused", "runtime-fused-shared", *ov)
     ]
+    for r in (r for r in lat if r["name"] in ov):
+        assert r["backend"] == "openvino" and r["ratio_to_fp32_fused"] > 0
     for r in lat:
         assert 0 < r["p50_us"] <= r["p90_us"] <= r["p99_us"] <= r["max_us"] and r["calls"] == 30
         assert r["floor_us"] > 0 and r["weight_bytes"] > 10**5

@@ -9,6 +9,8 @@ What is timed (each with `time.perf_counter_ns` around one call, after `warmup` 
 - `runtime-fused-<precision>` (e.g. int8), where the bundle has that precision's fused graphs of the skill
   (`export --precision`): timed whether or not its closed-loop gate passed (the row says which), with its
   p50 as a ratio to `runtime-fused` (fp32) measured in the same run,
+- `openvino-fused` and `openvino-fused-bf16` (on a CPU backend, where OpenVINO is installed): the same fused
+  graph compiled by OpenVINO at fp32 (pinned) and at bf16, with the same ratio,
 each at every batch size (batch 1 = static graphs through `act_into`; larger = dynamic graphs
 through `act_batch`). Runtime calls include input validation, as a controller pays it.
 
@@ -248,28 +250,38 @@ def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads, bac
             _add_compute_floor(rows[-1], flops[mode], peak)
             _tick(progress, rows[-1])
     fp32 = next(r["p50_us"] for r in rows if r["name"] == "runtime-fused")
-    for precision in _reduced_precisions(manifest, skill, backend):
-        graph = manifest.graph("fused", skill, batch != 1, precision)
+    for name, run_backend, precision in _precision_variants(manifest, skill, backend):
+        graph = manifest.graph("fused", skill, batch != 1, precision if precision in mf.PRECISIONS else "fp32")
         config = SessionConfig(intra_op_threads=threads, allow_spinning=spin)
-        with SkillRuntime(bundle, backend=backend, skills=[skill], batch=1 if batch == 1 else None, config=config,
-                          precision=precision, allow_unverified_precision=True) as rt:  # timed, gated or not
+        with SkillRuntime(bundle, backend=run_backend, skills=[skill], batch=1 if batch == 1 else None,
+                          config=config, precision=precision, allow_unverified_precision=True) as rt:  # timed, gated or not
             ns = time_calls(_runtime_fn(rt, inputs, task_obs, keep), calls, warmup, budget_s)
-            row = latency_row(f"runtime-fused-{precision}", batch, ns, rate_hz,
+            row = latency_row(name, batch, ns, rate_hz,
                               initializer_bytes(mf.content_dir(bundle, manifest) / graph.path), bw)  # fmt: skip
         gate = (sk.precision_gates or {}).get(precision)
+        state = "fp32: none needed" if precision == "fp32" else "none" if gate is None else (
+            "passed" if gate.get("passed") else "failed")
         row.update(backend=rt.backend, precision=precision, ratio_to_fp32_fused=row["p50_us"] / fp32,
-                   closed_loop_gate="none" if gate is None else "passed" if gate.get("passed") else "failed")
+                   closed_loop_gate=state)
         _add_compute_floor(row, flops["fused"], None)  # an int8 GEMM peak is not measured: bandwidth floor only
         rows.append(row)
         _tick(progress, row)
     return rows
 
 
-def _reduced_precisions(manifest: mf.BundleManifest, skill: str, backend: str) -> list[str]:
-    """Reduced precisions whose fused graphs the bundle has for `skill` (ONNX Runtime backends only)."""
-    if resolve_backend(backend, manifest)[0] == "trt":
+def _precision_variants(manifest: mf.BundleManifest, skill: str, backend: str) -> list[tuple[str, str, str]]:
+    """(row name, backend, precision) of the rows beside the fp32 ONNX Runtime ones: the skill's reduced-precision
+    graphs on this backend, and OpenVINO fp32 / bf16 where it is installed and the backend runs on the CPU."""
+    resolved = resolve_backend(backend, manifest)[0]
+    if resolved in ("trt", "openvino"):
         return []
-    return sorted({g.precision for g in manifest.graphs if g.skill == skill and g.precision != "fp32"})
+    out = [(f"runtime-fused-{p}", backend, p)
+           for p in sorted({g.precision for g in manifest.graphs if g.skill == skill and g.precision != "fp32"})]
+    from tt_deploy.runtime.openvino_backend import available
+
+    if resolved == "ort-cpu" and available():
+        out += [("openvino-fused", "openvino", "fp32"), ("openvino-fused-bf16", "openvino", "bf16")]
+    return out
 
 
 def _tick(progress, row: dict) -> None:
@@ -332,11 +344,11 @@ def memory_rows(bundle: str | os.PathLike, max_skills: int = 3) -> list[dict]:
     return rows
 
 
-def bench_steps(bundle_dir, skill: str | None, batches: Sequence[int], memory: bool) -> int:
+def bench_steps(bundle_dir, skill: str | None, batches: Sequence[int], memory: bool, backend: str = "auto") -> int:
     """How many progress ticks bench_bundle makes: latency rows, the switch row, the memory block."""
     manifest = mf.read_manifest(bundle_dir)
     per_batch = 4 if any(g.role == mf.SPECIALISED_ROLE for g in manifest.graphs) else 3  # + runtime-fused-shared
-    per_batch += len(_reduced_precisions(manifest, skill or manifest.skills[0], "ort-cpu"))  # + runtime-fused-int8
+    per_batch += len(_precision_variants(manifest, skill or manifest.skills[0], backend))  # + int8, OpenVINO rows
     return len(batches) * per_batch + 1 + int(memory)
 
 

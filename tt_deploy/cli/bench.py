@@ -66,7 +66,7 @@ def bench_cmd(
         raise InputError(f"--row-seconds must be >= 0; got {row_seconds}")
     batches = tuple(batch or (1, 64))
     done = [0]
-    with _progress(bench_steps(bundle, skill, batches, memory), stats=lambda r: r["label"], unit="bench rows",
+    with _progress(bench_steps(bundle, skill, batches, memory, backend), stats=lambda r: r["label"], unit="bench rows",
                    key="done") as update:  # fmt: skip
         def tick(label: str) -> None:
             done[0] += 1
