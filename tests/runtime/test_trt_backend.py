@@ -49,7 +49,10 @@ def _engine(graph: mf.GraphSpec, precision: str, gpu_name="NVIDIA A10", version=
 
 
 def test_auto_order_and_backend_names():
-    assert list(BACKENDS) == ["trt", "ort-trt", "ort-cuda", "ort-cpu"]
+    from tt_deploy.runtime.session import ORT_BACKENDS
+
+    assert list(BACKENDS) == ["trt", "ort-trt", "ort-cuda", "ort-cpu", "openvino"]
+    assert ORT_BACKENDS == ("ort-trt", "ort-cuda", "ort-cpu")  # what auto tries after native TensorRT: never OpenVINO
 
 
 @pytest.mark.skipif(REASON is None, reason="TensorRT and a GPU are present")
