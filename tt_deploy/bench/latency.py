@@ -276,8 +276,7 @@ def _precision_variants(manifest: mf.BundleManifest, skill: str, backend: str) -
     resolved = resolve_backend(backend, manifest)[0]
     if resolved in ("trt", "openvino"):
         return []
-    out = [(f"runtime-fused-{p}", backend, p)
-           for p in sorted({g.precision for g in manifest.graphs if g.skill == skill and g.precision != "fp32"})]
+    out = [(f"runtime-fused-{p}", backend, p) for p in manifest.reduced_precisions(skill)]
     from tt_deploy.runtime.openvino_backend import available
 
     if resolved == "ort-cpu" and available():

@@ -174,7 +174,7 @@ def evaluate_bfm_cmd(
                     ["ability", "condition", "mean", "min", "max", "copies"])  # fmt: skip
     if card is not None:
         write_card(card, rows=rows, bfm_info=info, params=count_parameters(model), config=model.config.name,
-                   recipe=read_recipe(info["path"]) if info.get("path") else None, log_csv=log_csv,
+                   recipe=read_recipe(info.get("path")), log_csv=log_csv,
                    episodes=episodes, seed=seed, noise_rows=noise_rows)  # fmt: skip
         console.print(f"wrote {card}")
     write_json(json_path, {"bfm": {k: portable_path(v) if k == "path" else v for k, v in info.items()},
@@ -207,7 +207,7 @@ def bfm_card_cmd(
                          "'evaluation')")
     ev = data["evaluation"]
     path = write_card(out, rows=data["abilities"], bfm_info=info, params=count_parameters(model),
-                      config=model.config.name, recipe=read_recipe(info["path"]) if info.get("path") else None,
+                      config=model.config.name, recipe=read_recipe(info.get("path")),
                       log_csv=log_csv, episodes=ev["episodes"], seed=ev["seed"],
                       noise_rows=data.get("weight_noise"))  # fmt: skip
     console.print(f"wrote {path} from {src}")

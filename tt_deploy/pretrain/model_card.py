@@ -144,6 +144,8 @@ def write_card(path: Path, *, rows: list[dict], bfm_info: dict, params: int, con
 
 
 def read_recipe(bfm_path) -> dict | None:
-    """The recipe sidecar of a BFM checkpoint, or None where it has none."""
+    """The recipe sidecar of a BFM checkpoint, or None where it has none (or the BFM came from no file)."""
+    if bfm_path is None:
+        return None
     sidecar = recipe_sidecar(bfm_path)
     return json.loads(sidecar.read_text()) if sidecar.is_file() else None

@@ -294,6 +294,10 @@ class BundleManifest:
             + (f" for skill {skill!r}" if skill else "") + how
         )
 
+    def reduced_precisions(self, skill: str) -> tuple[str, ...]:
+        """The precisions other than fp32 whose graphs the bundle has for `skill` (`export --precision`)."""
+        return tuple(sorted({g.precision for g in self.graphs if g.skill == skill} - {"fp32"}))
+
     def specialised_bfm(self, visible_groups: tuple[str, ...], dynamic: bool = False) -> GraphSpec | None:
         """The shared BFM graph specialised to `visible_groups`, or None (bundles exported before it existed)."""
         path = specialised_bfm_file(visible_groups, dynamic)

@@ -24,7 +24,8 @@ HINTS = {"fp32": "f32", "bf16": "bf16"}  # precision -> INFERENCE_PRECISION_HINT
 _DTYPES = {"f32": "float32", "boolean": "bool", "i64": "int64"}
 
 
-def _ov():
+def require():
+    """The openvino module, or MissingExtraError naming the install command."""
     try:
         import openvino
     except ImportError as exc:
@@ -34,7 +35,7 @@ def _ov():
 
 def available() -> bool:
     try:
-        _ov()
+        require()
     except MissingExtraError:
         return False
     return True
@@ -60,7 +61,7 @@ class OpenVinoSession:
 
     def __init__(self, bundle_dir: Path, spec: GraphSpec, config: SessionConfig, bfm_sha256: str, content: str = "",
                  precision: str = "fp32") -> None:  # fmt: skip
-        ov = _ov()
+        ov = require()
         path = Path(bundle_dir) / content / spec.path
         self.spec, self.path, self.precision = spec, path, precision
         data = read_verified(path, spec.sha256)
@@ -92,4 +93,4 @@ class OpenVinoSession:
         return out
 
 
-__all__ = ["OpenVinoSession", "available", "INSTALL_HINT"]
+__all__ = ["OpenVinoSession", "available", "require", "INSTALL_HINT"]

@@ -122,9 +122,9 @@ def resolve_backend(backend: str, manifest=None) -> tuple[str, str]:
     if backend not in BACKENDS:
         raise UnknownNameError("backend", backend, [*BACKENDS, "auto"])
     if backend == "openvino":
-        from tt_deploy.runtime.openvino_backend import _ov
+        from tt_deploy.runtime.openvino_backend import require
 
-        _ov()  # MissingExtraError with the install command
+        require()  # MissingExtraError with the install command
         return "openvino", BACKENDS["openvino"]
     if backend == "trt":
         from tt_deploy.runtime.trt_backend import INSTALL_HINT, unavailable_reason

@@ -202,8 +202,9 @@ class SkillRuntime:
         }  # fmt: skip
 
     def _session(self, role: str, skill: str | None, dynamic: bool) -> GraphSession:
-        int8 = role == "fused" and self.precision in mf.PRECISIONS  # a graph file of that precision (else fp32)
-        spec = self.manifest.graph(role, skill, dynamic, self.precision if int8 else "fp32")
+        # int8 has fused graph files of its own; bf16 compiles the fp32 files (OpenVINO)
+        own_file = role == "fused" and self.precision in mf.PRECISIONS
+        spec = self.manifest.graph(role, skill, dynamic, self.precision if own_file else "fp32")
         # an encoder is a small MLP: one thread, so that with spinning enabled its idle pool does not
         # spin against the BFM session's (measured, paper BFM, 2 cores: the chained encoder + BFM went
         # from 3.3 to 7.0 ms p50 when both pools spun)
