@@ -355,7 +355,7 @@ def test_cli_import_export_runtime_equals_v1_forward(tmp_path):
                               "--atol", "2e-5"], terminal_width=250)  # fmt: skip
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["sim2sim", "--bundle", str(bundle), "--skill", "reach", "--episodes", "1",
-                              "--seconds", "0.5", "--no-cross-sim"], terminal_width=250)  # fmt: skip
+                              "--seconds", "0.5", "--cross-sim", "none"], terminal_width=250)  # fmt: skip
     assert res.exit_code == 0, res.output
 
 

@@ -14,7 +14,7 @@ from tt_deploy.sim.registry import make_simulator
 
 def test_make_mujoco_and_unknown():
     assert isinstance(make_simulator("mujoco", num_envs=1), MujocoSimulator)
-    with pytest.raises(UnknownNameError, match="unknown simulator backend 'bullet'; known: isaacgym, mujoco"):
+    with pytest.raises(UnknownNameError, match="unknown simulator backend 'bullet'; known: isaacgym, mjwarp, mujoco"):
         make_simulator("bullet", num_envs=1)
 
 
@@ -27,3 +27,9 @@ def test_isaacgym_backend_parses_as_py38():
 def test_isaacgym_missing_extra():
     with pytest.raises(MissingExtraError, match="pip install -e isaacgym/python"):
         make_simulator("isaacgym", num_envs=2)
+
+
+def test_mjwarp_missing_extra(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "mujoco_warp", None)  # as if the extra were not installed
+    with pytest.raises(MissingExtraError, match=r"pip install 'tt-deploy\[mjwarp\]'"):
+        make_simulator("mjwarp", num_envs=2)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from tt_deploy.errors import UnknownNameError
 from tt_deploy.runtime import manifest as mf
 from tt_deploy.sim.perturbations import NOMINAL, Perturbation
 from tt_deploy.sim2sim import ATOL, run_sim2sim
@@ -57,13 +58,28 @@ def test_small_grid_passes_records_verdict_and_writes_report(reach_bundle, tmp_p
     assert json.loads((tmp_path / "report" / "sim2sim.json").read_text())["cells_passed"] == 3
 
 
+def test_the_cross_engine_arm_runs_every_cell_on_mujoco_warp(reach_bundle):
+    pytest.importorskip("mujoco_warp", reason="MuJoCo Warp is the optional extra [mjwarp]")
+    cells = (Perturbation(friction=0.5), NOMINAL)
+    result = run_sim2sim(reach_bundle, "reach", grid=cells, episodes=2, episode_seconds=0.5, backend="ort-cpu",
+                         cross_sim="mjwarp", cross_grid=True, record=False)
+    assert [c.cell for c in result.cross_cells] == ["nominal", "friction=0.5"]  # nominal first: it is cross_sim
+    assert result.cross_sim is result.cross_cells[0]
+    for c in result.cross_cells:
+        assert c.cross_physics == "mjwarp implicitfast @ 1/120 s" and c.episodes == 2
+        # half a second of a standing-start reach: the engines agree to float32 noise, far from the 5 cm divergence
+        assert c.diverged_fraction == 0.0 and c.metric_cross == pytest.approx(c.metric_training, abs=1e-3)
+    with pytest.raises(UnknownNameError, match="cross-simulator configuration 'bullet'"):
+        run_sim2sim(reach_bundle, "reach", grid=cells, episodes=1, episode_seconds=0.1, cross_sim="bullet", record=False)
+
+
 def test_cli_exits_1_when_the_runtime_does_not_match_its_recorded_sources(swapped_bundle, tmp_path):
     from tt_deploy.cli import _register, app
 
     _register()
     res = CliRunner().invoke(app, ["sim2sim", "--bundle", str(swapped_bundle), "--skill", "reach",
                                    "--episodes", "1", "--seconds", "0.3", "--backend", "ort-cpu",
-                                   "--no-cross-sim", "--json", str(tmp_path / "r.json")])
+                                   "--cross-sim", "none", "--json", str(tmp_path / "r.json")])
     assert res.exit_code == 1, res.output
     assert "FAILED" in res.output
     data = json.loads((tmp_path / "r.json").read_text())

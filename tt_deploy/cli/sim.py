@@ -9,6 +9,7 @@ import typer
 
 from tt_deploy.cli import app
 from tt_deploy.cli._output import console, print_table, write_json
+from tt_deploy.errors import InputError
 
 sim_app = typer.Typer(help="Simulator: model summary and throughput.", no_args_is_help=True)
 app.add_typer(sim_app, name="sim")
@@ -36,13 +37,20 @@ def bench_cmd(
     num_envs: Annotated[list[int], typer.Option("--num-envs", help="Batch sizes to time.")] = [64, 256],  # noqa: B006
     threads: Annotated[list[int], typer.Option("--threads", help="mujoco.batch thread counts.")] = [1, 2],  # noqa: B006
     seconds: Annotated[float, typer.Option(help="Timed seconds per cell.")] = 3.0,
+    sim: Annotated[list[str], typer.Option("--sim", help="Simulators to time: mujoco (MuJoCo C, per --threads) and/or "
+                                                         "mjwarp (MuJoCo Warp, extra [mjwarp]).")] = ["mujoco"],  # noqa: B006
     mjcf: MjcfOpt = None,
     json_path: JsonOpt = None,
 ) -> None:
     """30 Hz control steps per second with a zero policy: physics only, + state, + observations."""
+    from tt_deploy.sim.registry import backend_names
     from tt_deploy.sim.tools import sim_bench
 
-    rows = sim_bench(num_envs=tuple(num_envs), threads=tuple(threads), seconds=seconds, mjcf=mjcf)
+    unknown = [s for s in sim if s not in backend_names() or s == "isaacgym"]
+    if unknown:
+        raise InputError(f"--sim {unknown[0]}: sim bench times mujoco and mjwarp")
+    rows = sim_bench(num_envs=tuple(num_envs), threads=tuple(threads), seconds=seconds, mjcf=mjcf, sims=tuple(sim))
     print_table("simulator throughput (control steps/s, 30 Hz)", rows)
-    console.print("obs overhead = 1 - (steps/s with observations) / (physics-only steps/s)")
+    console.print("obs overhead = 1 - (steps/s with observations) / (physics-only steps/s); "
+                  "world steps = physics x substeps")
     write_json(json_path, rows)

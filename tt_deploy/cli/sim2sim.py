@@ -35,7 +35,11 @@ def sim2sim_cmd(
     ray_address: Annotated[
         str | None, typer.Option(help="Run cells on this Ray cluster ('local' starts one); implies --executor ray.")
     ] = None,
-    cross_sim: Annotated[bool, typer.Option(help="Also measure the cross-simulator gap.")] = True,
+    cross_sim: Annotated[str, typer.Option(help="Cross-simulator arm, the reference under physics it never saw: "
+                                                "integrator (MuJoCo C, Euler @ 1/240 s), mjwarp (MuJoCo Warp, extra "
+                                                "[mjwarp]) or none.")] = "integrator",
+    cross_grid: Annotated[bool, typer.Option(help="Run the cross-simulator arm on every grid cell, not only the "
+                                                  "nominal one.")] = False,
     report: Annotated[Path | None, typer.Option(help="Write JSON + Markdown + HTML report here.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the full result as JSON.")] = None,
 ) -> None:
@@ -50,7 +54,7 @@ def sim2sim_cmd(
 
         result = run_sim2sim(bundle, skill, grid=grid, episodes=episodes, episode_seconds=seconds, backend=backend,
                              seed=seed, executor=executor, ray_address=ray_address, cross_sim=cross_sim,
-                             report_dir=report, atol=atol, precision=precision, progress=tick)  # fmt: skip
+                             cross_grid=cross_grid, report_dir=report, atol=atol, precision=precision, progress=tick)  # fmt: skip
     rows = cell_rows(result)
     table = Table(title=f"sim2sim {skill} ({grid} grid, {episodes} x {seconds:g} s, {result.backend}, {precision})")
     for col in rows[0] if rows else []:
@@ -59,7 +63,17 @@ def sim2sim_cmd(
         table.add_row(*(f"[bold red]{v}[/]" if v == "FAIL" else str(v) for v in r.values()))
     console.print(table)
     cs = result.cross_sim
-    if cs is not None:
+    if len(result.cross_cells) > 1:
+        from tt_deploy.sim2sim.report import cross_rows
+
+        xrows = cross_rows(result)
+        xt = Table(title=f"cross-sim {cs.training_physics} -> {cs.cross_physics} (reference policy)")
+        for col in xrows[0]:
+            xt.add_column(col)
+        for r in xrows:
+            xt.add_row(*map(str, r.values()))
+        console.print(xt)
+    elif cs is not None:
         console.print(f"cross-sim {cs.training_physics} -> {cs.cross_physics}: success {cs.training.rate:.2f} -> "
                       f"{cs.cross.rate:.2f} (gap {cs.gap:+.2f} [{cs.gap_low:+.2f}, {cs.gap_high:+.2f}])")  # fmt: skip
     if json_path is not None:

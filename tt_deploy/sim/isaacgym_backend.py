@@ -21,6 +21,7 @@ import numpy as np
 from tt_deploy import spec
 from tt_deploy.errors import InputError, MissingExtraError
 from tt_deploy.obs.state import BodyState
+from tt_deploy.sim.actions import ActionPath
 from tt_deploy.sim.base import Simulator
 from tt_deploy.sim.humanoid_model import DEFAULT_MJCF, pd_offset_scale
 from tt_deploy.sim.perturbations import Perturbation, per_env
@@ -68,10 +69,9 @@ class IsaacGymSimulator(Simulator):
         self._create_envs(str(mjcf or DEFAULT_MJCF), spacing)
         self.gym.prepare_sim(self.sim)
         self._acquire_tensors()
-        self.action_delay = np.array([p.action_delay for p in self.perturbations], dtype=np.int64)
+        self._actions = ActionPath(self.num_envs, self.pd_offset, self.pd_scale,
+                                   [p.action_delay for p in self.perturbations])
         self.obs_noise = np.array([p.obs_noise for p in self.perturbations])
-        self._ring = np.zeros((int(self.action_delay.max()) + 1, self.num_envs, spec.NUM_DOF))
-        self._step_count = 0
         self.rng = np.random.default_rng(seed)
         self.unstable = np.zeros(self.num_envs, dtype=bool)
         self.reset()
@@ -166,16 +166,7 @@ class IsaacGymSimulator(Simulator):
 
     # --- Simulator interface ----------------------------------------------------------------
     def step(self, actions: np.ndarray) -> None:
-        a = np.asarray(actions, dtype=np.float64)
-        if a.shape != (self.num_envs, spec.NUM_DOF) or not np.isfinite(a).all():
-            raise InputError(f"actions must be finite with shape ({self.num_envs}, {spec.NUM_DOF}); got {a.shape}")
-        a = np.clip(a, -spec.ACTION_CLAMP, spec.ACTION_CLAMP)
-        length = self._ring.shape[0]
-        if length > 1:
-            self._ring[self._step_count % length] = a
-            a = self._ring[(self._step_count - self.action_delay) % length, np.arange(self.num_envs)]
-        self._step_count += 1
-        target = self.pd_offset + self.pd_scale * a
+        target = self._actions.targets(actions)
         self._targets[:, self._dof_idx] = self._torch.as_tensor(target, dtype=self._torch.float32, device=self.device)
         self.gym.set_dof_position_target_tensor(self.sim, self._gymtorch.unwrap_tensor(self._targets))
         for _ in range(round(self.control_dt * 60)):  # 2 x 1/60 s per control step
@@ -214,7 +205,7 @@ class IsaacGymSimulator(Simulator):
                                                      gt.unwrap_tensor(actor_ids), len(ids))
         self.gym.set_dof_state_tensor_indexed(self.sim, gt.unwrap_tensor(self._dof),
                                               gt.unwrap_tensor(actor_ids), len(ids))
-        self._ring[:, ids] = 0.0
+        self._actions.clear(ids)
         self._refresh()
 
     def body_state(self) -> BodyState:

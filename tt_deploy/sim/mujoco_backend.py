@@ -20,8 +20,9 @@ import numpy as np
 
 from tt_deploy import spec
 from tt_deploy.errors import InputError
-from tt_deploy.obs import rotations
 from tt_deploy.obs.state import BodyState, RigidState
+from tt_deploy.sim import mjlayout
+from tt_deploy.sim.actions import ActionPath
 from tt_deploy.sim.base import Simulator
 from tt_deploy.sim.humanoid_model import INTEGRATOR, TIMESTEP, build_model, standing_qpos
 from tt_deploy.sim.perturbations import Perturbation, add_obs_noise, per_env
@@ -65,12 +66,13 @@ class MujocoSimulator(Simulator):
         self._qpos, self._qvel, self._ctrl = b.bind("qpos"), b.bind("qvel"), b.bind("ctrl")
         self._xpos, self._xquat, self._cvel = b.bind("xpos"), b.bind("xquat"), b.bind("cvel")
         self._subtree_com, self._sensordata = b.bind("subtree_com"), b.bind("sensordata")
+        self._ncon = b.bind("ncon")  # bound fields persist between steps (mujoco.batch keeps only those)
         self._root_ids = self.model.body_rootid[self.hm.body_ids]
         self._stand = standing_qpos(self.hm)
         self._ctrl_ids = self.hm.actuator_ids
         self.unstable = np.zeros(self.num_envs, dtype=bool)
         self.num_unstable_total = 0
-        self._step_count = 0
+        self._actions = ActionPath(self.num_envs, self.pd_offset, self.pd_scale)
         self._cache: BodyState | None = None
         self.set_perturbation(perturbation)
         self.reset()
@@ -80,9 +82,8 @@ class MujocoSimulator(Simulator):
         """Apply None / one / N Perturbations (physics now; delay and noise from the next step)."""
         self.perturbations: tuple[Perturbation, ...] = per_env(perturbation, self.num_envs)
         _apply_physics(self.batch, self.hm, self.perturbations)
-        self.action_delay = np.array([p.action_delay for p in self.perturbations], dtype=np.int64)
+        self._actions.set_delay([p.action_delay for p in self.perturbations])
         self.obs_noise = np.array([p.obs_noise for p in self.perturbations])
-        self._ring = np.zeros((int(self.action_delay.max()) + 1, self.num_envs, spec.NUM_DOF))
 
     def add_obs_noise(self, x: np.ndarray) -> np.ndarray:
         """(N, ...) observations plus each environment's obs_noise (std); a new array."""
@@ -91,18 +92,7 @@ class MujocoSimulator(Simulator):
     # --- stepping ---------------------------------------------------------------------------
     def step(self, actions: np.ndarray) -> None:
         """(N, 69) actions, clamped to [-1, 1] -> PD targets -> spec.CONTROL_DT of physics."""
-        a = np.asarray(actions, dtype=np.float64)
-        if a.shape != (self.num_envs, spec.NUM_DOF):
-            raise InputError(f"actions must have shape ({self.num_envs}, {spec.NUM_DOF}); got {a.shape}")
-        if not np.isfinite(a).all():
-            raise InputError(f"actions contain NaN/inf in env(s) {np.flatnonzero(~np.isfinite(a).all(1))[:8].tolist()}")
-        a = np.clip(a, -spec.ACTION_CLAMP, spec.ACTION_CLAMP)
-        length = self._ring.shape[0]
-        if length > 1:  # per-env delay: apply the action of `delay` control steps ago
-            self._ring[self._step_count % length] = a
-            a = self._ring[(self._step_count - self.action_delay) % length, np.arange(self.num_envs)]
-        self._ctrl[:, self._ctrl_ids] = self.pd_offset + self.pd_scale * a
-        self._step_count += 1
+        self._ctrl[:, self._ctrl_ids] = self._actions.targets(actions)
         self._cache = None
         failed = np.zeros(self.num_envs, dtype=bool)
         try:
@@ -139,18 +129,14 @@ class MujocoSimulator(Simulator):
         if ids.size == 0:
             return
         n = len(ids)
+        qpos, qvel = mjlayout.reset_rows(self.hm, self._stand, self.model.nv, n, root_pos=root_pos,
+                                         root_quat=root_quat, joint_pos=joint_pos, root_lin_vel=root_lin_vel,
+                                         root_ang_vel=root_ang_vel, joint_vel=joint_vel)  # fmt: skip
         self.batch.reset(ids, stage=_NONE)
-        qpos = np.tile(self._stand, (n, 1))
-        qvel = np.zeros((n, self.model.nv))
-        for name, value in (("root_pos", root_pos), ("root_quat", root_quat), ("joint_pos", joint_pos),
-                            ("root_lin_vel", root_lin_vel), ("root_ang_vel", root_ang_vel),
-                            ("joint_vel", joint_vel)):
-            if value is not None:
-                _write_root_or_joint(self.hm, qpos, qvel, name, _rows(name, value, n))
         self._qpos[ids] = qpos
         self._qvel[ids] = qvel
         self._ctrl[np.ix_(ids, self._ctrl_ids)] = self.pd_offset
-        self._ring[:, ids] = 0.0
+        self._actions.clear(ids)
         self.batch.forward(ids, stage=_VEL)
         self._cache = None
 
@@ -162,15 +148,15 @@ class MujocoSimulator(Simulator):
         ids = np.asarray(env_ids, dtype=np.int64).reshape(-1)
         if ids.size == 0:
             return
-        self._qvel[ids, 0:3] += _rows("delta_lin_vel", delta_lin_vel, len(ids))
+        self._qvel[ids, 0:3] += mjlayout.rows("delta_lin_vel", delta_lin_vel, len(ids))
         self.batch.forward(ids, stage=_VEL)
         self._cache = None
 
     def state_dict(self) -> tuple[dict, dict]:
         """(arrays, meta) of everything stepping depends on: the batch's integration state rows
         (qpos, qvel, act, ctrl, warm start, ...), the action-delay ring, counters and the noise RNG."""
-        arrays = {"rows": np.array(self.batch.state), "ring": self._ring.copy(), "unstable": self.unstable.copy()}
-        meta = {"step_count": self._step_count, "num_unstable_total": self.num_unstable_total,
+        arrays = {"rows": np.array(self.batch.state), "ring": self._actions.ring.copy(), "unstable": self.unstable.copy()}
+        meta = {"step_count": self._actions.count, "num_unstable_total": self.num_unstable_total,
                 "rng": self.rng.bit_generator.state}  # fmt: skip
         return arrays, meta
 
@@ -179,9 +165,9 @@ class MujocoSimulator(Simulator):
         if arrays["rows"].shape != self.batch.state.shape:
             raise InputError(f"simulator state has shape {arrays['rows'].shape}, this batch {self.batch.state.shape}")
         self.batch.state[...] = arrays["rows"]
-        self._ring[...] = arrays["ring"]
+        self._actions.ring[...] = arrays["ring"]
         self.unstable[...] = arrays["unstable"]
-        self._step_count = int(meta["step_count"])
+        self._actions.count = int(meta["step_count"])
         self.num_unstable_total = int(meta["num_unstable_total"])
         self.rng.bit_generator.state = meta["rng"]
         self.batch.forward(stage=_VEL)
@@ -191,14 +177,8 @@ class MujocoSimulator(Simulator):
     def body_state(self) -> BodyState:
         """World pos (N, 24, 3), xyzw quat (N, 24, 4), world lin/ang vel (N, 24, 3) at the body origins."""
         if self._cache is None:
-            bid = self.hm.body_ids
-            pos = self._xpos[:, bid].copy()
-            cvel = self._cvel[:, bid]  # [ang, lin at the tree's subtree com], world orientation
-            ang = cvel[..., :3].copy()
-            com = self._subtree_com[:, self._root_ids]
-            lin = cvel[..., 3:] + np.cross(ang, pos - com)  # shift to the body origin
-            quat = rotations.wxyz_to_xyzw(self._xquat[:, bid])
-            self._cache = BodyState(pos, quat, lin, ang)
+            self._cache = mjlayout.body_state(self.hm, self._xpos, self._xquat, self._cvel, self._subtree_com,
+                                              self._root_ids)  # fmt: skip
         return self._cache
 
     def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
@@ -207,6 +187,10 @@ class MujocoSimulator(Simulator):
     def raw_qpos(self, env_ids) -> np.ndarray:
         """(len(env_ids), nq) MuJoCo qpos rows (wxyz root quat): for MuJoCo-side kinematics such as IK."""
         return self._qpos[np.asarray(env_ids)].copy()
+
+    def contact_counts(self) -> np.ndarray:
+        """(N,) contacts MuJoCo holds in each environment after the last step (cross-engine comparisons)."""
+        return self._ncon.astype(np.int64)
 
     def contact_forces(self) -> np.ndarray:
         """(N, 24) norm of the net contact force on each body (N) at the last physics substep."""
@@ -220,21 +204,12 @@ class MujocoSimulator(Simulator):
         return self.hm.object_qpos_adr[name], self.hm.object_dof_adr[name]
 
     def object_state(self, name: str) -> RigidState:
-        qa, da = self._object(name)
-        quat = rotations.wxyz_to_xyzw(self._qpos[:, qa + 3:qa + 7])
-        ang_local = self._qvel[:, da + 3:da + 6]  # free-joint angular velocity is body-frame
-        return RigidState(self._qpos[:, qa:qa + 3].copy(), quat, self._qvel[:, da:da + 3].copy(),
-                          rotations.quat_rotate(quat, ang_local))
+        return mjlayout.object_state(self._qpos, self._qvel, *self._object(name))
 
     def set_object_state(self, name: str, env_ids, state: RigidState) -> None:
         qa, da = self._object(name)
         ids = np.asarray(env_ids, dtype=np.int64).reshape(-1)
-        quat = rotations.normalize(_rows("quat", state.quat, len(ids), 4))
-        self._qpos[ids, qa:qa + 3] = _rows("pos", state.pos, len(ids))
-        self._qpos[ids, qa + 3:qa + 7] = rotations.xyzw_to_wxyz(quat)
-        self._qvel[ids, da:da + 3] = _rows("lin_vel", state.lin_vel, len(ids))
-        ang = _rows("ang_vel", state.ang_vel, len(ids))
-        self._qvel[ids, da + 3:da + 6] = rotations.quat_rotate(rotations.quat_conj(quat), ang)
+        mjlayout.write_object_state(self._qpos, self._qvel, ids, qa, da, state)
         self.batch.forward(ids, stage=_VEL)
         self._cache = None
 
@@ -244,61 +219,24 @@ class MujocoSimulator(Simulator):
         return self._sensordata[:, self.hm.object_contact_adr[name]] > 0
 
 
-def _rows(name: str, value, n: int, width: int | None = None) -> np.ndarray:
-    value = np.asarray(value, dtype=np.float64)
-    width = width or {"root_quat": 4, "joint_pos": spec.NUM_DOF, "joint_vel": spec.NUM_DOF}.get(name, 3)
-    if value.shape == (width,):
-        value = np.broadcast_to(value, (n, width))
-    if value.shape != (n, width) or not np.isfinite(value).all():
-        raise InputError(f"{name} must be finite with shape ({n}, {width}) or ({width},); got {value.shape}")
-    return value
-
-
-def _write_root_or_joint(hm, qpos: np.ndarray, qvel: np.ndarray, name: str, v: np.ndarray) -> None:
-    """Write one reset field into (n, nq) qpos / (n, nv) qvel rows, converting to MuJoCo's frames."""
-    if name == "root_pos":
-        qpos[:, 0:3] = v
-    elif name == "root_quat":
-        qpos[:, 3:7] = rotations.xyzw_to_wxyz(rotations.normalize(v))
-    elif name == "joint_pos":
-        qpos[:, hm.qpos_adr] = v
-    elif name == "root_lin_vel":
-        qvel[:, 0:3] = v
-    elif name == "joint_vel":
-        qvel[:, hm.dof_adr] = v
-    elif name == "root_ang_vel":  # world -> body frame of the (already written) root orientation
-        quat = rotations.wxyz_to_xyzw(qpos[:, 3:7])
-        qvel[:, 3:6] = rotations.quat_rotate(rotations.quat_conj(quat), v)
-
-
 def _apply_physics(batch: mujoco.batch.Batch, hm, perts: tuple[Perturbation, ...]) -> None:
-    """Write per-env friction, gravity, mass and PD-gain multipliers into expanded model fields.
+    """Write each env's physics-knob field values (mjlayout.physics_fields) into expanded model fields.
 
-    Fields are expanded only when some env departs from nominal; every call starts from the
-    compiled model's values, so applying a new set replaces the old one.
+    Fields are expanded only when some env departs from nominal; a field expanded before and nominal
+    now goes back to the compiled model's values, so applying a new set replaces the old one.
     """
-    m = hm.model
-    knob = {k: np.array([getattr(p, k) for p in perts]) for k in ("friction", "gravity", "mass", "motor")}
-    if (knob["friction"] != 1).any() or batch.expanded("geom_friction") is not None:
-        fr = batch.expand("geom_friction")  # (N, ngeom, 3): scale sliding friction of EVERY geom
-        fr[:] = m.geom_friction
-        fr[:, :, 0] *= knob["friction"][:, None]
-    if (knob["gravity"] != 1).any() or batch.expanded("opt.gravity") is not None:
-        batch.expand("opt.gravity")[:] = m.opt.gravity * knob["gravity"][:, None]
-    if (knob["mass"] != 1).any() or batch.expanded("body_mass") is not None:
-        bid = hm.body_ids
-        mass, inertia = batch.expand("body_mass"), batch.expand("body_inertia")
-        mass[:], inertia[:] = m.body_mass, m.body_inertia
-        mass[:, bid] *= knob["mass"][:, None]
-        inertia[:, bid] *= knob["mass"][:, None, None]  # same shapes, denser bodies
+    values = mjlayout.physics_fields(hm, perts)
+    for name in mjlayout.PHYSICS_FIELDS:
+        if name in values:
+            batch.expand(name)[:] = values[name]
+        elif batch.expanded(name) is not None:
+            batch.expand(name)[:] = _nominal(hm.model, name)
+    if "body_mass" in values or batch.expanded("body_mass") is not None:
         batch.set_const()  # derived constants (e.g. dof_invweight0, body_subtreemass) follow
-    if (knob["motor"] != 1).any() or batch.expanded("actuator_gainprm") is not None:
-        s, act = knob["motor"][:, None], hm.actuator_ids
-        gain, bias = batch.expand("actuator_gainprm"), batch.expand("actuator_biasprm")
-        gain[:], bias[:] = m.actuator_gainprm, m.actuator_biasprm
-        gain[:, act, 0] *= s  # kp
-        bias[:, act, 1] *= s  # -kp
-        bias[:, act, 2] *= s  # -kv (zero when kd lives on the joint)
-        damping = batch.expand("dof_damping")
-        damping[:] = m.dof_damping
-        damping[:, hm.dof_adr] *= s  # kd when it lives on the joint (zero otherwise)
+
+
+def _nominal(model: mujoco.MjModel, name: str) -> np.ndarray:
+    obj = model
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj

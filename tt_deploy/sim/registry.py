@@ -7,10 +7,11 @@ import importlib
 from tt_deploy.errors import UnknownNameError
 from tt_deploy.sim.base import Simulator
 
-# name -> (module, class); modules import lazily so `isaacgym` is never needed to list backends
+# name -> (module, class); modules import lazily so `isaacgym` / `mujoco_warp` are never needed to list backends
 _BACKENDS = {
     "mujoco": ("tt_deploy.sim.mujoco_backend", "MujocoSimulator"),
     "isaacgym": ("tt_deploy.sim.isaacgym_backend", "IsaacGymSimulator"),
+    "mjwarp": ("tt_deploy.sim.mjwarp_backend", "MjWarpSimulator"),
 }
 
 

@@ -15,7 +15,6 @@ import numpy as np
 
 from tt_deploy import spec
 from tt_deploy.sim.humanoid_model import INTEGRATOR, build_model
-from tt_deploy.sim.mujoco_backend import MujocoSimulator
 
 log = logging.getLogger(__name__)
 
@@ -57,45 +56,58 @@ def _rate(fn, num_envs: int, seconds: float, warmup: int = 5) -> float:
             return num_envs * steps / ((now - start) * 1e-9)
 
 
-def sim_bench(num_envs=(64, 256), threads=(1, 2), seconds: float = 3.0, mjcf=None) -> list[dict]:
-    """30 Hz control steps/s with zero actions from standing, for each (num_envs, threads) pair.
+def _bench_cells(sims, num_envs, threads):
+    """(sim, num_envs, threads or None, constructor kw): mujoco per thread count; MuJoCo Warp schedules its own."""
+    for name in sims:
+        for n in num_envs:
+            if name == "mujoco":
+                yield from ((name, n, t, {"nthread": t}) for t in threads)
+            else:
+                yield name, n, None, {}
+
+
+def sim_bench(num_envs=(64, 256), threads=(1, 2), seconds: float = 3.0, mjcf=None, sims=("mujoco",)) -> list[dict]:
+    """30 Hz control steps/s with zero actions from standing, for each (simulator, num_envs, threads) cell.
 
     Columns: physics (step only), physics_state (+ body_state()), physics_state_obs (+ the whole
     BFM input dict a policy step needs: self obs, 15 history tokens, 11 target tokens, terrain,
-    masks, and the history push), obs_overhead = 1 - physics_state_obs / physics.
+    masks, and the history push), obs_overhead = 1 - physics_state_obs / physics,
+    world_steps = physics x substeps (physics steps of all worlds per second). sims: registry names
+    ("mujoco", "mjwarp"); MuJoCo Warp runs on its default device (the CPU here).
     """
     from tt_deploy.obs.inputs import PoseHistory, bfm_inputs
+    from tt_deploy.sim.registry import make_simulator
 
     rows = []
-    for n in num_envs:
-        for t in threads:
-            sim = MujocoSimulator(n, mjcf=mjcf, nthread=t)
-            zero = np.zeros((n, spec.NUM_DOF))
-            ground = np.zeros(n)
+    for name, n, t, kw in _bench_cells(sims, num_envs, threads):
+        sim = make_simulator(name, num_envs=n, mjcf=mjcf, **kw)
+        zero = np.zeros((n, spec.NUM_DOF))
+        ground = np.zeros(n)
 
-            def physics(sim=sim, zero=zero):
-                sim.step(zero)
+        def physics(sim=sim, zero=zero):
+            sim.step(zero)
 
-            def with_state(sim=sim, zero=zero):
-                sim.step(zero)
-                return sim.body_state()
+        def with_state(sim=sim, zero=zero):
+            sim.step(zero)
+            return sim.body_state()
 
-            history = PoseHistory(n)
-            history.reset(None, sim.body_state(), ground)
+        history = PoseHistory(n)
+        history.reset(None, sim.body_state(), ground)
 
-            def with_obs(sim=sim, zero=zero, ground=ground, history=history):
-                sim.step(zero)
-                state = sim.body_state()
-                inputs = bfm_inputs(state, ground, history)
-                history.push(state, ground)
-                return inputs
+        def with_obs(sim=sim, zero=zero, ground=ground, history=history):
+            sim.step(zero)
+            state = sim.body_state()
+            inputs = bfm_inputs(state, ground, history)
+            history.push(state, ground)
+            return inputs
 
-            row = {"num_envs": n, "threads": t, "integrator": INTEGRATOR,
-                   "timestep": float(sim.model.opt.timestep), "substeps": sim.hm.substeps,
-                   "physics": _rate(physics, n, seconds), "physics_state": _rate(with_state, n, seconds),
-                   "physics_state_obs": _rate(with_obs, n, seconds)}
-            row["obs_overhead"] = 1.0 - row["physics_state_obs"] / row["physics"]
-            row["unstable_envs"] = sim.num_unstable_total
-            log.info("sim bench %s", row)
-            rows.append(row)
+        row = {"sim": name, "num_envs": n, "threads": t if t is not None else "-", "integrator": INTEGRATOR,
+               "timestep": float(sim.model.opt.timestep), "substeps": sim.hm.substeps,
+               "physics": _rate(physics, n, seconds), "physics_state": _rate(with_state, n, seconds),
+               "physics_state_obs": _rate(with_obs, n, seconds)}
+        row["obs_overhead"] = 1.0 - row["physics_state_obs"] / row["physics"]
+        row["world_steps"] = row["physics"] * sim.hm.substeps
+        row["unstable_envs"] = sim.num_unstable_total
+        log.info("sim bench %s", row)
+        rows.append(row)
     return rows

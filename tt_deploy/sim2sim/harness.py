@@ -50,14 +50,16 @@ ATOL = OPEN_LOOP_TIERS["fp32"][1]  # fp32 open-loop tolerance on actions, see do
 
 @dataclass(frozen=True)
 class PhysicsConfig:
-    """Simulator timestep (s, must divide 1/30 s) and MuJoCo integrator of one arm."""
+    """Physics engine (a sim registry name: mujoco, mjwarp), timestep (s, must divide 1/30 s) and integrator of one arm."""
 
     timestep: float = TIMESTEP
     integrator: str = INTEGRATOR
+    engine: str = "mujoco"
 
     @property
     def name(self) -> str:
-        return f"{self.integrator} @ 1/{round(1 / self.timestep)} s"
+        engine = "" if self.engine == "mujoco" else f"{self.engine} "
+        return f"{engine}{self.integrator} @ 1/{round(1 / self.timestep)} s"
 
 
 TRAINING_PHYSICS = PhysicsConfig()
@@ -66,6 +68,10 @@ TRAINING_PHYSICS = PhysicsConfig()
 # RK4 was measured too (docs/sim2sim.md); Euler at 1/240 s is stable for the humanoid because kd
 # lives on the joint as damping.
 CROSS_PHYSICS = PhysicsConfig(timestep=1.0 / 240.0, integrator="euler")
+# The cross-engine configuration: the training physics on MuJoCo Warp (sim/mjwarp_backend.py), an independent
+# float32 implementation of MuJoCo - same model, solver family and contact model, different code.
+MJWARP_PHYSICS = PhysicsConfig(engine="mjwarp")
+CROSS_CONFIGS = {"integrator": CROSS_PHYSICS, "mjwarp": MJWARP_PHYSICS}
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ class Job:
     """One unit of work for an executor (picklable).
 
     kind "grid": reference vs runtime on `cells` (index, Perturbation); kind "cross": the
-    reference under `physics` vs under the training physics on the nominal cell.
+    reference under `physics` vs under the training physics on `cells` (the nominal one, or the grid).
     threads: MuJoCo threads of each batch (the policies always use one thread, see run_job).
     """
 
@@ -145,14 +151,15 @@ def _start_difference(a, b) -> float:
 
 def _make_env(job: Job, perturbations: list[Perturbation], physics: PhysicsConfig):
     from tt_deploy.runtime.manifest import read_skill
-    from tt_deploy.sim.mujoco_backend import MujocoSimulator
+    from tt_deploy.sim.registry import make_simulator
     from tt_deploy.tasks.env import TaskEnv
     from tt_deploy.tasks.registry import make_task_for_skill
 
     n = len(perturbations)
     task = make_task_for_skill(read_skill(job.bundle, job.skill), n)  # its prior prompt and goals included
-    sim = MujocoSimulator(n, nthread=job.threads, objects=task.objects, perturbation=perturbations,
-                          seed=job.seed, timestep=physics.timestep, integrator=physics.integrator)  # fmt: skip
+    threads = {"nthread": job.threads} if physics.engine == "mujoco" else {}
+    sim = make_simulator(physics.engine, num_envs=n, objects=task.objects, perturbation=perturbations,
+                         seed=job.seed, timestep=physics.timestep, integrator=physics.integrator, **threads)  # fmt: skip
     return TaskEnv(sim, task, episode_seconds=job.episode_seconds, seed=job.seed)
 
 
@@ -267,16 +274,17 @@ def run_job(job: Job, progress: Callable[[int], None] | None = None) -> dict:
 
 def plan_jobs(bundle: Path, skill: str, cells: tuple[Perturbation, ...], *, chunks: int, episodes: int,
               episode_seconds: float, backend: str, seed: int, threads: int, cross: PhysicsConfig | None,
-              mode: str = "fused", precision: str = "fp32") -> list[Job]:  # fmt: skip
+              mode: str = "fused", precision: str = "fp32", cross_grid: bool = False) -> list[Job]:  # fmt: skip
     """Split the grid into `chunks` jobs (round-robin over cells, so chunks are about equal) plus
-    the cross-simulator job. Every job gets the same seed; since a TaskEnv's goal generator is
-    shared by its batch, a cell's goals depend on which cells share its job (module docstring)."""
+    the cross-simulator job (on the nominal cell, or on every grid cell with cross_grid). Every job gets
+    the same seed; since a TaskEnv's goal generator is shared by its batch, a cell's goals depend on
+    which cells share its job (module docstring)."""
     indexed = list(enumerate(cells))
     common = dict(bundle=str(bundle), skill=skill, episodes=episodes, episode_seconds=episode_seconds,
                   backend=backend, seed=seed, threads=threads, mode=mode, precision=precision)  # fmt: skip
     jobs = [Job("grid", cells=tuple(indexed[i::chunks]), **common) for i in range(min(chunks, len(indexed)))]
     if cross is not None:
-        jobs.append(Job("cross", cells=((-1, NOMINAL),), physics=cross, **common))
+        jobs.append(Job("cross", cells=tuple(indexed) if cross_grid else ((-1, NOMINAL),), physics=cross, **common))
     return jobs
 
 
@@ -296,10 +304,11 @@ class Sim2SimResult:
     atol: float
     cells: list[metrics.CellResult]
     precision: str
-    cross_sim: metrics.CrossSimResult | None
+    cross_sim: metrics.CrossSimResult | None  # the nominal cell's (the first cross cell's)
     wall_seconds: float
     jobs: list[dict]
     report_files: list[str] = dataclasses.field(default_factory=list)
+    cross_cells: list[metrics.CrossSimResult] = dataclasses.field(default_factory=list)  # every cross cell
 
     @property
     def passed(self) -> bool:
@@ -330,9 +339,23 @@ class Sim2SimResult:
                 "physics": cs.cross_physics, "training_physics": cs.training_physics,
                 "success_training": cs.training.rate, "success_cross": cs.cross.rate,
                 "gap": cs.gap, "gap_ci95": [cs.gap_low, cs.gap_high]},
+            **({"cross_cells": {c.cell: {"gap": c.gap, "gap_ci95": [c.gap_low, c.gap_high]} for c in self.cross_cells}}
+               if len(self.cross_cells) > 1 else {}),
             "wall_seconds": round(self.wall_seconds, 1),
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }  # fmt: skip
+
+
+def _cross_physics(cross_sim) -> PhysicsConfig | None:
+    if cross_sim is True:
+        return CROSS_PHYSICS
+    if isinstance(cross_sim, str):
+        if cross_sim == "none":
+            return None
+        if cross_sim not in CROSS_CONFIGS:
+            raise UnknownNameError("cross-simulator configuration", cross_sim, (*CROSS_CONFIGS, "none"))
+        return CROSS_CONFIGS[cross_sim]
+    return cross_sim or None
 
 
 def _cells_of(grid) -> tuple[str, tuple[Perturbation, ...]]:
@@ -357,7 +380,8 @@ def run_sim2sim(
     seed: int = 0,
     executor="local",
     ray_address: str | None = None,
-    cross_sim: bool | PhysicsConfig = True,
+    cross_sim: bool | str | PhysicsConfig = True,
+    cross_grid: bool = False,
     report_dir: str | os.PathLike | None = None,
     atol: float | None = None,
     mode: str = "fused",
@@ -369,7 +393,8 @@ def run_sim2sim(
 
     grid: "default" | "paper" | a sequence of Perturbation; episodes per cell; episode_seconds
     (s); backend: SkillRuntime backend; executor: "local" | "processes" | "ray" or an executor
-    object (executor.py); cross_sim: True (CROSS_PHYSICS), False, or a PhysicsConfig;
+    object (executor.py); cross_sim: True (CROSS_PHYSICS), False, a CROSS_CONFIGS name ("integrator",
+    "mjwarp") or a PhysicsConfig; cross_grid: the cross arm runs every grid cell, not only the nominal one;
     report_dir: write JSON + Markdown + HTML + plots there; record: store the verdict in the
     skill's skill.json (a reduced `precision`'s verdict goes to skill.json precision_gates: the runtime loads that
     precision only where it passed); atol: the open-loop tolerance, default per precision (OPEN_LOOP_TIERS, which also names the statistic);
@@ -392,10 +417,10 @@ def run_sim2sim(
         raise UnknownNameError("skill", skill, manifest.skills)
     grid_name, cells = _cells_of(grid)
     ex = make_executor(executor, ray_address=ray_address) if isinstance(executor, str) else executor
-    cross = CROSS_PHYSICS if cross_sim is True else (cross_sim or None)
+    cross = _cross_physics(cross_sim)
     jobs = plan_jobs(bundle, skill, cells, chunks=ex.chunks, episodes=int(episodes),
                      episode_seconds=episode_seconds, backend=backend, seed=seed, threads=ex.threads,
-                     cross=cross, mode=mode, precision=precision)  # fmt: skip
+                     cross=cross, mode=mode, precision=precision, cross_grid=cross_grid)  # fmt: skip
     t0 = time.perf_counter()
     fn = run_job
     if progress is not None and ex.name == "local":  # other executors run jobs elsewhere, unobserved
@@ -410,14 +435,15 @@ def run_sim2sim(
     wall = time.perf_counter() - t0
     raws = [c for out in outputs for c in out["cells"]]
     grid_raw = sorted((r for r in raws if r["kind"] == "grid"), key=lambda r: r["index"])
-    cross_raw = [r for r in raws if r["kind"] == "cross"]
+    cross_raw = sorted((r for r in raws if r["kind"] == "cross"), key=lambda r: (r["name"] != "nominal", r["index"]))
+    cross_cells = [metrics.summarise_cross(r, TRAINING_PHYSICS.name, cross.name) for r in cross_raw]
     backends = {o["timing"]["backend"] for o in outputs} - {"torch"}
     result = Sim2SimResult(
         str(bundle), skill, grid_name, int(episodes), float(episode_seconds), ",".join(sorted(backends)),
         ex.name, seed, atol, [metrics.summarise_cell(r, atol, statistic) for r in grid_raw],
         precision,
-        metrics.summarise_cross(cross_raw[0], TRAINING_PHYSICS.name, cross.name) if cross_raw else None,
-        wall, [o["timing"] for o in outputs],
+        cross_cells[0] if cross_cells else None,
+        wall, [o["timing"] for o in outputs], cross_cells=cross_cells,
     )  # fmt: skip
     if report_dir is not None:
         from tt_deploy.sim2sim.report import write_report

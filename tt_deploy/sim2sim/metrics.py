@@ -189,6 +189,7 @@ class CrossSimResult:
     metric_cross: float
     divergence_median: float
     diverged_fraction: float
+    cell: str = "nominal"  # the perturbation cell both arms ran under
 
 
 def summarise_cell(raw: dict, atol: float, statistic: str = "max") -> CellResult:
@@ -219,5 +220,5 @@ def summarise_cross(raw: dict, training_physics: str, cross_physics: str) -> Cro
         training_physics, cross_physics, a.n, a, b, gap, low, high,
         float(np.mean(tr["fell"])), float(np.mean(cr["fell"])),
         tr["metric_name"], tr["metric"], cr["metric"],
-        float(np.median(raw["divergence_steps"])), float(np.mean(raw["diverged"])),
+        float(np.median(raw["divergence_steps"])), float(np.mean(raw["diverged"])), raw["name"],
     )  # fmt: skip

@@ -125,6 +125,19 @@ def cell_rows(result) -> list[dict]:
     return rows
 
 
+def cross_rows(result) -> list[dict]:
+    """One flat dict per cross-simulator cell: the reference under the training physics vs the other physics."""
+    return [{
+        "cell": c.cell,
+        "training success": f"{c.training.rate:.2f} [{c.training.low:.2f}, {c.training.high:.2f}]",
+        "cross success": f"{c.cross.rate:.2f} [{c.cross.low:.2f}, {c.cross.high:.2f}]",
+        "gap [95% CI]": f"{c.gap:+.2f} [{c.gap_low:+.2f}, {c.gap_high:+.2f}]",
+        "fall tr/cross": f"{c.fall_training:.2f}/{c.fall_cross:.2f}",
+        c.metric_name + " tr/cross": f"{_f(c.metric_training)}/{_f(c.metric_cross)}",
+        "diverge steps (med)": f"{c.divergence_median:.0f}", "diverged": f"{c.diverged_fraction:.2f}",
+    } for c in result.cross_cells]  # fmt: skip
+
+
 def _md_table(rows: list[dict]) -> str:
     if not rows:
         return ""
@@ -174,6 +187,10 @@ def write_report(result, report_dir: str | os.PathLike) -> list[Path]:
     md = [f"# {title}", "", *_summary_lines(result), ""]
     md += [f"![{n}]({n})" for n, d in pngs.items() if d is not None]
     md += ["", _md_table(rows), ""]
+    if len(result.cross_cells) > 1:
+        cs = result.cross_cells[0]
+        md += [f"## Cross-simulator: {cs.training_physics} -> {cs.cross_physics} (reference policy, every cell)", "",
+               _md_table(cross_rows(result)), ""]
     (out / "sim2sim.md").write_text("\n".join(md))
     imgs = "".join(
         f'<p><img alt="{n}" src="data:image/png;base64,{base64.b64encode(d).decode()}"></p>'

@@ -1,0 +1,82 @@
+"""MuJoCo Warp against MuJoCo C from identical states: the documented short-horizon bounds (docs/simulation.md)."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mujoco_warp", reason="MuJoCo Warp is the optional extra [mjwarp]")
+
+from tt_deploy.errors import InputError  # noqa: E402
+from tt_deploy.sim.mjwarp_backend import MjWarpSimulator, SimulationOverflowError, constraint_budget  # noqa: E402
+from tt_deploy.sim.mujoco_backend import MujocoSimulator  # noqa: E402
+from tt_deploy.sim.perturbations import Perturbation  # noqa: E402
+from tt_deploy.sim.registry import make_simulator  # noqa: E402
+
+# one second of zero actions from standing (30 control steps): measured 1e-7 m, the float32 floor
+ZERO_ACTION_BOUND_M = 1e-5
+CELLS = [Perturbation(), Perturbation(friction=0.5), Perturbation(gravity=1.25), Perturbation(mass=1.2),
+         Perturbation(motor=0.8)]
+
+
+def _actions(n: int, steps: int) -> np.ndarray:
+    """Zero actions for half a second, then a slow smooth squat-and-sway every env shares (no fall in 1 s)."""
+    t = np.arange(steps)[:, None, None] * np.ones((1, n, 69))
+    joints = np.sin(0.2 * t + np.arange(69)) * 0.05
+    joints[: steps // 2] = 0.0
+    return joints
+
+
+@pytest.fixture(scope="module")
+def pair():
+    n = len(CELLS)
+    return MujocoSimulator(n, nthread=1, perturbation=CELLS), MjWarpSimulator(n, perturbation=CELLS)
+
+
+def test_per_world_perturbations_follow_mujoco_c_for_one_second(pair):
+    c, w = pair
+    c.reset()
+    w.reset()
+    for a in _actions(len(CELLS), 30):
+        c.step(a)
+        w.step(a)
+    err = np.linalg.norm(c.body_state().pos - w.body_state().pos, axis=-1).max(axis=1)
+    assert err.max() < ZERO_ACTION_BOUND_M, dict(zip([p.name for p in CELLS], err, strict=True))
+    # the cells really differ: gravity x1.25 and mass x1.2 sag the standing humanoid further than nominal
+    z = w.body_state().pos[:, 0, 2]
+    assert z[2] < z[0] - 1e-4 and z[3] < z[0] - 1e-4
+    # counts are taken one substep apart (C re-runs collision after stepping, Warp reports its last substep's)
+    assert np.abs(w.contact_counts() - c.contact_counts()).max() <= 2
+    np.testing.assert_allclose(w.contact_forces(), c.contact_forces(), rtol=1e-3, atol=0.05)
+    assert w.unstable.sum() == 0 and w.peak_contacts <= w.nconmax and w.peak_rows <= w.njmax
+
+
+def test_reset_round_trips_a_state_in_our_convention(pair):
+    _, w = pair
+    rng = np.random.default_rng(0)
+    quat = rng.normal(size=(len(CELLS), 4))
+    quat /= np.linalg.norm(quat, axis=1, keepdims=True)
+    quat *= np.sign(quat[:, 3:])  # xyzw with w >= 0 (q and -q are one rotation)
+    joints = rng.uniform(-0.3, 0.3, (len(CELLS), 69))
+    ang = rng.normal(size=(len(CELLS), 3))
+    w.reset(root_pos=[0.0, 0.0, 1.5], root_quat=quat, joint_pos=joints, root_ang_vel=ang)
+    body = w.body_state()
+    got_q = body.quat[:, 0] * np.sign(body.quat[:, 0, 3:])
+    np.testing.assert_allclose(got_q, quat, atol=1e-6)
+    np.testing.assert_allclose(w.joint_state()[0], joints, atol=1e-6)
+    np.testing.assert_allclose(body.ang_vel[:, 0], ang, atol=1e-5)  # world frame in, world frame out
+    with pytest.raises(InputError, match="root_pos"):
+        w.reset(root_pos=[np.nan, 0.0, 1.0])
+
+
+def test_an_overflowing_budget_fails_loudly_instead_of_dropping_contacts():
+    w = MjWarpSimulator(1, budget=(4, 16))
+    with pytest.raises(SimulationOverflowError, match="overflow"):
+        for _ in range(30):  # the feet land within a second: 16 contacts > 4
+            w.step(np.zeros((1, 69)))
+
+
+def test_the_budget_comes_from_the_model_and_the_registry_knows_the_backend(pair):
+    _, w = pair
+    contacts, rows = constraint_budget(w.model)
+    assert (contacts, rows) == (w.nconmax, w.njmax)
+    assert contacts >= 16 + 2 * 24 and rows >= 4 * contacts  # feet boxes on the ground + self contacts; pyramidal rows
+    assert isinstance(make_simulator("mjwarp", num_envs=1), MjWarpSimulator)
