@@ -112,3 +112,31 @@ def test_bfm_card_renders_from_an_abilities_file_and_refuses_other_json(tmp_path
     res = CliRunner().invoke(app, ["bfm-card", "--abilities", str(bad), "--out", str(tmp_path / "x.md")])
     assert res.exit_code != 0 and "not an abilities file" in str(res.exception)
     assert not (tmp_path / "x.md").exists()
+
+
+def test_the_mujoco_warp_column_sits_beside_each_row_and_must_match_the_card_episodes(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from tt_deploy.cli import _register, app
+
+    _register()
+    good = tmp_path / "abilities.json"
+    good.write_text(json.dumps({"evaluation": {"seed": 7, "episodes": 64}, "abilities": ROWS}))
+    warp_rows = [dict(ROWS[0], success_rate=0.5, ci95=[0.38, 0.62])]
+    warp = tmp_path / "warp.json"
+    warp.write_text(json.dumps({"evaluation": {"seed": 7, "episodes": 64, "sim": "mjwarp"}, "abilities": warp_rows}))
+    res = CliRunner().invoke(app, ["bfm-card", "--abilities", str(good), "--mjwarp-abilities", str(warp),
+                                   "--out", str(tmp_path / "card.md")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    text = (tmp_path / "card.md").read_text()
+    assert "| MuJoCo Warp (95 % CI) |" in text
+    assert f"| {STAND} | nominal | 100 % | 94-100 % | 64 | >= 95 % | 50 % (38-62 %) |" in text
+    assert all(" - |" in line for line in text.splitlines()[1:] if line.startswith("|") and ROWS[1]["condition"] in line
+               and ROWS[1]["ability"] in line)  # a row MuJoCo Warp did not run says so
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"evaluation": {"seed": 8, "episodes": 64, "sim": "mjwarp"}, "abilities": warp_rows}))
+    res = CliRunner().invoke(app, ["bfm-card", "--abilities", str(good), "--mjwarp-abilities", str(other),
+                                   "--out", str(tmp_path / "x.md")])  # fmt: skip
+    assert res.exit_code != 0 and "seed 7" in str(res.exception) and not (tmp_path / "x.md").exists()

@@ -141,6 +141,9 @@ def evaluate_bfm_cmd(
                                                     "Gaussian noise on each weight tensor (x its std; e.g. 0.002): "
                                                     "shows which rows survive tiny weight changes. 0 = off.")] = 0.0,
     copies: Annotated[int, typer.Option(help="Perturbed copies for --weight-noise.")] = 4,
+    sim: Annotated[str, typer.Option(help="Simulator the rows are measured on: mujoco (MuJoCo C, the training "
+                                          "engine) or mjwarp (MuJoCo Warp, extra [mjwarp]: the card's cross-engine "
+                                          "column, bfm-card --mjwarp-abilities).")] = "mujoco",
     json_path: JsonOpt = None,
 ) -> None:
     """Measure a BFM's abilities (stand, reach, walk) with the mean action; optionally write its model card."""
@@ -156,11 +159,16 @@ def evaluate_bfm_cmd(
 
     if weight_noise < 0 or copies < 1:
         raise InputError(f"--weight-noise must be >= 0 and --copies >= 1, got {weight_noise} and {copies}")
+    if sim not in ("mujoco", "mjwarp"):
+        raise InputError(f"--sim must be mujoco or mjwarp; got {sim!r}")
+    if sim != "mujoco" and (card is not None or controller or reach_teacher or weight_noise > 0):
+        raise InputError("--sim mjwarp measures the ability table only (--json); the card, reference rows and "
+                         "weight noise are measured on mujoco")  # fmt: skip
     model, info = resolve_bfm(bfm)
     if not info.get("pretrained", True):
         console.print("[yellow]note:[/] no pretrained BFM is embedded; evaluating a freshly initialised one")
     with _progress(1, stats=lambda r: "", unit="control steps", key="done") as update:
-        rows = evaluate_bfm(model, episodes=episodes, seed=seed,
+        rows = evaluate_bfm(model, episodes=episodes, seed=seed, sim=sim,
                             progress=lambda done, total: update({"done": done, "total": total}))
     if controller:
         rows.append(evaluate_walk_controller(episodes=episodes, seed=seed))
@@ -178,7 +186,7 @@ def evaluate_bfm_cmd(
                    episodes=episodes, seed=seed, noise_rows=noise_rows)  # fmt: skip
         console.print(f"wrote {card}")
     write_json(json_path, {"bfm": {k: portable_path(v) if k == "path" else v for k, v in info.items()},
-                           "evaluation": {"seed": seed, "episodes": episodes}, "abilities": rows,
+                           "evaluation": {"seed": seed, "episodes": episodes, "sim": sim}, "abilities": rows,
                            **({"weight_noise": noise_rows} if noise_rows else {})})
 
 
@@ -190,6 +198,8 @@ def bfm_card_cmd(
     out: Annotated[Path, typer.Option(help="Where the card goes.")] = Path("docs/bfm_card.md"),
     log_csv: Annotated[Path | None, typer.Option("--log", help="Pretraining log.csv for the curves plot (else an "
                                                                "existing plot beside the card is kept).")] = None,
+    mjwarp_abilities: Annotated[Path | None, typer.Option(help="Abilities file of `evaluate-bfm --sim mjwarp --json`: "
+                                                               "adds the MuJoCo Warp column.")] = None,
 ) -> None:
     """Render the BFM's model card from committed data: its recipe file and an abilities file (no evaluation)."""
     from tt_deploy.models.bfm import count_parameters
@@ -201,13 +211,28 @@ def bfm_card_cmd(
     src = abilities or (abilities_path(info["path"]) if info.get("path") else None)
     if src is None or not Path(src).is_file():
         raise InputError(f"no abilities file {src or ''} for this BFM: run `ttdeploy evaluate-bfm --json FILE` first")
-    data = json.loads(Path(src).read_text())
-    if "abilities" not in data or "evaluation" not in data:
-        raise InputError(f"{src} is not an abilities file of `ttdeploy evaluate-bfm --json` (needs 'abilities' and "
-                         "'evaluation')")
+    data = _abilities_file(src)
     ev = data["evaluation"]
+    warp = None
+    if mjwarp_abilities is not None:
+        warp = _abilities_file(mjwarp_abilities)
+        if warp["evaluation"].get("sim") != "mjwarp" or {k: warp["evaluation"][k] for k in ("seed", "episodes")} != \
+                {k: ev[k] for k in ("seed", "episodes")}:
+            raise InputError(f"{mjwarp_abilities} is not an `evaluate-bfm --sim mjwarp` file with the card's seed "
+                             f"{ev['seed']} and {ev['episodes']} episodes")  # fmt: skip
     path = write_card(out, rows=data["abilities"], bfm_info=info, params=count_parameters(model),
                       config=model.config.name, recipe=read_recipe(info.get("path")),
                       log_csv=log_csv, episodes=ev["episodes"], seed=ev["seed"],
-                      noise_rows=data.get("weight_noise"))  # fmt: skip
-    console.print(f"wrote {path} from {src}")
+                      noise_rows=data.get("weight_noise"), mjwarp_rows=warp and warp["abilities"])  # fmt: skip
+    console.print(f"wrote {path} from {src}" + (f" and {mjwarp_abilities}" if warp else ""))
+
+
+def _abilities_file(src: Path) -> dict:
+    try:
+        data = json.loads(Path(src).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read abilities file {src}: {exc}") from None
+    if "abilities" not in data or "evaluation" not in data:
+        raise InputError(f"{src} is not an abilities file of `ttdeploy evaluate-bfm --json` (needs 'abilities' and "
+                         "'evaluation')")
+    return data

@@ -54,3 +54,23 @@ def bench_cmd(
     console.print("obs overhead = 1 - (steps/s with observations) / (physics-only steps/s); "
                   "world steps = physics x substeps")
     write_json(json_path, rows)
+
+
+@sim_app.command("equivalence")
+def equivalence_cmd(
+    envs: Annotated[int, typer.Option(help="Environments per action stream.")] = 8,
+    seconds: Annotated[list[float], typer.Option("--seconds", help="Horizons to report (s).")] = [1.0, 3.0],  # noqa: B006
+    seed: Annotated[int, typer.Option(help="Seed of the recorded walk (its goals).")] = 0,
+    device: Annotated[str, typer.Option(help="MuJoCo Warp device: cpu, cuda:0.")] = "cpu",
+    json_path: JsonOpt = None,
+) -> None:
+    """MuJoCo C vs MuJoCo Warp open loop from identical states: zero actions and a recorded walk (shipped direction
+    skill), beside MuJoCo C vs itself nudged 1 um (how fast nearby states part at all)."""
+    from tt_deploy.sim2sim.engines import open_loop_equivalence
+
+    if envs < 1 or not seconds or min(seconds) <= 0:
+        raise InputError(f"--envs must be >= 1 and --seconds > 0; got {envs}, {seconds}")
+    rows = open_loop_equivalence(envs=envs, seconds=tuple(seconds), seed=seed, device=device,
+                                 progress=lambda stream: console.print(f"{stream} actions replayed"))  # fmt: skip
+    print_table("open-loop position error from identical states (m; contacts: mean per env, side a / side b)", rows)
+    write_json(json_path, rows)

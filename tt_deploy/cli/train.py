@@ -59,7 +59,8 @@ def train_cmd(
                                                               "direction_facing = steering).")],
     method: Annotated[str, typer.Option(help=" | ".join(METHODS))] = _D["method"],
     bfm: Annotated[Path | None, typer.Option(help="Frozen BFM checkpoint; default: the embedded one.")] = None,
-    sim: Annotated[str, typer.Option(help="Simulator backend: mujoco (CPU) or isaacgym (GPU).")] = "mujoco",
+    sim: Annotated[str, typer.Option(help="Simulator backend: mujoco (MuJoCo C, CPU) or mjwarp (MuJoCo Warp, extra "
+                                          "[mjwarp]; its CPU device here). isaacgym is an interface only.")] = "mujoco",
     num_envs: Annotated[int, typer.Option(help="Parallel environments.")] = _D["num_envs"],
     steps: Annotated[int, typer.Option(help="Environment steps to train for (total, resume included).")] = _D["steps"],
     seed: Annotated[int, typer.Option(help="Random seed.")] = _D["seed"],
@@ -98,8 +99,8 @@ def train_cmd(
     """Train a task token through the frozen BFM with PPO (or a baseline, with --method)."""
     from tt_deploy.train.task_token import train_skill
 
-    if sim != "mujoco":
-        raise InputError(f"--sim {sim}: training runs on the MuJoCo backend here; the Isaac Gym backend is "
+    if sim not in ("mujoco", "mjwarp"):
+        raise InputError(f"--sim {sim}: training runs on mujoco or mjwarp; the Isaac Gym backend is "
                          "a simulator interface only (see docs/simulation.md)")  # fmt: skip
     _logging(verbose)
     overrides = {k: v for k, v in {"actor_lr": actor_lr, "action_std": action_std}.items() if v is not None}
@@ -112,6 +113,8 @@ def train_cmd(
         ppo["token_std"] = token_std
     if explore is not None:
         ppo["explore"] = explore
+    if sim != "mujoco":
+        ppo["sim"] = sim
     if oracle_start or oracle_policy is not None:
         ppo.update(oracle_start=True, oracle_rounds=oracle_rounds)
     if oracle_policy is not None:

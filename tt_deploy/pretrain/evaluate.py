@@ -134,11 +134,13 @@ def _row(name, condition, ok: np.ndarray, **metrics) -> dict:
 
 
 @torch.no_grad()
-def evaluate_bfm(bfm: BFM, episodes: int = 64, seed: int = 0, nthread: int = 2, progress=None) -> list[dict]:
-    """The ability table (list of row dicts) of `bfm` with the mean action; progress(done, total) per control step."""
+def evaluate_bfm(bfm: BFM, episodes: int = 64, seed: int = 0, nthread: int = 2, progress=None,
+                 sim: str = "mujoco") -> list[dict]:
+    """The ability table (list of row dicts) of `bfm` with the mean action, measured on simulator backend `sim`
+    (mujoco, mjwarp); progress(done, total) per control step."""
     bfm.eval()
     return _evaluate(lambda obs: torch.clamp(bfm(obs), -1.0, 1.0), GROUPS, episodes, seed, nthread,
-                     progress=progress)
+                     progress=progress, sim=sim)
 
 
 def perturbed_copy(bfm: BFM, rel: float, seed: int) -> BFM:
@@ -199,15 +201,17 @@ def evaluate_reach_teacher(bfm: BFM, episodes: int = 64, seed: int = 0, nthread:
 
 
 def _evaluate(act, groups, episodes: int, seed: int, nthread: int, teachers: bool = False,
-              progress=None) -> list[dict]:
-    """One batched 10 s rollout of `episodes` envs per group; `act` maps the observation tensors to actions."""
-    from tt_deploy.sim.mujoco_backend import MujocoSimulator
+              progress=None, sim: str = "mujoco") -> list[dict]:
+    """One batched 10 s rollout of `episodes` envs per group; `act` maps the observation tensors to actions.
+    sim: the simulator backend (sim/registry.py) the rows are measured on."""
+    from tt_deploy.sim.registry import make_simulator
 
     e = episodes
     group = np.repeat(np.arange(len(groups)), e)
     modes = np.array([MODES.index(groups[g].mode) for g in group])
     perts = [groups[g].perturbation or Perturbation() for g in group]
-    sim = MujocoSimulator(len(group), nthread=nthread, perturbation=perts, seed=seed)
+    threads = {"nthread": nthread} if sim == "mujoco" else {}
+    sim = make_simulator(sim, num_envs=len(group), perturbation=perts, seed=seed, **threads)
     task = EvalPromptTask(modes, teachers=teachers, task_targets=[groups[g].task_targets for g in group])
     env = (TeacherEnv if teachers else TaskEnv)(sim, task, episode_seconds=SECONDS + 1.0, seed=seed)  # no timeout inside the window
     rng = np.random.default_rng(seed)

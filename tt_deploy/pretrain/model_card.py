@@ -96,8 +96,10 @@ def _recipe_section(recipe: dict) -> list[str]:
 
 
 def write_card(path: Path, *, rows: list[dict], bfm_info: dict, params: int, config: str, recipe: dict | None,
-               log_csv: Path | None, episodes: int, seed: int, noise_rows: list[dict] | None = None) -> Path:
-    """The card at `path`; `recipe` is the checkpoint's sidecar (None: the card says it has none)."""
+               log_csv: Path | None, episodes: int, seed: int, noise_rows: list[dict] | None = None,
+               mjwarp_rows: list[dict] | None = None) -> Path:
+    """The card at `path`; `recipe` is the checkpoint's sidecar (None: the card says it has none); mjwarp_rows: the
+    same table measured on MuJoCo Warp (`evaluate-bfm --sim mjwarp`), a column beside MuJoCo's."""
     path = Path(path)
     steps, wall = pretraining_cost(bfm_info)
     plot = path.parent / "img" / "bfm_training_curves.png"
@@ -122,16 +124,24 @@ def write_card(path: Path, *, rows: list[dict], bfm_info: dict, params: int, con
         *(_recipe_section(recipe) if recipe else ["No recipe file beside this checkpoint.", ""]),
         f"## Abilities (mean action, seed {seed}, {episodes} episodes per row, 95 % Wilson intervals)",
         "",
-        "| ability | condition | success | 95 % CI | episodes | goal | details |",
-        "|---|---|---|---|---|---|---|",
+        *(["Success is measured on MuJoCo C, the training engine; the MuJoCo Warp column runs the same rows, "
+           "episodes and seed on MuJoCo Warp (`ttdeploy evaluate-bfm --sim mjwarp`), an independent float32 "
+           "implementation: the cross-engine gap (docs/simulation.md).", ""] if mjwarp_rows else []),
+        "| ability | condition | success | 95 % CI | episodes | goal |"
+        + (" MuJoCo Warp (95 % CI) |" if mjwarp_rows else "") + " details |",
+        "|---|---|---|---|---|---|" + ("---|" if mjwarp_rows else "") + "---|",
     ]
+    warp = {(r["ability"], r["condition"]): r for r in mjwarp_rows or []}
     for r in rows:
         target = row_goal(r)  # evaluate.GROUPS: the one home of each row's goal
         goal = "reference" if r.get("reference") else "none" if target is None else f">= {100 * target:.0f} %"
         det = ", ".join(f"{k} {v:.3g}" for k, v in r["metrics"].items() if not (isinstance(v, float) and math.isnan(v)))
         lo, hi = r["ci95"]
+        w = warp.get((r["ability"], r["condition"]))
+        wcol = "" if not mjwarp_rows else " - |" if w is None else \
+            f" {100 * w['success_rate']:.0f} % ({100 * w['ci95'][0]:.0f}-{100 * w['ci95'][1]:.0f} %) |"
         lines.append(f"| {r['ability']} | {r['condition']} | {100 * r['success_rate']:.0f} % | "
-                     f"{100 * lo:.0f}-{100 * hi:.0f} % | {r['episodes']} | {goal} | {det} |")  # fmt: skip
+                     f"{100 * lo:.0f}-{100 * hi:.0f} % | {r['episodes']} | {goal} |{wcol} {det} |")  # fmt: skip
     if noise_rows:
         lines += _noise_section(rows, noise_rows)
     if has_plot:

@@ -40,6 +40,7 @@ _MASS_DERIVED = ("body_subtreemass", "body_invweight0", "dof_invweight0", "actua
                  "geom_aabb", "geom_size", "actuator_lengthrange")
 # contact rows per contact, pyramidal cone: 2 (condim - 1); elliptic: condim
 _PLANE_CONTACTS = {mujoco.mjtGeom.mjGEOM_SPHERE: 1, mujoco.mjtGeom.mjGEOM_CAPSULE: 2}  # others: 4 (box-plane)
+SELF_CONTACTS = 6  # per geom, for limbs touching each other or an object (measured peak: 163 - 61 = 102 of 150)
 
 
 class SimulationOverflowError(TTDeployError, RuntimeError):
@@ -63,14 +64,15 @@ def constraint_budget(model: mujoco.MjModel) -> tuple[int, int]:
     """(contacts, constraint rows) to allocate per world, from the model.
 
     Contacts: every collidable non-plane geom resting on the ground at once (box 4, capsule 2, sphere 1
-    contacts; the most each plane pair generates) plus 2 per such geom for self and object contacts.
-    Rows: contacts x rows per contact (pyramidal cone 2 (condim - 1), elliptic condim) + one row per
-    limited joint + 6 per equality. Measured peaks stay well inside (docs/simulation.md).
+    contacts; the most each plane pair generates) plus SELF_CONTACTS per such geom for self and object
+    contacts. Rows: contacts x rows per contact (pyramidal cone 2 (condim - 1), elliptic condim) + one row
+    per limited joint + 6 per equality. Measured peaks: docs/simulation.md (a flailing humanoid that
+    goes numerically unstable in MuJoCo C too reached 163 contacts and 721 rows of this model's 211 / 913).
     """
     collidable = (model.geom_contype != 0) | (model.geom_conaffinity != 0)
     dynamic = collidable & (model.geom_type != mujoco.mjtGeom.mjGEOM_PLANE)
     types = model.geom_type[dynamic]
-    contacts = int(sum(_PLANE_CONTACTS.get(int(t), 4) for t in types)) + 2 * int(dynamic.sum())
+    contacts = int(sum(_PLANE_CONTACTS.get(int(t), 4) for t in types)) + SELF_CONTACTS * int(dynamic.sum())
     condim = int(model.geom_condim[dynamic].max(initial=3))
     per_contact = condim if model.opt.cone == mujoco.mjtCone.mjCONE_ELLIPTIC else max(1, 2 * (condim - 1))
     rows = contacts * per_contact + int(model.jnt_limited.sum()) + 6 * int(model.neq)
@@ -110,6 +112,7 @@ class MjWarpSimulator(Simulator):
         self.peak_contacts = 0  # most contacts of one world after any control step (sizing evidence)
         self.peak_rows = 0
         self._cache: BodyState | None = None
+        self._graph = None
         mjw = self._mjw
         with self._wp.ScopedDevice(self.device):
             self._m = mjw.put_model(self.model)
@@ -154,6 +157,7 @@ class MjWarpSimulator(Simulator):
             if "body_mass" in values:
                 mjw.set_const(model, self._d, groups=mjw.SetConstGroup.FIXED | mjw.SetConstGroup.INERT0)
         self._m = model
+        self._graph = None  # a captured CUDA graph holds the old model's arrays: capture again
         self._actions.set_delay([p.action_delay for p in self.perturbations])
         self.obs_noise = np.array([p.obs_noise for p in self.perturbations])
 
@@ -168,9 +172,7 @@ class MjWarpSimulator(Simulator):
         ctrl[:, self.hm.actuator_ids] = self._actions.targets(actions)
         self._set("ctrl", ctrl)
         self._d.overflow.zero_()
-        with self._wp.ScopedDevice(self.device):
-            for _ in range(self.hm.substeps):
-                self._mjw.step(self._m, self._d)
+        self._physics()
         self._check_overflow()
         self._forward()
         qpos, qvel = self._get("qpos"), self._get("qvel")
@@ -180,6 +182,24 @@ class MjWarpSimulator(Simulator):
             self.num_unstable_total += len(ids)
             log.warning("simulation unstable in %d env(s) %s; reset to standing", len(ids), ids[:8].tolist())
             self.reset(ids)
+
+    def _substeps(self) -> None:
+        for _ in range(self.hm.substeps):
+            self._mjw.step(self._m, self._d)
+
+    def _physics(self) -> None:
+        """One control step of substeps; on CUDA replayed from a captured graph (MuJoCo Warp's documented fast
+        path: one launch instead of hundreds of kernels per substep). Never run here: no GPU (docs/simulation.md)."""
+        wp = self._wp
+        with wp.ScopedDevice(self.device):
+            if not self.device.is_cuda:
+                self._substeps()
+                return
+            if self._graph is None:
+                with wp.ScopedCapture() as capture:
+                    self._substeps()
+                self._graph = capture.graph
+            wp.capture_launch(self._graph)
 
     def _check_overflow(self) -> None:
         ov = self._mjw.OverflowType

@@ -37,7 +37,8 @@ class TrainConfig:
     oracle_policy: str | None = None  # a finished run whose best policy is the oracle (train/oracles.PolicyOracle)
     eval_every: int = 20  # iterations
     eval_envs: int = 32
-    nthread: int = 2
+    nthread: int = 2  # MuJoCo C threads (MuJoCo Warp schedules its own)
+    sim: str = "mujoco"  # simulator backend (sim/registry.py): mujoco or mjwarp
     ppo: PPOConfig | None = None  # None = the method's defaults (default_ppo)
 
     def __post_init__(self):
