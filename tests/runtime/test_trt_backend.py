@@ -133,7 +133,8 @@ def test_trt_matches_onnxruntime(bundle, obs, precision, atol, mode):
     task = np.array([0.5, -0.2, 0.1], np.float32)
     ref = _ort_actions(bundle, mode, obs, task)
     cfg = SessionConfig(trt_precision=precision)
-    with SkillRuntime(bundle, backend="trt", mode=mode, config=cfg) as rt:
+    unverified = {"allow_unverified_precision": True}  # parity is measured here; fp16's closed-loop gate is sim2sim's
+    with SkillRuntime(bundle, backend="trt", mode=mode, config=cfg, **unverified) as rt:
         got = rt.act(obs, task)
         out = np.empty(69, np.float32)
         rt.act_into(obs, task, out)
@@ -143,7 +144,37 @@ def test_trt_matches_onnxruntime(bundle, obs, precision, atol, mode):
         again = rt.act(obs, task)
     assert np.abs(got - ref).max() <= atol
     assert np.array_equal(got, out) and np.array_equal(got, again)  # graph replay is deterministic
-    with SkillRuntime(bundle, backend="trt", mode=mode, batch=None, config=cfg) as rt:
+    with SkillRuntime(bundle, backend="trt", mode=mode, batch=None, config=cfg, **unverified) as rt:
         batch = {k: np.repeat(v[None], 3, 0) for k, v in obs.items()}
         acts = rt.act_batch(batch, np.repeat(task[None], 3, 0))
     assert acts.shape == (3, 69) and np.abs(acts - ref).max() <= atol
+
+
+def test_tensorrt_precisions_are_gated_like_every_reduced_precision(bundle):
+    """tf32 / fp16 go through the same closed-loop gate as int8 and bf16, however they are asked for."""
+    from tt_deploy.errors import InputError
+    from tt_deploy.export.verify import _reduced
+    from tt_deploy.runtime.session import SessionConfig
+    from tt_deploy.runtime.skill_runtime import _check_precision, _require_precision_gate
+
+    assert _check_precision("fp16", "trt", "fused", None) == "fp16"
+    assert _check_precision("fp16", "ort-trt", "split", None) == "fp16"  # the TRT EP builds the fp32 graphs at fp16
+    # the config's trt_precision is the precision the engines compute in: it counts as asked, so it is gated
+    assert _check_precision("fp32", "trt", "fused", None, SessionConfig(trt_precision="tf32")) == "tf32"
+    assert _check_precision("fp32", "ort-cpu", "fused", None, SessionConfig(trt_precision="fp16")) == "fp32"
+    for args, message in ((("fp16", "ort-cpu"), "TensorRT's"), (("tf32", "ort-trt"), "fp16 only"),
+                          (("int8", "trt"), "runs ONNX Runtime graphs")):
+        with pytest.raises(InputError, match=message):
+            _check_precision(*args, "fused", None)
+    with pytest.raises(InputError, match="disagree"):
+        _check_precision("fp16", "trt", "fused", None, SessionConfig(trt_precision="tf32"))
+    skill = mf.read_skill(bundle, "reach")
+    with pytest.raises(InputError, match=r"sim2sim --skill reach --precision fp16 --backend trt"):
+        _require_precision_gate(skill, "fp16")
+    _require_precision_gate(dataclasses.replace(skill, precision_gates={"fp16": {"passed": True}}), "fp16")
+    # verify measures the engines a bundle has: fp16 engines of reach's fused graph, none of steering's
+    manifest = mf.read_manifest(bundle)
+    fused = manifest.graph("fused", "reach")
+    with_engines = dataclasses.replace(manifest, engines=(_engine(fused, "fp16"), _engine(fused, "fp32")))
+    assert _reduced(with_engines, "reach", "trt") == ["fp16"] and _reduced(with_engines, "steering", "trt") == []
+    assert _reduced(manifest, "reach", "ort-trt") == ["fp16"] and _reduced(manifest, "reach", "ort-cpu") == []

@@ -80,3 +80,18 @@ def test_the_budget_comes_from_the_model_and_the_registry_knows_the_backend(pair
     assert (contacts, rows) == (w.nconmax, w.njmax)
     assert contacts >= 16 + 2 * 24 and rows >= 4 * contacts  # feet boxes on the ground + self contacts; pyramidal rows
     assert isinstance(make_simulator("mjwarp", num_envs=1), MjWarpSimulator)
+
+
+def test_a_training_env_with_the_strike_target_runs_on_mujoco_warp():
+    from tt_deploy.train.config import TrainConfig
+    from tt_deploy.train.task_token import _make_env
+
+    env = _make_env(TrainConfig("strike", sim="mjwarp", prior=True, nthread=1), 2, seed=0)
+    assert isinstance(env.sim, MjWarpSimulator)
+    out = env.reset()
+    target = env.sim.object_state("strike_target")
+    assert np.allclose(target.pos[:, 2], 0.9, atol=0.01)  # the pillar stands on the floor (half height 0.9 m)
+    for _ in range(3):
+        out = env.step(np.zeros((2, 69)))
+    assert all(np.isfinite(v).all() for v in out.inputs.values()) and np.isfinite(out.task_obs).all()
+    assert env.sim.object_contacts("strike_target").shape == (2, 24)

@@ -199,7 +199,9 @@ def bfm_card_cmd(
     log_csv: Annotated[Path | None, typer.Option("--log", help="Pretraining log.csv for the curves plot (else an "
                                                                "existing plot beside the card is kept).")] = None,
     mjwarp_abilities: Annotated[Path | None, typer.Option(help="Abilities file of `evaluate-bfm --sim mjwarp --json`: "
-                                                               "adds the MuJoCo Warp column.")] = None,
+                                                               "adds the MuJoCo Warp column; default: "
+                                                               "<abilities>.mjwarp.json beside the abilities file, "
+                                                               "if there is one.")] = None,
 ) -> None:
     """Render the BFM's model card from committed data: its recipe file and an abilities file (no evaluation)."""
     from tt_deploy.models.bfm import count_parameters
@@ -214,6 +216,8 @@ def bfm_card_cmd(
     data = _abilities_file(src)
     ev = data["evaluation"]
     warp = None
+    beside = Path(src).with_suffix(".mjwarp.json")
+    mjwarp_abilities = mjwarp_abilities or (beside if beside.is_file() else None)
     if mjwarp_abilities is not None:
         warp = _abilities_file(mjwarp_abilities)
         if warp["evaluation"].get("sim") != "mjwarp" or {k: warp["evaluation"][k] for k in ("seed", "episodes")} != \

@@ -39,6 +39,7 @@ def bench_cmd(
     seconds: Annotated[float, typer.Option(help="Timed seconds per cell.")] = 3.0,
     sim: Annotated[list[str], typer.Option("--sim", help="Simulators to time: mujoco (MuJoCo C, per --threads) and/or "
                                                          "mjwarp (MuJoCo Warp, extra [mjwarp]).")] = ["mujoco"],  # noqa: B006
+    device: Annotated[str, typer.Option(help="MuJoCo Warp's device: cpu, cuda:0.")] = "cpu",
     mjcf: MjcfOpt = None,
     json_path: JsonOpt = None,
 ) -> None:
@@ -49,7 +50,7 @@ def bench_cmd(
     unknown = [s for s in sim if s not in backend_names() or s == "isaacgym"]
     if unknown:
         raise InputError(f"--sim {unknown[0]}: sim bench times mujoco and mjwarp")
-    rows = sim_bench(num_envs=tuple(num_envs), threads=tuple(threads), seconds=seconds, mjcf=mjcf, sims=tuple(sim))
+    rows = sim_bench(num_envs=tuple(num_envs), threads=tuple(threads), seconds=seconds, mjcf=mjcf, sims=tuple(sim), device=device)
     print_table("simulator throughput (control steps/s, 30 Hz)", rows)
     console.print("obs overhead = 1 - (steps/s with observations) / (physics-only steps/s); "
                   "world steps = physics x substeps")

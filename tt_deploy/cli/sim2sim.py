@@ -28,9 +28,10 @@ def sim2sim_cmd(
     seed: Annotated[int, typer.Option(help="Seed of both runs (goals, noise).")] = 0,
     atol: Annotated[float | None, typer.Option(help="Open-loop abs error allowed; default per --precision (fp32: "
                                                     "max 1e-4; int8: p99 3e-2).")] = None,
-    precision: Annotated[str, typer.Option(help="Graphs the runtime runs: fp32, or a reduced precision exported with "
-                                                "`export --precision` (its verdict gates it: skill.json "
-                                                "precision_gates).")] = "fp32",
+    precision: Annotated[str, typer.Option(help="Precision the runtime computes in: fp32, int8 (`export --precision "
+                                                "int8`), bf16 (--backend openvino), tf32 / fp16 (--backend trt, "
+                                                "engines of `export --format trt --precision P`; fp16 also ort-trt). "
+                                                "Its verdict gates it: skill.json precision_gates.")] = "fp32",
     executor: Annotated[str, typer.Option(help="local (in-process) | processes | ray.")] = "local",
     ray_address: Annotated[
         str | None, typer.Option(help="Run cells on this Ray cluster ('local' starts one); implies --executor ray.")

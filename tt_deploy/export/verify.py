@@ -239,10 +239,14 @@ def _verify_skill(bundle, sk, bfm, cases, backend, atol, limit) -> list[ParityRo
 
 
 def _reduced(manifest: mf.BundleManifest, skill: str, backend: str) -> list[str]:
-    """The reduced precisions this backend runs for `skill`: its int8 graphs on ONNX Runtime, bf16 on OpenVINO."""
+    """The reduced precisions this backend runs for `skill`: its int8 graphs on ONNX Runtime, bf16 on OpenVINO,
+    TensorRT's engines built at tf32 / fp16 (native) or fp16 (ONNX Runtime's TensorRT EP)."""
     if backend == "openvino":
         return ["bf16"]
-    return [] if backend == "trt" else list(manifest.reduced_precisions(skill))
+    if backend == "trt":
+        fused = {g.sha256 for g in manifest.graphs if g.skill == skill and g.role == "fused"}
+        return sorted({e.precision for e in manifest.engines if e.onnx_sha256 in fused} & {"tf32", "fp16"})
+    return list(manifest.reduced_precisions(skill)) + (["fp16"] if backend == "ort-trt" else [])
 
 
 def _parity_record(report: VerifyReport, skill: str) -> dict:

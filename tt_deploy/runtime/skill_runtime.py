@@ -76,19 +76,38 @@ def release_freed_heap() -> None:
     trim(0)
 
 
-PRECISIONS = (*mf.PRECISIONS, "bf16")  # the graph precisions, and bf16: OpenVINO's compile option on fp32 graphs
+TRT_PRECISIONS = ("tf32", "fp16")  # TensorRT's build precisions of the fp32 graphs (native engines / TRT EP)
+# the graph precisions, bf16 (OpenVINO's compile option on fp32 graphs) and TensorRT's
+PRECISIONS = (*mf.PRECISIONS, "bf16", *TRT_PRECISIONS)
 
 
-def _check_precision(precision: str, backend: str, mode: str, share_bfm: bool | None) -> str:
-    """int8 runs the skills' own int8 fused graphs on ONNX Runtime; bf16 compiles the fp32 graphs with OpenVINO."""
+def _check_precision(precision: str, backend: str, mode: str, share_bfm: bool | None,
+                     config: SessionConfig | None = None) -> str:
+    """The precision this runtime computes in; its closed-loop gate applies whenever it is not fp32.
+
+    int8 runs the skills' own int8 fused graphs on ONNX Runtime; bf16 compiles the fp32 graphs with OpenVINO;
+    tf32 / fp16 are TensorRT's (native engines built at that precision, or fp16 in ONNX Runtime's TensorRT EP).
+    A TensorRT precision asked through SessionConfig(trt_precision=...) counts as asked: it is gated too."""
     if precision not in PRECISIONS:
         raise UnknownNameError("precision", precision, PRECISIONS)
+    asked = (config.trt_precision if config is not None else None) or "fp32"
+    if precision == "fp32" and backend in ("trt", "ort-trt") and asked in TRT_PRECISIONS:
+        precision = asked
+    elif precision in TRT_PRECISIONS and asked not in ("fp32", precision):
+        raise InputError(f"precision {precision!r} and SessionConfig(trt_precision={asked!r}) disagree: pass one")
     if precision == "bf16" and backend != "openvino":
         raise InputError("precision 'bf16' is OpenVINO's: open the runtime with backend='openvino'")
+    if precision in TRT_PRECISIONS:
+        if backend not in ("trt", "ort-trt"):
+            raise InputError(f"precision {precision!r} is TensorRT's: open the runtime with backend='trt' (engines "
+                             f"built with `ttdeploy export --format trt --precision {precision}`) or 'ort-trt'")
+        if backend == "ort-trt" and precision != "fp16":
+            raise InputError(f"ONNX Runtime's TensorRT EP offers fp16 only (trt_fp16_enable); {precision!r} needs "
+                             "backend='trt'")
     if precision in mf.PRECISIONS and precision != "fp32":
         if backend in ("trt", "openvino"):
-            raise InputError(f"precision {precision!r} runs ONNX Runtime graphs (backend auto / ort-*); native TensorRT "
-                             "sets its own with SessionConfig(trt_precision=...)")
+            raise InputError(f"precision {precision!r} runs ONNX Runtime graphs (backend auto / ort-*); TensorRT "
+                             f"runs {' / '.join(TRT_PRECISIONS)}")
         if mode != "fused" or share_bfm:
             raise InputError(f"precision {precision!r} exists for fused graphs only: use mode='fused' without share_bfm")
     return precision
@@ -102,7 +121,8 @@ def _require_precision_gate(sk: mf.SkillManifest, precision: str) -> None:
         raise InputError(
             f"skill {sk.name!r} at {precision} has no passing closed-loop verdict (skill.json precision_gates: "
             f"{found}); run `ttdeploy sim2sim --skill {sk.name} --precision {precision}"
-            f"{' --backend openvino' if precision == 'bf16' else ''}` first, or open the runtime "
+            f"{' --backend openvino' if precision == 'bf16' else ' --backend trt' if precision in TRT_PRECISIONS else ''}"
+            "` first, or open the runtime "
             "with allow_unverified_precision=True to measure it"
         )
 
@@ -147,8 +167,11 @@ class SkillRuntime:
         self.allow_hidden_prior = bool(allow_hidden_prior)
         self.manifest = mf.read_manifest(self.bundle_dir)
         self.backend, self.provider = resolve_backend(backend, self.manifest)
-        self.precision = _check_precision(precision, self.backend, mode, share_bfm)
         self.config = config or SessionConfig()
+        self.precision = _check_precision(precision, self.backend, mode, share_bfm, self.config)
+        if self.backend in ("trt", "ort-trt"):  # TensorRT builds at exactly the gated precision, fp32 by default
+            self.config = replace(self.config, trt_precision=self.precision if self.precision in TRT_PRECISIONS
+                                  else "fp32")
         names = list(self.manifest.skills if skills is None else skills)
         for s in names:
             if s not in self.manifest.skills:

@@ -56,30 +56,31 @@ def _rate(fn, num_envs: int, seconds: float, warmup: int = 5) -> float:
             return num_envs * steps / ((now - start) * 1e-9)
 
 
-def _bench_cells(sims, num_envs, threads):
+def _bench_cells(sims, num_envs, threads, device):
     """(sim, num_envs, threads or None, constructor kw): mujoco per thread count; MuJoCo Warp schedules its own."""
     for name in sims:
         for n in num_envs:
             if name == "mujoco":
                 yield from ((name, n, t, {"nthread": t}) for t in threads)
             else:
-                yield name, n, None, {}
+                yield name, n, None, {"device": device}
 
 
-def sim_bench(num_envs=(64, 256), threads=(1, 2), seconds: float = 3.0, mjcf=None, sims=("mujoco",)) -> list[dict]:
+def sim_bench(num_envs=(64, 256), threads=(1, 2), seconds: float = 3.0, mjcf=None, sims=("mujoco",),
+              device: str = "cpu") -> list[dict]:
     """30 Hz control steps/s with zero actions from standing, for each (simulator, num_envs, threads) cell.
 
     Columns: physics (step only), physics_state (+ body_state()), physics_state_obs (+ the whole
     BFM input dict a policy step needs: self obs, 15 history tokens, 11 target tokens, terrain,
     masks, and the history push), obs_overhead = 1 - physics_state_obs / physics,
     world_steps = physics x substeps (physics steps of all worlds per second). sims: registry names
-    ("mujoco", "mjwarp"); MuJoCo Warp runs on its default device (the CPU here).
+    ("mujoco", "mjwarp"); device: MuJoCo Warp's ("cpu", "cuda:0").
     """
     from tt_deploy.obs.inputs import PoseHistory, bfm_inputs
     from tt_deploy.sim.registry import make_simulator
 
     rows = []
-    for name, n, t, kw in _bench_cells(sims, num_envs, threads):
+    for name, n, t, kw in _bench_cells(sims, num_envs, threads, device):
         sim = make_simulator(name, num_envs=n, mjcf=mjcf, **kw)
         zero = np.zeros((n, spec.NUM_DOF))
         ground = np.zeros(n)
@@ -101,7 +102,7 @@ def sim_bench(num_envs=(64, 256), threads=(1, 2), seconds: float = 3.0, mjcf=Non
             history.push(state, ground)
             return inputs
 
-        row = {"sim": name, "num_envs": n, "threads": t if t is not None else "-", "integrator": INTEGRATOR,
+        row = {"sim": name if name == "mujoco" else f"{name} {device}", "num_envs": n, "threads": t if t is not None else "-", "integrator": INTEGRATOR,
                "timestep": float(sim.model.opt.timestep), "substeps": sim.hm.substeps,
                "physics": _rate(physics, n, seconds), "physics_state": _rate(with_state, n, seconds),
                "physics_state_obs": _rate(with_obs, n, seconds)}
