@@ -95,3 +95,23 @@ def test_a_training_env_with_the_strike_target_runs_on_mujoco_warp():
         out = env.step(np.zeros((2, 69)))
     assert all(np.isfinite(v).all() for v in out.inputs.values()) and np.isfinite(out.task_obs).all()
     assert env.sim.object_contacts("strike_target").shape == (2, 24)
+
+
+def test_sim_equivalence_reports_both_streams_beside_the_mujoco_yardstick(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from tt_deploy.cli import _register, app
+
+    _register()
+    out = tmp_path / "eq.json"
+    res = CliRunner().invoke(app, ["sim", "equivalence", "--envs", "2", "--seconds", "0.2", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(out.read_text())
+    assert {(r["actions"], r["pair"]) for r in rows} == {(a, p) for a in ("zero", "walk")
+                                                           for p in ("mujoco vs mjwarp", "mujoco vs mujoco +1um")}
+    for r in rows:
+        assert r["steps"] == 6 and r["root_err_max_m"] < ZERO_ACTION_BOUND_M  # 0.2 s: both still float-noise close
+    res = CliRunner().invoke(app, ["sim", "equivalence", "--seconds", "0"])
+    assert res.exit_code != 0 and "--seconds > 0" in str(res.exception)
