@@ -107,17 +107,26 @@ def _f(x: float, spec: str = ".3f") -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
+def _rate(r) -> str:
+    return f"{r.rate:.2f} [{r.low:.2f}, {r.high:.2f}]"
+
+
+def _compared(labels: tuple[str, str], rates, diff: tuple[float, float, float], falls, metric: str, metrics) -> dict:
+    """The columns every two-arm table shares: both success rates, their difference, falls, the task metric."""
+    a, b = labels
+    return {f"{a} success": _rate(rates[0]), f"{b} success": _rate(rates[1]),
+            "diff [95% CI]": f"{diff[0]:+.2f} [{diff[1]:+.2f}, {diff[2]:+.2f}]",
+            f"fall {a}/{b}": f"{falls[0]:.2f}/{falls[1]:.2f}", f"{metric} {a}/{b}": f"{_f(metrics[0])}/{_f(metrics[1])}"}
+
+
 def cell_rows(result) -> list[dict]:
     """One flat dict per cell (the CLI table and the Markdown table use the same columns)."""
     rows = []
     for c in result.cells:
         rows.append({
             "cell": c.name,
-            "ref success": f"{c.reference.rate:.2f} [{c.reference.low:.2f}, {c.reference.high:.2f}]",
-            "runtime success": f"{c.runtime.rate:.2f} [{c.runtime.low:.2f}, {c.runtime.high:.2f}]",
-            "diff [95% CI]": f"{c.success_diff:+.2f} [{c.diff_low:+.2f}, {c.diff_high:+.2f}]",
-            "fall ref/rt": f"{c.fall_reference:.2f}/{c.fall_runtime:.2f}",
-            c.metric_name + " ref/rt": f"{_f(c.metric_reference)}/{_f(c.metric_runtime)}",
+            **_compared(("ref", "rt"), (c.reference, c.runtime), (c.success_diff, c.diff_low, c.diff_high),
+                        (c.fall_reference, c.fall_runtime), c.metric_name, (c.metric_reference, c.metric_runtime)),
             "open-loop max": f"{c.open_loop_max:.1e}", "p99": f"{c.open_loop_p99:.1e}",
             "diverge steps (med)": f"{c.divergence_median:.0f}", "diverged": f"{c.diverged_fraction:.2f}",
             "verdict": "pass" if c.passed else "FAIL",
@@ -129,11 +138,8 @@ def cross_rows(result) -> list[dict]:
     """One flat dict per cross-simulator cell: the reference under the training physics vs the other physics."""
     return [{
         "cell": c.cell,
-        "training success": f"{c.training.rate:.2f} [{c.training.low:.2f}, {c.training.high:.2f}]",
-        "cross success": f"{c.cross.rate:.2f} [{c.cross.low:.2f}, {c.cross.high:.2f}]",
-        "gap [95% CI]": f"{c.gap:+.2f} [{c.gap_low:+.2f}, {c.gap_high:+.2f}]",
-        "fall tr/cross": f"{c.fall_training:.2f}/{c.fall_cross:.2f}",
-        c.metric_name + " tr/cross": f"{_f(c.metric_training)}/{_f(c.metric_cross)}",
+        **_compared(("training", "cross"), (c.training, c.cross), (c.gap, c.gap_low, c.gap_high),
+                    (c.fall_training, c.fall_cross), c.metric_name, (c.metric_training, c.metric_cross)),
         "diverge steps (med)": f"{c.divergence_median:.0f}", "diverged": f"{c.diverged_fraction:.2f}",
     } for c in result.cross_cells]  # fmt: skip
 
