@@ -52,8 +52,10 @@ def test_int8_fused_graphs_sit_beside_the_fp32_ones_with_their_settings(int8_bun
 def test_the_runtime_refuses_int8_without_a_verdict_and_runs_it_on_request(int8_bundle):
     with pytest.raises(InputError, match="sim2sim --skill reach --precision int8"):
         SkillRuntime(int8_bundle, precision="int8")
-    with pytest.raises(UnknownNameError, match="fp16"):
-        SkillRuntime(int8_bundle, precision="fp16")
+    with pytest.raises(UnknownNameError, match="fp8"):
+        SkillRuntime(int8_bundle, precision="fp8")
+    with pytest.raises(InputError, match="fp16' is TensorRT's"):
+        SkillRuntime(int8_bundle, precision="fp16")  # backend auto resolves to ONNX Runtime CPU here
     with pytest.raises(InputError, match="fused graphs only"):
         SkillRuntime(int8_bundle, precision="int8", mode="split", allow_unverified_precision=True)
     with SkillRuntime(int8_bundle) as fp32, SkillRuntime(int8_bundle, precision="int8",
@@ -78,7 +80,9 @@ def test_the_closed_loop_verdict_gates_the_precision(int8_bundle):
     with SkillRuntime(int8_bundle, precision="int8") as rt:  # no opt-in needed any more
         assert rt.graphs("reach") == ("skills/reach/fused.int8.onnx",)
     with pytest.raises(UnknownNameError, match="precision"):
-        run_sim2sim(int8_bundle, "reach", **{**kw, "precision": "fp16"})
+        run_sim2sim(int8_bundle, "reach", **{**kw, "precision": "fp8"})
+    with pytest.raises(InputError, match="TensorRT's"):
+        run_sim2sim(int8_bundle, "reach", **{**kw, "precision": "fp16"})  # refused before any job runs
 
 
 def test_export_names_the_precisions_it_knows(tmp_path):

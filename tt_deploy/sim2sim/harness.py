@@ -406,6 +406,8 @@ def run_sim2sim(
 
     if precision not in OPEN_LOOP_TIERS:
         raise UnknownNameError("precision", precision, tuple(OPEN_LOOP_TIERS))
+    if precision in ("tf32", "fp16") and backend not in ("trt", "ort-trt"):
+        raise InputError(f"precision {precision!r} is TensorRT's: pass --backend trt (or ort-trt for fp16)")
     statistic, tier = OPEN_LOOP_TIERS[precision]
     atol = tier if atol is None else atol
     if int(episodes) != episodes or episodes < 1 or not episode_seconds > 0 or not atol > 0:
