@@ -104,6 +104,11 @@ def test_task_tokens_explore_in_token_space_and_resume_only_in_the_space_they_st
     assert res.exit_code != 0 and "trained with --explore token" in str(res.exception)
     res = runner.invoke(app, [*base, "--method", "finetune", "--explore", "token", "--steps", "0"])
     assert res.exit_code != 0 and "finetune explores in action space" in str(res.exception)
+    assert run["config"]["sim"] == "mujoco"  # and on the engine it started on: its simulator state is that engine's
+    res = runner.invoke(app, [*base, "--steps", "512", "--resume", "--sim", "mjwarp"])
+    assert res.exit_code != 0 and "trained with --sim mujoco; resume it with --sim mujoco" in str(res.exception)
+    res = runner.invoke(app, [*base, "--steps", "0", "--sim", "isaacgym"])
+    assert res.exit_code != 0 and "simulator interface only" in str(res.exception)
 
 
 def test_train_rejects_unknown_skill_and_method(tmp_path):

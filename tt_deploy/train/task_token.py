@@ -158,7 +158,13 @@ class _Checkpointer:
 
 
 def _check_resumable(cfg: TrainConfig, out: Path) -> None:
-    """A run resumes only with the exploration it started with (its stored actions live in that space)."""
+    """A run resumes only with the exploration it started with (its stored actions live in that space) and on the
+    simulator it started on (its stored simulator state is that engine's)."""
+    if (out / "checkpoints" / "last_state.pt").is_file() and (out / "run.json").is_file():
+        before = json.loads((out / "run.json").read_text()).get("config", {}).get("sim", "mujoco")
+        if before != cfg.sim:
+            raise InputError(f"{out} was trained with --sim {before}; resume it with --sim {before} "
+                             f"or start a new run directory")
     ck = out / "checkpoints" / "last.safetensors"
     if cfg.exploration is None or not ck.is_file():
         return
