@@ -80,6 +80,11 @@ def test_the_budget_comes_from_the_model_and_the_registry_knows_the_backend(pair
     assert (contacts, rows) == (w.nconmax, w.njmax)
     assert contacts >= 16 + 2 * 24 and rows >= 4 * contacts  # feet boxes on the ground + self contacts; pyramidal rows
     assert isinstance(make_simulator("mjwarp", num_envs=1), MjWarpSimulator)
+    import warp as wp
+
+    if not wp.is_cuda_available():  # a typed error, not Warp's, where the asked device does not exist
+        with pytest.raises(InputError, match="device 'cuda:0' is not available here"):
+            MjWarpSimulator(1, device="cuda:0")
 
 
 def test_a_training_env_with_the_strike_target_runs_on_mujoco_warp():

@@ -113,12 +113,9 @@ class MjWarpSimulator(Simulator):
         self.peak_rows = 0
         self._cache: BodyState | None = None
         self._graph = None
-        mjw = self._mjw
         with self._wp.ScopedDevice(self.device):
-            self._m = mjw.put_model(self.model)
-            self._d = mjw.make_data(self.model, nworld=self.num_envs, nconmax=self.nconmax, njmax=self.njmax)
-        self._m.opt.warn_overflow = 0  # we raise on overflow ourselves, with the sizes
-        self.set_perturbation(perturbation)
+            self._d = self._mjw.make_data(self.model, nworld=self.num_envs, nconmax=self.nconmax, njmax=self.njmax)
+        self.set_perturbation(perturbation)  # builds the device model (self._m), batched where perturbed
         self.reset()
 
     # --- host <-> device --------------------------------------------------------------------
@@ -146,7 +143,7 @@ class MjWarpSimulator(Simulator):
         batched = [f for f in values if f != "opt.gravity"] + (list(_MASS_DERIVED) if "body_mass" in values else [])
         with wp.ScopedDevice(self.device):
             model = mjw.put_model(self.model, batch_sizes={f: self.num_envs for f in batched})
-            model.opt.warn_overflow = 0
+            model.opt.warn_overflow = 0  # we raise on overflow ourselves, with the sizes
             for name, value in values.items():
                 owner, field = (model.opt, "gravity") if name == "opt.gravity" else (model, name)
                 arr = getattr(owner, field)
