@@ -44,10 +44,9 @@ def bench_cmd(
     json_path: JsonOpt = None,
 ) -> None:
     """30 Hz control steps per second with a zero policy: physics only, + state, + observations."""
-    from tt_deploy.sim.registry import backend_names
     from tt_deploy.sim.tools import sim_bench
 
-    unknown = [s for s in sim if s not in backend_names() or s == "isaacgym"]
+    unknown = [s for s in sim if s not in ("mujoco", "mjwarp")]
     if unknown:
         raise InputError(f"--sim {unknown[0]}: sim bench times mujoco and mjwarp")
     rows = sim_bench(num_envs=tuple(num_envs), threads=tuple(threads), seconds=seconds, mjcf=mjcf, sims=tuple(sim), device=device)

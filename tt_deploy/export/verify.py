@@ -39,6 +39,7 @@ from tt_deploy.models.bfm import BFM
 from tt_deploy.runtime import SkillRuntime
 from tt_deploy.runtime import manifest as mf
 from tt_deploy.runtime.session import resolve_backend
+from tt_deploy.runtime.skill_runtime import TRT_PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +246,7 @@ def _reduced(manifest: mf.BundleManifest, skill: str, backend: str) -> list[str]
         return ["bf16"]
     if backend == "trt":
         fused = {g.sha256 for g in manifest.graphs if g.skill == skill and g.role == "fused"}
-        return sorted({e.precision for e in manifest.engines if e.onnx_sha256 in fused} & {"tf32", "fp16"})
+        return sorted({e.precision for e in manifest.engines if e.onnx_sha256 in fused} & set(TRT_PRECISIONS))
     return list(manifest.reduced_precisions(skill)) + (["fp16"] if backend == "ort-trt" else [])
 
 

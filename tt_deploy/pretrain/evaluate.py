@@ -210,8 +210,7 @@ def _evaluate(act, groups, episodes: int, seed: int, nthread: int, teachers: boo
     group = np.repeat(np.arange(len(groups)), e)
     modes = np.array([MODES.index(groups[g].mode) for g in group])
     perts = [groups[g].perturbation or Perturbation() for g in group]
-    threads = {"nthread": nthread} if sim == "mujoco" else {}
-    sim = make_simulator(sim, num_envs=len(group), perturbation=perts, seed=seed, **threads)
+    sim = make_simulator(sim, num_envs=len(group), nthread=nthread, perturbation=perts, seed=seed)
     task = EvalPromptTask(modes, teachers=teachers, task_targets=[groups[g].task_targets for g in group])
     env = (TeacherEnv if teachers else TaskEnv)(sim, task, episode_seconds=SECONDS + 1.0, seed=seed)  # no timeout inside the window
     rng = np.random.default_rng(seed)

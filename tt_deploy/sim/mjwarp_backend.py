@@ -119,13 +119,18 @@ class MjWarpSimulator(Simulator):
         self.reset()
 
     # --- host <-> device --------------------------------------------------------------------
+    def _view(self, name: str) -> np.ndarray:
+        """A Data field on the host, read only: a view on the CPU device (no copy), a copy on CUDA. Warp vectors and
+        quaternions become trailing axes."""
+        return getattr(self._d, name).numpy()
+
     def _get(self, name: str) -> np.ndarray:
-        """(N, ...) float64 copy of a Data field (Warp vectors and quaternions become trailing axes)."""
-        return np.array(getattr(self._d, name).numpy(), dtype=np.float64)
+        """(N, ...) float64 copy of a Data field, to modify and `_set` back."""
+        return np.array(self._view(name), dtype=np.float64)
 
     def _set(self, name: str, values: np.ndarray) -> None:
         arr = getattr(self._d, name)
-        arr.assign(np.asarray(values, dtype=arr.numpy().dtype).reshape(arr.shape))
+        arr.assign(np.asarray(values, dtype=self._wp.dtype_to_numpy(arr.dtype)).reshape(arr.shape))
 
     def _forward(self) -> None:
         """Positions, com quantities and velocities current for the state now in Data (no contacts)."""
@@ -172,7 +177,7 @@ class MjWarpSimulator(Simulator):
         self._physics()
         self._check_overflow()
         self._forward()
-        qpos, qvel = self._get("qpos"), self._get("qvel")
+        qpos, qvel = self._view("qpos"), self._view("qvel")
         self.unstable = ~np.isfinite(qpos).all(axis=1) | ~np.isfinite(qvel).all(axis=1)
         if self.unstable.any():
             ids = np.flatnonzero(self.unstable)
@@ -277,16 +282,17 @@ class MjWarpSimulator(Simulator):
     def body_state(self) -> BodyState:
         """World pos (N, 24, 3), xyzw quat (N, 24, 4), world lin/ang vel (N, 24, 3) at the body origins."""
         if self._cache is None:
-            self._cache = mjlayout.body_state(self.hm, self._get("xpos"), self._get("xquat"), self._get("cvel"),
-                                              self._get("subtree_com"), self._root_ids)  # fmt: skip
+            self._cache = mjlayout.body_state(self.hm, self._view("xpos"), self._view("xquat"), self._view("cvel"),
+                                              self._view("subtree_com"), self._root_ids)  # fmt: skip
         return self._cache
 
     def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._get("qpos")[:, self.hm.qpos_adr], self._get("qvel")[:, self.hm.dof_adr]
+        return (self._view("qpos")[:, self.hm.qpos_adr].astype(np.float64),
+                self._view("qvel")[:, self.hm.dof_adr].astype(np.float64))
 
     def raw_qpos(self, env_ids) -> np.ndarray:
         """(len(env_ids), nq) MuJoCo qpos rows (wxyz root quat): for MuJoCo-side kinematics such as IK."""
-        return self._get("qpos")[np.asarray(env_ids)]
+        return self._view("qpos")[np.asarray(env_ids)].astype(np.float64)
 
     def contact_counts(self) -> np.ndarray:
         """(N,) contacts in each world after the last step (MuJoCo Warp pools them across worlds)."""
@@ -296,7 +302,7 @@ class MjWarpSimulator(Simulator):
     def contact_forces(self) -> np.ndarray:
         """(N, 24) norm of the net contact force on each body (N) at the last physics substep."""
         adr = self.hm.force_sensor_adr[:, None] + np.arange(3)
-        return np.linalg.norm(self._get("sensordata")[:, adr], axis=-1)
+        return np.linalg.norm(self._view("sensordata")[:, adr].astype(np.float64), axis=-1)
 
     # --- objects ----------------------------------------------------------------------------
     def _object(self, name: str) -> tuple[int, int]:
@@ -305,7 +311,7 @@ class MjWarpSimulator(Simulator):
         return self.hm.object_qpos_adr[name], self.hm.object_dof_adr[name]
 
     def object_state(self, name: str) -> RigidState:
-        return mjlayout.object_state(self._get("qpos"), self._get("qvel"), *self._object(name))
+        return mjlayout.object_state(self._view("qpos"), self._view("qvel"), *self._object(name))
 
     def set_object_state(self, name: str, env_ids, state: RigidState) -> None:
         qa, da = self._object(name)
@@ -319,7 +325,7 @@ class MjWarpSimulator(Simulator):
     def object_contacts(self, name: str) -> np.ndarray:
         """(N, 24) bool: humanoid bodies touching `name` at the last physics substep."""
         self._object(name)
-        return self._get("sensordata")[:, self.hm.object_contact_adr[name]] > 0
+        return self._view("sensordata")[:, self.hm.object_contact_adr[name]] > 0
 
 
 def _inner(arr) -> tuple[int, ...]:

@@ -19,9 +19,15 @@ def backend_names() -> tuple[str, ...]:
     return tuple(sorted(_BACKENDS))
 
 
-def make_simulator(name: str = "mujoco", **kw) -> Simulator:
-    """Build the backend `name` with the constructor keywords of that backend (num_envs, mjcf, ...)."""
+_THREADED = {"mujoco"}  # backends that take a CPU thread count; the others schedule their own work
+
+
+def make_simulator(name: str = "mujoco", *, nthread: int | None = None, **kw) -> Simulator:
+    """Build the backend `name` with the constructor keywords of that backend (num_envs, mjcf, ...); nthread goes
+    to the backends that take a thread count and is ignored by the others (MuJoCo Warp, Isaac Gym)."""
     if name not in _BACKENDS:
         raise UnknownNameError("simulator backend", name, _BACKENDS)
+    if nthread is not None and name in _THREADED:
+        kw["nthread"] = nthread
     module, cls = _BACKENDS[name]
     return getattr(importlib.import_module(module), cls)(**kw)

@@ -157,9 +157,9 @@ def _make_env(job: Job, perturbations: list[Perturbation], physics: PhysicsConfi
 
     n = len(perturbations)
     task = make_task_for_skill(read_skill(job.bundle, job.skill), n)  # its prior prompt and goals included
-    threads = {"nthread": job.threads} if physics.engine == "mujoco" else {}
-    sim = make_simulator(physics.engine, num_envs=n, objects=task.objects, perturbation=perturbations,
-                         seed=job.seed, timestep=physics.timestep, integrator=physics.integrator, **threads)  # fmt: skip
+    sim = make_simulator(physics.engine, num_envs=n, nthread=job.threads, objects=task.objects,
+                         perturbation=perturbations, seed=job.seed, timestep=physics.timestep,
+                         integrator=physics.integrator)  # fmt: skip
     return TaskEnv(sim, task, episode_seconds=job.episode_seconds, seed=job.seed)
 
 
@@ -406,7 +406,9 @@ def run_sim2sim(
 
     if precision not in OPEN_LOOP_TIERS:
         raise UnknownNameError("precision", precision, tuple(OPEN_LOOP_TIERS))
-    if precision in ("tf32", "fp16") and backend not in ("trt", "ort-trt"):
+    from tt_deploy.runtime.skill_runtime import TRT_PRECISIONS
+
+    if precision in TRT_PRECISIONS and backend not in ("trt", "ort-trt"):
         raise InputError(f"precision {precision!r} is TensorRT's: pass --backend trt (or ort-trt for fp16)")
     statistic, tier = OPEN_LOOP_TIERS[precision]
     atol = tier if atol is None else atol

@@ -69,8 +69,7 @@ def _make_env(cfg: TrainConfig, n: int, seed: int, goal_kwargs: dict | None = No
     if cfg.prior or cfg.method == "prior-only":  # prior-only IS the skill's prior prompt
         kw["prior"] = True
     task = make_task(cfg.skill, n, **kw)
-    threads = {"nthread": cfg.nthread} if cfg.sim == "mujoco" else {}
-    sim = make_simulator(cfg.sim, num_envs=n, objects=task.objects, seed=seed, **threads)
+    sim = make_simulator(cfg.sim, num_envs=n, nthread=cfg.nthread, objects=task.objects, seed=seed)
     return TaskEnv(sim, task, episode_seconds=cfg.episode_seconds, seed=seed)
 
 
