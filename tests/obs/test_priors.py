@@ -60,7 +60,8 @@ def test_strike_prior_switches_to_the_hand_once_within_reach_and_stays():
     far = prior(state_at(root=(0.0, 0.0, 0.94)), goal)
     assert not far.visible[0, FAR_SLOT, ENTRY["R_Hand"]].any() and far.visible[0, FAR_SLOT, HEADING_ENTRY].all()
     np.testing.assert_allclose(far.root_lin_vel[0, FAR_SLOT], [1.0, 0.0, 0.0])
-    near = prior(state_at(root=(2.0, 0.0, 0.94)), goal)  # 1.0 m < strike_radius 1.2 m
+    assert not prior(state_at(root=(2.4, 0.0, 0.94)), goal).visible[0, FAR_SLOT, ENTRY["R_Hand"]].any()  # 0.6 m
+    near = prior(state_at(root=(2.5, 0.0, 0.94)), goal)  # 0.5 m < strike_radius 0.55 m
     assert near.visible[0, FAR_SLOT, ENTRY["R_Hand"], 0] and near.time_to_target[0, FAR_SLOT] == pytest.approx(0.3)
     again = prior(state_at(root=(0.0, 0.0, 0.94)), goal)  # walked away again: phases only advance
     assert again.visible[0, FAR_SLOT, ENTRY["R_Hand"], 0]

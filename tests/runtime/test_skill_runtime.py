@@ -324,3 +324,19 @@ def test_a_skill_trained_with_its_prior_refuses_a_call_that_hides_it(small_bfm_f
             rt.act(bare, task_obs)
     with SkillRuntime(deploy, allow_hidden_prior=True) as rt:  # the documented opt-out
         assert np.isfinite(rt.act(bare, task_obs)).all()
+
+
+def test_a_skill_is_driven_by_the_prior_it_recorded_not_by_todays_default(small_bfm_file, tmp_path):
+    """The strike prior's default strike_radius changed (1.2 -> 0.55 m) after skills shipped with it: verify,
+    sim2sim and the demo build the task through make_task_for_skill, which must use the recorded value."""
+    from tt_deploy.obs.priors import make_prior
+    from tt_deploy.tasks.registry import make_task, make_task_for_skill
+
+    bfm, path = small_bfm_file
+    recorded = make_prior("strike", 1, strike_radius=1.2).describe()
+    run, _ = make_run(tmp_path / "run", path, "strike", 15, bfm.token_dim, 6, task_prior=recorded,
+                      visible_groups=["obs", "historical_pose_obs", "masked_mimic_target_poses", "terrain"])
+    deploy = export_skill("strike", bfm_path=path, run_dir=run, bundle_dir=tmp_path / "deploy")
+    task = make_task_for_skill(mf.read_skill(deploy, "strike"), 2)
+    assert task.prior_prompt.describe() == recorded
+    assert make_task("strike", 2, prior=True).prior_prompt.params["strike_radius"] != 1.2

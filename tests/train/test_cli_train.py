@@ -111,6 +111,20 @@ def test_task_tokens_explore_in_token_space_and_resume_only_in_the_space_they_st
     assert res.exit_code != 0 and "simulator interface only" in str(res.exception)
 
 
+def test_a_run_resumes_only_beside_the_prior_it_started_with(tmp_path):
+    out = tmp_path / "runs"
+    base = ["train", "--skill", "strike", "--prior", "--num-envs", "4", "--eval-envs", "2", "--out", str(out)]
+    _ok([*base, "--steps", "128"])
+    _ok([*base, "--steps", "256", "--resume"])  # the same prior: resumes
+    path = out / "strike" / "run.json"
+    run = json.loads(path.read_text())
+    assert run["env_steps"] == 256 and run["task_prior"]["name"] == "strike"
+    run["task_prior"]["params"]["strike_radius"] = 1.2  # as if started by a version with the old default
+    path.write_text(json.dumps(run))
+    res = runner.invoke(app, [*base, "--steps", "384", "--resume"])
+    assert res.exit_code != 0 and "trained beside the prior" in str(res.exception)
+
+
 def test_train_rejects_unknown_skill_and_method(tmp_path):
     res = runner.invoke(app, ["train", "--skill", "fly", "--steps", "0", "--out", str(tmp_path)])
     assert res.exit_code != 0 and "unknown task 'fly'" in str(res.exception)

@@ -54,3 +54,19 @@ def test_rows_pool_segments_over_seeds_and_the_robustness_section_renders(tmp_pa
 def test_an_empty_results_root_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="no runs under"):
         write_results(tmp_path, tmp_path / "r.md")
+
+
+def test_runs_beside_an_earlier_prior_get_their_own_labelled_row(tmp_path):
+    from tt_deploy.obs.priors import make_prior
+
+    root = tmp_path / "results"
+    for seed, (radius, success) in enumerate([(None, 0.10), (1.2, 0.02)]):
+        run = root / ("bfm" if radius is None else "bfm-earlier") / "prior-only" / f"seed{seed}" / "strike"
+        run.mkdir(parents=True)
+        prior = make_prior("strike", 1, **({} if radius is None else {"strike_radius": radius})).describe()
+        (run / "run.json").write_text(json.dumps({
+            "config": {"skill": "strike", "method": "prior-only", "seed": seed}, "goals": {"preset": "bfm"},
+            "task_prior": prior, "final_eval": {"success_rate": success, "segments": 50}}))
+    rows = write_results(root, tmp_path / "results.md")
+    assert [(r["prior_note"], r["seeds"], r["success_mean"]) for r in rows] == [("", 1, 0.10), ("strike_radius 1.2", 1, 0.02)]
+    assert "| bfm | strike | prior-only (earlier prior: strike_radius 1.2) | 1 | 2.0 +- 0.0 |" in (tmp_path / "results.md").read_text()

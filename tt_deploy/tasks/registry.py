@@ -73,4 +73,10 @@ def make_task_for_skill(skill, num_envs: int, **kw) -> Task:
         kw.setdefault("prior", True)
     for k, v in task_kwargs_from_record(skill.name, skill.goals).items():
         kw.setdefault(k, v)
-    return make_task_for(skill.name, num_envs, skill.task_obs_dim, **kw)
+    task = make_task_for(skill.name, num_envs, skill.task_obs_dim, **kw)
+    if skill.task_prior is not None and task.prior_prompt is not None:
+        # the prior as recorded, not today's defaults: a default may change after a skill shipped
+        from tt_deploy.obs.priors import make_prior
+
+        task.prior_prompt = make_prior(skill.task_prior["name"], num_envs, **skill.task_prior.get("params", {}))
+    return task

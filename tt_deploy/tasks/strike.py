@@ -71,7 +71,7 @@ class StrikeTask(Task):
 
     def __init__(self, num_envs: int, *, current_pose: bool = False, dist_range: tuple[float, float] = (0.5, 10.0),
                  near_dist: float = 1.5, near_prob: float = 0.5, target_height: float = 0.9,
-                 strike_radius: float = 1.2, prior: bool = False):
+                 prior: bool = False):
         super().__init__(num_envs, current_pose=current_pose)
         self.prior = bool(prior)
         if not 0 < dist_range[0] <= near_dist <= dist_range[1] or not 0 <= near_prob <= 1:
@@ -79,11 +79,10 @@ class StrikeTask(Task):
                              f"near_prob={near_prob}")
         self.dist_range, self.near_dist, self.near_prob = dist_range, near_dist, near_prob
         self.target_height = float(target_height)  # z of the upright target's centre (m above ground)
-        self.strike_radius = float(strike_radius)
-        if self.prior:
+        if self.prior:  # the prior owns its parameters (obs/priors.py StrikePrior)
             from tt_deploy.obs.priors import make_prior
 
-            self.prior_prompt = make_prior("strike", self.num_envs, strike_radius=self.strike_radius)
+            self.prior_prompt = make_prior("strike", self.num_envs)
         self._toppled = np.zeros(self.num_envs, dtype=bool)  # at the latest step
 
     def _reset_goals(self, env_ids, state, sim, rng) -> None:

@@ -51,6 +51,23 @@ def find_runs(root: Path) -> list[Path]:
     return runs
 
 
+_CURRENT_PRIOR: dict[str, dict] = {}
+
+
+def prior_note(skill: str | None, task_prior: dict | None) -> str:
+    """'' when a run was trained beside the prior its task builds today, else the parameters that differ
+    ("strike_radius 1.2"): a prior's default can change (obs/priors.py), and rows must not mix priors."""
+    if not skill or not task_prior:
+        return ""
+    if skill not in _CURRENT_PRIOR:
+        from tt_deploy.tasks.registry import make_task
+
+        _CURRENT_PRIOR[skill] = make_task(skill, 1, prior=True).prior_prompt.describe()["params"]
+    now = _CURRENT_PRIOR[skill]
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in sorted(task_prior.get("params", {}).items()) if now.get(k) != v)
+
+
 def run_record(run: Path) -> dict:
     meta = json.loads((run / "run.json").read_text())
     cfg = meta.get("config", {})
@@ -69,16 +86,16 @@ def run_record(run: Path) -> dict:
             "trainable_params": meta.get("trainable_params", 0), "env_steps": meta.get("env_steps", 0),
             "wall_seconds": meta.get("wall_seconds", 0.0), "nthread": cfg.get("nthread", 1),
             "steps_to_90": reached[0], "wall_s_to_90": reached[1], "curve": curve,
-            "goals": meta.get("goals")}  # fmt: skip
+            "goals": meta.get("goals"), "prior_note": prior_note(cfg.get("skill"), meta.get("task_prior"))}  # fmt: skip
 
 
 def aggregate(records: list[dict]) -> list[dict]:
     """One row per (preset, skill, method) over its seeds."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
-        groups[(r["preset"], r["skill"], r["method"])].append(r)
+        groups[(r["preset"], r["skill"], r["method"], r.get("prior_note", ""))].append(r)
     rows = []
-    for (preset, skill, method), rs in groups.items():
+    for (preset, skill, method, note), rs in groups.items():
         s = np.array([r["success"] for r in rs], dtype=float)
         passed = sum(r["passed"] or 0 for r in rs)
         total = sum(r["segments"] or 0 for r in rs)
@@ -87,7 +104,7 @@ def aggregate(records: list[dict]) -> list[dict]:
         wall90 = [r["wall_s_to_90"] * r["nthread"] / 3600 for r in rs if r["wall_s_to_90"] is not None]
         stride = [r["stride_success"] for r in rs if r.get("stride_success") is not None]
         falls = [r["fall_rate"] for r in rs if r.get("fall_rate") is not None]
-        rows.append({"preset": preset, "skill": skill, "method": method, "seeds": len(rs),
+        rows.append({"preset": preset, "skill": skill, "method": method, "prior_note": note, "seeds": len(rs),
                      "stride_mean": float(np.mean(stride)) if stride else None,
                      "falls_mean": float(np.mean(falls)) if falls else None,
                      "success_mean": float(s.mean()), "success_std": float(s.std(ddof=1)) if len(s) > 1 else 0.0,
@@ -95,9 +112,9 @@ def aggregate(records: list[dict]) -> list[dict]:
                      "env_steps": int(np.mean([r["env_steps"] for r in rs])),
                      "steps_to_90": float(np.mean(to90)) if to90 else None,
                      "cpu_hours_to_90": float(np.mean(wall90)) if wall90 else None,
-                     "paper": PAPER.get(skill, {}).get(method) if preset == "reference" else None})  # fmt: skip
+                     "paper": PAPER.get(skill, {}).get(method) if preset == "reference" and not note else None})  # fmt: skip
     key = lambda r: (r["preset"], SKILL_ORDER.index(r["skill"]) if r["skill"] in SKILL_ORDER else 99,  # noqa: E731
-                     METHOD_ORDER.index(r["method"]) if r["method"] in METHOD_ORDER else 99)
+                     bool(r["prior_note"]), METHOD_ORDER.index(r["method"]) if r["method"] in METHOD_ORDER else 99)
     return sorted(rows, key=key)
 
 
@@ -147,7 +164,9 @@ def render_markdown(rows: list[dict], records: list[dict], plots: dict[str, str]
            "`task-token-oracle-lr1e-4` the same with the encoder normaliser frozen after distillation and "
            "actor lr 1e-4 (today's `--oracle-start`; the `task-token-oracle` runs predate both); "
            "`task-token-finetune-oracle` the same start with the finetune run's policy as the oracle "
-           "(`--oracle-policy`); `task-token-action` PPO with joint-action exploration (older runs). A goal segment "
+           "(`--oracle-policy`); `task-token-action` PPO with joint-action exploration (older runs). \"(earlier prior: "
+           "...)\" marks runs trained and evaluated beside a prior whose parameters have since changed "
+           "(obs/priors.py says why); they are kept, never pooled with today's. A goal segment "
            "counts once its measurement started (the reference's grace window): a method whose episodes all fall "
            "before that has 0 segments and no interval; `falls %` says so.", "",
            "| goals | task | method | seeds | success % (mean +- std) | 95 % interval | segments | falls % "
@@ -159,7 +178,8 @@ def render_markdown(rows: list[dict], records: list[dict], plots: dict[str, str]
         to90 = "-" if r["steps_to_90"] is None else f"{r['steps_to_90'] / 1e6:.2f} M"
         cpu = "-" if r["cpu_hours_to_90"] is None else f"{r['cpu_hours_to_90']:.2f}"
         paper = "-" if r["paper"] is None else f"{r['paper']:.1f}"
-        out.append(f"| {r['preset']} | {r['skill']} | {r['method']} | {r['seeds']} | {_pct(r['success_mean'])} +- "
+        method = r["method"] + (f" (earlier prior: {r['prior_note']})" if r.get("prior_note") else "")
+        out.append(f"| {r['preset']} | {r['skill']} | {method} | {r['seeds']} | {_pct(r['success_mean'])} +- "
                    f"{_pct(r['success_std'])} | {interval} | {r['segments']} | {_pct(r['falls_mean'])} "
                    f"| {r['trainable_params']:,} "
                    f"| {r['env_steps']:,} | {to90} | {cpu} | {paper} | {_pct(r['stride_mean'])} |")

@@ -156,14 +156,19 @@ class _Checkpointer:
         return res
 
 
-def _check_resumable(cfg: TrainConfig, out: Path) -> None:
-    """A run resumes only with the exploration it started with (its stored actions live in that space) and on the
-    simulator it started on (its stored simulator state is that engine's)."""
+def _check_resumable(cfg: TrainConfig, out: Path, prior: dict | None = None) -> None:
+    """A run resumes only with the exploration it started with (its stored actions live in that space), on the
+    simulator it started on (its stored simulator state is that engine's) and beside the prior prompt it started
+    with (a prior's defaults may change between versions: obs/priors.py)."""
     if (out / "checkpoints" / "last_state.pt").is_file() and (out / "run.json").is_file():
-        before = json.loads((out / "run.json").read_text()).get("config", {}).get("sim", "mujoco")
+        start = json.loads((out / "run.json").read_text())
+        before = start.get("config", {}).get("sim", "mujoco")
         if before != cfg.sim:
             raise InputError(f"{out} was trained with --sim {before}; resume it with --sim {before} "
                              f"or start a new run directory")
+        if "task_prior" in start and start["task_prior"] != json.loads(json.dumps(prior)):
+            raise InputError(f"{out} was trained beside the prior {start['task_prior']}, this version builds "
+                             f"{prior}: start a new run directory")
     ck = out / "checkpoints" / "last.safetensors"
     if cfg.exploration is None or not ck.is_file():
         return
@@ -238,7 +243,7 @@ def train_skill(cfg: TrainConfig, out_dir: str | Path, *, bfm_path=None, resume:
     runner = OnPolicyRunner(env, policy, cfg.ppo_config(), out, seed=cfg.seed, checkpoint_every=cfg.eval_every,
                             save_fn=ckpt, extra_log=extra_log)  # fmt: skip
     if resume:
-        _check_resumable(cfg, out)
+        _check_resumable(cfg, out, prior)
     if resume and not runner.resume():
         log.warning("--resume: no checkpoint in %s, starting fresh", out)
     if cfg.oracle_start and fresh:  # the distillation's rollouts count; its encoder is the first "best" candidate
