@@ -79,12 +79,41 @@ def probe(env, act) -> dict:
             "touched_but_not_tilted_pct": pct(touched & (up_min >= TILTED_UP_Z))}
 
 
+def arm_ik_oracle(env, base, blend: float, depth: float):
+    """The prior-only action; in the prior's strike phase the right arm's 6 hinges moved `blend` of the way to
+    the IK posture (sim/arm_ik.py) that puts the hand `depth` m past the pillar's centre: a push."""
+    from tt_deploy.sim.arm_ik import ArmIK
+
+    ik = ArmIK(env.sim.hm)
+
+    def act(step):
+        a = base(step)
+        striking = np.flatnonzero(env.task.prior_prompt.phase == 1)
+        if len(striking):
+            qpos = env.sim.raw_qpos(striking)
+            tar = env.sim.object_state(OBJECT).pos[striking]
+            pelvis = env.sim.body_state().pos[striking, 0]
+            d = tar[:, :2] - pelvis[:, :2]
+            d /= np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-9)
+            point = tar + depth * np.concatenate([d, np.zeros((len(d), 1))], axis=-1)
+            for j, i in enumerate(striking):
+                joints, arm, _ = ik.solve(qpos[j], "R_Hand", point[j])
+                a[i, joints] = blend * arm + (1.0 - blend) * a[i, joints]
+        return a
+
+    return act
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", nargs="*", default=[], help="strike training run dirs")
     ap.add_argument("--prior", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
                     help="also run prior-only with these strike prior parameters (obs/priors.py StrikePrior), "
                          "e.g. --prior strike_radius=1.2 --prior strike_radius=0.55,strike_lead_s=0.2")
+    ap.add_argument("--arm-ik", action="append", default=[], metavar="BLEND,DEPTH",
+                    help="also run an arm-IK oracle: prior-only, and once the prior switched to the hand, the right "
+                         "arm moved BLEND of the way to the IK solution for a point DEPTH m past the pillar's centre "
+                         "(along pelvis -> pillar)")
     ap.add_argument("--episodes", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
@@ -104,11 +133,16 @@ def main() -> None:
 
         _, policy, _, used = load_run_policy(Path(run), tag="last")
         policies[f"{run} ({Path(used).name})"] = (lambda step, p=policy: p.act_deterministic(to_torch(step)).numpy(), {})
+    for spec_ in args.arm_ik:
+        blend, depth = (float(x) for x in spec_.split(","))
+        policies[f"arm-IK oracle (blend {blend:g}, {depth:g} m past the centre)"] = (("arm-ik", blend, depth), {})
     out = {}
     for name, (act, params) in policies.items():
         env = _make_env(cfg, args.episodes, seed=10_000 + args.seed, goal_kwargs=goal_kwargs)
         if params:
             env.task.prior_prompt = make_prior("strike", args.episodes, **params)
+        if isinstance(act, tuple):
+            act = arm_ik_oracle(env, prior_only, *act[1:])
         out[name] = probe(env, act)
         print(name, json.dumps(out[name]), flush=True)
     if args.json:
