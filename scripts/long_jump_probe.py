@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from probe_setup import probe_setup
 
-from tt_deploy.models.checkpoints import load_encoder, resolve_bfm
+from tt_deploy.models.checkpoints import load_encoder
 from tt_deploy.rl.runner import to_torch
 from tt_deploy.spec import CONTROL_DT, TASK_OBS_NAME
 from tt_deploy.tasks.long_jump import FOOT_IDS, SUCCESS_LENGTH
-from tt_deploy.train.task_token import TrainConfig, _make_env, resolve_goals
+from tt_deploy.train.task_token import _make_env
 
 AIRBORNE_N = 1.0  # N: a foot body under this contact force is off the ground
 
@@ -79,12 +80,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    bfm, info = resolve_bfm(None)
-    bfm.freeze()
-    cfg = TrainConfig(skill="long_jump", method="prior-only", goals="bfm", eval_envs=args.episodes, nthread=1)
-    goal_kwargs, _ = resolve_goals(cfg, info)
-    policies = {"prior-only": lambda step: torch.clamp(bfm(to_torch(step)), -1, 1).numpy()}
+    bfm, cfg, goal_kwargs, prior_only = probe_setup("long_jump", args.episodes)
+    policies = {"prior-only": prior_only}
     if args.run:
         enc, _ = load_encoder(Path(args.run) / "checkpoints" / "last.safetensors")
 

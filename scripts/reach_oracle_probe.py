@@ -15,12 +15,10 @@ import argparse
 import json
 
 import numpy as np
-import torch
+from probe_setup import probe_setup
 
-from tt_deploy.models.checkpoints import resolve_bfm
-from tt_deploy.rl.runner import to_torch
 from tt_deploy.sim.arm_ik import ArmIK
-from tt_deploy.train.task_token import TrainConfig, _make_env, evaluate_policy, resolve_goals
+from tt_deploy.train.task_token import _make_env, evaluate_policy
 
 
 def main() -> None:
@@ -31,14 +29,7 @@ def main() -> None:
                     help="oracle arm = blend x IK + (1 - blend) x the BFM's arm (1 = the IK arm alone)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    bfm, info = resolve_bfm(None)
-    bfm.freeze()
-    cfg = TrainConfig(skill="reach", method="prior-only", goals="bfm", eval_envs=args.episodes, nthread=1)
-    goal_kwargs, _ = resolve_goals(cfg, info)
-
-    def prior_only(step):
-        return torch.clamp(bfm(to_torch(step)), -1, 1).numpy()
+    _, cfg, goal_kwargs, prior_only = probe_setup("reach", args.episodes)
 
     out = {}
     for name in ["prior-only"] + [f"arm-IK x{b:g}" for b in args.blend]:

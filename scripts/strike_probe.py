@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from probe_setup import probe_setup
 
 from tt_deploy import spec
-from tt_deploy.models.checkpoints import resolve_bfm
 from tt_deploy.obs.priors import make_prior
 from tt_deploy.rl.runner import to_torch
 from tt_deploy.spec import CONTROL_DT
 from tt_deploy.tasks.strike import OBJECT, STRIKE_BODY_MASK, TOPPLED_UP_Z, target_up_z
-from tt_deploy.train.task_token import TrainConfig, _make_env, resolve_goals
+from tt_deploy.train.task_token import _make_env
 
 TILTED_UP_Z = 0.95
 R_HAND = spec.BODY_NAMES.index("R_Hand")
@@ -118,12 +118,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    bfm, info = resolve_bfm(None)
-    bfm.freeze()
-    cfg = TrainConfig(skill="strike", method="prior-only", goals="bfm", eval_envs=args.episodes, nthread=1)
-    goal_kwargs, _ = resolve_goals(cfg, info)
-    prior_only = lambda step: torch.clamp(bfm(to_torch(step)), -1, 1).numpy()  # noqa: E731
+    _, cfg, goal_kwargs, prior_only = probe_setup("strike", args.episodes)
     policies = {"prior-only": (prior_only, {})}
     for spec_ in args.prior:
         params = {k: float(v) for k, v in (kv.split("=") for kv in spec_.split(","))}
