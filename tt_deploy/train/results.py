@@ -90,7 +90,7 @@ def run_record(run: Path) -> dict:
 
 
 def aggregate(records: list[dict]) -> list[dict]:
-    """One row per (preset, skill, method) over its seeds."""
+    """One row per (preset, skill, method, prior) over its seeds: runs beside an earlier prior get their own row."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
         groups[(r["preset"], r["skill"], r["method"], r.get("prior_note", ""))].append(r)
@@ -130,7 +130,8 @@ def plot_skill(skill: str, records: list[dict], png: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for i, r in enumerate(sorted(records, key=lambda r: (r["preset"], r["method"], r["seed"]))):
-        label = f"{r['method']} seed {r['seed']} ({r['preset']} goals)"
+        label = f"{r['method']} seed {r['seed']} ({r['preset']} goals" + (
+            f"; earlier prior: {r['prior_note']})" if r.get("prior_note") else ")")
         if r["curve"]:
             xs, _, ys = zip(*r["curve"], strict=True)
             ax.plot([x / 1e6 for x in xs], [100 * y for y in ys], marker=".", label=label, color=f"C{i % 10}")
