@@ -21,6 +21,7 @@ import argparse
 import json
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -83,8 +84,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
-    oracle = PolicyOracle(args.oracle_policy, skill=json.load(open(f"{args.oracle_policy}/run.json"))["config"]["skill"])
-    skill = oracle.skill
+    skill = json.loads(Path(args.oracle_policy, "run.json").read_text())["config"]["skill"]
+    oracle = PolicyOracle(args.oracle_policy, skill=skill)
     bfm, info = resolve_bfm(None)
     bfm.freeze()
     cfg = TrainConfig(skill=skill, prior=True, goals="bfm", nthread=1, seed=args.seed)
@@ -126,8 +127,7 @@ def main() -> None:
               "distill": out, "final_eval": final}
     print(json.dumps({k: v for k, v in result.items() if k != "distill"}, indent=1, default=float))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1, default=float)
+        Path(args.json).write_text(json.dumps(result, indent=1, default=float))
 
 
 def per_state_tokens(policy, oracle, env, null, args) -> None:
@@ -165,8 +165,7 @@ def per_state_tokens(policy, oracle, env, null, args) -> None:
                token_iters=args.token_iters)
     print(json.dumps(res, indent=1))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=1)
+        Path(args.json).write_text(json.dumps(res, indent=1))
 
 
 if __name__ == "__main__":
