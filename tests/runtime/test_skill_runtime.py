@@ -327,7 +327,7 @@ def test_a_skill_trained_with_its_prior_refuses_a_call_that_hides_it(small_bfm_f
 
 
 def test_a_skill_is_driven_by_the_prior_it_recorded_not_by_todays_default(small_bfm_file, tmp_path):
-    """The strike prior's default strike_radius changed (1.2 -> 0.55 m) after skills shipped with it: verify,
+    """A prior's defaults can change after a skill shipped (strike_radius 1.2 -> 0.55 m did): verify,
     sim2sim and the demo build the task through make_task_for_skill, which must use the recorded value."""
     from tt_deploy.obs.priors import make_prior
     from tt_deploy.tasks.registry import make_task, make_task_for_skill

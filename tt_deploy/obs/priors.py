@@ -151,8 +151,8 @@ class StrikePrior(Prior):
     goal: target (N, 3) world m (the target's centre). `phase` (N,) 0 approach / 1 strike is the state.
 
     `strike_radius` 0.55 m: the embedded BFM stops walking when the prompt switches to the hand, and its
-    hand reaches 0.2-0.6 m from the shoulder (the card's hand row), so a switch at 1.2 m (the first
-    default) left the hand 0.76 m from the pillar's centre and toppled 1.6 % of pillars. Measured with
+    hand reaches 0.2-0.6 m from the shoulder (the card's hand row): a switch at 1.2 m leaves the hand
+    0.76 m from the pillar's centre and topples 1.6 % of pillars. Measured with
     `python scripts/strike_probe.py --prior strike_radius=R` (prior-only, `bfm` goals, 64 evaluation
     episodes, seed 0), success at R = 1.2 / 0.9 / 0.7 / 0.65 / 0.55 / 0.4 m: 1.6 / 3.1 / 3.1 / 3.1 /
     10.9 / 6.2 % (closer than 0.55 m the body bumps the pillar: illegal contact 34 -> 53 %).
