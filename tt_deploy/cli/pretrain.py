@@ -240,3 +240,34 @@ def _abilities_file(src: Path) -> dict:
         raise InputError(f"{src} is not an abilities file of `ttdeploy evaluate-bfm --json` (needs 'abilities' and "
                          "'evaluation')")
     return data
+
+
+EXPERTS = ("glide",)
+
+
+@app.command("pretrain-expert")
+def pretrain_expert_cmd(
+    expert: Annotated[str, typer.Argument(help="Which RL expert: " + " | ".join(EXPERTS))],
+    steps: Annotated[int | None, typer.Option(help="Total environment steps (default: the stop rule's 5 M).")] = None,
+    num_envs: Annotated[int | None, typer.Option(help="Parallel environments (default 256).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/experts/glide"),
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoints/last_state.pt.")] = False,
+    past_stop_rule: Annotated[bool, typer.Option(help="Train past a failed stop rule (it stays recorded).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every iteration.")] = False,
+) -> None:
+    """Train an RL expert for the next BFM (resumable); at 5 M env steps it measures its stop rule and obeys it."""
+    if expert not in EXPERTS:
+        from tt_deploy.errors import UnknownNameError
+
+        raise UnknownNameError("expert", expert, EXPERTS)
+    from tt_deploy.pretrain.glide_expert import GlideConfig, train_glide
+
+    _logging(verbose)
+    cfg = GlideConfig(seed=seed)
+    cfg = replace(cfg, **{k: v for k, v in {"steps": steps, "num_envs": num_envs}.items() if v is not None})
+    with _progress(cfg.steps) as progress:
+        result = train_glide(cfg, out, resume=resume, past_stop_rule=past_stop_rule, progress=progress)
+    verdict = result["stop_rule"]
+    rule = "not reached" if verdict is None else ("passed" if verdict["passed"] else "FAILED (see stop_rule.json)")
+    console.print(f"expert {expert}: {result['env_steps']:,} env steps in {out}; stop rule {rule}")

@@ -1,0 +1,366 @@
+"""The first RL expert for the next BFM: a gliding walker, a bounded residual on the walking controller.
+
+Why a residual: the embedded BFM imitates the SIMBICON controller (pretrain/gait_teacher.py), whose pelvis
+speed swings 12-26 % within every step; the reference's direction rule fails a goal segment the first
+control step the speed is 20 % off. A policy trained from scratch on these 2 cores falls in every direction
+episode (the pure-RL baseline), so the expert starts as the controller (residual 0) and PPO learns
+`action = controller + residual`, residual_rad * tanh(MLP) radians on 59 hinges, on the reference's own per-step reward.
+
+Reward per control step (v = the root velocity over one control step, as the reference computes it):
+    speed_w * exp(-(10 e_rel^2 + 0.1 t^2))      the reference direction reward (tasks/direction.py)
+  + glide_w * exp(-(e_rel / glide_sigma)^2)     sharp: pays for the ~5 % swing the rule needs
+  + facing_w * (1 + cos(heading - command)) / 2
+  - rate_w * mean over the residual's joints of ((residual_t - residual_{t-1}) / residual_rad)^2 (radians)
+Goals: a direction and speed held 3-8 s, changed by up to +-90 deg, speed 0.3-1.5 m/s (the controller
+walks at most `speed_cap` 1.0 m/s; above that the residual must add the speed).
+
+Stop rule (issue #33): at 5 M env steps, straight walks at 0.5 and 0.7 m/s (32 envs x 20 s) must swing
+<= 10 % (std / mean of the per-step speed along the command, after 5 s) and fall <= 10 %; otherwise the
+run stops there and the design changes before more compute (`StopRule`, written to stop_rule.json).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from tt_deploy import spec
+from tt_deploy.atomic import atomic_path
+from tt_deploy.errors import InputError
+from tt_deploy.models.normalization import RunningMeanStd, mlp
+from tt_deploy.pretrain.gait_teacher import GaitTeacher
+from tt_deploy.rl.config import PPOConfig
+from tt_deploy.rl.ppo import ActorCritic
+from tt_deploy.rl.runner import OnPolicyRunner, to_torch
+from tt_deploy.spec import ACTION_DIM, SELF_OBS_DIM, TASK_OBS_NAME
+from tt_deploy.tasks.base import root_heading, root_velocity, wrap_angle
+from tt_deploy.tasks.direction import DirectionTask, HeadingGoalConfig, direction_terms
+from tt_deploy.tasks.env import EnvStep, TaskEnv
+from tt_deploy.train.policies import Critic
+
+log = logging.getLogger(__name__)
+
+RECIPE_VERSION = "tt-deploy glide expert v1"
+COMMAND_DIM = 6  # direction in the heading frame (2), speed, swing_left, phase, t_swing / max_swing
+TASK_DIM = COMMAND_DIM + ACTION_DIM  # + the controller's whole action row (69)
+STOP_RULE_STEPS = 5_000_000
+
+
+@dataclass(frozen=True)
+class GlideReward:
+    """Weights of the reward terms (module docstring)."""
+
+    speed_w: float = 0.5
+    glide_w: float = 0.5
+    glide_sigma: float = 0.08
+    facing_w: float = 0.2
+    rate_w: float = 0.1
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """Issue #33's first-expert rule, measured by `measure_walk` at `at_steps`."""
+
+    at_steps: int = STOP_RULE_STEPS
+    speeds: tuple[float, ...] = (0.5, 0.7)
+    max_swing: float = 0.10
+    max_falls: float = 0.10
+    envs: int = 32
+    seconds: float = 20.0
+
+    def verdict(self, rows: list[dict]) -> dict:
+        checked = [r for r in rows if r["command"] in self.speeds]
+        ok = all(r["swing"] <= self.max_swing and r["fall_rate"] <= self.max_falls for r in checked)
+        return {"passed": bool(ok), "rule": asdict(self), "rows": rows}
+
+
+@dataclass(frozen=True)
+class GlideConfig:
+    """What `ttdeploy pretrain-expert glide` runs; sized for 2 CPU cores."""
+
+    num_envs: int = 256
+    steps: int = STOP_RULE_STEPS
+    seed: int = 0
+    episode_seconds: float = 10.0
+    nthread: int = 2
+    residual_rad: float = 0.3  # bound of the residual on each hinge's PD target
+    hidden: tuple[int, ...] = (256, 256)
+    goals: HeadingGoalConfig = HeadingGoalConfig(speed_range=(0.3, 1.5), change_steps=(90, 240), random_prob=0.1,
+                                                 max_turn=math.pi / 2, max_speed_change=0.4, stop_prob=0.0,
+                                                 fresh_cone=math.pi / 2)  # fmt: skip
+    reward: GlideReward = GlideReward()
+    ppo: PPOConfig = PPOConfig(horizon=32, num_minibatches=4, epochs=5, actor_lr=3e-4, critic_lr=3e-4,
+                               max_grad_norm=1.0, action_std=0.01, bound_coef=10.0, critic_warmup=5)  # fmt: skip
+    checkpoint_every: int = 10  # iterations
+    eval_every: int = 50  # iterations between straight-walk measurements in log.csv
+    stop_rule: StopRule = field(default_factory=StopRule)
+
+    def __post_init__(self):
+        if not 0 < self.residual_rad <= 1.5:
+            raise InputError(f"residual_rad must be in (0, 1.5] rad, got {self.residual_rad}")
+        if self.steps < 1 or self.num_envs < 1:
+            raise InputError(f"steps and num_envs must be >= 1, got {self.steps}, {self.num_envs}")
+
+
+class GlideTask(DirectionTask):
+    """Direction goals (the reference rule books every segment) plus the controller's action in the obs.
+
+    The walking controller is part of the task: `observe` advances its state machine once per control
+    step and returns its action row, so a resume restores it with the task (rl/env_state.py).
+    """
+
+    name = "glide"
+    feature_dim = TASK_DIM
+    feature_names = (*DirectionTask.feature_names, "swing_left [0/1]: the controller's swing leg",
+                     "phase [0/1]: lift, then reach down", "t_swing / max_swing [1]",
+                     *(f"controller_action_{j} [1]: the walking controller's action" for j in spec.JOINT_NAMES))
+
+    def __init__(self, num_envs: int, goals: HeadingGoalConfig, reward: GlideReward, hm, residual_rad: float):
+        super().__init__(num_envs, goals=goals)
+        self.weights = reward
+        self.residual_rad = float(residual_rad)
+        self.pd_scale = np.asarray(hm.pd_scale, np.float32)
+        self.pd_scale.flags.writeable = False  # a constant: snapshots skip it
+        self.gait = GaitTeacher(hm, num_envs)
+        self.base_action = np.zeros((num_envs, ACTION_DIM), np.float32)
+        self.residual = np.zeros((num_envs, ACTION_DIM), np.float32)
+        self.prev_residual = np.zeros((num_envs, ACTION_DIM), np.float32)
+        self.terms = {k: np.zeros(num_envs) for k in ("speed", "glide", "facing", "rate")}
+
+    def _reset_goals(self, env_ids, state, sim, rng) -> None:
+        super()._reset_goals(env_ids, state, sim, rng)
+        self.gait.reset(env_ids)
+        self.residual[env_ids] = 0.0
+        self.prev_residual[env_ids] = 0.0
+
+    def features(self, state, sim) -> np.ndarray:
+        ids, act = self.gait.actions(state, sim.joint_state()[0], sim.contact_forces(), self.tar_dir, self.tar_speed)
+        self.base_action[:] = 0.0
+        self.base_action[:, ids] = act
+        fsm = np.stack([self.gait.swing_left.astype(np.float64), self.gait.phase.astype(np.float64),
+                        self.gait.t_swing / self.gait.p.max_swing], axis=-1)  # fmt: skip
+        return np.concatenate([super().features(state, sim), fsm, self.base_action], axis=-1)
+
+    def reward(self, prev_state, state, sim) -> np.ndarray:
+        w = self.weights
+        d = direction_terms(self.tar_dir, self.tar_speed, root_velocity(prev_state, state))
+        goal = np.arctan2(self.tar_dir[:, 1], self.tar_dir[:, 0])
+        rate = np.sum((self.residual - self.prev_residual) ** 2, -1) / (len(residual_joint_ids()) * self.residual_rad**2)
+        self.terms = {"speed": d["reward"], "glide": np.exp(-((d["e_rel"] / w.glide_sigma) ** 2)),
+                      "facing": 0.5 * (1.0 + np.cos(wrap_angle(root_heading(state) - goal))), "rate": rate}  # fmt: skip
+        return (w.speed_w * self.terms["speed"] + w.glide_w * self.terms["glide"] + w.facing_w * self.terms["facing"]
+                - w.rate_w * rate)  # fmt: skip
+
+
+class GlideEnv(TaskEnv):
+    """TaskEnv that tells its GlideTask the residual each executed action carried (for the rate term)."""
+
+    def step(self, actions: np.ndarray) -> EnvStep:
+        t: GlideTask = self.task
+        t.prev_residual[:] = t.residual
+        t.residual[:] = (np.clip(actions, -spec.ACTION_CLAMP, spec.ACTION_CLAMP) - t.base_action) * t.pd_scale  # rad
+        return super().step(actions)
+
+
+def residual_joint_ids() -> np.ndarray:
+    """Joints the residual moves: all but knee x/z, ankle z and toe x/z (hinges the controller holds at 0).
+
+    Why not all 69: white exploration noise of 0.02 action units on the hips and knees alone fells 97 % of
+    the controller's 10 s walks at 0.7 m/s (the knee x/z hinges span +-pi, so one action unit is 3.1 rad).
+    """
+    names = spec.JOINT_NAMES
+    held = {f"{s}_{b}_{a}" for s in ("L", "R") for b, a in (("Knee", "x"), ("Knee", "z"), ("Ankle", "z"),
+                                                            ("Toe", "x"), ("Toe", "z"))}  # fmt: skip
+    return np.array([i for i, n in enumerate(names) if n not in held])
+
+
+class GlidePolicy(ActorCritic):
+    """PPO's action is the residual in radians on `residual_joint_ids()`, mean residual_rad * tanh(MLP(obs));
+    the joint action is the controller's (read from the task obs) plus that residual in action units.
+
+    Exploring in radians keeps the noise equal on every hinge (the action units of the hips are 2.5 rad, of the
+    ankles 1.0 rad)."""
+
+    bounded = False
+
+    def __init__(self, pd_scale: np.ndarray, residual_rad: float = 0.3, hidden=(256, 256), critic_hidden=(256, 256)):
+        super().__init__()
+        self.residual_rad = float(residual_rad)
+        ids = residual_joint_ids()
+        self.action_dim = len(ids)
+        self.register_buffer("joint_ids", torch.as_tensor(ids, dtype=torch.long))
+        self.register_buffer("inv_scale", torch.as_tensor(1.0 / np.asarray(pd_scale)[ids], dtype=torch.float32))
+        self.norm = RunningMeanStd(SELF_OBS_DIM + TASK_DIM)
+        self.actor = mlp([SELF_OBS_DIM + TASK_DIM, *hidden, self.action_dim])
+        with torch.no_grad():  # residual 0 at the start: the expert is the controller
+            self.actor[-1].weight.mul_(0.01)
+            self.actor[-1].bias.zero_()
+        self.critic = Critic({"obs": SELF_OBS_DIM, TASK_OBS_NAME: TASK_DIM}, critic_hidden)
+
+    def _x(self, obs):
+        return torch.cat([obs["obs"], obs[TASK_OBS_NAME]], dim=-1)
+
+    def action_mean(self, obs):
+        return self.residual_rad * torch.tanh(self.actor(self.norm(self._x(obs))))
+
+    def env_action(self, obs, actions):
+        joint = obs[TASK_OBS_NAME][:, COMMAND_DIM:].clone()
+        joint[:, self.joint_ids] += actions * self.inv_scale
+        return joint
+
+    def value(self, obs):
+        return self.critic(obs)
+
+    def actor_parameters(self):
+        return list(self.actor.parameters())
+
+    def critic_parameters(self):
+        return list(self.critic.parameters())
+
+    def update_normalizers(self, obs):
+        self.norm.update(self._x(obs))
+        self.critic.update_norm(obs)
+
+
+def make_env(cfg: GlideConfig, num_envs: int, seed: int, goals: HeadingGoalConfig | None = None) -> GlideEnv:
+    from tt_deploy.sim.mujoco_backend import MujocoSimulator
+
+    sim = MujocoSimulator(num_envs, nthread=cfg.nthread, seed=seed)
+    task = GlideTask(num_envs, goals or cfg.goals, cfg.reward, sim.hm, cfg.residual_rad)
+    return GlideEnv(sim, task, episode_seconds=cfg.episode_seconds, seed=seed)
+
+
+# --- measurement -----------------------------------------------------------------------------------------------
+def measure_walk(act, cfg: GlideConfig, speeds=(0.5, 0.7, 1.0), envs: int = 32, seconds: float = 20.0,
+                 seed: int = 10_000, settle_s: float = 5.0) -> list[dict]:
+    """Straight walks at a fixed command, the issue's table: per-step speed along the command over one control
+    step; swing = mean over envs still up of std / own mean after `settle_s`; fall_rate over `seconds`.
+
+    act(obs dict of torch tensors) -> (N, 69) numpy actions; None = the walking controller alone.
+    """
+    rows = []
+    steps = int(round(seconds / spec.CONTROL_DT))
+    settle = min(int(round(settle_s / spec.CONTROL_DT)), steps // 2)
+    for v in speeds:
+        goals = replace(cfg.goals, speed_range=(v, v), change_steps=(10 * steps, 10 * steps + 1), random_prob=1.0,
+                        fresh_cone=0.0)  # fmt: skip
+        env = make_env(replace(cfg, episode_seconds=seconds + 1.0), envs, seed, goals)
+        step = env.reset()
+        d = env.task.tar_dir.copy()
+        speed_along = np.full((steps, envs), np.nan)
+        alive = np.ones(envs, bool)
+        for k in range(steps):
+            obs = to_torch(step)
+            action = obs[TASK_OBS_NAME][:, COMMAND_DIM:].numpy() if act is None else act(obs)
+            prev = env.sim.body_state().pos[:, 0, :2].copy()
+            step = env.step(action)
+            alive &= ~step.done
+            vel = (env.sim.body_state().pos[:, 0, :2] - prev) / spec.CONTROL_DT
+            speed_along[k] = np.where(alive, np.sum(vel * d, -1), np.nan)
+        steady = speed_along[settle:, alive]
+        mean = steady.mean(0) if alive.any() else np.array([np.nan])
+        swing = steady.std(0) / np.maximum(np.abs(mean), 1e-6) if alive.any() else np.array([np.nan])
+        rows.append({"command": v, "mean_speed": round(float(np.mean(mean)), 4),
+                     "mean_error": round(float(np.mean(mean) / v - 1.0), 4), "swing": round(float(np.mean(swing)), 4),
+                     "fall_rate": round(float(1.0 - alive.mean()), 4), "envs": envs, "seconds": seconds})  # fmt: skip
+    return rows
+
+
+def policy_actor(policy: GlidePolicy):
+    def act(obs):
+        with torch.no_grad():
+            return policy.act_deterministic(obs).numpy()
+
+    return act
+
+
+# --- training --------------------------------------------------------------------------------------------------
+def _save(runner: OnPolicyRunner, tag: str) -> None:
+    from safetensors.torch import save_file
+
+    path = runner.out_dir / "checkpoints" / f"{tag}_policy.safetensors"
+    meta = {"recipe": RECIPE_VERSION, "env_steps": str(runner.env_steps), "residual_rad": str(runner.policy.residual_rad)}
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in runner.policy.state_dict().items()}, str(tmp), metadata=meta)
+
+
+def _metrics(cfg: GlideConfig):
+    def extra(runner: OnPolicyRunner) -> dict:
+        t: GlideTask = runner.env.task
+        out = {f"r_{k}": float(np.mean(v)) for k, v in t.terms.items()}
+        out["residual_abs_rad"] = float(np.abs(t.residual[:, residual_joint_ids()]).mean())
+        if runner.iteration % cfg.eval_every == 0:
+            for row in measure_walk(policy_actor(runner.policy), cfg, speeds=(0.5, 1.0), envs=16, seconds=12.0):
+                out[f"swing_{row['command']}"] = row["swing"]
+                out[f"falls_{row['command']}"] = row["fall_rate"]
+                out[f"speed_{row['command']}"] = row["mean_speed"]
+        return out
+
+    return extra
+
+
+def build_runner(cfg: GlideConfig, out_dir: Path) -> OnPolicyRunner:
+    torch.manual_seed(cfg.seed)
+    env = make_env(cfg, cfg.num_envs, cfg.seed)
+    policy = GlidePolicy(env.sim.hm.pd_scale, cfg.residual_rad, cfg.hidden)
+    return OnPolicyRunner(env, policy, cfg.ppo, out_dir, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
+                          save_fn=_save, extra_log=_metrics(cfg))
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _config_record(cfg: GlideConfig) -> dict:
+    return json.loads(json.dumps(asdict(cfg)))
+
+
+def train_glide(cfg: GlideConfig, out_dir: str | Path, *, resume: bool = False, past_stop_rule: bool = False,
+                progress=None) -> dict:
+    """Train (or resume) the glide expert; at the stop rule's step count, measure and obey it."""
+    out_dir = Path(out_dir)
+    run_json = out_dir / "run.json"
+    if resume and not run_json.is_file() and (out_dir / "checkpoints" / "last_state.pt").is_file():
+        raise InputError(f"--resume: {out_dir} has a checkpoint but no run.json; its settings are unknown")
+    if resume and run_json.is_file():
+        old = json.loads(run_json.read_text()).get("config", {})
+        mine = _config_record(cfg)
+        differ = sorted(k for k in mine if k not in ("steps", "nthread") and old.get(k) != mine[k])
+        if differ:
+            raise InputError(f"--resume: {out_dir} was trained with other settings ({', '.join(differ)})")
+    runner = build_runner(cfg, out_dir)
+    if resume and not runner.resume():
+        log.warning("--resume: no checkpoint in %s, starting fresh", out_dir)
+    rule_path = out_dir / "stop_rule.json"
+    verdict = json.loads(rule_path.read_text()) if rule_path.is_file() else None
+    if verdict is not None and not verdict["passed"] and not past_stop_rule and cfg.steps > cfg.stop_rule.at_steps:
+        raise InputError(f"{out_dir}: the stop rule failed at {cfg.stop_rule.at_steps:,} env steps "
+                         f"({rule_path}); change the design, or pass --past-stop-rule")  # fmt: skip
+    record = {"recipe": RECIPE_VERSION, "config": _config_record(cfg), "sim": "mujoco"}
+    _write_json(run_json, {**record, "status": "training"})
+    target = cfg.steps if verdict is not None else min(cfg.steps, cfg.stop_rule.at_steps)
+    result = runner.learn(target, progress=progress)
+    if verdict is None and runner.env_steps >= cfg.stop_rule.at_steps:
+        rule = cfg.stop_rule
+        rows = measure_walk(policy_actor(runner.policy), cfg, speeds=(*rule.speeds, 1.0), envs=rule.envs,
+                            seconds=rule.seconds)  # fmt: skip
+        verdict = {**rule.verdict(rows), "env_steps": runner.env_steps}
+        _write_json(rule_path, verdict)
+        log.info("stop rule at %d env steps: %s", runner.env_steps, "passed" if verdict["passed"] else "FAILED")
+        if verdict["passed"] and cfg.steps > runner.env_steps:
+            result = runner.learn(cfg.steps, progress=progress)
+    status = "interrupted" if result["interrupted"] else ("stopped by the stop rule" if verdict and not verdict["passed"]
+                                                          else "done")  # fmt: skip
+    _write_json(run_json, {**record, "status": status, "env_steps": runner.env_steps,
+                           "iterations": runner.iteration, "wall_seconds": round(runner.wall_seconds, 1),
+                           "stop_rule": verdict})  # fmt: skip
+    return {**result, "stop_rule": verdict}
