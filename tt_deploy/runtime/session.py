@@ -146,17 +146,49 @@ def resolve_backend(backend: str, manifest=None) -> tuple[str, str]:
     return backend, provider
 
 
-def provider_options(provider: str, bundle_dir: Path, config: SessionConfig) -> dict[str, object]:
-    """ONNX Runtime provider options. TensorRT EP: engine + timing caches under <bundle>/engines/ort-trt
-    (onnxruntime.ai TensorRT EP docs: trt_engine_cache_enable/_path, trt_timing_cache_enable, trt_fp16_enable)."""
+def ort_trt_cache_dir(bundle_dir: Path, graph_sha256: str) -> Path:
+    """The TensorRT EP's engine cache of one graph: <bundle>/engines/ort-trt/<sha256[:16]>.
+
+    Why one per graph: the EP keys its cache on the model file name, input names and node output names,
+    never the weights; a session built from bytes has no file name, so two skills with the same shapes
+    (reach, direction) would share one engine and the second would silently run the first one's."""
+    return Path(bundle_dir) / "engines" / "ort-trt" / graph_sha256[:16]
+
+
+def provider_options(provider: str, bundle_dir: Path, config: SessionConfig, graph_sha256: str = "") -> dict[str, object]:
+    """ONNX Runtime provider options (onnxruntime.ai TensorRT EP docs: trt_engine_cache_enable/_path,
+    trt_timing_cache_enable/_path, trt_fp16_enable). TensorRT EP: engines in `ort_trt_cache_dir`, the timing
+    cache beside them in engines/ort-trt/timing; both directories are created here (the EP creates only the
+    last path component). CUDA EP: TF32 off unless tf32 is asked, so its "fp32" is fp32."""
+    if provider == BACKENDS["ort-cuda"]:
+        return {"use_tf32": 1 if config.trt_precision == "tf32" else 0}
     if provider != BACKENDS["ort-trt"]:
         return {}
+    engines = ort_trt_cache_dir(bundle_dir, graph_sha256 or "unhashed")
+    timing = engines.parent / "timing"
+    try:
+        engines.mkdir(parents=True, exist_ok=True)
+        timing.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BundleError(f"cannot create the TensorRT EP caches under {Path(bundle_dir) / 'engines'} "
+                          f"({exc.strerror or exc}); use a writable copy of the bundle or another backend") from exc
     return {
         "trt_engine_cache_enable": True,
-        "trt_engine_cache_path": str(Path(bundle_dir) / "engines" / "ort-trt"),
+        "trt_engine_cache_path": str(engines),
         "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": str(timing),
         "trt_fp16_enable": config.trt_precision == "fp16",
     }
+
+
+def execution_providers(provider: str, bundle_dir: Path, config: SessionConfig, graph_sha256: str) -> list:
+    """The providers list for a session: the one asked for, and after the TensorRT EP the CUDA EP for nodes
+    TensorRT does not take (the session's first provider is still checked to be the one asked for)."""
+    options = provider_options(provider, bundle_dir, config, graph_sha256)
+    providers = [(provider, options)] if options else [provider]
+    if provider == BACKENDS["ort-trt"]:
+        providers.append((BACKENDS["ort-cuda"], provider_options(BACKENDS["ort-cuda"], bundle_dir, config)))
+    return providers
 
 
 def _shape_matches(expected: tuple, actual: list) -> bool:
@@ -225,9 +257,8 @@ class GraphSession:
         path = Path(bundle_dir) / content / spec.path  # content: the manifest's version dir
         self.spec, self.path = spec, path
         data = read_verified(path, spec.sha256)
+        providers = execution_providers(provider, bundle_dir, config, spec.sha256)
         try:
-            options = provider_options(provider, bundle_dir, config)
-            providers = [(provider, options)] if options else [provider]
             self.session = _ort().InferenceSession(data, config.session_options(), providers=providers)
         except Exception as exc:  # onnxruntime raises several private pybind types for bad models
             raise BundleError(f"{path} is not a loadable ONNX graph ({exc}); re-export the bundle") from exc
