@@ -178,3 +178,66 @@ def test_tensorrt_precisions_are_gated_like_every_reduced_precision(bundle):
     with_engines = dataclasses.replace(manifest, engines=(_engine(fused, "fp16"), _engine(fused, "fp32")))
     assert _reduced(with_engines, "reach", "trt") == ["fp16"] and _reduced(with_engines, "steering", "trt") == []
     assert _reduced(manifest, "reach", "ort-trt") == ["fp16"] and _reduced(manifest, "reach", "ort-cpu") == []
+
+
+class _CaptureCudart:
+    """cuda-python's runtime surface that _Step uses (a stand-in for NVIDIA's library, not one of ours)."""
+
+    class cudaError_t:
+        cudaSuccess = 0
+
+    class cudaStreamCaptureMode:
+        cudaStreamCaptureModeThreadLocal = 1
+
+    def __init__(self):
+        self.capturing = False
+        self.calls = []
+
+    def cudaStreamSynchronize(self, stream):
+        return (0,)
+
+    def cudaStreamBeginCapture(self, stream, mode):
+        self.capturing = True
+        return (0,)
+
+    def cudaStreamEndCapture(self, stream):
+        self.capturing = False
+        return (0, "graph")
+
+    def cudaGraphInstantiate(self, graph, flags):
+        return (0, "exec")
+
+
+class _FailingEngine:
+    def __init__(self, fail_at: int):
+        self.calls, self.fail_at = 0, fail_at
+
+    def enqueue(self, n, h2d, d2h):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise TTDeployError("enqueue failed")
+
+
+def test_a_failure_during_cuda_graph_capture_leaves_the_stream_out_of_capture(monkeypatch):
+    cudart = _CaptureCudart()
+    monkeypatch.setattr(tb, "_cudart", lambda: cudart)
+    with pytest.raises(TTDeployError, match="enqueue failed"):
+        tb._Step("stream", [(_FailingEngine(fail_at=2), set(), set())], capture=True)  # 1 = warm-up, 2 = captured
+    assert not cudart.capturing
+    step = tb._Step("stream", [(_FailingEngine(fail_at=0), set(), set())], capture=True)
+    assert step.exec == "exec" and not cudart.capturing
+
+
+def test_one_tensorrt_logger_serves_the_whole_process(monkeypatch):
+    class Logger:  # TensorRT's Logger(severity) shape
+        WARNING = 2
+
+        def __init__(self, severity):
+            self.severity = severity
+
+    fake = types.SimpleNamespace(Logger=Logger)
+    monkeypatch.setattr(tb, "_LOGGER", [])
+    from tt_deploy.export.tensorrt_build import _logger
+
+    first = tb.trt_logger(fake)
+    assert _logger(fake) is first and tb.trt_logger(fake) is first and first.severity == Logger.WARNING

@@ -120,3 +120,15 @@ def test_sim_equivalence_reports_both_streams_beside_the_mujoco_yardstick(tmp_pa
         assert r["steps"] == 6 and r["root_err_max_m"] < ZERO_ACTION_BOUND_M  # 0.2 s: both still float-noise close
     res = CliRunner().invoke(app, ["sim", "equivalence", "--seconds", "0"])
     assert res.exit_code != 0 and "--seconds > 0" in str(res.exception)
+
+
+def test_without_conditional_graph_nodes_cuda_steps_run_uncaptured(pair, monkeypatch, caplog):
+    w = pair[1]
+    monkeypatch.setattr(w, "_conditional", None)
+    monkeypatch.setattr(w._wp, "is_conditional_graph_supported", lambda: False)
+    with caplog.at_level("WARNING"):
+        assert not w._can_capture() and not w._can_capture()
+    assert sum("conditional graph" in r.getMessage() for r in caplog.records) == 1  # said once
+    monkeypatch.setattr(w, "_conditional", None)
+    monkeypatch.setattr(w._wp, "is_conditional_graph_supported", lambda: True)
+    assert w._can_capture()

@@ -271,7 +271,9 @@ def require_tensorrt() -> None:
 
 
 def _logger(trt):
-    return trt.Logger(trt.Logger.WARNING)
+    from tt_deploy.runtime.trt_backend import trt_logger
+
+    return trt_logger(trt)
 
 
 class NetworkFromOnnx:

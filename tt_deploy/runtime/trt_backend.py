@@ -56,6 +56,17 @@ def _trt():
     return tensorrt
 
 
+_LOGGER = []  # the one trt.Logger of this process
+
+
+def trt_logger(trt):
+    """The process's one TensorRT logger, shared by every Builder, OnnxParser and Runtime: TensorRT keeps a
+    single global logger pointer, so a per-object logger that is garbage-collected would leave it dangling."""
+    if not _LOGGER:
+        _LOGGER.append(trt.Logger(trt.Logger.WARNING))
+    return _LOGGER[0]
+
+
 def _cudart():
     try:
         from cuda.bindings import runtime as cudart
@@ -177,7 +188,7 @@ class TrtEngine:
     def __init__(self, data: bytes, stream, *, shared: dict[str, int] | None = None, name: str = "engine"):
         trt, self.cudart = _trt(), _cudart()
         self.name, self.stream = name, stream
-        self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(data)
+        self.engine = trt.Runtime(trt_logger(trt)).deserialize_cuda_engine(data)
         if self.engine is None:
             raise BundleError(
                 f"{name}: TensorRT could not deserialize the engine (other TensorRT version or GPU?)"
@@ -256,8 +267,11 @@ class _Step:
                 c.cudaStreamBeginCapture(stream, c.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal),
                 "capture",
             )
-            self._enqueue(1)
-            self.graph = _ok(c, c.cudaStreamEndCapture(stream), "cudaStreamEndCapture")
+            try:
+                self._enqueue(1)
+            finally:  # always leave capture mode: a stream left capturing fails every later call
+                graph = _ok(c, c.cudaStreamEndCapture(stream), "cudaStreamEndCapture")
+            self.graph = graph
             self.exec = _ok(c, c.cudaGraphInstantiate(self.graph, 0), "cudaGraphInstantiate")
 
     def _enqueue(self, n: int) -> None:

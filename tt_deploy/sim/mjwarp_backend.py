@@ -113,6 +113,7 @@ class MjWarpSimulator(Simulator):
         self.peak_rows = 0
         self._cache: BodyState | None = None
         self._graph = None
+        self._conditional = None  # conditional graph nodes supported (checked on the first CUDA step)
         with self._wp.ScopedDevice(self.device):
             self._d = self._mjw.make_data(self.model, nworld=self.num_envs, nconmax=self.nconmax, njmax=self.njmax)
         self.set_perturbation(perturbation)  # builds the device model (self._m), batched where perturbed
@@ -194,7 +195,7 @@ class MjWarpSimulator(Simulator):
         path: one launch instead of hundreds of kernels per substep). Never run here: no GPU (docs/simulation.md)."""
         wp = self._wp
         with wp.ScopedDevice(self.device):
-            if not self.device.is_cuda:
+            if not self.device.is_cuda or not self._can_capture():
                 self._substeps()
                 return
             if self._graph is None:
@@ -202,6 +203,15 @@ class MjWarpSimulator(Simulator):
                     self._substeps()
                 self._graph = capture.graph
             wp.capture_launch(self._graph)
+
+    def _can_capture(self) -> bool:
+        """MuJoCo Warp's solver loops with wp.capture_while, which a CUDA graph holds only as a conditional node
+        (CUDA driver and toolkit >= 12.4); without that the steps run uncaptured, slower but correct."""
+        if self._conditional is None:
+            self._conditional = bool(self._wp.is_conditional_graph_supported())
+            if not self._conditional:
+                log.warning("MuJoCo Warp: CUDA < 12.4 has no conditional graph nodes; stepping without CUDA graphs")
+        return self._conditional
 
     def _check_overflow(self) -> None:
         ov = self._mjw.OverflowType
