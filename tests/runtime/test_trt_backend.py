@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from bundle_helpers import random_inputs
 
-from tt_deploy.errors import BundleError, MissingExtraError, TTDeployError
+from tt_deploy.errors import BundleError, InputError, MissingExtraError, TTDeployError
 from tt_deploy.export.bundle import export_skill
 from tt_deploy.runtime import BACKENDS, SkillRuntime
 from tt_deploy.runtime import manifest as mf
@@ -241,3 +241,98 @@ def test_one_tensorrt_logger_serves_the_whole_process(monkeypatch):
 
     first = tb.trt_logger(fake)
     assert _logger(fake) is first and tb.trt_logger(fake) is first and first.severity == Logger.WARNING
+
+
+class _AllocCudart(_CaptureCudart):
+    """Device/pinned allocations that record what is freed (host memory is real: the engine views it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.buffers, self.live = {}, set()
+
+    def cudaMalloc(self, nbytes):
+        ptr = 0x1000 + len(self.buffers)
+        self.buffers[ptr] = None
+        self.live.add(ptr)
+        return (0, ptr)
+
+    def cudaMallocHost(self, nbytes):
+        import ctypes
+
+        buf = ctypes.create_string_buffer(nbytes)
+        ptr = ctypes.addressof(buf)
+        self.buffers[ptr] = buf
+        self.live.add(ptr)
+        return (0, ptr)
+
+    def cudaFree(self, ptr):
+        self.live.discard(ptr)
+        return (0,)
+
+    cudaFreeHost = cudaFree
+
+
+def _fake_tensorrt(accept_shape: bool, context=True):
+    """TensorRT's Runtime / engine / context surface for a (1, 4) -> (1, 2) float engine."""
+    mode = types.SimpleNamespace(INPUT="in", OUTPUT="out")
+    shapes = {"x": (1, 4), "y": (1, 2)}
+
+    class Context:
+        def set_input_shape(self, name, shape):
+            return accept_shape
+
+        def get_tensor_shape(self, name):
+            return shapes[name]
+
+        def set_tensor_address(self, name, ptr):
+            return True
+
+    class Engine:
+        num_io_tensors = 2
+
+        def get_tensor_name(self, i):
+            return "xy"[i]
+
+        def get_tensor_mode(self, name):
+            return mode.INPUT if name == "x" else mode.OUTPUT
+
+        def get_tensor_shape(self, name):
+            return shapes[name]
+
+        def get_tensor_dtype(self, name):
+            return "float32"
+
+        def create_execution_context(self):
+            return Context() if context else None
+
+    class Runtime:
+        def __init__(self, logger):
+            pass
+
+        def deserialize_cuda_engine(self, data):
+            return Engine()
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, severity):
+            pass
+
+    return types.SimpleNamespace(Runtime=Runtime, Logger=Logger, TensorIOMode=mode, nptype=np.dtype)
+
+
+def test_engine_set_up_checks_tensorrt_returns_and_frees_what_it_allocated(monkeypatch):
+    cudart = _AllocCudart()
+    monkeypatch.setattr(tb, "_cudart", lambda: cudart)
+    monkeypatch.setattr(tb, "_trt", lambda: _fake_tensorrt(accept_shape=True))
+    engine = tb.TrtEngine(b"", "stream", name="ok")
+    assert engine.max_batch == 1 and len(cudart.live) == 4  # device + pinned host for x and y
+    engine.free()
+    assert not cudart.live
+    monkeypatch.setattr(tb, "_trt", lambda: _fake_tensorrt(accept_shape=False))
+    with pytest.raises(InputError, match="outside the engine's profile"):
+        tb.TrtEngine(b"", "stream", name="bad shape")
+    assert not cudart.live  # nothing leaked by the half-built engine
+    monkeypatch.setattr(tb, "_trt", lambda: _fake_tensorrt(accept_shape=True, context=False))
+    with pytest.raises(BundleError, match="execution context"):
+        tb.TrtEngine(b"", "stream", name="no context")

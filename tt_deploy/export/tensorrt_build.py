@@ -354,9 +354,11 @@ class CreateConfig:
         profile = builder.create_optimization_profile()
         for p in self.profile:
             profile.set_shape(p.name, p.min, p.opt, p.max)
-        config.add_optimization_profile(profile)
+        if config.add_optimization_profile(profile) < 0:  # the index, -1 when the profile is invalid
+            raise TTDeployError(f"TensorRT refused the optimisation profile {self.profile}")
         cache = config.create_timing_cache(self.timing_cache or b"")
-        config.set_timing_cache(cache, ignore_mismatch=False)
+        if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+            raise TTDeployError("TensorRT refused the timing cache (another TensorRT version?); delete it to rebuild")
         return config
 
 

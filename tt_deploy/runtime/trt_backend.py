@@ -194,7 +194,18 @@ class TrtEngine:
                 f"{name}: TensorRT could not deserialize the engine (other TensorRT version or GPU?)"
             )
         self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise BundleError(f"{name}: TensorRT could not create an execution context (out of GPU memory?)")
         self.inputs, self.outputs, self.dynamic = [], [], False
+        try:  # a failure part-way frees what was allocated: device buffers are not garbage-collected
+            self._allocate(trt, shared)
+        except BaseException:
+            self.free()
+            raise
+        self.max_batch = self.inputs[0].shape[0]
+        self.by_name = {t.name: t for t in (*self.inputs, *self.outputs)}
+
+    def _allocate(self, trt, shared) -> None:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         for n in names:
             if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT:
@@ -202,14 +213,16 @@ class TrtEngine:
                 if -1 in shape:
                     self.dynamic = True
                     shape = tuple(self.engine.get_tensor_profile_shape(n, 0)[2])  # max of profile 0
-                self.context.set_input_shape(n, shape)
+                self._set_shape(n, shape)
                 self.inputs.append(self._tensor(trt, n, shape, shared))
         for n in names:
             if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT:
                 shape = tuple(self.context.get_tensor_shape(n))  # resolved for the max input shapes
                 self.outputs.append(self._tensor(trt, n, shape, shared))
-        self.max_batch = self.inputs[0].shape[0]
-        self.by_name = {t.name: t for t in (*self.inputs, *self.outputs)}
+
+    def _set_shape(self, name: str, shape) -> None:
+        if not self.context.set_input_shape(name, shape):  # False: outside the engine's profile
+            raise InputError(f"{self.name}: input {name} shape {tuple(shape)} is outside the engine's profile")
 
     def _tensor(self, trt, name: str, shape, shared) -> _Tensor:
         t = _Tensor(
@@ -223,7 +236,7 @@ class TrtEngine:
         cudart, kind = self.cudart, self.cudart.cudaMemcpyKind
         for t in self.inputs:
             if self.dynamic:
-                self.context.set_input_shape(t.name, (n, *t.shape[1:]))
+                self._set_shape(t.name, (n, *t.shape[1:]))
             if t.name in h2d:
                 size = t.nbytes // t.shape[0] * n
                 _ok(
@@ -249,6 +262,7 @@ class TrtEngine:
     def free(self) -> None:
         for t in (*self.inputs, *self.outputs):
             t.free(self.cudart)
+        self.inputs, self.outputs = [], []
         self.context = self.engine = None
 
 
