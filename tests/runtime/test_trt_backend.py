@@ -89,6 +89,16 @@ def test_select_engine_refuses_engines_built_elsewhere(bundle, version, gpu_name
         tb.select_engine(man, g, "10.9.0", "NVIDIA A10")
 
 
+def test_select_engine_honours_the_batch_profile(bundle):
+    man = mf.read_manifest(bundle)
+    g = man.graph("fused", "reach", False)
+    only64 = tuple(mf.ProfileShape(t.name, (64, *t.shape[1:]), (64, *t.shape[1:]), (64, *t.shape[1:])) for t in g.inputs)
+    man = dataclasses.replace(man, engines=(dataclasses.replace(_engine(g, "fp16"), profile=only64),))
+    assert tb.select_engine(man, g, "10.9.0", "NVIDIA A10", batch=64).precision == "fp16"
+    with pytest.raises(BundleError, match="batch 1"):
+        tb.select_engine(man, g, "10.9.0", "NVIDIA A10", batch=1)
+
+
 def test_cuda_errors_name_the_call():
     ok, bad = object(), types.SimpleNamespace(name="cudaErrorMemoryAllocation")
     fake = types.SimpleNamespace(cudaError_t=types.SimpleNamespace(cudaSuccess=ok))

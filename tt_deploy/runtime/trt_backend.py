@@ -119,8 +119,10 @@ def select_engine(
     tensorrt_version: str,
     gpu: str,
     precision: str | None = None,
+    batch: int | None = None,
 ) -> mf.EngineSpec:
-    """The recorded engine for `graph` built by this TensorRT on this GPU (from this exact ONNX).
+    """The recorded engine for `graph` built by this TensorRT on this GPU (from this exact ONNX), whose
+    optimisation profile admits `batch` rows (None: any profile).
 
     precision None: the fastest available (fp16 > tf32 > fp32). BundleError with the build command otherwise.
     """
@@ -131,6 +133,7 @@ def select_engine(
         and e.onnx_sha256 == graph.sha256
         and e.tensorrt == tensorrt_version
         and e.gpu == gpu
+        and (batch is None or all(p.min[0] <= batch <= p.max[0] for p in e.profile))
     ]
     order = [precision] if precision else list(PRECISION_PREFERENCE)
     for p in order:
@@ -140,7 +143,8 @@ def select_engine(
     skill = f" --skill {graph.skill}" if graph.skill else ""
     have = sorted({(e.precision, e.tensorrt, e.gpu) for e in manifest.engines if e.graph == graph.path})
     raise BundleError(
-        f"no TensorRT engine for {graph.path} ({precision or 'any precision'}, TensorRT {tensorrt_version}, {gpu}); "
+        f"no TensorRT engine for {graph.path} ({precision or 'any precision'}, "
+        f"{'any batch' if batch is None else f'batch {batch}'}, TensorRT {tensorrt_version}, {gpu}); "
         f"recorded: {have or 'none'}; build it with `ttdeploy export{skill} --format trt"
         + (f" --precision {precision}" if precision else "")
         + "`"
@@ -448,7 +452,8 @@ class TrtBackend:
         log.info("TensorRT backend: %s engines on %s (TensorRT %s)", mode, self.gpu, self.version)
 
     def _engine_bytes(self, graph: mf.GraphSpec) -> bytes:
-        e = select_engine(self.manifest, graph, self.version, self.gpu, self.precision)
+        batch = None if any(isinstance(d, str) for t in graph.inputs for d in t.shape[:1]) else 1
+        e = select_engine(self.manifest, graph, self.version, self.gpu, self.precision, batch=batch)
         path = self.bundle_dir / e.path
         if not path.is_file() or mf.sha256_file(path) != e.sha256:
             raise BundleError(
