@@ -168,7 +168,7 @@ def test_manifest_without_engines_field_still_reads(bundle, tmp_path):
 
 @pytest.mark.skipif(HAVE_TRT, reason="tensorrt is installed: the missing-extra path cannot be exercised")
 def test_build_without_tensorrt_names_the_install_command(bundle):
-    with pytest.raises(MissingExtraError, match=r'pip install "tt-deploy\[gpu\]"'):
+    with pytest.raises(MissingExtraError, match=r'pip install "tt-deploy\[gpu-cu12\]"'):
         tb.build_bundle_engines(bundle, ["reach"], precision="fp32")
 
 
@@ -182,7 +182,7 @@ def test_cli_format_trt_without_tensorrt_fails_before_exporting(tmp_path):
     result = CliRunner().invoke(
         app, ["export", "--skill", "reach", "--bundle", str(tmp_path / "b"), "--format", "trt"]
     )
-    assert isinstance(result.exception, MissingExtraError) and "tt-deploy[gpu]" in str(result.exception)
+    assert isinstance(result.exception, MissingExtraError) and "tt-deploy[gpu-cu12]" in str(result.exception)
     assert not (tmp_path / "b").exists()
 
 

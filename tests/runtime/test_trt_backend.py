@@ -57,7 +57,7 @@ def test_auto_order_and_backend_names():
 
 @pytest.mark.skipif(REASON is None, reason="TensorRT and a GPU are present")
 def test_explicit_trt_without_tensorrt_names_the_install_command(bundle):
-    with pytest.raises(MissingExtraError, match=r'needs TensorRT.*pip install "tt-deploy\[gpu\]"'):
+    with pytest.raises(MissingExtraError, match=r'needs TensorRT.*pip install "tt-deploy\[gpu-cu12\]"'):
         SkillRuntime(bundle, backend="trt")
 
 

@@ -49,7 +49,7 @@ ENGINE_DIR = "engines"
 INDEX_FILE = "index.json"
 ENGINE_SCHEMA = "tt-deploy.engines/1"
 KEY_SCHEMA = "tt-deploy.engine-key/1"
-INSTALL_HINT = 'pip install "tt-deploy[gpu]"'
+INSTALL_HINT = 'pip install "tt-deploy[gpu-cu12]"'
 
 
 # --- precision policy ----------------------------------------------------------------------------

@@ -16,8 +16,8 @@ Checks each ONNX graph against what TensorRT 10's ONNX parser accepts, before an
 
 Source of the op table: onnx/onnx-tensorrt `docs/operators.md`, "Supported ONNX Operators", revision for
 TensorRT 10.15 ("supports operators in the inclusive range of opset 9 to opset 24"); the TensorRT 10.0
-revision of the same file gives opset 9 to 20, which is the range used here because `tt-deploy[gpu]`
-allows any tensorrt>=10. Ops marked "N" there are left out; restrictions that matter for us are noted.
+revision of the same file gives opset 9 to 20, which is the range used here because `tt-deploy[gpu-cu12]`
+allows any TensorRT 10.x from 10.9. Ops marked "N" there are left out; restrictions that matter for us are noted.
 """
 
 from __future__ import annotations

@@ -141,7 +141,7 @@ def resolve_backend(backend: str, manifest=None) -> tuple[str, str]:
         raise MissingExtraError(
             f"backend {backend!r} needs {provider}, which this onnxruntime does not provide "
             f"(available: {', '.join(sorted(available))}); install onnxruntime-gpu / TensorRT "
-            '(pip install "tt-deploy[gpu]") or pick another backend'
+            '(pip install "tt-deploy[gpu-cu12]") or pick another backend'
         )
     return backend, provider
 

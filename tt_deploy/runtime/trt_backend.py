@@ -43,7 +43,7 @@ from tt_deploy.runtime import manifest as mf
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = 'pip install "tt-deploy[gpu]"'
+INSTALL_HINT = 'pip install "tt-deploy[gpu-cu12]"'
 PRECISION_PREFERENCE = ("fp16", "tf32", "fp32")  # fastest first, when several engines fit
 
 
