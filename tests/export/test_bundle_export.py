@@ -183,3 +183,14 @@ def test_a_fresh_bfm_of_a_named_size_is_marked_untrained_and_rebuilt_by_verify(s
     assert state_hash(reference_bfm(man)) == man.bfm.sha256  # verify's reference is that same BFM
     with pytest.raises(InputError, match="cannot go with --bfm"):
         export_skill("reach", bundle_dir=tmp_path / "e", bfm_config="small", bfm_path=small_bfm_file[1])
+
+
+def test_a_deleted_skill_hash_entry_is_refused_not_skipped(base_bundle, tmp_path):
+    bundle = shutil.copytree(base_bundle, tmp_path / "deploy")
+    data = json.loads((bundle / mf.MANIFEST_FILE).read_text())
+    name = sorted(data["skill_sha256"])[0]
+    mf.read_skill(bundle, name)  # hashed and fine
+    del data["skill_sha256"][name]
+    (bundle / mf.MANIFEST_FILE).write_text(json.dumps(data))
+    with pytest.raises(BundleError, match=f"no entry for skill '{name}'"):
+        mf.read_skill(bundle, name)

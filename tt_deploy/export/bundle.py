@@ -420,7 +420,7 @@ def record_skill_results(bundle_dir: str | os.PathLike, name: str, *, parity=Non
             updates["precision_gates"] = {**(current.precision_gates or {}), precision_gate[0]: precision_gate[1]}
         updated = replace(current, **updates)
         mf.write_skill(new_dir, updated)  # a new file: the old version's (linked) skill.json is untouched
-        hashes = {**old.skill_sha256, **_skill_hashes(new_dir, [name])}
+        hashes = {**(old.skill_sha256 or {}), **_skill_hashes(new_dir, [name])}
         mf.write_manifest(bundle, replace(old, content=new_dir.name, skill_sha256=hashes))
     return updated
 

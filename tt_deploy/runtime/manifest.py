@@ -280,7 +280,7 @@ class BundleManifest:
     default_skill: str | None = None  # the skill SkillRuntime starts with (None: the first resident one)
     actuation: ActuationSpec | None = None  # the PD loop the skills were trained with (None: older bundles)
     state: StateConvention | None = None  # the body-state convention of every observation
-    skill_sha256: dict[str, str] = field(default_factory=dict)  # sha256 of each skill.json (empty: older bundles)
+    skill_sha256: dict[str, str] | None = None  # sha256 of each skill.json, every skill (None: older bundles)
 
     def graph(self, role: str, skill: str | None = None, dynamic: bool = False, precision: str = "fp32") -> GraphSpec:
         """The GraphSpec of one role/skill/batch kind/precision; BundleError when the bundle lacks it."""
@@ -471,9 +471,14 @@ def read_skill(
     bundle_dir: str | os.PathLike, name: str, manifest: BundleManifest | None = None
 ) -> SkillManifest:
     """One skill's skill.json from the version `manifest` (default: the current manifest.json) names, checked
-    against the manifest's skill_sha256 (bundles exported before it have none)."""
+    against the manifest's skill_sha256 (bundles exported before it have none). A manifest that hashes some
+    skills must hash every one: a deleted entry would otherwise turn that skill's check off."""
     manifest = read_manifest(bundle_dir) if manifest is None else manifest
-    return read_skill_file(content_dir(bundle_dir, manifest), name, manifest.skill_sha256.get(name))
+    sha = None if manifest.skill_sha256 is None else manifest.skill_sha256.get(name)
+    if manifest.skill_sha256 is not None and sha is None:
+        raise BundleError(f"{Path(bundle_dir) / MANIFEST_FILE}: skill_sha256 has no entry for skill {name!r}; "
+                          "the manifest was edited - re-export the bundle")
+    return read_skill_file(content_dir(bundle_dir, manifest), name, sha)
 
 
 def field_table(cls: type) -> list[tuple[str, str, str]]:
