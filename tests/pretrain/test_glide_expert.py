@@ -90,3 +90,18 @@ def test_a_failed_stop_rule_blocks_more_training_and_resume_checks_its_settings(
     (out / "run.json").unlink()
     with pytest.raises(InputError, match="no run.json"):
         train_glide(cfg, out, resume=True)
+
+
+def test_a_warm_start_carries_the_policy_and_its_hash_into_the_new_run(tmp_path):
+    from tt_deploy.pretrain.glide_expert import DESIGNS, build_runner, load_policy_weights
+
+    cfg = _cfg(steps=N * 32, eval_every=1000, stop_rule=StopRule(at_steps=10**9))
+    train_glide(cfg, tmp_path / "v1")
+    weights = tmp_path / "v1" / "checkpoints" / "last_policy.safetensors"
+    v2 = replace(DESIGNS["v2"], num_envs=N, nthread=1, init_policy=str(weights))
+    runner = build_runner(v2, tmp_path / "v2")
+    for k, v in load_policy_weights(weights).items():
+        assert torch.equal(runner.policy.state_dict()[k], v)
+    assert DESIGNS["v2"].goals.speed_range == (0.3, 1.0) and DESIGNS["v2"].reward.glide_w == 1.0
+    with pytest.raises(InputError, match="not a readable glide policy"):
+        load_policy_weights(tmp_path / "v1" / "run.json")

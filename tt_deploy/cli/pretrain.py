@@ -254,6 +254,9 @@ def pretrain_expert_cmd(
     out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/experts/glide"),
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoints/last_state.pt.")] = False,
     past_stop_rule: Annotated[bool, typer.Option(help="Train past a failed stop rule (it stays recorded).")] = False,
+    design: Annotated[str, typer.Option(help="Recipe of the expert (glide: v1, v2; docs/training.md).")] = "v1",
+    init_policy: Annotated[Path | None, typer.Option(help="Warm start from this glide policy "
+                                                          "(OUT/checkpoints/last_policy.safetensors of a run).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every iteration.")] = False,
 ) -> None:
     """Train an RL expert for the next BFM (resumable); at 5 M env steps it measures its stop rule and obeys it."""
@@ -261,10 +264,15 @@ def pretrain_expert_cmd(
         from tt_deploy.errors import UnknownNameError
 
         raise UnknownNameError("expert", expert, EXPERTS)
-    from tt_deploy.pretrain.glide_expert import GlideConfig, train_glide
+    if init_policy is not None and not init_policy.is_file():
+        raise InputError(f"--init-policy {init_policy}: no such file")
+    from tt_deploy.errors import UnknownNameError
+    from tt_deploy.pretrain.glide_expert import DESIGNS, train_glide
 
+    if design not in DESIGNS:
+        raise UnknownNameError("glide design", design, DESIGNS)
     _logging(verbose)
-    cfg = GlideConfig(seed=seed)
+    cfg = replace(DESIGNS[design], seed=seed, init_policy=None if init_policy is None else str(init_policy))
     cfg = replace(cfg, **{k: v for k, v in {"steps": steps, "num_envs": num_envs}.items() if v is not None})
     with _progress(cfg.steps) as progress:
         result = train_glide(cfg, out, resume=resume, past_stop_rule=past_stop_rule, progress=progress)

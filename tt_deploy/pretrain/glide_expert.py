@@ -47,7 +47,7 @@ from tt_deploy.train.policies import Critic
 
 log = logging.getLogger(__name__)
 
-RECIPE_VERSION = "tt-deploy glide expert v1"
+RECIPE_VERSION = "tt-deploy glide expert"  # + the design name (DESIGNS)
 COMMAND_DIM = 6  # direction in the heading frame (2), speed, swing_left, phase, t_swing / max_swing
 TASK_DIM = COMMAND_DIM + ACTION_DIM  # + the controller's whole action row (69)
 STOP_RULE_STEPS = 5_000_000
@@ -85,6 +85,8 @@ class StopRule:
 class GlideConfig:
     """What `ttdeploy pretrain-expert glide` runs; sized for 2 CPU cores."""
 
+    design: str = "v1"
+    init_policy: str | None = None  # warm start: a glide policy (checkpoints/*_policy.safetensors), weights and stats
     num_envs: int = 256
     steps: int = STOP_RULE_STEPS
     seed: int = 0
@@ -108,6 +110,16 @@ class GlideConfig:
             raise InputError(f"residual_rad must be in (0, 1.5] rad, got {self.residual_rad}")
         if self.steps < 1 or self.num_envs < 1:
             raise InputError(f"steps and num_envs must be >= 1, got {self.steps}, {self.num_envs}")
+
+
+# Each design is one recipe; a new one follows a failed stop rule (docs/training.md says what each measured).
+# v2 (after v1's stop rule): commands 0.3-1.0 m/s only (above 1 m/s the controller falls within 20 s, 40 % of v1's
+# goals), the glide term weighted 1.0, warm-started from v1 (--init-policy); its own stop rule after 3 M env steps.
+DESIGNS: dict[str, GlideConfig] = {
+    "v1": GlideConfig(),
+    "v2": GlideConfig(design="v2", goals=replace(GlideConfig().goals, speed_range=(0.3, 1.0)),
+                      reward=GlideReward(glide_w=1.0), stop_rule=StopRule(at_steps=3_000_000)),  # fmt: skip
+}
 
 
 class GlideTask(DirectionTask):
@@ -307,10 +319,23 @@ def _metrics(cfg: GlideConfig):
     return extra
 
 
+def load_policy_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """A glide policy's tensors (safetensors: no code runs on load); InputError for a missing or foreign file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise InputError(f"--init-policy {path}: not a readable glide policy ({exc})") from exc
+
+
 def build_runner(cfg: GlideConfig, out_dir: Path) -> OnPolicyRunner:
     torch.manual_seed(cfg.seed)
     env = make_env(cfg, cfg.num_envs, cfg.seed)
     policy = GlidePolicy(env.sim.hm.pd_scale, cfg.residual_rad, cfg.hidden)
+    if cfg.init_policy is not None:
+        policy.load_state_dict(load_policy_weights(cfg.init_policy))
     return OnPolicyRunner(env, policy, cfg.ppo, out_dir, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
                           save_fn=_save, extra_log=_metrics(cfg))
 
@@ -335,7 +360,7 @@ def train_glide(cfg: GlideConfig, out_dir: str | Path, *, resume: bool = False, 
     if resume and run_json.is_file():
         old = json.loads(run_json.read_text()).get("config", {})
         mine = _config_record(cfg)
-        differ = sorted(k for k in mine if k not in ("steps", "nthread") and old.get(k) != mine[k])
+        differ = sorted(k for k in mine if k not in ("steps", "nthread") and k in old and old[k] != mine[k])
         if differ:
             raise InputError(f"--resume: {out_dir} was trained with other settings ({', '.join(differ)})")
     runner = build_runner(cfg, out_dir)
@@ -346,7 +371,11 @@ def train_glide(cfg: GlideConfig, out_dir: str | Path, *, resume: bool = False, 
     if verdict is not None and not verdict["passed"] and not past_stop_rule and cfg.steps > cfg.stop_rule.at_steps:
         raise InputError(f"{out_dir}: the stop rule failed at {cfg.stop_rule.at_steps:,} env steps "
                          f"({rule_path}); change the design, or pass --past-stop-rule")  # fmt: skip
-    record = {"recipe": RECIPE_VERSION, "config": _config_record(cfg), "sim": "mujoco"}
+    record = {"recipe": f"{RECIPE_VERSION} {cfg.design}", "config": _config_record(cfg), "sim": "mujoco"}
+    if cfg.init_policy is not None:
+        from tt_deploy.hashing import sha256_file
+
+        record["init_policy_sha256"] = sha256_file(cfg.init_policy)
     _write_json(run_json, {**record, "status": "training"})
     target = cfg.steps if verdict is not None else min(cfg.steps, cfg.stop_rule.at_steps)
     result = runner.learn(target, progress=progress)
