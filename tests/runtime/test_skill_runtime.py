@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -317,8 +318,13 @@ def test_a_skill_trained_with_its_prior_refuses_a_call_that_hides_it(small_bfm_f
     with SkillRuntime(deploy) as rt:
         assert rt.act(x, task_obs).shape == (69,)  # the prompt given (random tokens, some visible)
         hidden = {**x, "masked_mimic_target_poses_masks": np.zeros(11, bool)}
-        with pytest.raises(InputError, match="trained with its 'reach' prior prompt visible"):
+        with pytest.raises(InputError, match="trained with its 'reach' prior prompt visible") as err:
             rt.act(hidden, task_obs)
+        # the message's recipe, followed literally with the skill.json the runtime loaded, rebuilds the prior
+        recipe = re.search(r"tt_deploy\.obs\.priors\.(make_prior\([^()]*\))", str(err.value)).group(1)
+        card = rt.skills["reach"].task_prior
+        rebuilt = eval(recipe, {"make_prior": make_prior, "task_prior": card, "num_envs": 1})
+        assert rebuilt.describe() == task_prior
         bare = {k: v for k, v in x.items() if not k.startswith("masked_mimic")}
         with pytest.raises(InputError, match="allow_hidden_prior"):
             rt.act(bare, task_obs)

@@ -74,6 +74,17 @@ def test_an_overflowing_budget_fails_loudly_instead_of_dropping_contacts():
             w.step(np.zeros((1, 69)))
 
 
+@pytest.mark.parametrize("budget", [(0, 0), (-1, -1), (8, 0), (2.5, 16), (True, 16), (8,)])
+def test_a_budget_that_is_not_two_positive_integers_is_refused_before_any_work(budget, monkeypatch):
+    """(0, 0) used to be taken (and reported 0 contacts), (-1, -1) to raise Warp's bare ValueError."""
+    import tt_deploy.sim.mjwarp_backend as backend
+
+    monkeypatch.setattr(backend, "build_model", lambda *a, **k: pytest.fail("built the model for a bad budget"))
+    with pytest.raises(InputError, match=r"budget must be \(contacts, constraint rows\), both integers >= 1") as err:
+        MjWarpSimulator(1, budget=budget)
+    assert str(err.value).endswith(f"got {budget!r}")
+
+
 def test_the_budget_comes_from_the_model_and_the_registry_knows_the_backend(pair):
     _, w = pair
     contacts, rows = constraint_budget(w.model)

@@ -1,8 +1,10 @@
 """`SkillRuntime`: torch-free, low-latency actions from a deploy bundle for a robot controller.
 
-All loading and checking happens in the constructor (manifest schema, every file's sha256,
-graph metadata and I/O); the call path only validates the caller's arrays and runs ONNX
-Runtime. Several skills stay resident: `switch(skill)` swaps a pointer, never a session.
+All loading and checking happens in the constructor (manifest schema; the sha256 of every graph it
+loads - ONNX file or TensorRT engine - and of each loaded skill's skill.json where the manifest records
+one; graph metadata and I/O); a bundle file it does not load is not checked. The call path only
+validates the caller's arrays and runs ONNX Runtime. Several skills stay resident: `switch(skill)`
+swaps a pointer, never a session.
 
 Modes: "fused" runs one graph per skill (encoder + BFM, specialised to the skill's visible
 token groups); "split" runs the skill's encoder.onnx then the shared bfm.onnx (one BFM session
@@ -21,9 +23,9 @@ accepts it only if it is fully hidden: visible tokens are never dropped silently
 
 Prior prompts: a skill trained with its prior prompt visible (skill.json `task_prior`) must get it at
 every call - `masked_mimic_target_poses` with some visible token in every sample, built by
-`tt_deploy.obs.priors.make_prior(**task_prior)`. A call without it raises InputError, unless the
-runtime was opened with `allow_hidden_prior=True` (a documented opt-out: the skill then runs off its
-training distribution).
+`tt_deploy.obs.priors.make_prior(task_prior["name"], num_envs, **task_prior["params"])`. A call
+without it raises InputError, unless the runtime was opened with `allow_hidden_prior=True` (a
+documented opt-out: the skill then runs off its training distribution).
 
 Safety: every call checks the actions it returns; NaN or inf raises NonFiniteActionsError naming the
 skill (`nonfinite="raise"`), or, with `nonfinite="zeros"`, returns all-zero actions - PD targets at
@@ -403,8 +405,9 @@ class SkillRuntime:
         if not shown:
             raise InputError(
                 f"skill {sk.name!r} was trained with its {sk.task_prior.get('name')!r} prior prompt visible, but this "
-                f"call hides {g!r}: build it every step with tt_deploy.obs.priors.make_prior(**skill.json task_prior) "
-                "(docs/embedding.md), or open the runtime with allow_hidden_prior=True"
+                f"call hides {g!r}: build it every step from skill.json's task_prior with tt_deploy.obs.priors."
+                "make_prior(task_prior['name'], num_envs, **task_prior['params']) (docs/embedding.md), or open the "
+                "runtime with allow_hidden_prior=True"
             )
 
     def _reject_dropped_visible(self, arrays: dict[str, np.ndarray], takes: set[str]) -> None:

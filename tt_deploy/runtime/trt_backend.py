@@ -33,6 +33,7 @@ API facts and their sources:
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import logging
 from pathlib import Path
 
@@ -455,11 +456,12 @@ class TrtBackend:
         batch = None if any(isinstance(d, str) for t in graph.inputs for d in t.shape[:1]) else 1
         e = select_engine(self.manifest, graph, self.version, self.gpu, self.precision, batch=batch)
         path = self.bundle_dir / e.path
-        if not path.is_file() or mf.sha256_file(path) != e.sha256:
+        data = path.read_bytes() if path.is_file() else None
+        if data is None or hashlib.sha256(data).hexdigest() != e.sha256:  # the bytes hashed are the bytes loaded
             raise BundleError(
                 f"engine {path} is missing or modified; rebuild with `ttdeploy export --format trt`"
             )
-        return path.read_bytes()
+        return data
 
     def close(self) -> None:
         for s in self.sessions.values():

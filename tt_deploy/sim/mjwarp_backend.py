@@ -79,6 +79,18 @@ def constraint_budget(model: mujoco.MjModel) -> tuple[int, int]:
     return contacts, rows
 
 
+def _checked_budget(budget) -> tuple[int, int] | None:
+    """A user's (contacts, constraint rows), both integers >= 1: MuJoCo Warp takes (0, 0) and then reports 0
+    contacts, and raises a bare ValueError for negative sizes, so both are refused here, before any work."""
+    if budget is None:
+        return None
+    ok = (isinstance(budget, (tuple, list)) and len(budget) == 2
+          and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in budget))
+    if not ok:
+        raise InputError(f"budget must be (contacts, constraint rows), both integers >= 1; got {budget!r}")
+    return int(budget[0]), int(budget[1])
+
+
 class MjWarpSimulator(Simulator):
     """num_envs humanoids as MuJoCo Warp worlds on `device` ("cpu", "cuda:0"); see the module docstring.
 
@@ -91,6 +103,7 @@ class MjWarpSimulator(Simulator):
                  budget: tuple[int, int] | None = None):
         if int(num_envs) != num_envs or num_envs < 1:
             raise InputError(f"num_envs must be a positive integer; got {num_envs}")
+        budget = _checked_budget(budget)
         self._wp, self._mjw = import_mjwarp()
         try:
             self.device = self._wp.get_device(device)
@@ -103,7 +116,7 @@ class MjWarpSimulator(Simulator):
         self.control_dt = spec.CONTROL_DT
         self.pd_offset, self.pd_scale = self.hm.pd_offset, self.hm.pd_scale
         self.rng = np.random.default_rng(seed)
-        self.nconmax, self.njmax = budget or constraint_budget(self.model)
+        self.nconmax, self.njmax = budget if budget is not None else constraint_budget(self.model)
         self._root_ids = self.model.body_rootid[self.hm.body_ids]
         self._stand = standing_qpos(self.hm)
         self._actions = ActionPath(self.num_envs, self.pd_offset, self.pd_scale)
