@@ -29,21 +29,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from tt_deploy import spec
 from tt_deploy.atomic import atomic_path
 from tt_deploy.errors import InputError
-from tt_deploy.models.normalization import RunningMeanStd, mlp
 from tt_deploy.pretrain.gait_teacher import GaitTeacher
 from tt_deploy.rl.config import PPOConfig
-from tt_deploy.rl.ppo import ActorCritic
 from tt_deploy.rl.runner import OnPolicyRunner, to_torch
-from tt_deploy.spec import ACTION_DIM, SELF_OBS_DIM, TASK_OBS_NAME
+from tt_deploy.spec import ACTION_DIM, TASK_OBS_NAME
 from tt_deploy.tasks.base import root_heading, root_velocity, wrap_angle
 from tt_deploy.tasks.direction import DirectionTask, HeadingGoalConfig, direction_terms
 from tt_deploy.tasks.env import EnvStep, TaskEnv
-from tt_deploy.train.policies import Critic
+from tt_deploy.train.policies import PureRLPolicy
 
 log = logging.getLogger(__name__)
 
@@ -194,52 +191,30 @@ def residual_joint_ids() -> np.ndarray:
     return np.array([i for i, n in enumerate(names) if n not in held])
 
 
-class GlidePolicy(ActorCritic):
+class GlidePolicy(PureRLPolicy):
     """PPO's action is the residual in radians on `residual_joint_ids()`, mean residual_rad * tanh(MLP(obs));
     the joint action is the controller's (read from the task obs) plus that residual in action units.
 
     Exploring in radians keeps the noise equal on every hinge (the action units of the hips are 2.5 rad, of the
-    ankles 1.0 rad)."""
+    ankles 1.0 rad). The MLP, its normaliser and the critic are the pure-RL baseline's."""
 
     bounded = False
 
     def __init__(self, pd_scale: np.ndarray, residual_rad: float = 0.3, hidden=(256, 256), critic_hidden=(256, 256)):
-        super().__init__()
-        self.residual_rad = float(residual_rad)
         ids = residual_joint_ids()
+        super().__init__(TASK_DIM, hidden, critic_hidden, out_dim=len(ids))  # starts at residual ~0: the controller
+        self.residual_rad = float(residual_rad)
         self.action_dim = len(ids)
         self.register_buffer("joint_ids", torch.as_tensor(ids, dtype=torch.long))
         self.register_buffer("inv_scale", torch.as_tensor(1.0 / np.asarray(pd_scale)[ids], dtype=torch.float32))
-        self.norm = RunningMeanStd(SELF_OBS_DIM + TASK_DIM)
-        self.actor = mlp([SELF_OBS_DIM + TASK_DIM, *hidden, self.action_dim])
-        with torch.no_grad():  # residual 0 at the start: the expert is the controller
-            self.actor[-1].weight.mul_(0.01)
-            self.actor[-1].bias.zero_()
-        self.critic = Critic({"obs": SELF_OBS_DIM, TASK_OBS_NAME: TASK_DIM}, critic_hidden)
-
-    def _x(self, obs):
-        return torch.cat([obs["obs"], obs[TASK_OBS_NAME]], dim=-1)
 
     def action_mean(self, obs):
-        return self.residual_rad * torch.tanh(self.actor(self.norm(self._x(obs))))
+        return self.residual_rad * torch.tanh(super().action_mean(obs))
 
     def env_action(self, obs, actions):
         joint = obs[TASK_OBS_NAME][:, COMMAND_DIM:].clone()
         joint[:, self.joint_ids] += actions * self.inv_scale
         return joint
-
-    def value(self, obs):
-        return self.critic(obs)
-
-    def actor_parameters(self):
-        return list(self.actor.parameters())
-
-    def critic_parameters(self):
-        return list(self.critic.parameters())
-
-    def update_normalizers(self, obs):
-        self.norm.update(self._x(obs))
-        self.critic.update_norm(obs)
 
 
 def make_env(cfg: GlideConfig, num_envs: int, seed: int, goals: HeadingGoalConfig | None = None) -> GlideEnv:

@@ -132,10 +132,10 @@ class TaskTokenPolicy(ActorCritic):
 class PureRLPolicy(ActorCritic):
     """MLP policy from scratch on [self obs, task obs]: the no-foundation-model baseline."""
 
-    def __init__(self, task_obs_dim: int, hidden=(512, 512, 256), critic_hidden=(512, 512)):
+    def __init__(self, task_obs_dim: int, hidden=(512, 512, 256), critic_hidden=(512, 512), out_dim: int = ACTION_DIM):
         super().__init__()
         self.norm = RunningMeanStd(SELF_OBS_DIM + task_obs_dim)
-        self.actor = mlp([SELF_OBS_DIM + task_obs_dim, *hidden, ACTION_DIM])
+        self.actor = mlp([SELF_OBS_DIM + task_obs_dim, *hidden, out_dim])
         with torch.no_grad():  # start as a statue: zero actions hold the rest pose
             self.actor[-1].weight.mul_(0.01)
             self.actor[-1].bias.zero_()
