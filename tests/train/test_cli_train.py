@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tt_deploy.cli import _register, app
+from tt_deploy.errors import InputError
 from tt_deploy.models.checkpoints import load_bfm, load_encoder
 
 _register()
@@ -123,6 +124,12 @@ def test_a_run_resumes_only_beside_the_prior_it_started_with(tmp_path):
     path.write_text(json.dumps(run))
     res = runner.invoke(app, [*base, "--steps", "384", "--resume"])
     assert res.exit_code != 0 and "trained beside the prior" in str(res.exception)
+    path.write_text("{not json")  # a garbage run.json, then none: never resumed blind
+    res = runner.invoke(app, [*base, "--steps", "384", "--resume", "--sim", "mjwarp"])
+    assert isinstance(res.exception, InputError) and "not readable JSON" in str(res.exception)
+    path.unlink()
+    res = runner.invoke(app, [*base, "--steps", "384", "--resume", "--sim", "mjwarp"])
+    assert isinstance(res.exception, InputError) and "no run.json" in str(res.exception)
 
 
 def test_train_rejects_unknown_skill_and_method(tmp_path):

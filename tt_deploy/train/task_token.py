@@ -160,8 +160,8 @@ def _check_resumable(cfg: TrainConfig, out: Path, prior: dict | None = None) -> 
     """A run resumes only with the exploration it started with (its stored actions live in that space), on the
     simulator it started on (its stored simulator state is that engine's) and beside the prior prompt it started
     with (a prior's defaults may change between versions: obs/priors.py)."""
-    if (out / "checkpoints" / "last_state.pt").is_file() and (out / "run.json").is_file():
-        start = json.loads((out / "run.json").read_text())
+    if (out / "checkpoints" / "last_state.pt").is_file():
+        start = read_run_record(out)
         before = start.get("config", {}).get("sim", "mujoco")
         if before != cfg.sim:
             raise InputError(f"{out} was trained with --sim {before}; resume it with --sim {before} "
@@ -177,6 +177,23 @@ def _check_resumable(cfg: TrainConfig, out: Path, prior: dict | None = None) -> 
     if before != cfg.exploration:
         raise InputError(f"{out} was trained with --explore {before}; resume it with --explore {before} "
                          f"or start a new run directory")
+
+
+def read_run_record(out: Path) -> dict:
+    """The run.json of a run dir that has a checkpoint: without it (or with an unreadable one) the run's settings
+    are unknown, so it is never resumed blind (InputError in one line)."""
+    path = out / "run.json"
+    if not path.is_file():
+        raise InputError(f"--resume: {out} has a checkpoint but no run.json, so the settings it was trained with are "
+                         "unknown; restore run.json or start a new run directory")  # fmt: skip
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"--resume: {path} is not readable JSON ({type(exc).__name__}); restore it or start a new "
+                         "run directory") from exc
+    if not isinstance(record, dict) or not isinstance(record.get("config", {}), dict):
+        raise InputError(f"--resume: {path} is not a run record; restore it or start a new run directory")
+    return record
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -224,8 +241,8 @@ def train_skill(cfg: TrainConfig, out_dir: str | Path, *, bfm_path=None, resume:
         policy.encoder.neutral_start(token)
         log.info("null token: action RMS difference to prior-only %.4f (zero token %.4f)",
                  meta["null_token"]["rms_diff_null_token"], meta["null_token"]["rms_diff_zero_token"])
-    elif not fresh and (out / "run.json").is_file():  # a resumed run keeps the record of its start
-        start = json.loads((out / "run.json").read_text())
+    elif not fresh:  # a resumed run keeps the record of its start
+        start = read_run_record(out)
         meta["null_token"], meta["oracle_start"] = start.get("null_token"), start.get("oracle_start")
     trained_before = state_hash(policy.encoder if hasattr(policy, "encoder") else policy)
     if cfg.oracle_start and fresh:
