@@ -110,7 +110,7 @@ class GlideConfig:
 
 
 # Each design is one recipe; a new one follows a failed stop rule (docs/training.md says what each measured).
-# v2 (after v1's stop rule; scripts/glide_probe.py on v1 at 5 M: its mean residual is 0.005-0.009 rad, 2-3 % of
+# v2 (after v1's stop rule; scripts/glide_probe.py on v1 at 5 M: its mean residual is 0.007-0.017 rad, 2-6 % of
 # its bound and the size of its exploration noise): exploration std 0.02 rad, commands 0.3-1.0 m/s only (above 1 m/s
 # the controller falls within 20 s: 40 % of v1's goals), the glide term weighted 1.0, warm-started from v1
 # (--init-policy); its own stop rule after 3 M env steps.
