@@ -15,7 +15,7 @@ from tt_deploy.hashing import strip_checkout_paths
 ROOT = Path(__file__).parents[1]
 MACHINE_PATH = re.compile(r'["\s\'](/(?:work|home|root|tmp|Users|private|var)/[^"\s\\]*)')
 # import name -> distribution name, where they differ; optional extras and tools that pip cannot install
-DIST = {"yaml": "pyyaml", "cuda": "cuda-python", "tensorrt": "tensorrt", "onnxruntime": "onnxruntime",
+DIST = {"yaml": "pyyaml", "cuda": "cuda-python", "tensorrt": "tensorrt-cu12", "onnxruntime": "onnxruntime",
         "warp": "warp-lang"}
 NOT_ON_PIP = {"isaacgym"}  # NVIDIA's Isaac Gym preview ships as a tarball (docs/isaacgym.md)
 WITH_FALLBACK = {"psutil"}  # bench/latency.py reads /proc/self/statm without it

@@ -37,6 +37,7 @@ def _state(tmp_path, name: str, data: bytes):
     ckpt = tmp_path / name / "reach" / "checkpoints"
     ckpt.mkdir(parents=True)
     (ckpt / "last_state.pt").write_bytes(data)
+    (ckpt.parent / "run.json").write_text('{"config": {"sim": "mujoco"}}')  # the state file is what is under test
     return tmp_path / name
 
 

@@ -64,7 +64,8 @@ def test_the_residual_is_in_radians_on_its_joints_and_the_rate_term_sees_it():
     # the mean residual stays inside its bound, however large the MLP's output
     with torch.no_grad():
         policy.actor[-1].bias.fill_(100.0)
-    assert float(policy.action_mean(obs).abs().max()) <= 0.3 + 1e-6
+    with torch.no_grad():
+        assert float(policy.action_mean(obs).abs().max()) <= 0.3 + 1e-6
 
 
 def test_stop_rule_fails_on_swing_or_falls_at_its_speeds_only():
