@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from tt_deploy import spec
-from tt_deploy.atomic import atomic_path
+from tt_deploy.atomic import atomic_path, atomic_write_text
 from tt_deploy.errors import InputError
 from tt_deploy.pretrain.gait_teacher import GaitTeacher
 from tt_deploy.rl.config import PPOConfig
@@ -141,6 +141,8 @@ class GlideTask(DirectionTask):
         self.residual_rad = float(residual_rad)
         self.pd_scale = np.asarray(hm.pd_scale, np.float32)
         self.pd_scale.flags.writeable = False  # a constant: snapshots skip it
+        self.residual_ids = residual_joint_ids()
+        self.residual_ids.flags.writeable = False
         self.gait = GaitTeacher(hm, num_envs)
         self.base_action = np.zeros((num_envs, ACTION_DIM), np.float32)
         self.residual = np.zeros((num_envs, ACTION_DIM), np.float32)
@@ -165,7 +167,7 @@ class GlideTask(DirectionTask):
         w = self.weights
         d = direction_terms(self.tar_dir, self.tar_speed, root_velocity(prev_state, state))
         goal = np.arctan2(self.tar_dir[:, 1], self.tar_dir[:, 0])
-        rate = np.sum((self.residual - self.prev_residual) ** 2, -1) / (len(residual_joint_ids()) * self.residual_rad**2)
+        rate = np.sum((self.residual - self.prev_residual) ** 2, -1) / (len(self.residual_ids) * self.residual_rad**2)
         self.terms = {"speed": d["reward"], "glide": np.exp(-((d["e_rel"] / w.glide_sigma) ** 2)),
                       "facing": 0.5 * (1.0 + np.cos(wrap_angle(root_heading(state) - goal))), "rate": rate}  # fmt: skip
         return (w.speed_w * self.terms["speed"] + w.glide_w * self.terms["glide"] + w.facing_w * self.terms["facing"]
@@ -286,7 +288,7 @@ def _metrics(cfg: GlideConfig):
     def extra(runner: OnPolicyRunner) -> dict:
         t: GlideTask = runner.env.task
         out = {f"r_{k}": float(np.mean(v)) for k, v in t.terms.items()}
-        out["residual_abs_rad"] = float(np.abs(t.residual[:, residual_joint_ids()]).mean())
+        out["residual_abs_rad"] = float(np.abs(t.residual[:, t.residual_ids]).mean())
         if runner.iteration % cfg.eval_every == 0:
             for row in measure_walk(policy_actor(runner.policy), cfg, speeds=(0.5, 1.0), envs=16, seconds=12.0):
                 out[f"swing_{row['command']}"] = row["swing"]
@@ -320,8 +322,7 @@ def build_runner(cfg: GlideConfig, out_dir: Path) -> OnPolicyRunner:
 
 def _write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(data, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def _config_record(cfg: GlideConfig) -> dict:
