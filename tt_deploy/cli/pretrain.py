@@ -248,18 +248,18 @@ EXPERTS = ("glide",)
 @app.command("pretrain-expert")
 def pretrain_expert_cmd(
     expert: Annotated[str, typer.Argument(help="Which RL expert: " + " | ".join(EXPERTS))],
-    steps: Annotated[int | None, typer.Option(help="Total environment steps (default: the stop rule's 5 M).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Total environment steps (default: the design's, 5 M for v1).")] = None,
     num_envs: Annotated[int | None, typer.Option(help="Parallel environments (default 256).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/experts/glide"),
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoints/last_state.pt.")] = False,
     past_stop_rule: Annotated[bool, typer.Option(help="Train past a failed stop rule (it stays recorded).")] = False,
-    design: Annotated[str, typer.Option(help="Recipe of the expert (glide: v1, v2; docs/training.md).")] = "v1",
+    design: Annotated[str, typer.Option(help="Recipe of the expert (glide: v1, v2, v3; docs/training.md).")] = "v1",
     init_policy: Annotated[Path | None, typer.Option(help="Warm start from this glide policy "
                                                           "(OUT/checkpoints/last_policy.safetensors of a run).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every iteration.")] = False,
 ) -> None:
-    """Train an RL expert for the next BFM (resumable); at 5 M env steps it measures its stop rule and obeys it."""
+    """Train an RL expert for the next BFM (resumable); at its design's step count it measures its stop rule and obeys it."""
     if expert not in EXPERTS:
         from tt_deploy.errors import UnknownNameError
 
