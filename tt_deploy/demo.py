@@ -117,7 +117,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = log.info) -> dict:
         src = f"trained encoder {run_dir}" if run_dir else "fresh seeded encoder (untrained: no trained skill shipped)"
         say(f"exported skill {skill!r} ({src}) into {bundle}")
         summary["skills"][skill] = {"encoder": src, **measured_success(skill)}
-    report = verify_bundle(bundle)
+    report = verify_bundle(bundle, record=True)
     summary["verify"] = {"passed": report.passed, "max_abs": max(r.max_abs for r in report.rows)}
     say(f"verify: {'PASSED' if report.passed else 'FAILED'}, max abs error {summary['verify']['max_abs']:.2e}")
     rows = bench_bundle(bundle, skills[0], batches=(1,), calls=cfg.bench_calls, warmup=50,

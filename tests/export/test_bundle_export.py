@@ -66,9 +66,15 @@ def test_manifest_json_round_trip_and_results_slot(base_bundle, tmp_path):
     man = mf.read_manifest(bundle)
     assert mf.from_dict(mf.BundleManifest, json.loads(json.dumps(mf.to_dict(man)))) == man
     before = mf.read_manifest(bundle)
-    bundle_mod.record_skill_results(bundle, "reach", parity={"max_abs": 1e-7})
+    from tt_deploy.runtime.verdicts import measured_evidence
+
+    ev = measured_evidence(bundle, "reach")
+    with pytest.raises(BundleError, match="names no evidence"):  # a verdict must say what it measured
+        bundle_mod.record_skill_results(bundle, "reach", measured=ev, parity={"max_abs": 1e-7})
+    assert mf.read_manifest(bundle) == before and sorted(p.name for p in bundle.iterdir() if p.is_dir()) == ["v1"]
+    bundle_mod.record_skill_results(bundle, "reach", measured=ev, parity={"max_abs": 1e-7, "evidence": ev})
     after = mf.read_manifest(bundle)
-    assert mf.read_skill(bundle, "reach").parity == {"max_abs": 1e-7}
+    assert mf.read_skill(bundle, "reach").parity == {"max_abs": 1e-7, "evidence": ev}
     # a new version with the new skill.json hashed; the graphs are the same files (hard links)
     assert after.content == "v2" and after.skill_sha256["reach"] != before.skill_sha256["reach"]
     assert after.graphs == before.graphs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -55,8 +56,17 @@ def test_compare_is_max_abs_and_max_rel():
     assert abs_err == pytest.approx(0.25) and rel_err == pytest.approx(1.0)
 
 
+def _tree(root) -> dict:
+    """Every file under root: (bytes, mtime) - what a read-only verify must leave as it was."""
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))
+            if p.is_file()}  # fmt: skip
+
+
 def test_honest_bundle_passes_every_mode_graph_and_case(bundle):
-    report = verify_bundle(bundle, cases=TINY)
+    before = _tree(bundle)
+    assert verify_bundle(bundle, ["reach"], cases=TINY).passed
+    assert _tree(bundle) == before  # read-only by default: not a byte, not a timestamp
+    report = verify_bundle(bundle, cases=TINY, record=True)
     assert report.passed, [r for r in report.rows if not r.passed]
     graphs = {(r.skill, r.mode, r.graphs) for r in report.rows}
     assert len(graphs) == 12  # 2 skills x (fused, fused + shared BFM, split) x (static, dynamic)
@@ -68,6 +78,13 @@ def test_honest_bundle_passes_every_mode_graph_and_case(bundle):
     assert {r.n for r in report.rows if r.case == "recorded" and "batch" in r.graphs} == {8}  # 2 envs x 4
     parity = mf.read_skill(bundle, "steering").parity
     assert parity["passed"] is True and parity["atol"] == ATOL and len(parity["graphs"]) == 6
+    ev = parity["evidence"]  # bound to what it measured
+    assert ev["graphs"] == mf.read_skill(bundle, "steering").graphs and ev["bundle_version"] == before_version(before)
+    assert mf.read_manifest(bundle).content == f"v{int(ev['bundle_version'][1:]) + 1}"  # both skills, one version
+
+
+def before_version(tree: dict) -> str:
+    return json.loads(tree[mf.MANIFEST_FILE][0])["content"]
 
 
 def test_swapped_encoder_with_consistent_hashes_fails(bundle, small_bfm_file, tmp_path):
@@ -88,13 +105,41 @@ def test_swapped_encoder_with_consistent_hashes_fails(bundle, small_bfm_file, tm
     sk["graphs"] = {p: sha256_file(dst / p) for p in sk["graphs"]}
     (dst / rel / mf.SKILL_FILE).write_text(json.dumps(sk))
     rehash_skill(bad, "reach")
-    report = verify_bundle(bad, ["reach"], cases=TINY)
+    before = _tree(bad)
+    report = verify_bundle(bad, ["reach"], cases=TINY, record=True)
     assert not any(r.passed for r in report.rows) and max(r.max_abs for r in report.rows) > 1e-3
-    assert mf.read_skill(bad, "reach").parity["passed"] is False
+    assert _tree(bad) == before  # --record writes only when every skill passed
     result = runner.invoke(app, ["verify", "--bundle", str(bad), "--skill", "reach", "--random", "4",
                                  "--rollout-steps", "0"])  # fmt: skip
     assert result.exit_code == 1, result.output
     assert "FAIL" in result.output
+
+
+def test_verify_record_with_one_damaged_skill_changes_nothing(bundle, tmp_path):
+    """Adversarial (issue #38 N4): steering's skill.json edited; --record must fail typed (exit 2) before
+    writing, keep every version, and not carry the damaged file into a new one."""
+    bad = tmp_path / "bad"
+    shutil.copytree(bundle, bad)
+    sk = mf.content_dir(bad) / mf.skill_dir("steering") / mf.SKILL_FILE
+    sk.write_text(sk.read_text().replace('"task_obs_dim": 5', '"task_obs_dim": 6'))
+    before = _tree(bad)
+    result = runner.invoke(app, ["verify", "--bundle", str(bad), "--record", "--random", "4", "--rollout-steps", "0"])
+    assert isinstance(result.exception, BundleError) and "edited" in str(result.exception)  # main(): one line, exit 2
+    assert _tree(bad) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through file modes; the byte-for-byte checks above "
+                                               "show verify writes nothing")  # fmt: skip
+def test_verify_runs_on_a_read_only_bundle(bundle, tmp_path):
+    ro = tmp_path / "ro"
+    shutil.copytree(bundle, ro)
+    for p in [ro, *ro.rglob("*")]:
+        p.chmod(p.stat().st_mode & ~0o222)
+    try:
+        assert verify_bundle(ro, ["reach"], cases=TINY).passed
+    finally:
+        for p in [ro, *ro.rglob("*")]:
+            p.chmod(p.stat().st_mode | 0o200)
 
 
 def test_missing_bfm_checkpoint_means_no_reference(bundle, tmp_path):

@@ -65,9 +65,10 @@ def test_bf16_is_a_reduced_precision_behind_the_gate(bundle):
     assert 1e-5 < diff < 0.05  # really bf16, and close
     run_sim2sim(bundle, "reach", grid=[NOMINAL], episodes=2, episode_seconds=0.5, cross_sim=False, backend="openvino",
                 precision="bf16", atol=1.0)  # fmt: skip
-    assert mf.read_skill(bundle, "reach").precision_gates["bf16"]["backend"] == "openvino"
-    with SkillRuntime(bundle, "openvino", precision="bf16") as rt:  # the verdict lets it load
-        assert rt.precision == "bf16"
+    gate = mf.read_skill(bundle, "reach").precision_gates["bf16"]
+    assert gate["backend"] == "openvino" and gate["passed"] and gate["evidence"]["graphs"]
+    with pytest.raises(InputError, match="2 episodes per cell; at least 8"):  # passed, on too little evidence
+        SkillRuntime(bundle, "openvino", precision="bf16")
 
 
 def test_a_modified_graph_is_refused_before_openvino_compiles_it(bundle, tmp_path):

@@ -178,12 +178,17 @@ def test_tensorrt_precisions_are_gated_like_every_reduced_precision(bundle):
             _check_precision(*args, "fused", None)
     with pytest.raises(InputError, match="disagree"):
         _check_precision("fp16", "trt", "fused", None, SessionConfig(trt_precision="tf32"))
-    skill = mf.read_skill(bundle, "reach")
-    with pytest.raises(InputError, match=r"sim2sim --skill reach --precision fp16 --backend trt"):
-        _require_precision_gate(skill, "fp16")
-    _require_precision_gate(dataclasses.replace(skill, precision_gates={"fp16": {"passed": True}}), "fp16")
+    from tt_deploy.runtime.verdicts import measured_evidence
+
+    skill, manifest = mf.read_skill(bundle, "reach"), mf.read_manifest(bundle)
+    with pytest.raises(InputError, match=r"has none.*sim2sim --skill reach --precision fp16 --backend trt"):
+        _require_precision_gate(skill, "fp16", manifest)
+    with pytest.raises(InputError, match="names no evidence"):  # a bare `passed: true` unlocks nothing
+        _require_precision_gate(dataclasses.replace(skill, precision_gates={"fp16": {"passed": True}}), "fp16", manifest)
+    enough = {"passed": True, "cell_names": ["nominal", *(f"c{i}" for i in range(12))], "episodes": 8,
+              "episode_seconds": 5.0, "evidence": measured_evidence(bundle, "reach")}  # fmt: skip
+    _require_precision_gate(dataclasses.replace(skill, precision_gates={"fp16": enough}), "fp16", manifest)
     # verify measures the engines a bundle has: fp16 engines of reach's fused graph, none of steering's
-    manifest = mf.read_manifest(bundle)
     fused = manifest.graph("fused", "reach")
     with_engines = dataclasses.replace(manifest, engines=(_engine(fused, "fp16"), _engine(fused, "fp32")))
     assert _reduced(with_engines, "reach", "trt") == ["fp16"] and _reduced(with_engines, "steering", "trt") == []

@@ -3,15 +3,19 @@ runtime refuses them until `sim2sim --precision int8` recorded a passing closed-
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+from bundle_helpers import rehash_skill
 from typer.testing import CliRunner
 
 from tt_deploy.cli import _register, app
 from tt_deploy.errors import InputError, UnknownNameError
 from tt_deploy.runtime import SkillRuntime
 from tt_deploy.runtime import manifest as mf
-from tt_deploy.sim.perturbations import NOMINAL
+from tt_deploy.runtime.verdicts import MIN_GATE_EVIDENCE, measured_evidence
+from tt_deploy.sim.perturbations import NOMINAL, grid
 from tt_deploy.sim2sim import run_sim2sim
 
 _register()
@@ -74,8 +78,14 @@ def test_the_closed_loop_verdict_gates_the_precision(int8_bundle):
     assert gate["passed"] is False and gate["precision"] == "int8"
     with pytest.raises(InputError, match="failed"):
         SkillRuntime(int8_bundle, precision="int8")
-    passed = run_sim2sim(int8_bundle, "reach", atol=1.0, **kw)
-    assert passed.passed, [c.reasons for c in passed.cells]
+    thin = run_sim2sim(int8_bundle, "reach", atol=1.0, **kw)
+    assert thin.passed, [c.reasons for c in thin.cells]
+    with pytest.raises(InputError, match="ran 1 cells; at least 13.*2 episodes per cell; at least 8.*0.5 s"):
+        SkillRuntime(int8_bundle, precision="int8")  # passed, on less than the documented minimum
+    m = MIN_GATE_EVIDENCE
+    enough = run_sim2sim(int8_bundle, "reach", atol=1.0, **{**kw, "grid": "default", "episodes": m.episodes,
+                                                              "episode_seconds": m.episode_seconds})  # fmt: skip
+    assert enough.passed and len(enough.cells) == len(grid("default")) >= m.cells
     assert mf.read_skill(int8_bundle, "reach").sim2sim is None  # fp32's own verdict is not touched
     with SkillRuntime(int8_bundle, precision="int8") as rt:  # no opt-in needed any more
         assert rt.graphs("reach") == ("skills/reach/fused.int8.onnx",)
@@ -83,6 +93,57 @@ def test_the_closed_loop_verdict_gates_the_precision(int8_bundle):
         run_sim2sim(int8_bundle, "reach", **{**kw, "precision": "fp8"})
     with pytest.raises(InputError, match="TensorRT's"):
         run_sim2sim(int8_bundle, "reach", **{**kw, "precision": "fp16"})  # refused before any job runs
+
+
+def _write_gate(bundle, gate: dict) -> None:
+    """What a forger does: put a verdict into skill.json and fix manifest.json's hash of it."""
+    sk = mf.content_dir(bundle) / mf.skill_dir("reach") / mf.SKILL_FILE
+    data = json.loads(sk.read_text())
+    data["precision_gates"] = {"int8": gate}
+    sk.write_text(json.dumps(data))
+    rehash_skill(bundle, "reach")
+
+
+def test_forged_verdicts_unlock_nothing(tmp_path):
+    """Adversarial (issue #38 N2): a bare `passed: true`, and a full-evidence verdict of other graphs."""
+    from tt_deploy.export.bundle import export_skill
+
+    bundle, other = tmp_path / "deploy", tmp_path / "other"
+    export_skill("reach", bundle_dir=bundle, precisions=["int8"])
+    export_skill("reach", bundle_dir=other, precisions=["int8"], seed=1)  # another untrained encoder
+    _write_gate(bundle, {"passed": True})
+    with pytest.raises(InputError, match="names no evidence"):
+        SkillRuntime(bundle, precision="int8")
+    enough = {"passed": True, "cell_names": [c.name for c in grid("default")], "episodes": 8,
+              "episode_seconds": 5.0}  # fmt: skip
+    _write_gate(bundle, {**enough, "evidence": measured_evidence(other, "reach")})
+    with pytest.raises(InputError, match="graphs differ from the bundle's"):
+        SkillRuntime(bundle, precision="int8")
+    _write_gate(bundle, {**enough, "evidence": measured_evidence(bundle, "reach")})
+    with SkillRuntime(bundle, precision="int8") as rt:  # write access can still write a verdict: docs say so
+        assert rt.precision == "int8"
+
+
+def test_a_verdict_measured_before_a_re_export_is_refused(tmp_path):
+    """Adversarial (issue #38 N1): reach re-exported as another untrained encoder while its int8 gate runs.
+    The verdict must not land on the new graphs, and nothing is written."""
+    from tt_deploy.errors import BundleError
+    from tt_deploy.export.bundle import export_skill
+
+    bundle = tmp_path / "deploy"
+    export_skill("reach", bundle_dir=bundle, precisions=["int8"])
+    swapped = []
+
+    def re_export(done, total):
+        if not swapped:
+            swapped.append(export_skill("reach", bundle_dir=bundle, precisions=["int8"], seed=1))
+
+    kw = dict(grid=[NOMINAL], episodes=2, episode_seconds=0.5, cross_sim=False, precision="int8", atol=1.0)
+    with pytest.raises(BundleError, match="moved on from 'v1' to 'v2' while it was measured"):
+        run_sim2sim(bundle, "reach", progress=re_export, **kw)
+    assert swapped and mf.read_manifest(bundle).content == "v2"
+    assert mf.read_skill(bundle, "reach").precision_gates is None
+    assert sorted(p.name for p in bundle.iterdir() if p.is_dir()) == ["v1", "v2"]  # no half-written v3
 
 
 def test_export_names_the_precisions_it_knows(tmp_path):
@@ -104,7 +165,7 @@ def test_bench_times_the_int8_graph_beside_fp32_in_the_same_run(int8_bundle):
     lat = {r["name"]: r for r in rows if r["kind"] == "latency"}
     assert len(ticks) == bench_steps(int8_bundle, None, (1,), memory=False)
     int8, fp32 = lat["runtime-fused-int8"], lat["runtime-fused"]
-    assert int8["precision"] == "int8" and int8["closed_loop_gate"] in ("none", "passed", "failed")
+    assert int8["precision"] == "int8" and int8["closed_loop_gate"] in ("none", "passed", "failed", "not accepted")
     assert int8["ratio_to_fp32_fused"] == pytest.approx(int8["p50_us"] / fp32["p50_us"])
     assert int8["weight_bytes"] < fp32["weight_bytes"] / 2  # int8 weights: a quarter of the MatMul bytes
 

@@ -42,6 +42,7 @@ from tt_deploy.errors import InputError, UnknownNameError
 from tt_deploy.runtime import SessionConfig, SkillRuntime
 from tt_deploy.runtime import manifest as mf
 from tt_deploy.runtime.session import resolve_backend
+from tt_deploy.runtime.verdicts import gate_problems
 from tt_deploy.stats import percentiles
 
 log = logging.getLogger(__name__)
@@ -260,8 +261,9 @@ def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads, bac
             # OpenVINO bf16 stores the fp32 file's weights in 2 bytes each: that is what a call reads
             row = latency_row(name, batch, ns, rate_hz, nbytes // 2 if precision == "bf16" else nbytes, bw)
         gate = (sk.precision_gates or {}).get(precision)
+        problems = gate_problems(gate, sk, manifest)
         state = "fp32: none needed" if precision == "fp32" else "none" if gate is None else (
-            "passed" if gate.get("passed") else "failed")
+            "passed" if not problems else "failed" if gate.get("passed") is not True else "not accepted")
         row.update(backend=rt.backend, precision=precision, ratio_to_fp32_fused=row["p50_us"] / fp32,
                    closed_loop_gate=state)
         _add_compute_floor(row, flops["fused"], None)  # an int8 GEMM peak is not measured: bandwidth floor only

@@ -34,8 +34,11 @@ def verify_cmd(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Also write the full report as JSON.")
     ] = None,
+    record: Annotated[bool, typer.Option(help="Write each skill's verdict into its skill.json (one new bundle "
+                                              "version), only when every checked skill passes.")] = False,
 ) -> None:
-    """Compare the runtime (fused + split, batch-1 + batch graphs) with the PyTorch reference; exit 1 above atol."""
+    """Compare the runtime (fused + split, batch-1 + batch graphs) with the PyTorch reference; exit 1 above atol.
+    Reads the bundle only, unless --record."""
     from tt_deploy.export.precision import VERIFY_TIERS
     from tt_deploy.export.verify import VerifyCases, verify_bundle  # torch import happens here
 
@@ -43,7 +46,7 @@ def verify_cmd(
     from tt_deploy.cli.train import _progress
 
     with _progress(1, stats=lambda r: r["label"], unit="skills", key="done") as update:
-        report = verify_bundle(bundle, skill or None, backend=backend, cases=cases, seed=seed, atol=atol,
+        report = verify_bundle(bundle, skill or None, backend=backend, cases=cases, seed=seed, atol=atol, record=record,
                                progress=lambda done, total, name: update({"done": done, "total": total,
                                                                            "label": f"{name} verified"}))
     table = Table(title=f"parity {bundle} (worst case per graph; fp32: max abs <= {atol:.0e}, int8: p99 abs <= "
@@ -70,6 +73,7 @@ def verify_cmd(
     if json_path is not None:
         json_path.write_text(json.dumps(report.to_dict(), indent=1))
     if not report.passed:
-        console.print("[bold red]parity FAILED[/]: an error above its precision's tier (the table's FAIL rows)")
+        console.print("[bold red]parity FAILED[/]: an error above its precision's tier (the table's FAIL rows)"
+                      + ("; nothing recorded" if record else ""))
         raise typer.Exit(1)
-    console.print("[green]parity ok[/] (recorded in each skill.json)")
+    console.print("[green]parity ok[/]" + (" (recorded in each skill.json)" if record else " (not recorded: --record)"))

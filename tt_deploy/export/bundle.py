@@ -404,23 +404,46 @@ def _skill_hashes(content: Path, skills) -> dict[str, str]:
     return {s: sha256_file(content / mf.skill_dir(s) / mf.SKILL_FILE) for s in sorted(skills)}
 
 
-def record_skill_results(bundle_dir: str | os.PathLike, name: str, *, parity=None, sim2sim=None,
+def record_skill_results(bundle_dir: str | os.PathLike, name: str, *, measured: dict, parity=None, sim2sim=None,
                          precision_gate: tuple[str, dict] | None = None) -> mf.SkillManifest:
-    """Add verify/sim2sim results to a skill's skill.json as a new bundle version (every other file hard-linked,
+    """Add one skill's verify/sim2sim results to its skill.json as a new bundle version (record_results)."""
+    updates = {k: v for k, v in (("parity", parity), ("sim2sim", sim2sim)) if v is not None}
+    if precision_gate is not None:
+        updates["precision_gates"] = dict([precision_gate])
+    return record_results(bundle_dir, {name: updates}, measured=measured)[name]
+
+
+def record_results(bundle_dir: str | os.PathLike, results: dict[str, dict], *, measured: dict) -> dict[str, mf.SkillManifest]:
+    """Write results into skills' skill.json as ONE new bundle version (every other file hard-linked,
     manifest.json's skill_sha256 updated): skill.json stays hashed, and a reader sees the old or new one.
-    `precision_gate` = (precision, the closed-loop verdict of that precision's graphs) goes to precision_gates."""
+
+    results: {skill: {"parity" | "sim2sim": verdict, "precision_gates": {precision: verdict}}}, each verdict
+    carrying the `evidence` it measured. A compare-and-swap: `measured["bundle_version"]` (runtime/verdicts.py
+    measured_evidence, taken before measuring) must still be the current version, and each skill's graphs those
+    its verdicts measured; otherwise BundleError and nothing is written, never a verdict on other graphs."""
+    from tt_deploy.runtime.verdicts import binding_problems
+
     bundle = Path(bundle_dir).absolute()
     with _next_version(bundle) as (old, new_dir):
         if old is None:
             raise BundleError(f"no bundle at {bundle}; export one first")
+        if old.content != measured.get("bundle_version"):
+            raise BundleError(f"{bundle} moved on from {measured.get('bundle_version')!r} to {old.content!r} while "
+                              "it was measured; the verdict was not recorded - measure again")  # fmt: skip
         shutil.copytree(mf.content_dir(bundle, old), new_dir, dirs_exist_ok=True, copy_function=_link_or_copy)
-        current = mf.read_skill_file(new_dir, name)
-        updates = {k: v for k, v in (("parity", parity), ("sim2sim", sim2sim)) if v is not None}
-        if precision_gate is not None:
-            updates["precision_gates"] = {**(current.precision_gates or {}), precision_gate[0]: precision_gate[1]}
-        updated = replace(current, **updates)
-        mf.write_skill(new_dir, updated)  # a new file: the old version's (linked) skill.json is untouched
-        hashes = {**(old.skill_sha256 or {}), **_skill_hashes(new_dir, [name])}
+        updated = {}
+        for name, updates in results.items():
+            current = mf.read_skill(bundle, name, old)
+            verdicts = [v for k, v in updates.items() if k != "precision_gates"] + list(
+                updates.get("precision_gates", {}).values())
+            for v in verdicts:
+                problems = binding_problems(v, current, old)
+                if problems:
+                    raise BundleError(f"skill {name!r}: the verdict was not recorded: {problems[0]}")
+            gates = {**(current.precision_gates or {}), **updates.get("precision_gates", {})} or None
+            updated[name] = replace(current, **{**updates, "precision_gates": gates})
+            mf.write_skill(new_dir, updated[name])  # a new file: the old version's (linked) skill.json is untouched
+        hashes = {**(old.skill_sha256 or {}), **_skill_hashes(new_dir, list(results))}
         mf.write_manifest(bundle, replace(old, content=new_dir.name, skill_sha256=hashes))
     return updated
 

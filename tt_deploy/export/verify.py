@@ -31,7 +31,7 @@ import torch
 
 from tt_deploy import spec
 from tt_deploy.errors import InputError
-from tt_deploy.export.bundle import record_skill_results
+from tt_deploy.export.bundle import record_results
 from tt_deploy.export.onnx_graphs import BFMGraph, group_input_names
 from tt_deploy.export.precision import UNGATED_CASES, VERIFY_TIERS
 from tt_deploy.export.reference import reference_actions, reference_bfm, reference_encoder, torch_threads
@@ -40,6 +40,7 @@ from tt_deploy.runtime import SkillRuntime
 from tt_deploy.runtime import manifest as mf
 from tt_deploy.runtime.session import resolve_backend
 from tt_deploy.runtime.skill_runtime import TRT_PRECISIONS
+from tt_deploy.runtime.verdicts import measured_evidence
 
 log = logging.getLogger(__name__)
 
@@ -273,13 +274,14 @@ def verify_bundle(
     cases: VerifyCases = VerifyCases(),  # noqa: B008 - frozen dataclass, safe as a default
     seed: int = 0,
     atol: float = ATOL,
-    record: bool = True,
+    record: bool = False,
     progress=None,
 ) -> VerifyReport:
-    """PyTorch reference vs SkillRuntime for each skill (default: all) of a bundle.
+    """PyTorch reference vs SkillRuntime for each skill (default: all) of a bundle; reads the bundle only.
 
-    Returns a VerifyReport (one row per skill x mode x graph variant x case); with `record`,
-    writes each skill's verdict into its skill.json (`parity`); progress(done, total, skill) after each skill.
+    Returns a VerifyReport (one row per skill x mode x graph variant x case); with `record`, and only when every
+    checked skill passed, writes each skill's verdict (`parity`, with the evidence it measured) into its
+    skill.json, all in one new bundle version; progress(done, total, skill) after each skill.
     Raises BundleError when the
     reference cannot be rebuilt from what the bundle records, InputError for bad arguments.
     """
@@ -291,13 +293,19 @@ def verify_bundle(
     unknown = sorted(set(names) - set(manifest.skills))
     if unknown:
         raise InputError(f"skills {unknown} are not in bundle {bundle}; it has {list(manifest.skills)}")
+    evidence = {name: measured_evidence(bundle, name) for name in names}  # before measuring: the CAS compares
     bfm = reference_bfm(manifest)
     report = VerifyReport(str(bundle), backend, atol)
     with torch_threads(1):
         for i, name in enumerate(names):
-            _verify_one(bundle, name, i, bfm, report, cases, seed, record)
+            _verify_one(bundle, name, i, bfm, report, cases, seed)
             if progress is not None:
                 progress(i + 1, len(names), name)
+    if record and report.passed and names:
+        record_results(bundle, {n: {"parity": {**_parity_record(report, n), "evidence": evidence[n]}} for n in names},
+                       measured=evidence[names[0]])  # fmt: skip
+    elif record:
+        log.warning("verify: %s failed; nothing recorded", bundle)
     return report
 
 
@@ -309,9 +317,8 @@ def _verify_one(
     report: VerifyReport,
     cases: VerifyCases,
     seed: int,
-    record: bool,
 ) -> None:
-    """Build the skill's cases, compare every runtime variant, append rows, record in skill.json."""
+    """Build the skill's cases, compare every runtime variant, append rows."""
     sk = mf.read_skill(bundle, name)
     rng = np.random.default_rng([seed, i])  # independent, reproducible inputs per skill
     case_set = edge_and_random_cases(cases.random, cases.edge, rng, sk.task_obs_dim)
@@ -319,8 +326,6 @@ def _verify_one(
         graph = BFMGraph(bfm, encoder=reference_encoder(sk, bfm)).eval()
         case_set["recorded"] = recorded_case(sk, graph, cases.rollout_envs, cases.rollout_steps, seed)
     report.rows += _verify_skill(bundle, sk, bfm, case_set, report.backend, report.atol, cases.batch1_max)
-    if record:
-        record_skill_results(bundle, name, parity=_parity_record(report, name))
     log.info(
         "verified %s: %s", name, "pass" if all(r.passed for r in report.rows if r.skill == name) else "FAIL"
     )

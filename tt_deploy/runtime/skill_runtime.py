@@ -57,6 +57,7 @@ from tt_deploy.errors import (
 from tt_deploy.runtime import manifest as mf
 from tt_deploy.runtime.base import ChainedRunner, GraphRunner
 from tt_deploy.runtime.session import GraphSession, SessionConfig, resolve_backend
+from tt_deploy.runtime.verdicts import gate_problems
 
 _DTYPES = {"float32": np.dtype(np.float32), "bool": np.dtype(np.bool_)}
 
@@ -115,14 +116,14 @@ def _check_precision(precision: str, backend: str, mode: str, share_bfm: bool | 
     return precision
 
 
-def _require_precision_gate(sk: mf.SkillManifest, precision: str) -> None:
-    """A reduced-precision skill ships only with a passing closed-loop verdict in its skill.json."""
-    gate = (sk.precision_gates or {}).get(precision)
-    if not (gate and gate.get("passed") is True):
-        found = "failed" if gate else "has none"
+def _require_precision_gate(sk: mf.SkillManifest, precision: str, manifest: mf.BundleManifest) -> None:
+    """A reduced-precision skill ships only with a passing closed-loop verdict in its skill.json that measured
+    these very graphs, with at least the documented evidence (runtime/verdicts.py)."""
+    problems = gate_problems((sk.precision_gates or {}).get(precision), sk, manifest)
+    if problems:
         raise InputError(
-            f"skill {sk.name!r} at {precision} has no passing closed-loop verdict (skill.json precision_gates: "
-            f"{found}); run `ttdeploy sim2sim --skill {sk.name} --precision {precision}"
+            f"skill {sk.name!r} at {precision} has no closed-loop verdict that unlocks it (skill.json precision_gates: "
+            f"{'; '.join(problems)}); run `ttdeploy sim2sim --skill {sk.name} --precision {precision}"
             f"{' --backend openvino' if precision == 'bf16' else ' --backend trt' if precision in TRT_PRECISIONS else ''}"
             "` first, or open the runtime "
             "with allow_unverified_precision=True to measure it"
@@ -191,7 +192,7 @@ class SkillRuntime:
         self.skills: dict[str, mf.SkillManifest] = {s: self._load_skill(s) for s in names}
         if self.precision != "fp32" and not allow_unverified_precision:
             for s in names:
-                _require_precision_gate(self.skills[s], self.precision)
+                _require_precision_gate(self.skills[s], self.precision, self.manifest)
         self._trt = None
         if self.backend == "trt" and share_bfm:
             raise InputError("share_bfm=True needs an ONNX Runtime backend, not native TensorRT")

@@ -309,6 +309,7 @@ class Sim2SimResult:
     jobs: list[dict]
     report_files: list[str] = dataclasses.field(default_factory=list)
     cross_cells: list[metrics.CrossSimResult] = dataclasses.field(default_factory=list)  # every cross cell
+    evidence: dict = dataclasses.field(default_factory=dict)  # what was measured (runtime/verdicts.py)
 
     @property
     def passed(self) -> bool:
@@ -332,6 +333,7 @@ class Sim2SimResult:
             "episode_seconds": self.episode_seconds, "backend": self.backend, "atol": self.atol,
             "precision": self.precision, "open_loop_statistic": OPEN_LOOP_TIERS[self.precision][0],
             "cells": len(self.cells), "cells_passed": sum(c.passed for c in self.cells),
+            "cell_names": [c.name for c in self.cells],
             "failed_cells": {c.name: c.reasons for c in self.cells if not c.passed},
             "open_loop_max_abs": self.open_loop_max,
             "open_loop_p99_abs": max((c.open_loop_p99 for c in self.cells), default=float("nan")),
@@ -343,6 +345,7 @@ class Sim2SimResult:
                if len(self.cross_cells) > 1 else {}),
             "wall_seconds": round(self.wall_seconds, 1),
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "evidence": self.evidence,
         }  # fmt: skip
 
 
@@ -420,6 +423,9 @@ def run_sim2sim(
     if skill not in manifest.skills:
         raise UnknownNameError("skill", skill, manifest.skills)
     grid_name, cells = _cells_of(grid)
+    from tt_deploy.runtime.verdicts import measured_evidence
+
+    evidence = measured_evidence(bundle, skill)  # before measuring: recording compares it with the bundle then
     ex = make_executor(executor, ray_address=ray_address) if isinstance(executor, str) else executor
     cross = _cross_physics(cross_sim)
     jobs = plan_jobs(bundle, skill, cells, chunks=ex.chunks, episodes=int(episodes),
@@ -447,7 +453,7 @@ def run_sim2sim(
         ex.name, seed, atol, [metrics.summarise_cell(r, atol, statistic) for r in grid_raw],
         precision,
         cross_cells[0] if cross_cells else None,
-        wall, [o["timing"] for o in outputs], cross_cells=cross_cells,
+        wall, [o["timing"] for o in outputs], cross_cells=cross_cells, evidence=evidence,
     )  # fmt: skip
     if report_dir is not None:
         from tt_deploy.sim2sim.report import write_report
@@ -457,9 +463,9 @@ def run_sim2sim(
         from tt_deploy.export.bundle import record_skill_results  # torch side, only when recording
 
         if precision == "fp32":
-            record_skill_results(bundle, skill, sim2sim=result.manifest_record())
+            record_skill_results(bundle, skill, measured=evidence, sim2sim=result.manifest_record())
         else:
-            record_skill_results(bundle, skill, precision_gate=(precision, result.manifest_record()))
+            record_skill_results(bundle, skill, measured=evidence, precision_gate=(precision, result.manifest_record()))
     log.info("sim2sim %s/%s: %d/%d cells passed in %.1f s", bundle, skill,
              sum(c.passed for c in result.cells), len(result.cells), wall)  # fmt: skip
     return result
