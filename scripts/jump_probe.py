@@ -1,6 +1,6 @@
 """Can this body jump? Issue #33's feasibility measurement for a long-jump expert.
 
-    python scripts/jump_probe.py [--generations 25] [--population 64] [--run-up 0,1.5,3] [--json OUT]
+    python scripts/jump_probe.py [--generations 25] [--population 64] [--run-up 0,1.5,3] [--refine 0] [--json OUT]
 
 A scripted, symmetric crouch-extend-tuck of PD targets (15 numbers: crouch hip / knee / ankle / trunk and its
 length, extension hip / knee / ankle / toe / shoulder / trunk and its length, tuck hip / knee / shoulder) is optimised by the
@@ -10,6 +10,8 @@ line sits at the toes at takeoff; landing is the first step, after a flight, wit
 more than 50 N of contact; length = mean body x at landing minus the line. A landing on a non-foot body
 (or a first touch behind the line or under 50 N) scores its length minus 5 m. Reported per start: the longest flight (no contact at all), the longest jump length, and the
 longest jump length with at least 0.3 s of flight, each the best script's, re-measured on fresh envs.
+--refine G then searches G generations of time-varying offsets (8 knots over 1.4 s on hips, knees, ankles,
+toes, trunk, shoulders) on top of that last script.
 """
 
 from __future__ import annotations
@@ -63,8 +65,24 @@ def targets(p: np.ndarray, t: float) -> np.ndarray:
     return q
 
 
-def rollout(sim: MujocoSimulator, p: np.ndarray, run_up: float) -> dict:
-    """Score scripts p (N, 12) on sim's N envs."""
+KNOT_GROUPS = (HIP, KNEE, ANKLE, TOE, TRUNK, SHOULDER)
+KNOT_SECONDS = 1.4  # the knots span the crouch, push-off and flight; the last offset holds after
+
+
+def knot_targets(base: np.ndarray, offsets: np.ndarray, t: float) -> np.ndarray:
+    """Refinement: scripts `base` (N, 15) plus offsets (N, K, groups) rad, linear between K knots over 1.4 s."""
+    k = offsets.shape[1]
+    x = min(t / KNOT_SECONDS, 1.0) * (k - 1)
+    i = min(int(x), k - 2)
+    off = offsets[:, i] + (x - i) * (offsets[:, i + 1] - offsets[:, i])
+    q = targets(base, t)
+    for g, cols in enumerate(KNOT_GROUPS):
+        q[:, cols] += off[:, g : g + 1]
+    return q
+
+
+def rollout(sim: MujocoSimulator, p: np.ndarray, run_up: float, offsets: np.ndarray | None = None) -> dict:
+    """Score scripts p (N, 15), refined by knot offsets (N, K, groups) if given, on sim's N envs."""
     n = sim.num_envs
     sim.reset(root_lin_vel=np.tile([run_up, 0.0, 0.0], (n, 1)))
     steps = int(round(SECONDS / spec.CONTROL_DT))
@@ -76,7 +94,8 @@ def rollout(sim: MujocoSimulator, p: np.ndarray, run_up: float) -> dict:
     line = np.zeros(n)
     for k in range(steps):
         t = k * spec.CONTROL_DT
-        sim.step(targets(p, t) / sim.pd_scale)
+        q = targets(p, t) if offsets is None else knot_targets(p, offsets, t)
+        sim.step(q / sim.pd_scale)
         pos = sim.body_state().pos
         force = sim.contact_forces()
         air = sim.contact_counts() == 0  # the per-body forces are the last substep's: they miss contacts
@@ -114,6 +133,26 @@ def cem(sim, run_up: float, key: str, generations: int, rng: np.random.Generator
     return best, best_score
 
 
+def refine(sim, base: np.ndarray, run_up: float, key: str, generations: int, rng: np.random.Generator,
+           knots: int = 8, elite: int = 16) -> tuple[np.ndarray, float]:
+    """CEM over knot offsets (+-0.6 rad) on top of one script: a finer, time-varying search."""
+    shape = (knots, len(KNOT_GROUPS))
+    mean, std = np.zeros(shape), np.full(shape, 0.2)
+    p = np.tile(base, (sim.num_envs, 1))
+    best, best_score = mean, rollout(sim, p[:1].repeat(sim.num_envs, 0), run_up, np.zeros((sim.num_envs, *shape)))[key][0]
+    for g in range(generations):
+        pop = np.clip(rng.normal(mean, std, (sim.num_envs, *shape)), -0.6, 0.6)
+        pop[0] = best
+        score = rollout(sim, p, run_up, pop)[key]
+        order = np.argsort(score)[::-1]
+        if score[order[0]] > best_score:
+            best, best_score = pop[order[0]].copy(), float(score[order[0]])
+        mean = pop[order[:elite]].mean(0)
+        std = np.maximum(pop[order[:elite]].std(0), 0.02)
+        print(f"  refine run-up {run_up} m/s, {key}, generation {g}: best {score[order[0]]:.3f}", flush=True)
+    return best, float(best_score)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--generations", type=int, default=25)
@@ -121,11 +160,14 @@ def main() -> None:
     ap.add_argument("--run-up", default="0,1.5,3")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--refine", type=int, default=0, help="then this many generations of knot refinement of the "
+                                                          "best script with >= 0.3 s of flight (0: none)")
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
     sim = MujocoSimulator(a.population, nthread=1)
     check = MujocoSimulator(16, nthread=1)
-    out = {"generations": a.generations, "population": a.population, "seconds": SECONDS, "rows": []}
+    out = {"generations": a.generations, "population": a.population, "refine": a.refine, "seconds": SECONDS,
+           "rows": []}
     for v in (float(x) for x in a.run_up.split(",")):
         row = {"run_up_m_s": v}
         for key in ("flight_s", "length_m", "length_m_with_flight"):
@@ -134,8 +176,16 @@ def main() -> None:
             print(f"  best {key} {score:.3f} in the search, {np.median(again[key]):.3f} re-measured", flush=True)
             row[f"script_for_{key}"] = {name: round(float(x), 3) for (name, _, _), x in zip(PARAMS, best)}
             row[f"its_{key}"] = {k: round(float(np.median(x)), 3) for k, x in again.items()}
+        if a.refine:
+            base = np.array([row["script_for_length_m_with_flight"][name] for name, _, _ in PARAMS])
+            key = "length_m_with_flight"
+            offsets, score = refine(sim, base, v, key, a.refine, rng)
+            again = rollout(check, np.tile(base, (check.num_envs, 1)), v, np.tile(offsets, (check.num_envs, 1, 1)))
+            print(f"  refined {key} {score:.3f} in the search, {np.median(again[key]):.3f} re-measured", flush=True)
+            row["refined"] = {k: round(float(np.median(x)), 3) for k, x in again.items()}
+            row["refined_offsets"] = np.round(offsets, 3).tolist()
         out["rows"].append(row)
-        print(json.dumps({k: v for k, v in row.items() if not k.startswith("script")}), flush=True)
+        print(json.dumps({k: v for k, v in row.items() if not k.startswith(("script", "refined_"))}), flush=True)
     if a.json is not None:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(out, indent=2) + "\n")

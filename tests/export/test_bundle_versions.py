@@ -110,6 +110,23 @@ def test_killed_export_leaves_the_old_bundle_and_the_next_export_cleans_up(base_
     assert sorted(p.name for p in tmp_path.iterdir()) == [".deploy.lock", "deploy"]
 
 
+def test_terminated_export_removes_the_version_it_was_writing(base_bundle, small_bfm_file, tmp_path):
+    """Adversarial (issue #38 N9): SIGTERM mid-export unwinds: no unnamed version dir stays behind, exit 143
+    with a one-line message."""
+    bundle = shutil.copytree(base_bundle, tmp_path / "deploy")
+    cmd = [sys.executable, "-m", "tt_deploy.cli", "export", "--skill", "strike", "--bfm", str(small_bfm_file[1]),
+           "--bundle", str(bundle)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (bundle / "v2").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "terminated (SIGTERM)" in err and "Traceback" not in err, err
+    assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "v1"]
+    assert _complete(bundle) == ("reach",)
+
+
 def test_leftover_versions_are_removed_and_the_previous_one_kept(base_bundle, small_bfm_file, tmp_path):
     bundle = shutil.copytree(base_bundle, tmp_path / "deploy")
     (bundle / "v7").mkdir()  # e.g. a version written by an export killed after a later failure
@@ -140,9 +157,20 @@ def test_bundle_lost_between_the_old_two_renames_is_recovered(base_bundle, small
     """tt-deploy before versions swapped with two renames; killed between them it left the bundle only at
     `.deploy.old-PID`, and the next export silently built a bundle of its own skill alone."""
     shutil.copytree(base_bundle, tmp_path / ".deploy.old-4242")
+    (tmp_path / ".deploy.tmp-4242").mkdir()  # the swap's new content, never renamed in
     bundle = tmp_path / "deploy"
     export_skill("strike", bfm_path=small_bfm_file[1], bundle_dir=bundle)
     assert _complete(bundle) == ("reach", "strike")
+
+
+def test_a_deleted_bundle_is_not_revived_from_a_stale_old_dir(base_bundle, small_bfm_file, tmp_path):
+    """Adversarial (issue #38 N5): after `rm -rf deploy`, a finished swap's `.deploy.old-PID` (no tmp dir
+    beside it) must not bring the deleted skills back."""
+    shutil.copytree(base_bundle, tmp_path / ".deploy.old-4242")
+    bundle = tmp_path / "deploy"
+    export_skill("strike", bfm_path=small_bfm_file[1], bundle_dir=bundle)
+    assert _complete(bundle) == ("strike",)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".deploy.lock", "deploy"]
 
 
 def test_bundle_path_that_is_a_file_is_refused(small_bfm_file, tmp_path):

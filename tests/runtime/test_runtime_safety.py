@@ -137,6 +137,19 @@ def test_edited_task_obs_dim_is_refused_at_load(bundle, tmp_path):
         SkillRuntime(bad, backend="ort-cpu")
 
 
+def test_edited_visible_groups_are_refused_at_load(bundle, tmp_path):
+    """Adversarial (issue #38 N10): skill.json claims a token group its fused graph does not take."""
+    bad = shutil.copytree(bundle, tmp_path / "bad")
+    skill_json = mf.content_dir(bad) / mf.skill_dir("reach") / mf.SKILL_FILE
+    sk = json.loads(skill_json.read_text())
+    assert "masked_mimic_target_poses" not in sk["visible_groups"]
+    sk["visible_groups"] = [*sk["visible_groups"], "masked_mimic_target_poses"]
+    skill_json.write_text(json.dumps(sk))
+    rehash_skill(bad, "reach")
+    with pytest.raises(BundleError, match="visible token groups are .*masked_mimic_target_poses.* but its fused graph"):
+        SkillRuntime(bad, backend="ort-cpu")
+
+
 def test_unknown_nonfinite_policy(bundle):
     with pytest.raises(TTDeployError, match="unknown nonfinite policy 'ignore'"):
         SkillRuntime(bundle, backend="ort-cpu", nonfinite="ignore")

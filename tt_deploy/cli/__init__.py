@@ -45,8 +45,27 @@ def _register() -> None:
             importlib.import_module(f"{__name__}.{mod.name}")
 
 
+_TERMINATED: list[int] = []
+
+
+def _on_sigterm(signum, frame) -> None:
+    """SIGTERM unwinds like Ctrl-C, so an export removes the version dir it was writing and training saves its
+    checkpoint; main() then exits 143."""
+    _TERMINATED.append(signum)
+    raise KeyboardInterrupt
+
+
+def _interrupted() -> None:
+    how = "terminated (SIGTERM)" if _TERMINATED else "interrupted"
+    err_console.print(f"{how}; exports, checkpoints and results are written atomically, nothing is half-written")
+    sys.exit(143 if _TERMINATED else 130)
+
+
 def main() -> None:
     """Console-script entry: user errors print one red line and exit 2; bugs keep tracebacks."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
     _register()
     try:
         rc = app(standalone_mode=False)  # click returns typer.Exit codes here instead of exiting
@@ -54,13 +73,11 @@ def main() -> None:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)  # one line, never wrapped
         sys.exit(2)
     except KeyboardInterrupt:  # outside click's own handling (e.g. during an import); same exit as Abort
-        err_console.print("interrupted; exports, checkpoints and results are written atomically, nothing is half-written")
-        sys.exit(130)
+        _interrupted()
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
-        err_console.print("interrupted; exports, checkpoints and results are written atomically, nothing is half-written")
-        sys.exit(130)
+        _interrupted()
     except typer.TyperException as exc:  # typer's vendored click errors (UsageError & co) format themselves
         show = getattr(exc, "show", None)
         if show is None:
@@ -68,4 +85,6 @@ def main() -> None:
         else:
             show()
         sys.exit(exc.exit_code)
+    if rc == 130 or _TERMINATED:  # typer turns Ctrl-C into Exit(130), which click returns silently
+        _interrupted()
     sys.exit(rc if isinstance(rc, int) else 0)

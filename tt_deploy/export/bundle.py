@@ -313,10 +313,16 @@ def _remove_tree(path: Path) -> None:
 
 def _recover_interrupted_swap(bundle: Path) -> None:
     """Put back a bundle that tt-deploy <= 0.x's two-rename swap left at `.<name>.old-PID` when it was
-    killed between the renames (the bundle path was then empty)."""
+    killed between the renames: the bundle path empty, and that swap's `.<name>.tmp-PID` still beside it.
+    A lone `.old-PID` is the leftover of a finished swap: the bundle path is empty because a user deleted
+    it, and that deletion is not undone (_remove_stale removes the leftover)."""
     if (bundle / mf.MANIFEST_FILE).is_file() or (bundle.exists() and any(bundle.iterdir())):
         return
     for old in sorted(bundle.parent.glob(f".{bundle.name}.old-*")):
+        pid = old.name.rsplit("-", 1)[-1]
+        if not (bundle.parent / f".{bundle.name}.tmp-{pid}").is_dir():
+            log.warning("not restoring %s: no interrupted export beside it (the bundle was deleted)", old.name)
+            continue
         if (old / mf.MANIFEST_FILE).is_file():
             if bundle.exists():
                 bundle.rmdir()

@@ -291,6 +291,13 @@ class SkillRuntime:
                 f"skill {name!r}: skill.json says task_obs_dim {sk.task_obs_dim} (encoder obs_dim {sk.encoder.obs_dim}) "
                 f"but its encoder graph takes {sorted(width)}; skill.json was edited - re-export the skill"
             )
+        fused = self.manifest.graph("fused", name, False)
+        takes = {t.name for t in fused.inputs} - {self.manifest.task_obs_name} - set(self._masks)
+        if takes != set(sk.visible_groups):
+            raise BundleError(
+                f"skill {name!r}: skill.json says the visible token groups are {sorted(sk.visible_groups)} but its fused "
+                f"graph takes {sorted(takes)}; skill.json or manifest.json was edited - re-export the skill"
+            )
         listed = {g.path: g.sha256 for g in self.manifest.graphs if g.skill == name}
         if sk.graphs != listed:
             raise BundleError(
