@@ -547,4 +547,4 @@ def bundle_files(bundle_dir: str | os.PathLike) -> list[tuple[str, int, str]]:
     return [(p.relative_to(root).as_posix(), p.stat().st_size, sha256_file(p)) for p in sorted(files)]
 
 
-__all__ = ["export_skill", "export_skills", "record_skill_results", "bundle_files", "task_obs_spec"]
+__all__ = ["export_skill", "export_skills", "record_results", "record_skill_results", "bundle_files", "task_obs_spec"]

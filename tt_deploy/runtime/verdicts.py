@@ -6,7 +6,7 @@ Now every verdict carries `evidence` (`measured_evidence`, taken before the meas
 - the bundle version measured and that version's skill.json sha256 (provenance);
 - the sha256 of every graph of the skill, of the BFM, and of the encoder weights (binding);
 - the tool versions that ran it.
-Recording is a compare-and-swap against the version measured (export/bundle.py `record_skill_results`),
+Recording is a compare-and-swap against the version measured (export/bundle.py `record_results`),
 and the runtime opens a reduced precision only where `gate_problems` finds none. A gate must also clear the
 documented minimum (MIN_GATE_EVIDENCE, docs/bundle.md): anyone who can write the bundle can still write any
 JSON, so these checks stop stale and thin verdicts, not a forger with write access; signing would need a key
@@ -16,7 +16,7 @@ that the robot trusts, which the bundle does not carry.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import metadata
 
 from tt_deploy.runtime import manifest as mf
@@ -96,7 +96,3 @@ def gate_problems(gate: dict | None, sk: mf.SkillManifest, manifest: mf.BundleMa
         return ["it failed"]
     return binding_problems(gate, sk, manifest) + minimum_problems(gate)
 
-
-def minimum_record() -> dict:
-    """MIN_GATE_EVIDENCE as JSON, for reports."""
-    return asdict(MIN_GATE_EVIDENCE)
