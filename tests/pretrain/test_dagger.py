@@ -190,3 +190,84 @@ def test_friction_range_spreads_over_the_envs(tmp_path):
     assert "(ground friction x0.5-2 over the envs)" in trainer.recipe
     with pytest.raises(InputError, match="two numbers"):
         replace(TINY, friction=(1.0,))
+
+
+def _glide_file(path, bias: float = 0.0):
+    """A glide expert's policy file; bias > 0: a residual that ignores the obs (actor output = bias)."""
+    from safetensors.torch import save_file
+
+    from tt_deploy.pretrain.glide_expert import GlidePolicy
+    from tt_deploy.sim.mujoco_backend import MujocoSimulator
+
+    torch.manual_seed(5)
+    policy = GlidePolicy(MujocoSimulator(1, nthread=1).hm.pd_scale, residual_rad=0.2, hidden=(16,), critic_hidden=(8,))
+    if bias:
+        with torch.no_grad():
+            policy.actor[-1].weight.zero_()
+            policy.actor[-1].bias.fill_(bias)
+    save_file({k: v.contiguous() for k, v in policy.state_dict().items()}, str(path), metadata={"residual_rad": "0.2"})
+    return path
+
+
+def test_glide_labels_are_the_controllers_row_plus_the_experts_residual_in_walk_prompts(tmp_path):
+    from tt_deploy.pretrain.glide_expert import residual_joint_ids
+
+    glide = _glide_file(tmp_path / "glide.safetensors", bias=0.5)
+    trainer = DaggerTrainer(replace(MIXED, steps_per_round=1, walk_labels="glide"), DEFAULT_BFM_PATH, tmp_path / "run",
+                            glide_expert=glide)  # fmt: skip
+    trainer._obs = obs = to_torch(trainer.env.reset())
+    walk = trainer.task.mode == MODES.index("walk")
+    assert walk.any() and (~walk).any()
+    trainer.collect()
+    label = trainer.buffer.data["label"][: trainer.buffer.size]
+    expected = obs["teacher_action"].clone()
+    ids = residual_joint_ids()
+    pd_scale = torch.as_tensor(trainer.env.sim.hm.pd_scale, dtype=torch.float32)
+    expected[:, ids] += 0.2 * np.tanh(0.5) / pd_scale[ids]  # residual_rad x tanh(bias), in action units
+    torch.testing.assert_close(label[walk], expected[walk].clamp(-1, 1), atol=1e-6, rtol=0)
+    with torch.no_grad():
+        anchor = trainer.anchor.action_mean(obs).clamp(-1, 1)
+    torch.testing.assert_close(label[~walk], anchor[~walk], atol=0, rtol=0)
+    assert "walk labels from glide expert" in trainer.recipe
+    trainer.round = 1
+    trainer.save()
+    with pytest.raises(InputError, match="--glide-expert"):  # another expert than the run's
+        dagger(replace(TINY, rounds=2, walk_labels="glide"), DEFAULT_BFM_PATH, tmp_path / "run", resume=True,
+               glide_expert=_glide_file(tmp_path / "other.safetensors", bias=0.1))  # fmt: skip
+    dagger(replace(TINY, rounds=2, walk_labels="glide"), DEFAULT_BFM_PATH, tmp_path / "run", resume=True,
+           glide_expert=glide)  # fmt: skip
+
+
+def test_glide_labels_see_what_the_expert_saw_in_training(tmp_path):
+    """GlideLabels on a GlideEnv's own state and controller row acts as the trained policy does there."""
+    from tt_deploy.pretrain.glide_expert import COMMAND_DIM, GlideConfig, GlideLabels, make_env
+    from tt_deploy.spec import TASK_OBS_NAME
+
+    glide = _glide_file(tmp_path / "glide.safetensors")
+    env = make_env(GlideConfig(num_envs=3, nthread=1), 3, seed=2)
+    labels = GlideLabels(glide, env.sim.hm.pd_scale)
+    step = env.reset()
+    for _ in range(5):
+        obs = to_torch(step)
+        with torch.no_grad():
+            trained = labels.policy.act_deterministic(obs)
+        t = env.task
+        mine = labels(obs["obs"], env.sim.body_state(), t.tar_dir, t.tar_speed, t.gait, obs[TASK_OBS_NAME][:, COMMAND_DIM:])
+        torch.testing.assert_close(mine, trained, atol=1e-6, rtol=0)
+        step = env.step(trained.numpy())
+    assert labels.policy.residual_rad == 0.2 and labels.policy.actor[0].out_features == 16
+
+
+@pytest.mark.parametrize("kw, match", [({"walk_labels": "glide"}, "needs --glide-expert"),
+                                       ({}, "goes with --walk-labels glide")])  # fmt: skip
+def test_glide_expert_and_glide_labels_go_together(tmp_path, kw, match):
+    extra = {} if kw else {"glide_expert": _glide_file(tmp_path / "g.safetensors")}
+    with pytest.raises(InputError, match=match):
+        dagger(replace(TINY, **kw), DEFAULT_BFM_PATH, tmp_path / "run", **extra)
+
+
+def test_a_foreign_file_is_not_a_glide_expert(tmp_path):
+    from tt_deploy.pretrain.glide_expert import load_glide_policy
+
+    with pytest.raises(InputError, match="not a glide expert's policy file"):
+        load_glide_policy(DEFAULT_BFM_PATH, np.ones(ACTION_DIM))

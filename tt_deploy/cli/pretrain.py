@@ -84,8 +84,13 @@ def pretrain_dagger_cmd(
                                                   "(a round); default 0.8,0.93,0.")] = None,
     idle_bfm: Annotated[Path | None, typer.Option(help="Label idle prompts with this BFM (e.g. a push-recovery "
                                                        "specialist) instead of --init-bfm. Repeat it on --resume.")] = None,
-    walk_labels: Annotated[str | None, typer.Option(help="Who labels walk prompts: controller (default) or anchor "
-                                                         "(the --init-bfm's own walk, e.g. beside --idle-bfm).")] = None,
+    walk_labels: Annotated[str | None, typer.Option(help="Who labels walk prompts: controller (default), anchor "
+                                                         "(the --init-bfm's own walk, e.g. beside --idle-bfm) or "
+                                                         "glide (--glide-expert).")] = None,
+    glide_expert: Annotated[Path | None, typer.Option(help="A glide expert's policy file (pretrain-expert glide: "
+                                                           "checkpoints/last_policy.safetensors) for --walk-labels "
+                                                           "glide. Repeat it on --resume.")] = None,
+    walk_speed: Annotated[str | None, typer.Option(help="Walk prompt speeds LOW,HIGH in m/s (default 0.3,1.2).")] = None,
     reach_labels: Annotated[str | None, typer.Option(help="Who labels reach prompts: anchor (default: the --init-bfm) "
                                                           "or ik (the anchor, the prompted arm from the IK "
                                                           "teacher).")] = None,
@@ -110,7 +115,8 @@ def pretrain_dagger_cmd(
              "reach_labels": reach_labels, "beta": _floats("--beta", beta, 3, form="three numbers START,DECAY,FLOOR"),
              "friction": _floats("--friction", friction, 2)}
     cfg = DaggerConfig(seed=seed, **{k: v for k, v in given.items() if v is not None})
-    cur = {"reach_task_share": reach_task_share, "mode_probs": _floats("--mode-probs", mode_probs, 3)}
+    cur = {"reach_task_share": reach_task_share, "mode_probs": _floats("--mode-probs", mode_probs, 3),
+           "walk_speed": _floats("--walk-speed", walk_speed, 2)}
     cfg = replace(cfg, curriculum=replace(cfg.curriculum, **{k: v for k, v in cur.items() if v is not None}))
 
     def stats(row: dict) -> str:
@@ -120,7 +126,8 @@ def pretrain_dagger_cmd(
                 f"speed {row['walk_speed']:+.2f} m/s  loss {row['train_loss']:.3f}")  # fmt: skip
 
     with _progress(cfg.rounds, stats=stats, unit="rounds", key="iteration") as progress:
-        result = dagger(cfg, init_bfm or DEFAULT_BFM_PATH, out, resume=resume, progress=progress, idle_bfm=idle_bfm)
+        result = dagger(cfg, init_bfm or DEFAULT_BFM_PATH, out, resume=resume, progress=progress, idle_bfm=idle_bfm,
+                        glide_expert=glide_expert)
     console.print(f"BFM checkpoint: {out / 'checkpoints' / 'last.safetensors'}  ({result['rounds']} rounds, "
                   f"{result['env_steps']:,} env steps)")
 

@@ -47,6 +47,7 @@ WALK = MODES.index("walk")
 IDLE = MODES.index("idle")
 REACH = MODES.index("reach")
 CLAMP = spec.ACTION_CLAMP
+WALK_LABELS = ("controller", "anchor", "glide")
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,9 @@ class DaggerConfig:
         mode_probs=(0.25, 0.25, 0.5), push_interval_s=3.0, push_speed=(0.2, 0.8), walk_speed=(0.3, 1.2)))
     # also keep the BFM of every k-th round (1.9 MB each): the best round is not always the last (0 = none)
     keep_every: int = 5
-    # who labels walk prompts: "controller" (the walking controller's row) or "anchor" (the starting BFM,
-    # like idle and reach: keeps its walk while --idle-bfm teaches another idle behaviour)
+    # who labels walk prompts: "controller" (the walking controller's row), "anchor" (the starting BFM,
+    # like idle and reach: keeps its walk while --idle-bfm teaches another idle behaviour) or "glide" (a
+    # trained glide expert, pretrain/glide_expert.py: the controller's row plus its residual; needs --glide-expert)
     walk_labels: str = "controller"
     # who labels reach prompts: "anchor" (the starting BFM); "ik" (the anchor, but the prompted arm's 6
     # shoulder / elbow hinges from the IK teacher, pretrain/reach_teacher.py: reaching the goals the anchor misses,
@@ -92,8 +94,8 @@ class DaggerConfig:
             raise InputError(f"DAgger beta (start, decay, floor) must be in [0, 1] with decay > 0, got {self.beta}")
         if self.keep_every < 0:
             raise InputError(f"DAgger keep_every must be >= 0 (0 = keep only the last), got {self.keep_every}")
-        if self.walk_labels not in ("controller", "anchor"):
-            raise InputError(f"DAgger walk_labels must be 'controller' or 'anchor', got {self.walk_labels!r}")
+        if self.walk_labels not in WALK_LABELS:
+            raise InputError(f"DAgger walk_labels must be one of {', '.join(WALK_LABELS)}, got {self.walk_labels!r}")
         if self.reach_labels not in ("anchor", "ik"):
             raise InputError(f"DAgger reach_labels must be 'anchor' or 'ik', got {self.reach_labels!r}")
         friction_range(self.friction, "DAgger")  # a bad range fails here, before any env is built
@@ -130,7 +132,8 @@ class Buffer:
 class DaggerTrainer:
     """The student BFM, its frozen anchor, the prompt environment and the label buffer of one DAgger run."""
 
-    def __init__(self, cfg: DaggerConfig, init_bfm: Path, out_dir: Path, idle_bfm: Path | None = None):
+    def __init__(self, cfg: DaggerConfig, init_bfm: Path, out_dir: Path, idle_bfm: Path | None = None,
+                 glide_expert: Path | None = None):
         from tt_deploy.sim.mujoco_backend import MujocoSimulator
 
         torch.manual_seed(cfg.seed)
@@ -162,6 +165,13 @@ class DaggerTrainer:
         # (PromptTask._pushable), part of what the v7 run trained on
         self.task = PromptTask(cfg.num_envs, cfg.curriculum, teacher=True, gait_weight=1.0)
         self.env = TeacherEnv(sim, self.task, seed=cfg.seed)
+        self.glide, self.glide_sha256 = None, None  # the walk labels' expert (walk_labels "glide")
+        if cfg.walk_labels == "glide":
+            from tt_deploy.pretrain.glide_expert import GlideLabels
+
+            self.glide = GlideLabels(glide_expert, sim.hm.pd_scale)
+            self.glide_sha256 = sha256_file(glide_expert)
+            self.recipe += f" (walk labels from glide expert {self.glide_sha256[:12]})"
         self.buffer = Buffer(cfg.buffer_size)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.round, self.env_steps, self.wall_seconds = 0, 0, 0.0
@@ -185,8 +195,12 @@ class DaggerTrainer:
             inputs = self.student._inputs(obs)  # once: student, anchor and buffer all take the same tokens
             mean = self.student.bfm(inputs).clamp(-CLAMP, CLAMP)
             walk = torch.from_numpy(task.mode == WALK)
-            taught = walk if cfg.walk_labels == "controller" else torch.zeros_like(walk)  # the controller's rows
-            label = torch.where(taught[:, None], obs["teacher_action"], self.anchor.bfm(inputs).clamp(-CLAMP, CLAMP))
+            taught = walk if cfg.walk_labels != "anchor" else torch.zeros_like(walk)  # the walk teacher's rows
+            walk_label = obs["teacher_action"]
+            if self.glide is not None:
+                walk_label = self.glide(obs["obs"], self.env.sim.body_state(), task.walk_dir, task.walk_speed,
+                                        task.gait, obs["teacher_action"])  # fmt: skip
+            label = torch.where(taught[:, None], walk_label, self.anchor.bfm(inputs).clamp(-CLAMP, CLAMP))
             if self.idle_anchor is not None:
                 idle = torch.from_numpy(task.mode == IDLE)
                 label = torch.where(idle[:, None], self.idle_anchor.bfm(inputs).clamp(-CLAMP, CLAMP), label)
@@ -271,6 +285,7 @@ class DaggerTrainer:
                            "bfm": self.student.bfm.state_dict(),
                            "init_cost": self.init_cost, "recipe": self.recipe,
                            "anchor_sha256": self.anchor_sha256, "idle_sha256": self.idle_sha256,
+                           "glide_sha256": self.glide_sha256,
                            "config": asdict(self.cfg)},
                           ckpt / "last_state.pt")  # fmt: skip
 
@@ -288,6 +303,10 @@ class DaggerTrainer:
             raise InputError(f"--resume: {self.out_dir} labelled idle prompts with "
                              f"{(state.get('idle_sha256') or 'the anchor')[:12]}, this invocation with "
                              f"{(self.idle_sha256 or 'the anchor')[:12]}: pass the run's own --idle-bfm (or none)")
+        if state.get("glide_sha256") != self.glide_sha256:
+            raise InputError(f"--resume: {self.out_dir} labelled walk prompts with glide expert "
+                             f"{(state.get('glide_sha256') or 'none')[:12]}, this invocation with "
+                             f"{(self.glide_sha256 or 'none')[:12]}: pass the run's own --glide-expert")
         self.student.bfm.load_state_dict(state["bfm"])
         self.opt.load_state_dict(state["opt"])
         for group in self.opt.param_groups:
@@ -300,13 +319,19 @@ class DaggerTrainer:
 
 
 def dagger(cfg: DaggerConfig, init_bfm: Path, out_dir: Path, *, resume: bool = False, progress=None,
-           idle_bfm: Path | None = None) -> dict:
+           idle_bfm: Path | None = None, glide_expert: Path | None = None) -> dict:
     """Run (or resume) DAgger rounds; returns a summary. Logs a CSV row per round."""
     if not Path(init_bfm).is_file():
         raise InputError(f"--init-bfm {init_bfm}: no such file (DAgger distils into an existing BFM)")
     if idle_bfm is not None and not Path(idle_bfm).is_file():
         raise InputError(f"--idle-bfm {idle_bfm}: no such file")
-    trainer = DaggerTrainer(cfg, init_bfm, out_dir, idle_bfm=idle_bfm)
+    if cfg.walk_labels == "glide" and glide_expert is None:
+        raise InputError("--walk-labels glide needs --glide-expert (a glide expert's policy file)")
+    if cfg.walk_labels != "glide" and glide_expert is not None:
+        raise InputError(f"--glide-expert goes with --walk-labels glide, not {cfg.walk_labels!r}")
+    if glide_expert is not None and not Path(glide_expert).is_file():
+        raise InputError(f"--glide-expert {glide_expert}: no such file")
+    trainer = DaggerTrainer(cfg, init_bfm, out_dir, idle_bfm=idle_bfm, glide_expert=glide_expert)
     if resume and not trainer.resume():
         log.warning("--resume: no checkpoint in %s, starting fresh", out_dir)
     if trainer.round >= cfg.rounds:

@@ -38,7 +38,7 @@ from tt_deploy.rl.config import PPOConfig
 from tt_deploy.rl.runner import OnPolicyRunner, to_torch
 from tt_deploy.spec import ACTION_DIM, TASK_OBS_NAME
 from tt_deploy.tasks.base import root_heading, root_velocity, unit_from_angle, wrap_angle
-from tt_deploy.tasks.direction import DirectionTask, HeadingGoalConfig, direction_terms
+from tt_deploy.tasks.direction import DirectionTask, HeadingGoalConfig, command_features, direction_terms
 from tt_deploy.tasks.env import EnvStep, TaskEnv
 from tt_deploy.train.policies import PureRLPolicy
 
@@ -174,9 +174,7 @@ class GlideTask(DirectionTask):
         ids, act = self.gait.actions(state, sim.joint_state()[0], sim.contact_forces(), self.tar_dir, self.tar_speed)
         self.base_action[:] = 0.0
         self.base_action[:, ids] = act
-        fsm = np.stack([self.gait.swing_left.astype(np.float64), self.gait.phase.astype(np.float64),
-                        self.gait.t_swing / self.gait.p.max_swing], axis=-1)  # fmt: skip
-        return np.concatenate([super().features(state, sim), fsm, self.base_action], axis=-1)
+        return glide_features(state, self.tar_dir, self.tar_speed, self.gait, self.base_action)
 
     def reward(self, prev_state, state, sim) -> np.ndarray:
         w = self.weights
@@ -187,6 +185,14 @@ class GlideTask(DirectionTask):
                       "facing": 0.5 * (1.0 + np.cos(wrap_angle(root_heading(state) - goal))), "rate": rate}  # fmt: skip
         return (w.speed_w * self.terms["speed"] + w.glide_w * self.terms["glide"] + w.facing_w * self.terms["facing"]
                 - w.rate_w * rate)  # fmt: skip
+
+
+def glide_features(state, tar_dir: np.ndarray, tar_speed: np.ndarray, gait: GaitTeacher, controller_action) -> np.ndarray:
+    """The glide expert's task observation (N, TASK_DIM): the direction command, the controller's state machine
+    and its whole action row (rest pose, 0, on the joints it does not drive)."""
+    fsm = np.stack([gait.swing_left.astype(np.float64), gait.phase.astype(np.float64), gait.t_swing / gait.p.max_swing],
+                   axis=-1)  # fmt: skip
+    return np.concatenate([command_features(state, tar_dir, tar_speed), fsm, np.asarray(controller_action)], axis=-1)
 
 
 class GlideEnv(TaskEnv):
@@ -329,6 +335,41 @@ def load_policy_weights(path: str | Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except (OSError, SafetensorError) as exc:
         raise InputError(f"--init-policy {path}: not a readable glide policy ({exc})") from exc
+
+
+def load_glide_policy(path: str | Path, pd_scale: np.ndarray) -> GlidePolicy:
+    """A trained glide expert from its policy file, its layer sizes and residual bound read from the file."""
+    from safetensors import safe_open
+
+    weights = load_policy_weights(path)
+    try:
+        with safe_open(str(path), "pt") as f:
+            residual_rad = float((f.metadata() or {}).get("residual_rad", GlideConfig.residual_rad))
+        layers = sorted(int(k.split(".")[1]) for k in weights if k.startswith("actor.") and k.endswith(".weight"))
+        hidden = tuple(int(weights[f"actor.{i}.weight"].shape[0]) for i in layers[:-1])
+        critic = sorted(int(k.split(".")[2]) for k in weights if k.startswith("critic.net.") and k.endswith(".weight"))
+        critic_hidden = tuple(int(weights[f"critic.net.{i}.weight"].shape[0]) for i in critic[:-1])
+        policy = GlidePolicy(pd_scale, residual_rad, hidden, critic_hidden)
+        policy.load_state_dict(weights)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise InputError(f"{path}: not a glide expert's policy file ({str(exc).splitlines()[0]})") from exc
+    return policy.eval()
+
+
+class GlideLabels:
+    """A trained glide expert acting where another task walks (DAgger's walk prompts): it sees that task's
+    command, its walking controller's state and action, exactly as GlideTask shows them in training."""
+
+    def __init__(self, path: str | Path, pd_scale: np.ndarray):
+        self.policy = load_glide_policy(path, pd_scale)
+
+    @torch.no_grad()
+    def __call__(self, self_obs: torch.Tensor, state, tar_dir, tar_speed, gait: GaitTeacher,
+                 controller_action: torch.Tensor) -> torch.Tensor:
+        """(N, 69) joint actions: the controller's row plus the expert's residual (deterministic, clamped)."""
+        task = glide_features(state, tar_dir, tar_speed, gait, controller_action.numpy())
+        obs = {"obs": self_obs, TASK_OBS_NAME: torch.as_tensor(task, dtype=torch.float32)}
+        return self.policy.act_deterministic(obs)
 
 
 def build_runner(cfg: GlideConfig, out_dir: Path) -> OnPolicyRunner:

@@ -65,6 +65,8 @@ class PromptCurriculum:
                              "at least one prompt mode needs a share > 0")  # fmt: skip
         if self.push_speed[0] > self.push_speed[1]:
             raise InputError(f"push_speed (--push-speed) {self.push_speed}: LOW must be <= HIGH")
+        if not 0 <= self.walk_speed[0] <= self.walk_speed[1]:
+            raise InputError(f"walk_speed (--walk-speed) {self.walk_speed}: 0 <= LOW <= HIGH m/s")
         if self.push_interval_s < 0:
             raise InputError(f"push_interval_s (--push-interval) must be >= 0 (0 = no pushes), got {self.push_interval_s}")
         if not 0 <= self.reach_task_share <= 1:

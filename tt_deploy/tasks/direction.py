@@ -88,6 +88,11 @@ def local_direction(state, d: np.ndarray) -> np.ndarray:
     return to_heading_frame(state, d3)[:, :2]
 
 
+def command_features(state, tar_dir: np.ndarray, tar_speed: np.ndarray) -> np.ndarray:
+    """The direction task's observation (N, 3): the command's direction in the heading frame, and its speed."""
+    return np.concatenate([local_direction(state, tar_dir), np.asarray(tar_speed)[:, None]], axis=-1)
+
+
 class DirectionTask(GraceTask):
     """Walk in direction `tar_dir` (N, 2) world unit vectors at `tar_speed` (N,) m/s.
 
@@ -155,7 +160,7 @@ class DirectionTask(GraceTask):
 
     # --- obs / reward / success ---------------------------------------------------------------
     def features(self, state, sim) -> np.ndarray:
-        return np.concatenate([local_direction(state, self.tar_dir), self.tar_speed[:, None]], axis=-1)
+        return command_features(state, self.tar_dir, self.tar_speed)
 
     def reward(self, prev_state, state, sim) -> np.ndarray:
         return direction_terms(self.tar_dir, self.tar_speed, root_velocity(prev_state, state))["reward"]
