@@ -190,8 +190,14 @@ def test_runs_on_a_local_ray_instance(tmp_path):
 
 def test_evaluate_bfm_writes_a_card_with_the_embedded_bfm_standing(tmp_path):
     card, js = tmp_path / "card.md", tmp_path / "abilities.json"
-    _ok(["evaluate-bfm", "--episodes", "2", "--card", str(card), "--json", str(js), "--controller"])
-    rows = json.loads(js.read_text())["abilities"]
+    _ok(["evaluate-bfm", "--episodes", "2", "--card", str(card), "--json", str(js), "--controller",
+         "--steady-envs", "2", "--steady-seconds", "6"])
+    data = json.loads(js.read_text())
+    rows = data["abilities"]
+    steady = data["steadiness"]
+    assert [(r["command"], r.get("turn_rate", 0)) for r in steady] == [(0.5, 0), (1.0, 0), (1.5, 0), (0.5, 0.3),
+                                                                      (1.0, 0.3), (1.5, 0.3)]  # fmt: skip
+    assert all(r["envs"] == 2 and r["seconds"] == 6 for r in steady)
     assert [r["ability"].split()[0] for r in rows] == ["stand"] * 4 + ["hand", "walk", "reach-task", "stand", "walk"]
     assert rows[7]["condition"] == "friction x2"
     assert rows[-1].get("reference") and not rows[5].get("reference")  # the BFM's walk row; the controller's last
@@ -205,11 +211,14 @@ def test_evaluate_bfm_writes_a_card_with_the_embedded_bfm_standing(tmp_path):
     assert "| the walking controller itself (DAgger teacher) |" in text and "| reference |" in text
     assert "| stand 10 s, no prompt | friction x2 | " in text and "| 2 | none |" in text  # no goal for that row
     assert "| stand 10 s, no prompt | nominal | 100 % | " in text and text.count(">= 95 %") == 4  # the four
+    assert "## Walk steadiness (per control step, 2 envs x 6 s per row)" in text
+    assert "| 0.5 m/s | straight |" in text and "| 1.5 m/s | 0.3 rad/s |" in text
 
 
 def test_evaluate_bfm_runs_perturbed_copies_on_the_same_rows(tmp_path):
     js = tmp_path / "abilities.json"
-    _ok(["evaluate-bfm", "--episodes", "1", "--json", str(js), "--weight-noise", "0.002", "--copies", "2"])
+    _ok(["evaluate-bfm", "--episodes", "1", "--json", str(js), "--weight-noise", "0.002", "--copies", "2",
+         "--steady-envs", "0"])
     out = json.loads(js.read_text())
     noise = out["weight_noise"]
     assert [(r["ability"], r["condition"]) for r in noise] == [(r["ability"], r["condition"]) for r in out["abilities"]]

@@ -148,6 +148,10 @@ def evaluate_bfm_cmd(
                                                     "Gaussian noise on each weight tensor (x its std; e.g. 0.002): "
                                                     "shows which rows survive tiny weight changes. 0 = off.")] = 0.0,
     copies: Annotated[int, typer.Option(help="Perturbed copies for --weight-noise.")] = 4,
+    steady_envs: Annotated[int, typer.Option(min=0, help="Envs per per-step walk row (0.5 / 1.0 / 1.5 m/s, straight "
+                                                         "and turning 0.3 rad/s; ~1 min at 32); 0: no such rows.")] = 32,
+    steady_seconds: Annotated[float, typer.Option(min=6.0, help="Seconds each per-step walk row walks (the first 5 "
+                                                                "settle).")] = 20.0,
     sim: Annotated[str, typer.Option(help="Simulator the rows are measured on: mujoco (MuJoCo C, the training "
                                           "engine) or mjwarp (MuJoCo Warp, extra [mjwarp]: the card's cross-engine "
                                           "column, bfm-card --mjwarp-abilities).")] = "mujoco",
@@ -182,6 +186,15 @@ def evaluate_bfm_cmd(
     if reach_teacher:
         rows.append(evaluate_reach_teacher(model, episodes=episodes, seed=seed))
     print_table("BFM abilities (mean action)", rows, ["ability", "condition", "success_rate", "ci95", "episodes", "metrics"])
+    steady_rows = None
+    if steady_envs and sim == "mujoco":
+        from tt_deploy.pretrain.steady_walk import CARD_TURN_RATE, measure_bfm_walk
+
+        with console.status("walk steadiness: straight and turning"):
+            kw = {"envs": steady_envs, "seconds": steady_seconds}
+            steady_rows = measure_bfm_walk(model, **kw) + measure_bfm_walk(model, turn_rate=CARD_TURN_RATE, **kw)
+        print_table("Walk steadiness (per control step)", steady_rows,
+                    ["command", "turn_rate", "mean_speed", "mean_error", "swing", "fall_rate"])  # fmt: skip
     noise_rows = None
     if weight_noise > 0:
         noise_rows = weight_noise_rows(model, weight_noise, copies=copies, episodes=episodes, seed=seed)
@@ -190,11 +203,12 @@ def evaluate_bfm_cmd(
     if card is not None:
         write_card(card, rows=rows, bfm_info=info, params=count_parameters(model), config=model.config.name,
                    recipe=read_recipe(info.get("path")), log_csv=log_csv,
-                   episodes=episodes, seed=seed, noise_rows=noise_rows)  # fmt: skip
+                   episodes=episodes, seed=seed, noise_rows=noise_rows, steady_rows=steady_rows)  # fmt: skip
         console.print(f"wrote {card}")
     write_json(json_path, {"bfm": {k: portable_path(v) if k == "path" else v for k, v in info.items()},
                            "evaluation": {"seed": seed, "episodes": episodes, "sim": sim}, "abilities": rows,
-                           **({"weight_noise": noise_rows} if noise_rows else {})})
+                           **({"weight_noise": noise_rows} if noise_rows else {}),
+                           **({"steadiness": steady_rows} if steady_rows else {})})
 
 
 @app.command("bfm-card")
@@ -234,7 +248,8 @@ def bfm_card_cmd(
     path = write_card(out, rows=data["abilities"], bfm_info=info, params=count_parameters(model),
                       config=model.config.name, recipe=read_recipe(info.get("path")),
                       log_csv=log_csv, episodes=ev["episodes"], seed=ev["seed"],
-                      noise_rows=data.get("weight_noise"), mjwarp_rows=warp and warp["abilities"])  # fmt: skip
+                      noise_rows=data.get("weight_noise"), mjwarp_rows=warp and warp["abilities"],
+                      steady_rows=data.get("steadiness"))  # fmt: skip
     console.print(f"wrote {path} from {src}" + (f" and {mjwarp_abilities}" if warp else ""))
 
 

@@ -34,6 +34,7 @@ from tt_deploy import spec
 from tt_deploy.atomic import atomic_path, atomic_write_text
 from tt_deploy.errors import InputError
 from tt_deploy.pretrain.gait_teacher import GaitTeacher
+from tt_deploy.pretrain.steady_walk import SpeedMeter
 from tt_deploy.rl.config import PPOConfig
 from tt_deploy.rl.runner import OnPolicyRunner, to_torch
 from tt_deploy.spec import ACTION_DIM, TASK_OBS_NAME
@@ -254,8 +255,7 @@ def make_env(cfg: GlideConfig, num_envs: int, seed: int, goals: HeadingGoalConfi
 # --- measurement -----------------------------------------------------------------------------------------------
 def measure_walk(act, cfg: GlideConfig, speeds=(0.5, 0.7, 1.0), envs: int = 32, seconds: float = 20.0,
                  seed: int = 10_000, settle_s: float = 5.0, turn_rate: float = 0.0) -> list[dict]:
-    """Walks at a fixed command, the issue's table: per-step speed along the command over one control step;
-    swing = mean over envs still up of std / own mean after `settle_s`; fall_rate over `seconds`.
+    """Walks at a fixed command, the steadiness rows of pretrain/steady_walk.py (swing, mean error, falls).
     turn_rate (rad/s): the command's direction turns at this rate from the start (0: straight).
 
     act(obs dict of torch tensors) -> (N, 69) numpy actions; None = the walking controller alone.
@@ -268,28 +268,18 @@ def measure_walk(act, cfg: GlideConfig, speeds=(0.5, 0.7, 1.0), envs: int = 32, 
                         fresh_cone=0.0)  # fmt: skip
         env = make_env(replace(cfg, episode_seconds=seconds + 1.0), envs, seed, goals)
         step = env.reset()
-        d = env.task.tar_dir.copy()
-        speed_along = np.full((steps, envs), np.nan)
-        alive = np.ones(envs, bool)
+        meter = SpeedMeter(steps, envs)
         for k in range(steps):
             if turn_rate:
                 env.task.tar_theta = wrap_angle(env.task.tar_theta + turn_rate * spec.CONTROL_DT)
                 env.task.tar_dir[:] = unit_from_angle(env.task.tar_theta)
-                d = env.task.tar_dir.copy()
+            direction = env.task.tar_dir.copy()
             obs = to_torch(step)
             action = obs[TASK_OBS_NAME][:, COMMAND_DIM:].numpy() if act is None else act(obs)
             prev = env.sim.body_state().pos[:, 0, :2].copy()
             step = env.step(action)
-            alive &= ~step.done
-            vel = (env.sim.body_state().pos[:, 0, :2] - prev) / spec.CONTROL_DT
-            speed_along[k] = np.where(alive, np.sum(vel * d, -1), np.nan)
-        steady = speed_along[settle:, alive]
-        mean = steady.mean(0) if alive.any() else np.array([np.nan])
-        swing = steady.std(0) / np.maximum(np.abs(mean), 1e-6) if alive.any() else np.array([np.nan])
-        rows.append({"command": v, "mean_speed": round(float(np.mean(mean)), 4),
-                     "mean_error": round(float(np.mean(mean) / v - 1.0), 4), "swing": round(float(np.mean(swing)), 4),
-                     "fall_rate": round(float(1.0 - alive.mean()), 4), "envs": envs, "seconds": seconds,
-                     **({"turn_rate": turn_rate} if turn_rate else {})})  # fmt: skip
+            meter.book(k, prev, env.sim.body_state().pos[:, 0, :2], direction, step.done)
+        rows.append({**meter.row(v, settle), "seconds": seconds, **({"turn_rate": turn_rate} if turn_rate else {})})
     return rows
 
 

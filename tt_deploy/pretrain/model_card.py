@@ -59,6 +59,27 @@ def _plot_curves(log_csv: Path, png: Path) -> bool:
     return True
 
 
+def _steadiness_section(steady_rows: list[dict]) -> list[str]:
+    """The per-step walk rows of `steady_walk.measure_bfm_walk`, each held to issue #33's walk numbers."""
+    from tt_deploy.pretrain.steady_walk import MAX_FALLS, MAX_MEAN_ERROR, MAX_SWING, passes
+
+    r0 = steady_rows[0]
+    lines = ["", f"## Walk steadiness (per control step, {r0['envs']} envs x {r0['seconds']:g} s per row)", "",
+             "Walk prompts at a fixed speed; the pelvis speed along the command over each control step after 5 s, as "
+             "the reference direction rule judges it (`pretrain/steady_walk.py`). A row passes with swing (std / own "
+             f"mean) <= {100 * MAX_SWING:.0f} %, mean within +-{100 * MAX_MEAN_ERROR:.0f} % of the command and falls "
+             f"<= {100 * MAX_FALLS:.0f} %.", "",
+             "| command | turning | mean speed | mean error | swing | falls | passes |", "|---|---|---|---|---|---|---|"]
+    for r in steady_rows:
+        turn = f"{r['turn_rate']:g} rad/s" if r.get("turn_rate") else "straight"
+        def pct(x, sign=""):
+            return "-" if math.isnan(x) else f"{100 * x:{sign}.1f} %"
+        speed = "-" if math.isnan(r["mean_speed"]) else f"{r['mean_speed']:.2f} m/s"
+        lines.append(f"| {r['command']:g} m/s | {turn} | {speed} | {pct(r['mean_error'], '+')} | {pct(r['swing'])} | "
+                     f"{100 * r['fall_rate']:.0f} % | {'yes' if passes(r) else 'no'} |")  # fmt: skip
+    return lines
+
+
 def _noise_section(rows: list[dict], noise_rows: list[dict]) -> list[str]:
     """The table of `evaluate_bfm.weight_noise_rows`: each row's rate beside its perturbed copies'."""
     own = {(r["ability"], r["condition"]): r["success_rate"] for r in rows}
@@ -97,7 +118,7 @@ def _recipe_section(recipe: dict) -> list[str]:
 
 def write_card(path: Path, *, rows: list[dict], bfm_info: dict, params: int, config: str, recipe: dict | None,
                log_csv: Path | None, episodes: int, seed: int, noise_rows: list[dict] | None = None,
-               mjwarp_rows: list[dict] | None = None) -> Path:
+               mjwarp_rows: list[dict] | None = None, steady_rows: list[dict] | None = None) -> Path:
     """The card at `path`; `recipe` is the checkpoint's sidecar (None: the card says it has none); mjwarp_rows: the
     same table measured on MuJoCo Warp (`evaluate-bfm --sim mjwarp`), a column beside MuJoCo's."""
     path = Path(path)
@@ -142,6 +163,8 @@ def write_card(path: Path, *, rows: list[dict], bfm_info: dict, params: int, con
             f" {100 * w['success_rate']:.0f} % ({100 * w['ci95'][0]:.0f}-{100 * w['ci95'][1]:.0f} %) |"
         lines.append(f"| {r['ability']} | {r['condition']} | {100 * r['success_rate']:.0f} % | "
                      f"{100 * lo:.0f}-{100 * hi:.0f} % | {r['episodes']} | {goal} |{wcol} {det} |")  # fmt: skip
+    if steady_rows:
+        lines += _steadiness_section(steady_rows)
     if noise_rows:
         lines += _noise_section(rows, noise_rows)
     if has_plot:
