@@ -98,6 +98,39 @@ class SessionConfig:
         return so
 
 
+@functools.lru_cache(maxsize=None)
+def provider_failure(provider: str) -> str | None:
+    """Why an ONNX Runtime execution provider does not really run here (None: it does), once per process.
+
+    Why not `get_available_providers()`: it lists what onnxruntime-gpu was built with, not what loads; the
+    TensorRT EP needs libnvinfer and the CUDA EP a driver, and a session whose EP fails to load quietly runs on
+    CPU. So this builds a one-node session on the provider and checks the provider it got."""
+    ort = _ort()
+    if provider not in ort.get_available_providers():
+        return f"this onnxruntime has no {provider}"
+    if provider == BACKENDS["ort-cpu"]:
+        return None
+    try:
+        from onnx import TensorProto, helper
+    except ImportError:  # a robot install may lack onnx: trust the list, say so
+        log.info("no onnx package to build a probe graph; trusting onnxruntime's provider list for %s", provider)
+        return None
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    try:
+        got = ort.InferenceSession(model.SerializeToString(), so, providers=[provider]).get_providers()
+    except Exception as exc:  # noqa: BLE001 - any load failure is the answer
+        return f"{provider} failed to create a session: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    if not got or got[0] != provider:
+        return f"{provider} did not load (a session got {got[0] if got else 'no provider'}); check CUDA / TensorRT libraries"
+    return None
+
+
 def resolve_backend(backend: str, manifest=None) -> tuple[str, str]:
     """(backend name, provider). `auto`: native TensorRT > TensorRT EP > CUDA EP > CPU, by availability.
 
@@ -114,11 +147,13 @@ def resolve_backend(backend: str, manifest=None) -> tuple[str, str]:
                 log.info("backend auto -> trt (native TensorRT engines)")
                 return "trt", BACKENDS["trt"]
             log.info("backend auto: not using native TensorRT: %s", reason)
-        available = set(_ort().get_available_providers())
         for name in ORT_BACKENDS:
-            if BACKENDS[name] in available:
+            reason = provider_failure(BACKENDS[name])
+            if reason is None:
                 log.info("backend auto -> %s", name)
                 return name, BACKENDS[name]
+            if BACKENDS[name] in _ort().get_available_providers():
+                log.info("backend auto: not using %s: %s", name, reason)
     if backend not in BACKENDS:
         raise UnknownNameError("backend", backend, [*BACKENDS, "auto"])
     if backend == "openvino":
