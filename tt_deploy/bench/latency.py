@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tt_deploy.atomic import atomic_write_text
+from tt_deploy.bench.floor import Machine, dispatch_ns, executed_nodes, floor_terms, gemm_peak, judge, last_level_cache_bytes
 from tt_deploy.errors import InputError, UnknownNameError
 from tt_deploy.runtime import SessionConfig, SkillRuntime
 from tt_deploy.runtime import manifest as mf
@@ -66,24 +68,6 @@ def measure_bandwidth(nbytes: int = BANDWIDTH_BYTES, repeats: int = 5) -> float:
         np.copyto(dst, src)
         best = min(best, time.perf_counter_ns() - t0)
     return 2 * src.nbytes / (best * 1e-9)
-
-
-def measure_matmul_flops(threads: int | None, n: int = 512, repeats: int = 20) -> float:
-    """Best float32 GEMM throughput (FLOP/s) torch reaches here with `threads` threads: the compute
-    side of the physical floor (batch-1 transformer inference over ~18-31 tokens is compute-bound)."""
-    import torch
-
-    from tt_deploy.export.reference import torch_threads
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    best = float("inf")
-    with torch_threads(threads or torch.get_num_threads()), torch.inference_mode():
-        torch.mm(a, b)
-        for _ in range(repeats):
-            t0 = time.perf_counter_ns()
-            torch.mm(a, b)
-            best = min(best, time.perf_counter_ns() - t0)
-    return 2 * n**3 / (best / 1e9)
 
 
 def count_flops(module, args) -> int:
@@ -121,8 +105,8 @@ def time_calls(fn: Callable[[], object], calls: int, warmup: int, budget_s: floa
     return out
 
 
-def latency_row(name: str, batch: int, ns: np.ndarray, rate_hz: float, weight_bytes: int, bw: float) -> dict:
-    """Distribution (us), jitter, deadline misses and the bandwidth floor of one timed series."""
+def latency_row(name: str, batch: int, ns: np.ndarray, rate_hz: float, weight_bytes: int) -> dict:
+    """Distribution (us), jitter and deadline misses of one timed series (its floor: `_add_floor`)."""
     us = ns / 1e3
     period_us = 1e6 / rate_hz
     budget_us = period_us * INFERENCE_BUDGET_FRACTION
@@ -134,7 +118,7 @@ def latency_row(name: str, batch: int, ns: np.ndarray, rate_hz: float, weight_by
         "period_us": period_us, "misses_period": int((us > period_us).sum()),
         "budget_us": budget_us, "misses_budget": int((us > budget_us).sum()),
         "calls_per_s": 1e6 / float(us.mean()), "samples_per_s": batch * 1e6 / float(us.mean()),
-        "weight_bytes": int(weight_bytes), "floor_us": weight_bytes / bw * 1e6,
+        "weight_bytes": int(weight_bytes),
     }  # fmt: skip
 
 
@@ -202,21 +186,30 @@ def _torch_fn(bundle: Path, skill: str, inputs: dict, task_obs: np.ndarray):
 
 
 # --- the benchmark -------------------------------------------------------------------------------
-def _weights(bundle: Path, manifest: mf.BundleManifest, skill: str, dynamic: bool) -> dict[str, int]:
+def _graphs(bundle: Path, manifest: mf.BundleManifest, skill: str, dynamic: bool) -> dict[str, list[Path]]:
+    """The ONNX files each runtime row runs: split, fused, fused-shared (where the bundle has it)."""
     g = {
         r: manifest.graph(r, None if r == "bfm" else skill, dynamic).path for r in ("bfm", "encoder", "fused")
     }
     shared = manifest.specialised_bfm(mf.read_skill(bundle, skill, manifest).visible_groups, dynamic)
     if shared is not None:
         g["shared"] = shared.path
-    sizes = {r: initializer_bytes(mf.content_dir(bundle, manifest) / p) for r, p in g.items()}
-    out = {"split": sizes["bfm"] + sizes["encoder"], "fused": sizes["fused"]}
+    root = mf.content_dir(bundle, manifest)
+    out = {"split": [root / g["bfm"], root / g["encoder"]], "fused": [root / g["fused"]]}
     if shared is not None:
-        out["fused-shared"] = sizes["shared"] + sizes["encoder"]
+        out["fused-shared"] = [root / g["shared"], root / g["encoder"]]
     return out
 
 
-def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads, backend="auto", peak=None,
+def _nodes(paths: list[Path], backend: str, threads: int | None) -> int | None:
+    """Executed ONNX Runtime nodes of these graphs on CPU backends; None where the backend fuses its own way
+    (TensorRT, OpenVINO, the GPU EPs): no dispatch term there."""
+    if backend != "ort-cpu":
+        return None
+    return sum(executed_nodes(p, threads or 1) for p in paths)
+
+
+def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, machine: Machine, threads, backend="auto",
                   spin: bool = False, budget_s: float | None = None, progress=None) -> list[dict]:
     """torch-eager, runtime-full, runtime-fused (and runtime-fused-shared) rows at one batch size."""
     import torch
@@ -227,14 +220,15 @@ def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads, bac
     manifest = mf.read_manifest(bundle)
     sk = mf.read_skill(bundle, skill)
     inputs, task_obs = _inputs(batch, sk.task_obs_dim)
-    weights = _weights(bundle, manifest, skill, batch != 1)
+    graphs = _graphs(bundle, manifest, skill, batch != 1)
+    weights = {k: sum(initializer_bytes(p) for p in v) for k, v in graphs.items()}
     rows = []
     with torch_threads(threads or torch.get_num_threads()):
         fn, nbytes, flops = _torch_fn(bundle, skill, inputs, task_obs)
-        rows.append(latency_row("torch-eager", batch, time_calls(fn, calls, warmup, budget_s), rate_hz, nbytes, bw))
-        _tick(progress, rows[-1])
+        rows.append(latency_row("torch-eager", batch, time_calls(fn, calls, warmup, budget_s), rate_hz, nbytes))
         rows[-1]["torch_threads"] = torch.get_num_threads()
-        _add_compute_floor(rows[-1], flops["split"], peak)
+        _add_floor(rows[-1], machine, flops["split"], None)
+        _tick(progress, rows[-1])
     keep = set(group_input_names(sk.visible_groups))
     variants = [("runtime-full", "split", None, "split", None), ("runtime-fused", "fused", keep, "fused", False)]
     if "fused-shared" in weights and resolve_backend(backend, manifest)[0] != "trt":
@@ -246,9 +240,9 @@ def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads, bac
             share_bfm=share,
         ) as rt:  # fmt: skip
             ns = time_calls(_runtime_fn(rt, inputs, task_obs, kept), calls, warmup, budget_s)
-            rows.append(latency_row(name, batch, ns, rate_hz, weights[key], bw))
+            rows.append(latency_row(name, batch, ns, rate_hz, weights[key]))
             rows[-1]["backend"] = rt.backend
-            _add_compute_floor(rows[-1], flops[mode], peak)
+            _add_floor(rows[-1], machine, flops[mode], _nodes(graphs[key], rt.backend, threads))
             _tick(progress, rows[-1])
     fp32 = next(r["p50_us"] for r in rows if r["name"] == "runtime-fused")
     for name, run_backend, precision in _precision_variants(manifest, skill, backend):
@@ -259,14 +253,16 @@ def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, bw, threads, bac
             ns = time_calls(_runtime_fn(rt, inputs, task_obs, keep), calls, warmup, budget_s)
             nbytes = initializer_bytes(mf.content_dir(bundle, manifest) / graph.path)
             # OpenVINO bf16 stores the fp32 file's weights in 2 bytes each: that is what a call reads
-            row = latency_row(name, batch, ns, rate_hz, nbytes // 2 if precision == "bf16" else nbytes, bw)
+            row = latency_row(name, batch, ns, rate_hz, nbytes // 2 if precision == "bf16" else nbytes)
+            nodes = _nodes([mf.content_dir(bundle, manifest) / graph.path], rt.backend, threads)
         gate = (sk.precision_gates or {}).get(precision)
         problems = gate_problems(gate, sk, manifest)
         state = "fp32: none needed" if precision == "fp32" else "none" if gate is None else (
             "passed" if not problems else "failed" if gate.get("passed") is not True else "not accepted")
         row.update(backend=rt.backend, precision=precision, ratio_to_fp32_fused=row["p50_us"] / fp32,
                    closed_loop_gate=state)
-        _add_compute_floor(row, flops["fused"], None)  # an int8 GEMM peak is not measured: bandwidth floor only
+        # an int8 GEMM peak is not measured: the fp32 peak would overstate int8's compute term, so none
+        _add_floor(row, machine, None if precision == "int8" else flops["fused"], nodes)
         rows.append(row)
         _tick(progress, row)
     return rows
@@ -291,11 +287,11 @@ def _tick(progress, row: dict) -> None:
         progress(f"{row['name']} batch {row['batch']}: p50 {row['p50_us']:,.0f} us ({row['calls']} calls)")
 
 
-def _add_compute_floor(row: dict, flops: int, peak: float | None) -> None:
-    """flops per call, the compute floor (flops / GEMM peak) and the physical floor = the larger one."""
+def _add_floor(row: dict, machine: Machine, flops: int | None, nodes: int | None) -> None:
+    """The row's FLOPs, its floor terms (bench/floor.py), the binding one, and p50 against it."""
     row["flops"] = flops
-    row["compute_floor_us"] = flops / peak * 1e6 if peak else float("nan")
-    row["physical_floor_us"] = max(row["floor_us"], row["compute_floor_us"]) if peak else row["floor_us"]
+    row.update(floor_terms(machine, weight_bytes=row["weight_bytes"], flops=flops, nodes=nodes))
+    row.update(judge(row["p50_us"], row["floor_us"]))
 
 
 def _switch_row(bundle: Path, manifest: mf.BundleManifest, calls: int, warmup: int, backend: str = "auto") -> dict:
@@ -387,13 +383,14 @@ def bench_bundle(
     skill = skill or manifest.skills[0]
     if skill not in manifest.skills:
         raise UnknownNameError("skill", skill, manifest.skills)
-    bw = measure_bandwidth()
-    peak = measure_matmul_flops(threads)
-    rows: list[dict] = [{"kind": "bandwidth", "name": "numpy copy 256 MB, best of 5", "bytes_per_s": bw,
-                         "matmul_flops_per_s": peak, "load_avg": list(os.getloadavg()), "ort_spinning": spin,
+    machine = Machine(bandwidth=measure_bandwidth(), gemm_peak=gemm_peak(threads), dispatch_ns=dispatch_ns(threads or 1),
+                      llc_bytes=last_level_cache_bytes())  # fmt: skip
+    rows: list[dict] = [{"kind": "bandwidth", "name": "numpy copy 256 MB, best of 5", "bytes_per_s": machine.bandwidth,
+                         "matmul_flops_per_s": machine.gemm_peak, "dispatch_ns_per_node": machine.dispatch_ns,
+                         "llc_bytes": machine.llc_bytes, "load_avg": list(os.getloadavg()), "ort_spinning": spin,
                          "cpus": os.cpu_count()}]  # fmt: skip
     for b in batches:
-        rows += _latency_rows(bundle, skill, int(b), calls, warmup, rate_hz, bw, threads, backend, peak, spin,
+        rows += _latency_rows(bundle, skill, int(b), calls, warmup, rate_hz, machine, threads, backend, spin,
                               budget_s, progress)
         log.info("benchmarked %s batch %d", skill, b)
     rows.append(_switch_row(bundle, manifest, calls, warmup, backend))
@@ -404,9 +401,7 @@ def bench_bundle(
         if progress is not None:
             progress("resident memory measured")
     if json_path is not None:
-        Path(json_path).write_text(
-            json.dumps({"bundle": str(bundle), "skill": skill, "rows": rows}, indent=1)
-        )
+        atomic_write_text(Path(json_path), json.dumps({"bundle": str(bundle), "skill": skill, "rows": rows}, indent=1))
     return rows
 
 

@@ -15,25 +15,32 @@ from tt_deploy.cli import app
 console = Console(width=None if sys.stdout.isatty() else 160)  # piped (CI, logs): no truncation
 
 
-def _latency_table(rows: list[dict], rate: float, bw: float, peak: float = float("nan")) -> Table:
+def _latency_table(rows: list[dict], rate: float, machine: dict) -> Table:
     budget = rows[0]["budget_us"] if rows else 0.0
+    llc = machine.get("llc_bytes")
     table = Table(
-        title=f"latency, us (misses: > period {1e6 / rate:.0f} us / > inference budget {budget:.0f} us); "
-        f"floors: bandwidth = weight bytes / {bw / 1e9:.1f} GB/s, compute = FLOPs / {peak / 1e9:.0f} GFLOP/s (GEMM)"
+        title=f"latency, us (misses: > period {1e6 / rate:.0f} us / > inference budget {budget:.0f} us); floor = max of "
+        f"compute (FLOPs / {machine['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s GEMM), bandwidth (weights / "
+        f"{machine['bytes_per_s'] / 1e9:.1f} GB/s, only beyond the {llc / 2**20 if llc else float('nan'):.0f} MB cache), "
+        f"dispatch (nodes x {machine.get('dispatch_ns_per_node', float('nan')):.0f} ns)"
     )
-    cols = ("what", "batch", "p50", "p90", "p99", "max", "p99-p50", "std", "miss period", "miss budget",
-            "calls/s", "weights MB", "bw floor", "MFLOP", "compute floor")  # fmt: skip
+    cols = ("what", "batch", "p50", "p99", "max", "p99-p50", "miss period", "miss budget", "weights MB", "MFLOP",
+            "nodes", "floor c / b / d", "floor (binds)", "p50 / floor")  # fmt: skip (p90, std, calls/s: --json)
     for c in cols:
         table.add_column(c, justify="left" if c == "what" else "right", overflow="fold")  # never cut a row's name
     for r in rows:
         what = r["name"] + (f" ({r['ratio_to_fp32_fused']:.2f}x fp32, gate {r['closed_loop_gate']})"
                              if "ratio_to_fp32_fused" in r else "")  # fmt: skip
+        terms = " / ".join(f"{r[f'floor_{k}_us']:.0f}" for k in ("compute", "bandwidth", "dispatch"))
+        over = "[red]invalid: p50 < floor[/]" if not r["floor_valid"] else (
+            "-" if r["over_floor"] is None else f"{r['over_floor']:.1f}x")
         table.add_row(
-            what, str(r["batch"]), *(f"{r[k]:.0f}" for k in ("p50_us", "p90_us", "p99_us", "max_us")),
-            f"{r['jitter_p99_p50_us']:.0f}", f"{r['std_us']:.0f}", str(r["misses_period"]),
-            str(r["misses_budget"]), f"{r['calls_per_s']:.0f}", f"{r['weight_bytes'] / 1e6:.2f}",
-            f"{r['floor_us']:.0f}", f"{r.get('flops', float('nan')) / 1e6:.0f}",
-            f"{r.get('compute_floor_us', float('nan')):.0f}",
+            what, str(r["batch"]), *(f"{r[k]:.0f}" for k in ("p50_us", "p99_us", "max_us")),
+            f"{r['jitter_p99_p50_us']:.0f}", str(r["misses_period"]), str(r["misses_budget"]),
+            f"{r['weight_bytes'] / 1e6:.2f}",
+            "-" if r.get("flops") is None else f"{r['flops'] / 1e6:.1f}",
+            "-" if r.get("executed_nodes") is None else str(r["executed_nodes"]), terms,
+            f"{r['floor_us']:.0f} ({r['floor_binds']})", over,
         )  # fmt: skip
     return table
 
@@ -57,7 +64,8 @@ def bench_cmd(
     memory: Annotated[bool, typer.Option(help="Measure RSS per extra resident skill (subprocesses).")] = True,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write every row as JSON.")] = None,
 ) -> None:
-    """Time torch eager vs the full graph vs the fused graph; deadline misses, bandwidth floor, switch, RSS."""
+    """Time torch eager vs the full graph vs the fused graph; deadline misses, the floor (compute, bandwidth,
+    dispatch: which binds), switch, RSS."""
     from tt_deploy.bench.latency import bench_bundle, bench_steps
     from tt_deploy.cli.train import _progress
     from tt_deploy.errors import InputError
@@ -77,7 +85,7 @@ def bench_cmd(
                             budget_s=row_seconds or None, progress=tick)  # fmt: skip
     by = {k: [r for r in rows if r["kind"] == k] for k in ("bandwidth", "latency", "switch", "memory")}
     bw = by["bandwidth"][0]
-    console.print(_latency_table(by["latency"], rate, bw["bytes_per_s"], bw.get("matmul_flops_per_s", float("nan"))))
+    console.print(_latency_table(by["latency"], rate, bw))
     for r in by["switch"]:
         console.print(f"switch() {r['skills']}: p50 {r['p50_us']:.2f} us, p99 {r['p99_us']:.2f} us")
     if by["memory"]:
