@@ -1,25 +1,48 @@
 """TensorRT engines from bundle graphs, as composable build stages (Polygraphy style), plus an engine cache.
 
-    EngineBytes(NetworkFromOnnx(path), CreateConfig(policy, workspace, profile, pinned), timing_cache)()
+    EngineBytes(NetworkFromOnnx(path, strongly_typed, rewrite), CreateConfig(policy, workspace, profile, pinned),
+                timing_cache)()
 
 The decisions are plain Python, importable and tested without tensorrt: the precision policy
 (`precision_policy`), which ONNX nodes an FP16 build keeps in FP32 (`fp32_pinned_nodes`), the
 optimisation profile shapes (`profile_shapes`) and the engine cache key (`engine_cache_key`). Only
 the stages' `__call__` import tensorrt. Nothing here has run on a GPU (see docs/tensorrt.md).
 
+Two precision paths, chosen per installed TensorRT by `strong_typing_available` (why: TensorRT 10.12
+deprecated weak typing and TensorRT 11 removed BuilderFlag.FP16, OBEY_PRECISION_CONSTRAINTS,
+ILayer.precision, ILayer.set_output_type and INormalizationLayer.compute_precision):
+- strongly typed (TensorRT >= 10.12, or any TensorRT without BuilderFlag.FP16): every network is created
+  with NetworkDefinitionCreationFlag.STRONGLY_TYPED, so the ONNX graph's own types decide precision. fp16
+  parses the graph rewritten by `strong_typing.strongly_typed` (fp16 everywhere except the
+  `fp32_pinned_nodes`, behind explicit Casts; fp32 graph I/O); no precision flag, no layer pin is set.
+  fp32 / tf32 parse the fp32 graph unchanged, which stays fp32 under strong typing.
+- weakly typed (TensorRT 10.0-10.11): the fp32 graph, BuilderFlag.FP16 + OBEY_PRECISION_CONSTRAINTS
+  and per-layer FP32 pins (`pin_layers_fp32`), as before.
+On both, TF32 stays a builder flag: cleared for fp32 and fp16 (so the FP32 parts really are FP32), set
+for tf32. `tensorrt_api(strongly_typed)` lists every TensorRT name a path uses (checked by the tests
+against a stub and, where installed, the real module).
+
 TensorRT API facts used below, and where they come from (TensorRT 10 Python API reference,
 docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api, unless noted):
-- `trt.Builder(logger).create_network(0)`: explicit batch is the only mode in TensorRT 10 (the
-  EXPLICIT_BATCH flag is deprecated and ignored), so flags = 0 gives a weakly-typed explicit-batch net.
+- `trt.Builder(logger).create_network(flags)`: explicit batch is the only mode in TensorRT 10 (the
+  EXPLICIT_BATCH flag is deprecated and ignored), so flags = 0 gives a weakly-typed explicit-batch net and
+  `1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)` a strongly typed one ("setting layer
+  precision and layer output types is not allowed"). TensorRT 11 Python API: STRONGLY_TYPED is kept but
+  deprecated and ignored, strong typing is always on (11.0 release notes, "Strongly typed networks are now
+  the default"; TensorRT 10.12 release notes: "Weak typing APIs deprecated").
 - `trt.OnnxParser(network, logger).parse(bytes)` -> bool; `parser.num_errors`, `parser.get_error(i)`.
 - `builder.create_builder_config()`, `config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, bytes)`,
   `config.set_flag / clear_flag(trt.BuilderFlag.FP16 | TF32 | OBEY_PRECISION_CONSTRAINTS)`; TF32 is
   enabled by default in a new IBuilderConfig, so an "fp32" build must clear it (IBuilderConfig docs).
+  BuilderFlag.TF32 is still listed in TensorRT 11's BuilderFlag (its C++ enum keeps kTF32 while kFP16,
+  kINT8, kBF16 and the precision-constraint flags are gone). ASSUMPTION, not found stated in the docs:
+  clearing / setting TF32 is accepted on a strongly typed TensorRT 10.12+ network (it only governs FP32
+  tensors, which is what strong typing leaves to the builder).
 - `layer.precision = trt.float32`, `layer.set_output_type(i, trt.float32)` are honoured only with
   OBEY_PRECISION_CONSTRAINTS (or PREFER_...) in weakly-typed networks (developer guide, "Reduced
   Precision"). `INormalizationLayer.compute_precision` (C++ setComputePrecision, TensorRT 10 API) keeps
   LayerNorm's internal accumulation in FP32; the ILayer -> INormalizationLayer downcast is done by
-  assigning `__class__`, as Polygraphy's `trt.util` does for layer attributes.
+  assigning `__class__`, as Polygraphy's `trt.util` does for layer attributes. Weak path only.
 - `builder.create_optimization_profile()`, `profile.set_shape(name, min, opt, max)`,
   `config.add_optimization_profile(profile)`.
 - `config.create_timing_cache(bytes)`, `config.set_timing_cache(cache, ignore_mismatch=False)`,
@@ -53,27 +76,82 @@ INSTALL_HINT = 'pip install "tt-deploy[gpu-cu12]"'
 
 
 # --- precision policy ----------------------------------------------------------------------------
+STRONG_TYPING_SINCE = (10, 12)  # TensorRT deprecated weak typing in 10.12 and removed it in 11.0
+
+
 @dataclass(frozen=True)
 class PrecisionPolicy:
-    """Builder flags (trt.BuilderFlag member names) to set/clear, and whether LayerNorm/Softmax are pinned."""
+    """Builder flags (trt.BuilderFlag member names) to set/clear, whether LayerNorm/Softmax are pinned
+    (weak typing), and for strong typing the network flag and the reduced type the ONNX graph is rewritten to."""
 
     precision: str
     set_flags: tuple[str, ...]
     clear_flags: tuple[str, ...]
     pin_fp32: bool
+    strongly_typed: bool = False
+    rewrite: str | None = None  # strong_typing.LOW_TYPES key, None = parse the fp32 graph unchanged
 
 
-def precision_policy(precision: str) -> PrecisionPolicy:
-    """fp32: TF32 cleared (it is on by default). tf32: TF32 matmuls. fp16: FP16 kernels allowed, with
-    LayerNorm, Softmax and the reductions/score chain feeding them pinned to FP32 (obeyed, not preferred:
-    an FP16 LayerNorm after attention overflows, and a silently ignored pin is worse than a failed build)."""
+def precision_policy(precision: str, strongly_typed: bool = False) -> PrecisionPolicy:
+    """fp32: TF32 cleared (it is on by default). tf32: TF32 matmuls. fp16, weakly typed: FP16 kernels
+    allowed, with LayerNorm, Softmax and the reductions/score chain feeding them pinned to FP32 (obeyed, not
+    preferred: an FP16 LayerNorm after attention overflows, and a silently ignored pin is worse than a failed
+    build). fp16, strongly typed: no precision flag at all; the same nodes stay FP32 through the graph's own
+    types (an fp16 rewrite with Casts), and TF32 is cleared so those FP32 parts are not TF32."""
     if precision == "fp32":
-        return PrecisionPolicy("fp32", (), ("TF32",), False)
+        return PrecisionPolicy("fp32", (), ("TF32",), False, strongly_typed)
     if precision == "tf32":
-        return PrecisionPolicy("tf32", ("TF32",), (), False)
+        return PrecisionPolicy("tf32", ("TF32",), (), False, strongly_typed)
+    if precision == "fp16" and strongly_typed:
+        return PrecisionPolicy("fp16", (), ("TF32",), False, True, "fp16")
     if precision == "fp16":
         return PrecisionPolicy("fp16", ("FP16", "OBEY_PRECISION_CONSTRAINTS"), ("TF32",), True)
     raise UnknownNameError("precision", precision, PRECISIONS)
+
+
+def _version(text: str) -> tuple[int, int]:
+    """(major, minor) of a TensorRT version string such as "10.12.0.36"; (0, 0) when unreadable."""
+    parts = str(text).split(".")
+    try:
+        return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        return 0, 0
+
+
+def strong_typing_available(trt) -> bool:
+    """True on TensorRT >= 10.12 (weak typing deprecated; gone in 11) or any TensorRT without
+    BuilderFlag.FP16. The version is read first so that a TensorRT 11 module is never probed for a
+    removed name."""
+    if _version(getattr(trt, "__version__", "")) >= STRONG_TYPING_SINCE:
+        return True
+    return not hasattr(trt.BuilderFlag, "FP16")
+
+
+# Every TensorRT name (module attribute, or Class.member) a build path uses; the tests hold the stub-recorded
+# accesses to these lists and, where tensorrt is installed, check that each name exists in it.
+_TRT_COMMON = (
+    "Logger", "Logger.WARNING", "Builder", "Builder.create_network", "Builder.create_builder_config",
+    "Builder.create_optimization_profile", "Builder.build_serialized_network", "OnnxParser", "OnnxParser.parse",
+    "OnnxParser.num_errors", "OnnxParser.get_error", "MemoryPoolType.WORKSPACE", "BuilderFlag.TF32",
+    "IBuilderConfig.set_memory_pool_limit", "IBuilderConfig.clear_flag", "IBuilderConfig.set_flag",
+    "IBuilderConfig.add_optimization_profile", "IBuilderConfig.create_timing_cache",
+    "IBuilderConfig.set_timing_cache", "IBuilderConfig.get_timing_cache", "IOptimizationProfile.set_shape",
+    "ITimingCache.serialize",
+)
+_TRT_STRONG = ("NetworkDefinitionCreationFlag.STRONGLY_TYPED",)
+_TRT_WEAK = (
+    "BuilderFlag.FP16", "BuilderFlag.OBEY_PRECISION_CONSTRAINTS", "LayerType.NORMALIZATION", "LayerType.SOFTMAX",
+    "LayerType.REDUCE", "float32", "float16", "INetworkDefinition.num_layers", "INetworkDefinition.get_layer",
+    "ILayer.name", "ILayer.type", "ILayer.precision", "ILayer.num_outputs", "ILayer.get_output",
+    "ILayer.set_output_type", "ITensor.dtype", "INormalizationLayer", "INormalizationLayer.compute_precision",
+    "INormalizationLayer.name",
+)
+TRT_OPTIONAL = ("ILayer.metadata",)  # read with a default (not in every TensorRT 10.x)
+
+
+def tensorrt_api(strongly_typed: bool) -> tuple[str, ...]:
+    """The TensorRT names the strongly or weakly typed build path uses (see _TRT_COMMON)."""
+    return _TRT_COMMON + (_TRT_STRONG if strongly_typed else _TRT_WEAK)
 
 
 _PIN_OPS = frozenset({"LayerNormalization", "Softmax"})
@@ -277,22 +355,51 @@ def _logger(trt):
 
 
 class NetworkFromOnnx:
-    """Stage 1: (builder, network, parser) from an ONNX file; TTDeployError listing the parser's errors."""
+    """Stage 1: (builder, network, parser) from an ONNX file; TTDeployError listing the parser's errors.
 
-    def __init__(self, onnx_path: str | Path):
-        self.onnx_path = Path(onnx_path)
+    `strongly_typed`: create the network with STRONGLY_TYPED (the graph's types decide precision).
+    `rewrite` ("fp16" / "bf16"): parse the `strong_typing.strongly_typed` copy of the graph instead of the file.
+    """
+
+    def __init__(self, onnx_path: str | Path, strongly_typed: bool = False, rewrite: str | None = None):
+        if rewrite is not None and not strongly_typed:
+            raise InputError(f"an ONNX rewrite to {rewrite} needs a strongly typed network")
+        self.onnx_path, self.strongly_typed, self.rewrite = Path(onnx_path), strongly_typed, rewrite
+
+    def onnx_bytes(self) -> bytes:
+        """The graph TensorRT parses: the file, or its strongly typed reduced-precision rewrite."""
+        if self.rewrite is None:
+            return self.onnx_path.read_bytes()
+        from tt_deploy.export.strong_typing import strongly_typed
+
+        typed = strongly_typed(onnx.load(str(self.onnx_path)), self.rewrite)
+        log.info(
+            "%s: %s rewrite, %d nodes kept fp32, %d Casts added",
+            self.onnx_path.name, self.rewrite, len(typed.fp32_nodes), typed.casts_added,
+        )  # fmt: skip
+        return typed.model.SerializeToString()
 
     def __call__(self):
         trt = tensorrt()
+        data = self.onnx_bytes()
         builder = trt.Builder(_logger(trt))
-        network = builder.create_network(0)  # TensorRT 10: explicit batch always (flag deprecated)
+        network = builder.create_network(_network_flags(trt, self.strongly_typed))
         parser = trt.OnnxParser(network, _logger(trt))
-        if not parser.parse(self.onnx_path.read_bytes()):
+        if not parser.parse(data):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
             raise TTDeployError(
                 f"TensorRT could not parse {self.onnx_path}: {errors} (run `ttdeploy export --lint`)"
             )
         return builder, network, parser
+
+
+def _network_flags(trt, strongly_typed: bool) -> int:
+    """0 (explicit batch is implicit in TensorRT 10) or the STRONGLY_TYPED bit; a TensorRT that has
+    dropped the flag altogether is strongly typed anyway, so 0 is right there too."""
+    if not strongly_typed:
+        return 0
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    return 0 if flag is None else 1 << int(flag)
 
 
 def pin_layers_fp32(trt, network, node_names: Sequence[str]) -> list[str]:
@@ -344,7 +451,7 @@ class CreateConfig:
             config.clear_flag(getattr(trt.BuilderFlag, flag))
         for flag in self.policy.set_flags:
             config.set_flag(getattr(trt.BuilderFlag, flag))
-        if self.policy.pin_fp32:
+        if self.policy.pin_fp32 and not self.policy.strongly_typed:  # strong typing forbids layer pins
             pinned = pin_layers_fp32(trt, network, self.pinned_nodes)
             if self.pinned_nodes and not pinned:
                 raise TTDeployError(
@@ -416,9 +523,11 @@ def build_bundle_engines(
     """
     from tt_deploy.runtime.trt_backend import gpu_name
 
-    policy = precision_policy(precision)
+    precision_policy(precision)  # an unknown precision fails before the GPU checks
     require_tensorrt()
     trt = tensorrt()
+    policy = precision_policy(precision, strongly_typed=strong_typing_available(trt))
+    log.info("TensorRT %s: %s typed build", trt.__version__, "strongly" if policy.strongly_typed else "weakly")
     bundle_dir = Path(bundle_dir)
     manifest = mf.read_manifest(bundle_dir)
     skills = list(manifest.skills if skills is None else skills)
@@ -443,7 +552,7 @@ def build_bundle_engines(
         pinned = fp32_pinned_nodes(onnx.load(str(onnx_path))) if policy.pin_fp32 else ()
         timing = cache_file.read_bytes() if cache_file.is_file() else None
         data = EngineBytes(
-            NetworkFromOnnx(onnx_path),
+            NetworkFromOnnx(onnx_path, policy.strongly_typed, policy.rewrite),
             CreateConfig(policy, workspace_mb, profile, pinned, timing),
             cache_file,
         )()
@@ -463,4 +572,5 @@ __all__ = [
     "PRECISIONS", "PrecisionPolicy", "precision_policy", "fp32_pinned_nodes", "BatchProfile", "profile_shapes",
     "engine_cache_key", "engine_path", "timing_cache_path", "read_index", "record_engines", "cached_engine",
     "require_tensorrt", "NetworkFromOnnx", "CreateConfig", "EngineBytes", "pin_layers_fp32", "graphs_for", "build_bundle_engines",
+    "STRONG_TYPING_SINCE", "strong_typing_available", "tensorrt_api",
 ]  # fmt: skip
