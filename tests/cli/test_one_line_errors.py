@@ -88,3 +88,27 @@ def test_malformed_manifests(tmp_path, monkeypatch, capsys, real_manifest, edit,
     bundle.mkdir()
     (bundle / "manifest.json").write_text(json.dumps(edit(real_manifest)))
     assert match in _run(monkeypatch, capsys, "export", "--skill", "reach", "--bundle", str(bundle))
+
+
+def test_a_full_disk_during_export_is_one_line_and_the_bundle_stays_as_it_was(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from tt_deploy.runtime import manifest as mf
+
+    bundle = tmp_path / "deploy"
+    monkeypatch.setattr(sys, "argv", ["ttdeploy", "export", "--skill", "reach", "--bundle", str(bundle)])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 0
+    capsys.readouterr()
+    before = {p.relative_to(bundle).as_posix(): p.read_bytes() for p in bundle.rglob("*") if p.is_file()}
+
+    def full(path, skill):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(mf, "write_skill", full)  # the disk fills while the new version is being written
+    line = _run(monkeypatch, capsys, "export", "--skill", "steering", "--bundle", str(bundle))
+    assert "No space left on device" in line and "nothing was half-written" in line
+    after = {p.relative_to(bundle).as_posix(): p.read_bytes() for p in bundle.rglob("*") if p.is_file()}
+    assert after == before  # no new version dir, the manifest and every old file unchanged
+    assert mf.read_manifest(bundle).skills == ("reach",)

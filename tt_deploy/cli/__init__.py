@@ -7,6 +7,7 @@ and always works.
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
@@ -46,6 +47,7 @@ def _register() -> None:
 
 
 _TERMINATED: list[int] = []
+_ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 def _on_sigterm(signum, frame) -> None:
@@ -74,6 +76,13 @@ def main() -> None:
         sys.exit(2)
     except KeyboardInterrupt:  # outside click's own handling (e.g. during an import); same exit as Abort
         _interrupted()
+    except OSError as exc:  # the machine's, not ours: a full disk, a read-only or forbidden path
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        err_console.print(f"[bold red]error:[/] {escape(exc.strerror or str(exc))}{escape(where)}; writes are atomic, "
+                          "so nothing was half-written: free space / fix permissions and rerun", soft_wrap=True)
+        sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
