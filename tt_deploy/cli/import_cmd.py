@@ -1,6 +1,8 @@
 """`ttdeploy import-bfm`: bring a ProtoMotions v1 checkpoint in as our BFM (+ its Task Tokens skill).
 
 Thin shell over models.protomotions.import_to_dir; prints what was mapped and what to run next.
+The version is detected first: a v3 run (models.protomotions_v3) is read, checked and summarised
+only; writing it as our BFM is a later slice, so asking for that fails in one line.
 """
 
 from __future__ import annotations
@@ -25,27 +27,46 @@ class Source(str, Enum):
 @app.command("import-bfm")
 def import_bfm_cmd(
     ckpt: Annotated[
-        Path, typer.Argument(help="The v1 checkpoint (last.ckpt: a torch file with an 'actor' state dict).")
+        Path,
+        typer.Argument(
+            help="The checkpoint (v1: last.ckpt with an 'actor' state dict; v3: the run dir or its last.ckpt)."
+        ),
     ],
     source: Annotated[
         Source, typer.Option("--from", help="Where the checkpoint comes from.")
     ] = Source.protomotions,
     config: Annotated[
         Path | None,
-        typer.Option(help="The run's Hydra config.yaml (num_heads, obs clamp, activation, task name)."),
+        typer.Option(
+            help="v1: the run's Hydra config.yaml (num_heads, obs clamp, activation, task name); "
+            "v3: resolved_configs.yaml (default: the one beside the checkpoint; a .pt is never read)."
+        ),
     ] = None,
-    out: Annotated[Path, typer.Option(help="Output dir: bfm.safetensors + runs/<skill>/.")] = Path(
-        "imported"
-    ),
+    out: Annotated[
+        Path | None, typer.Option(help="Output dir: bfm.safetensors + runs/<skill>/ (default: imported).")
+    ] = None,
     skill: Annotated[
         str | None,
         typer.Option(help="Skill name of the Task Tokens encoder (default: from config.yaml / its width)."),
     ] = None,
 ) -> None:
-    """Import a ProtoMotions v1 MaskedMimic / Task Tokens checkpoint (loaded with weights_only=True)."""
+    """Import a ProtoMotions v1 MaskedMimic / Task Tokens checkpoint; inspect a v3 one (nothing pickled runs)."""
+    from tt_deploy.errors import CheckpointError
     from tt_deploy.models.protomotions import import_to_dir  # torch import happens here
+    from tt_deploy.models.protomotions_v3 import detect_version
 
-    res = import_to_dir(ckpt, out, config, skill=skill)
+    version, ckpt = detect_version(ckpt)
+    if version == "v2":
+        raise CheckpointError(f"{ckpt} is a ProtoMotions v2 checkpoint: v2 not supported yet")
+    if version == "v3":
+        if out is not None or skill is not None:
+            raise CheckpointError(
+                f"{ckpt} is a ProtoMotions v3 checkpoint: writing it as our BFM format (--out/--skill) is not "
+                "supported yet; run without them to read and check it"
+            )
+        _print_v3(ckpt, config)
+        return
+    res = import_to_dir(ckpt, out or Path("imported"), config, skill=skill)
     c, meta = res["config"], res["meta"]
     table = Table(title=f"imported {ckpt} ({source.value}, sha256 {meta['source_sha256'][:12]}...)")
     table.add_column("part")
@@ -77,3 +98,38 @@ def import_bfm_cmd(
             f"  ttdeploy train --skill reach --bfm {res['bfm_path']}   (no Task Tokens encoder in the checkpoint)",
             soft_wrap=True,
         )
+
+
+def _print_v3(ckpt: Path, config: Path | None) -> None:
+    from tt_deploy.models.protomotions_v3 import load_v3
+
+    _, s = load_v3(ckpt, config)
+    table = Table(
+        title=f"ProtoMotions v3 MaskedMimic: {ckpt} (config {Path(s['config']).name}, {s['loader']})"
+    )
+    table.add_column("what")
+    table.add_column("value")
+    table.add_column("from")
+    table.add_row("transformer", f"d={s['d_model']} layers={s['num_layers']} heads={s['num_heads']} ff={s['ff_size']}",
+                  "config (heads: config only), checked against the tensors")  # fmt: skip
+    tokens = " + ".join(
+        f"{g['tokens']} {g['token']}" + (f" (padded by {g['key_padding']})" if g["key_padding"] else "")
+        for g in s["token_groups"]
+    )
+    table.add_row("tokens", f"{s['num_tokens']}: {tokens}", "config (in_keys order, reshapes)")
+    table.add_row("latent", f"z={s['latent_dim']} (vae_noise {s['vae_noise_type']})", "config + tensors")
+    table.add_row("MLPs", "; ".join(f"{k} {v}" for k, v in s["mlp_hidden"].items()), "config + tensors")
+    table.add_row("inputs", ", ".join(f"{k} {n}" for k, n in s["inputs"].items()), "tensor shapes")
+    table.add_row(
+        "action", f"{s['action_dim']} raw (env applies {s['action_transform']})", "tensors / env config"
+    )
+    table.add_row(
+        "parameters", f"{s['parameters']:,} ({s['parameters_inference']:,} prior + trunk)", "tensors"
+    )
+    for name, what in s["skipped_entries"].items():
+        table.add_row("skipped", name, f"holds {what}; not executed")
+    console.print(table)
+    console.print(
+        "v3 export is not supported yet: the model was read and checked only (no files written).",
+        soft_wrap=True,
+    )

@@ -13,6 +13,12 @@ NORM_EPSILON = 1e-5
 DEFAULT_CLAMP = 5.0
 
 
+def normalize(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, clamp: float | None) -> torch.Tensor:
+    """The formula itself; every normaliser (ours, an imported checkpoint's) calls this one."""
+    y = (x - mean) / torch.sqrt(var + NORM_EPSILON)
+    return y if clamp is None else torch.clamp(y, -clamp, clamp)
+
+
 class RunningMeanStd(nn.Module):
     """Per-feature running statistics over every leading dimension of its input.
 
@@ -47,10 +53,7 @@ class RunningMeanStd(nn.Module):
         self.count.copy_(total.float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = (x - self.mean) / torch.sqrt(self.var + NORM_EPSILON)
-        if self.clamp is not None:
-            y = torch.clamp(y, -self.clamp, self.clamp)
-        return y
+        return normalize(x, self.mean, self.var, self.clamp)
 
 
 def mlp(sizes: list[int], *, last_activation: bool = False) -> nn.Sequential:
