@@ -4,7 +4,8 @@ Per tick: read state -> build the skill's prior prompt (skill.json `task_prior`,
 the BFM inputs and the task observation -> runtime.act_into -> write PD targets -> sleep until the
 next tick, counting deadline misses. Here the "robot" is a
 MuJoCo humanoid (`MujocoSimulator(1)`); on hardware only read_state / write_targets change.
-At --switch-at seconds the controller switches from the first skill to the second (a command).
+At --switch-at seconds the controller switches from the skill it started on (the manifest's
+`default_skill` unless --start-skill) to the bundle's next skill (a command), whose goals are drawn then.
 
     python examples/controller_loop.py --bundle deploy --seconds 10          # real time
     python examples/controller_loop.py --bundle deploy --seconds 2 --no-realtime   # CI: no sleeping
@@ -30,12 +31,15 @@ def main(argv=None) -> dict:
     p.add_argument("--bundle", default="deploy")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--switch-at", type=float, default=5.0, help="s; switch to the second skill")
+    p.add_argument("--start-skill", default=None, help="skill to start on; default: the manifest's default_skill")
+    p.add_argument("--switch-at", type=float, default=5.0, help="s; switch from the start skill to the next one")
     args = p.parse_args(argv)
 
     runtime = SkillRuntime(args.bundle, mode="fused")  # all loading happens here, not in the loop
     skills = list(runtime.skills)
-    sim = MujocoSimulator(1, nthread=1)
+    if args.start_skill is not None:
+        runtime.switch(args.start_skill)
+    start_skill = runtime.active  # by default the manifest's default_skill, not necessarily skills[0]
     rng = np.random.default_rng(0)
     # each skill's task observation + goals (the "command source"), at the width and goal ranges its
     # encoder was trained on, and the prior prompt it was trained beside, rebuilt from skill.json alone
@@ -43,6 +47,8 @@ def main(argv=None) -> dict:
     tasks = {s: make_task_for(s, 1, c.task_obs_dim, **task_kwargs_from_record(s, c.goals)) for s, c in cards.items()}
     priors = {s: make_prior(c.task_prior["name"], 1, **c.task_prior["params"]) if c.task_prior else None
               for s, c in cards.items()}
+    # the scene objects the skills act on (strike: its pillar); on hardware, your object tracker
+    sim = MujocoSimulator(1, nthread=1, objects=sorted({o for t in tasks.values() for o in t.objects}))
     history = PoseHistory(1)
     ground = np.zeros(1)  # flat floor: terrain height under the root, m
     history.reset(None, sim.body_state(), ground)
@@ -59,7 +65,12 @@ def main(argv=None) -> dict:
     next_tick = time.perf_counter_ns()
     for k in range(ticks):
         if k == switch_tick and len(skills) > 1:
-            runtime.switch(skills[1])  # O(1): every skill's session is already loaded
+            new = skills[(skills.index(runtime.active) + 1) % len(skills)]  # any skill but the active one
+            print(f"switch={runtime.active}->{new} at_s={k * runtime.manifest.control_dt:.2f}")
+            tasks[new].reset(np.arange(1), sim, rng)  # the command: its goals, from the current state
+            if priors[new] is not None:
+                priors[new].reset(np.arange(1), sim.body_state())
+            runtime.switch(new)  # O(1): every skill's session is already loaded
         start = time.perf_counter_ns()
         state = sim.body_state()  # read state
         prior, task = priors[runtime.active], tasks[runtime.active]
@@ -79,7 +90,8 @@ def main(argv=None) -> dict:
             time.sleep((next_tick - time.perf_counter_ns()) / 1e9)
 
     summary = {
-        "ticks": ticks, "deadline_misses": misses, "skills": ",".join(skills), "final_skill": runtime.active,
+        "ticks": ticks, "deadline_misses": misses, "skills": ",".join(skills), "start_skill": start_skill,
+        "final_skill": runtime.active,
         "tick_p50_us": float(np.percentile(busy_us, 50)), "tick_p99_us": float(np.percentile(busy_us, 99)),
         "root_height_m": float(sim.body_state().pos[0, 0, 2]), "backend": runtime.backend,
     }  # fmt: skip

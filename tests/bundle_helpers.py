@@ -66,3 +66,24 @@ def rehash_skill(bundle, name: str) -> None:
     data = json.loads((bundle / mf.MANIFEST_FILE).read_text())
     data["skill_sha256"][name] = sha256_file(mf.content_dir(bundle) / mf.skill_dir(name) / mf.SKILL_FILE)
     (bundle / mf.MANIFEST_FILE).write_text(json.dumps(data))
+
+
+SHIPPED_DEMO_SKILLS = ("reach", "direction", "steering", "strike")  # `ttdeploy demo`'s bundle, in its order
+
+
+def export_shipped(bundle, skills=SHIPPED_DEMO_SKILLS):
+    """Export the package's trained skills into `bundle` the way `ttdeploy demo` does: the embedded BFM and
+    each skill's shipped run dir, passed as an absolute path (tt_deploy/skills/<name>). Default skill: the first."""
+    from tt_deploy.demo import SHIPPED_RUNS
+    from tt_deploy.export.bundle import export_skill
+
+    for skill in skills:
+        export_skill(skill, bundle_dir=bundle, run_dir=SHIPPED_RUNS / skill)
+    return bundle
+
+
+@pytest.fixture(scope="session")
+def shipped_bundle(tmp_path_factory):
+    """A demo-like bundle of the four shipped trained skills (each with its prior prompt; strike with its
+    scene object). Read-only for tests: copy it before editing."""
+    return export_shipped(tmp_path_factory.mktemp("shipped") / "deploy")

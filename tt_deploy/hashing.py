@@ -34,3 +34,15 @@ def portable_path(path: str | os.PathLike) -> str:
     if os.path.commonpath([here, full]) == here:
         return "tt_deploy/" + os.path.relpath(full, here).replace(os.sep, "/")
     return os.fspath(path)
+
+
+def resolve_portable_path(path: str) -> str:
+    """The file a record's path names, on this machine: `tt_deploy/...` (what `portable_path` writes for a
+    package file) is looked up in this installed package, wherever it lives; any other path is as given."""
+    prefix = "tt_deploy/"
+    if path.startswith(prefix):
+        here = os.path.dirname(os.path.abspath(__file__))
+        full = os.path.join(here, *path[len(prefix):].split("/"))
+        if os.path.exists(full):
+            return full
+    return path

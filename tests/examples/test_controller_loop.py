@@ -28,14 +28,33 @@ def bundle(tmp_path_factory):
     return root
 
 
-def test_example_runs_without_torch_switches_and_counts_deadlines(bundle):
-    args = ["--bundle", str(bundle), "--seconds", "2", "--no-realtime", "--switch-at", "1"]
-    proc = subprocess.run([sys.executable, "-c", NO_TORCH, *args], cwd=EXAMPLE.parent, capture_output=True,
+def run_example(bundle, *args: str) -> dict[str, str]:
+    """Run the example with `import torch` made to raise; its key=value output as a dict."""
+    argv = ["--bundle", str(bundle), "--no-realtime", *args]
+    proc = subprocess.run([sys.executable, "-c", NO_TORCH, *argv], cwd=EXAMPLE.parent, capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    fields = dict(kv.split("=", 1) for kv in proc.stdout.split())
-    assert fields["ticks"] == "60" and fields["final_skill"] == "steering"
+    return dict(kv.split("=", 1) for kv in proc.stdout.split())
+
+
+def test_example_runs_without_torch_switches_and_counts_deadlines(bundle):
+    fields = run_example(bundle, "--seconds", "2", "--switch-at", "1")
+    assert fields["ticks"] == "60" and fields["start_skill"] == "reach" and fields["final_skill"] == "steering"
+    assert fields["switch"] == "reach->steering" and fields["at_s"] == "1.00"
     assert int(fields["deadline_misses"]) >= 0 and float(fields["tick_p50_us"]) > 0
+
+
+def test_example_runs_the_demo_bundle_and_switches_away_from_its_default_skill(shipped_bundle):
+    """The four shipped trained skills (each fed its prior prompt; strike needs its pillar in the scene), exported
+    reach first: the runtime starts on the default skill `reach`, not the sorted first (`direction`), and the
+    switch goes to another skill. Issue #36: the example crashed here (no 'strike_target') and switched
+    reach -> reach (skills[1])."""
+    fields = run_example(shipped_bundle, "--seconds", "0.5", "--switch-at", "0.2")
+    assert fields["skills"] == "direction,reach,steering,strike" and fields["start_skill"] == "reach"
+    assert fields["switch"] == "reach->steering" and fields["final_skill"] == "steering"
+    assert fields["ticks"] == "15" and float(fields["root_height_m"]) > 0.5
+    fields = run_example(shipped_bundle, "--seconds", "0.5", "--switch-at", "0.2", "--start-skill", "steering")
+    assert fields["switch"] == "steering->strike" and fields["final_skill"] == "strike"  # strike active, its prior fed
 
 
 def test_doc_listing_is_the_example_file():

@@ -200,3 +200,28 @@ def test_a_deleted_skill_hash_entry_is_refused_not_skipped(base_bundle, tmp_path
     (bundle / mf.MANIFEST_FILE).write_text(json.dumps(data))
     with pytest.raises(BundleError, match=f"no entry for skill '{name}'"):
         mf.read_skill(bundle, name)
+
+
+def test_no_bundle_file_names_the_exporting_machines_paths(shipped_bundle, tmp_path, monkeypatch):
+    """Bundles travel: manifest.json and every skill.json name package files as `tt_deploy/...`, never the
+    exporting checkout, the bundle's own (tmp) directory, /root or the home directory (issue #36: bfm.source was
+    `checkpoint /abs/checkout/...`). The demo's export passes the shipped run dirs as absolute paths; verify
+    --record's verdicts are scanned too, and the reference still rebuilds from another working directory."""
+    from pathlib import Path
+
+    import tt_deploy
+    from tt_deploy.export.verify import VerifyCases, verify_bundle
+
+    bundle = tmp_path / "deploy"
+    shutil.copytree(shipped_bundle, bundle)
+    monkeypatch.chdir(tmp_path)  # not the checkout: `tt_deploy/...` must resolve to the installed package
+    assert verify_bundle(bundle, ["strike"], cases=VerifyCases(random=2, rollout_steps=0), record=True).passed
+    forbidden = {str(Path(tt_deploy.__file__).resolve().parents[1]), str(Path.cwd()), str(tmp_path),
+                 str(shipped_bundle.parent), "/root", str(Path.home())} - {"/", ""}
+    files = [bundle / mf.MANIFEST_FILE, *sorted(mf.content_dir(bundle).rglob(mf.SKILL_FILE))]
+    assert len(files) == 5
+    leaks = {f"{p.relative_to(bundle)}: {f}" for p in files for f in forbidden if f in p.read_text()}
+    assert not leaks
+    man = mf.read_manifest(bundle)
+    assert man.bfm.source == "checkpoint tt_deploy/models/weights/bfm_small.safetensors"
+    assert mf.read_skill(bundle, "strike").encoder_source.startswith("trained run tt_deploy/skills/strike steps ")

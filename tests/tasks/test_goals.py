@@ -65,3 +65,50 @@ def test_bad_presets_and_missing_abilities_are_typed_errors(tmp_path):
     with pytest.raises(InputError, match="walk row"):
         goal_preset("bfm", "direction", tmp_path / "x.abilities.json")
     assert abilities_path("/a/b/bfm_small.safetensors").name == "bfm_small.abilities.json"
+
+
+def _bfm_beside(folder, doc: dict):
+    """A (fake) BFM checkpoint path in `folder` whose abilities file beside it holds `doc`."""
+    folder.mkdir()
+    bfm = folder / "bfm.safetensors"
+    abilities_path(bfm).write_text(json.dumps(doc))
+    return bfm
+
+
+def test_a_goal_record_of_another_abilities_file_is_reported_with_both_hashes(abilities, tmp_path):
+    """The record keeps the file a skill was trained against; export/verify say when the file beside the BFM
+    now differs: INFO when it sets the same goals (only other fields changed), WARNING when it sets others."""
+    import logging
+
+    from tt_deploy.hashing import sha256_file
+    from tt_deploy.tasks.goals import check_goal_record
+
+    _, rec = goal_preset("bfm", "direction", abilities)
+    doc = json.loads(abilities.read_text())
+    assert check_goal_record("direction", rec, abilities.with_name("bfm.safetensors")) is None  # the same file
+    assert check_goal_record("direction", {"preset": "reference"}, abilities) is None
+    assert check_goal_record("direction", rec, tmp_path / "no_file_beside.safetensors") is None
+    bfm = _bfm_beside(tmp_path / "recipe", {**doc, "recipe": "reworded", "evaluation": {"seed": 0}})
+    level, msg = check_goal_record("direction", rec, bfm)
+    assert level == logging.INFO and rec["abilities_sha256"] in msg and sha256_file(abilities_path(bfm)) in msg
+    assert "the goal ranges it sets are the recorded ones" in msg
+    faster = {"abilities": [{**doc["abilities"][0], "metrics": {"mean_progress_m_s": 0.8}}]}
+    level, msg = check_goal_record("direction", rec, _bfm_beside(tmp_path / "faster", faster))
+    assert level == logging.WARNING and rec["abilities_sha256"] in msg and "speed_range" in msg
+    assert "[0.3, 0.6]" in msg and "[0.4, 0.8]" in msg
+
+
+def test_the_shipped_skills_goals_still_match_the_embedded_bfms_abilities():
+    """reach, direction and steering were trained against earlier versions of bfm_small.abilities.json (its
+    machine path scrubbed, the recipe text rewritten, an `evaluation` block added): their recorded hashes differ
+    from the file now, but the goals it sets are the recorded ones, so export says so at INFO, never a warning."""
+    import logging
+
+    from tt_deploy.demo import SHIPPED_RUNS, shipped_skills
+    from tt_deploy.models.checkpoints import DEFAULT_BFM_PATH
+    from tt_deploy.tasks.goals import check_goal_record
+
+    for skill in shipped_skills():
+        found = check_goal_record(skill, json.loads((SHIPPED_RUNS / skill / "run.json").read_text())["goals"],
+                                  DEFAULT_BFM_PATH)
+        assert found is None or found[0] == logging.INFO, found

@@ -27,6 +27,7 @@ from tt_deploy import spec
 from tt_deploy.errors import BundleError, InputError, TTDeployError, UnknownNameError
 from tt_deploy.export.onnx_graphs import ALL_GROUPS, EXPORTER, BFMGraph, EncoderGraph, export_graph
 from tt_deploy.export.precision import check_precisions, reduced_graphs
+from tt_deploy.hashing import portable_path
 from tt_deploy.models.bfm import BFM, count_parameters
 from tt_deploy.models.checkpoints import (
     bfm_sha256,
@@ -69,7 +70,8 @@ def _bfm_info(bfm: BFM, info: dict) -> mf.BFMInfo:
     path = info.get("path")
     sha, of = bfm_sha256(bfm, info)
     if path:
-        source, ident = f"checkpoint {path}", Path(path).name
+        # a package file as `tt_deploy/...` (portable_path): bundles travel, the exporting checkout's path does not
+        source, ident = f"checkpoint {portable_path(path)}", Path(path).name
     else:
         ident = f"embedded-{bfm.config.name}"
         source = (
@@ -78,6 +80,17 @@ def _bfm_info(bfm: BFM, info: dict) -> mf.BFMInfo:
             else "embedded pretrained"
         )
     return mf.BFMInfo(ident, sha, of, bfm.config.name, count_parameters(bfm), source)
+
+
+def report_goal_records(goals: dict[str, dict | None], bfm_path, what: str) -> None:
+    """Log, per trained skill, where its `goals` record names another abilities file than the one beside
+    `bfm_path` now (tasks/goals.py check_goal_record): WARNING if that file would set other goals, else INFO."""
+    from tt_deploy.tasks.goals import check_goal_record
+
+    for skill, record in goals.items():
+        found = check_goal_record(skill, record, bfm_path)
+        if found is not None:
+            log.log(found[0], "%s: %s", what, found[1])
 
 
 def skill_seed(skill: str, seed: int) -> int:
@@ -116,7 +129,8 @@ def build_encoder(skill, run_dir, bfm: BFM, bfm_sha: str, seed: int, obs_dim: in
         raise InputError(f"{ckpt} is a {info.skill!r} encoder, not {skill!r}")
     if enc.config.token_dim != bfm.token_dim:
         raise BundleError(f"{ckpt}: token_dim {enc.config.token_dim} != BFM d_model {bfm.token_dim}")
-    source = f"trained run {Path(run_dir)} steps {'unknown' if info.env_steps is None else info.env_steps}"
+    steps = "unknown" if info.env_steps is None else info.env_steps
+    source = f"trained run {portable_path(Path(run_dir))} steps {steps}"  # a package run as `tt_deploy/...`
     return enc.eval(), info, source, sha256_file(ckpt), "file"
 
 
@@ -507,6 +521,8 @@ def export_skills(
                 f"task_obs_dim {task_obs_dim} != the trained encoder's obs_dim {src[0].config.obs_dim}"
             )
         sources[skill] = src
+    report_goal_records({s: src[1].goals for s, src in sources.items() if src[1] is not None}, info.get("path"),
+                        "export")
     bundle = Path(bundle_dir).absolute()
     if bundle.exists() and not bundle.is_dir():
         raise BundleError(f"bundle path {bundle} is a file, not a directory; choose another --bundle dir")

@@ -19,16 +19,24 @@ import torch
 from tt_deploy.errors import BundleError, CheckpointError
 from tt_deploy.export.bundle import build_encoder  # the one copy of the encoder seeding
 from tt_deploy.export.onnx_graphs import BFMGraph
+from tt_deploy.hashing import resolve_portable_path
 from tt_deploy.models.bfm import BFM
 from tt_deploy.models.checkpoints import default_bfm, load_bfm, seeded_bfm, state_hash
 from tt_deploy.runtime import manifest as mf
 
 
+def bfm_checkpoint(manifest: mf.BundleManifest) -> str | None:
+    """The BFM checkpoint file the manifest's `bfm.source` names, on this machine (`tt_deploy/...` = this
+    package's file); None for a BFM that came from no file."""
+    src = manifest.bfm.source
+    return resolve_portable_path(src[len("checkpoint ") :]) if src.startswith("checkpoint ") else None
+
+
 def reference_bfm(manifest: mf.BundleManifest) -> BFM:
     """The BFM the manifest records, rebuilt and hash-checked; BundleError if that is impossible."""
     info, src = manifest.bfm, manifest.bfm.source
-    if src.startswith("checkpoint "):
-        path = src[len("checkpoint ") :]
+    path = bfm_checkpoint(manifest)
+    if path is not None:
         if not Path(path).is_file():
             raise BundleError(
                 f"cannot rebuild the reference: BFM checkpoint {path} (recorded in the manifest) is gone"
@@ -63,7 +71,7 @@ def reference_encoder(sk: mf.SkillManifest, bfm: BFM) -> torch.nn.Module:
         raise BundleError(
             f"cannot rebuild the reference: unknown encoder source {sk.encoder_source!r} of {sk.name!r}"
         )
-    run_dir, seed = (m.group(1), 0) if m else (None, int(f.group(1)))
+    run_dir, seed = (resolve_portable_path(m.group(1)), 0) if m else (None, int(f.group(1)))
     if run_dir is not None and not Path(run_dir).is_dir():
         raise BundleError(f"cannot rebuild the reference: run dir {run_dir} of skill {sk.name!r} is gone")
     enc, _, _, sha, _ = build_encoder(sk.name, run_dir, bfm, sk.bfm_sha256, seed, sk.task_obs_dim)

@@ -31,10 +31,16 @@ import torch
 
 from tt_deploy import spec
 from tt_deploy.errors import InputError
-from tt_deploy.export.bundle import record_results
+from tt_deploy.export.bundle import record_results, report_goal_records
 from tt_deploy.export.onnx_graphs import BFMGraph, group_input_names
 from tt_deploy.export.precision import UNGATED_CASES, VERIFY_TIERS
-from tt_deploy.export.reference import reference_actions, reference_bfm, reference_encoder, torch_threads
+from tt_deploy.export.reference import (
+    bfm_checkpoint,
+    reference_actions,
+    reference_bfm,
+    reference_encoder,
+    torch_threads,
+)
 from tt_deploy.models.bfm import BFM
 from tt_deploy.runtime import SkillRuntime
 from tt_deploy.runtime import manifest as mf
@@ -295,6 +301,7 @@ def verify_bundle(
         raise InputError(f"skills {unknown} are not in bundle {bundle}; it has {list(manifest.skills)}")
     evidence = {name: measured_evidence(bundle, name) for name in names}  # before measuring: the CAS compares
     bfm = reference_bfm(manifest)
+    report_goal_records({n: mf.read_skill(bundle, n).goals for n in names}, bfm_checkpoint(manifest), "verify")
     report = VerifyReport(str(bundle), backend, atol)
     with torch_threads(1):
         for i, name in enumerate(names):

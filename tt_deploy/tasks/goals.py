@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +109,39 @@ def task_kwargs_from_record(skill: str, record: dict | None) -> dict:
     if skill == "reach":
         return {"targets": ranges.get("targets", "box")}
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in ranges.items()}
+
+
+def check_goal_record(skill: str, record: dict | None, bfm_path: str | Path | None) -> tuple[int, str] | None:
+    """Compare a trained skill's `bfm` goal record (run.json / skill.json `goals`) with the abilities file
+    beside its BFM now: (logging level, message) when the file is not the one it records, else None.
+
+    The record names the file the skill was trained against (its sha256) and is never rewritten. A file
+    changed since only in fields that set no goals (the model card's recipe text, the file's own path, an
+    `evaluation` block) gives INFO: the recorded goals are what this file sets too. A change that would set
+    other goal ranges gives WARNING, naming both hashes and the ranges that differ.
+    """
+    if not record or record.get("preset") != "bfm" or bfm_path is None:
+        return None
+    current = abilities_path(bfm_path)
+    if not current.is_file():
+        return None
+    recorded, now = record.get("abilities_sha256"), sha256_file(current)
+    if recorded == now:
+        return None
+    head = (f"skill {skill!r} was trained against the abilities file with sha256 {recorded} (its `goals` "
+            f"record); {portable_path(current)} beside the BFM now has sha256 {now}")
+    try:
+        _, fresh = goal_preset("bfm", skill, current)
+    except InputError as e:
+        return logging.WARNING, f"{head}, from which no goals can be derived ({e}); the recorded goals stand"
+    old = json.loads(json.dumps(record.get("ranges")))  # tuples -> lists, as the record stores them
+    new = json.loads(json.dumps(fresh["ranges"]))
+    if old == new:
+        return logging.INFO, (f"{head}: the goal ranges it sets are the recorded ones (only fields that set no "
+                              "goals differ), so the skill's goals still match its BFM's abilities")
+    keys = sorted(set(old) | set(new)) if isinstance(old, dict) else sorted(new)
+    changed = {k: {"recorded": (old or {}).get(k) if isinstance(old, dict) else None, "now": new.get(k)}
+               for k in keys if not isinstance(old, dict) or old.get(k) != new.get(k)}
+    return logging.WARNING, (f"{head}, from which the `bfm` preset now derives other goal ranges: {changed}. "
+                             "The skill keeps the goals it was trained on (skill.json `goals`); retrain it to "
+                             "train on the new ones")
