@@ -120,3 +120,23 @@ def test_a_row_time_budget_caps_calls_but_keeps_a_minimum():
     assert MIN_TIMED_CALLS <= len(ns) < 200  # ~50 calls of 2 ms, not 1000 (nor 1000 warm-up calls)
     assert len(time_calls(lambda: time.sleep(0.005), calls=1000, warmup=0, budget_s=0.001)) == MIN_TIMED_CALLS
     assert len(time_calls(lambda: None, calls=30, warmup=0)) == 30  # no budget: exactly `calls`
+
+
+def test_breakdown_times_each_stage_of_the_batch1_fused_call(bundle, tmp_path):
+    from tt_deploy.bench.latency import BREAKDOWN_STAGES
+
+    rows = bench_bundle(bundle, batches=(1,), calls=25, warmup=2, memory=False, breakdown=True)
+    with_b = [r for r in rows if "breakdown" in r]
+    assert [(r["name"], r["batch"]) for r in with_b] == [("runtime-fused", 1)]  # that row only
+    b = with_b[0]["breakdown"]
+    assert set(b) == {*(f"{k}_us" for k in BREAKDOWN_STAGES), "act_into_us", "rest_us", "calls"}
+    assert all(b[f"{k}_us"] > 0 for k in BREAKDOWN_STAGES) and b["act_into_us"] > 0 and b["calls"] == 25
+    assert b["run_us"] > max(b["validation_us"], b["copy_in_us"], b["copy_out_us"])  # the graph dominates
+    out = tmp_path / "bench.json"
+    args = ["bench", "--bundle", str(bundle), "--calls", "25", "--warmup", "2", "--batch", "1", "--no-memory",
+            "--breakdown", "--json", str(out)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "act_into stages (runtime-fused, batch 1" in result.output and "copy-out" in result.output
+    (row,) = [r for r in json.loads(out.read_text())["rows"] if "breakdown" in r]
+    assert all(row["breakdown"][f"{k}_us"] > 0 for k in BREAKDOWN_STAGES)

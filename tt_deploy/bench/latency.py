@@ -12,7 +12,9 @@ What is timed (each with `time.perf_counter_ns` around one call, after `warmup` 
 - `openvino-fused` and `openvino-fused-bf16` (on a CPU backend, where OpenVINO is installed): the same fused
   graph compiled by OpenVINO at fp32 (pinned) and at bf16, with the same ratio,
 each at every batch size (batch 1 = static graphs through `act_into`; larger = dynamic graphs
-through `act_batch`). Runtime calls include input validation, as a controller pays it.
+through `act_batch`). Runtime calls include input validation, as a controller pays it. With `breakdown`, the
+batch-1 `runtime-fused` row also times act_into's stages - validation, copy-in, run, copy-out - one of each
+per round beside a whole call (`call_breakdown`).
 
 Why the extra columns: batch-1 BFM inference is memory-bandwidth bound (DESIGN.md 7), so each row
 prints the bytes of weights one call must read (graph initializers) divided by the measured copy
@@ -151,14 +153,57 @@ def _inputs(batch: int, task_obs_dim: int, seed: int = 0) -> tuple[dict[str, np.
     return inputs, rng.standard_normal((batch, task_obs_dim)).astype(np.float32)
 
 
+def _batch1_args(rt: SkillRuntime, inputs: dict, task_obs: np.ndarray, keep: set[str] | None):
+    """(per-sample inputs, task_obs, out buffer) of one batch-1 act_into call, as a controller holds them."""
+    fed = {k: np.ascontiguousarray(v[0]) for k, v in inputs.items() if keep is None or k in keep}
+    return fed, np.ascontiguousarray(task_obs[0]), np.empty(rt.manifest.action_dim, np.float32)
+
+
 def _runtime_fn(rt: SkillRuntime, inputs: dict, task_obs: np.ndarray, keep: set[str] | None) -> Callable:
     """The call a controller makes: act_into a reused buffer at batch 1, act_batch otherwise."""
-    fed = {k: v for k, v in inputs.items() if keep is None or k in keep}
     if rt.batch == 1:
-        fed = {k: np.ascontiguousarray(v[0]) for k, v in fed.items()}
-        obs, out = np.ascontiguousarray(task_obs[0]), np.empty(rt.manifest.action_dim, np.float32)
+        fed, obs, out = _batch1_args(rt, inputs, task_obs, keep)
         return lambda: rt.act_into(fed, obs, out)
+    fed = {k: v for k, v in inputs.items() if keep is None or k in keep}
     return lambda: rt.act_batch(fed, task_obs)
+
+
+BREAKDOWN_STAGES = ("validation", "copy_in", "run", "copy_out")  # act_into's batch-1 fast path, in call order
+
+
+def call_breakdown(rt: SkillRuntime, inputs: dict, task_obs: np.ndarray, keep: set[str] | None, calls: int,
+                   warmup: int, budget_s: float | None = None) -> dict:
+    """p50 us of each stage of a batch-1 act_into (SkillRuntime.act_into_stages), and of the whole call.
+
+    One round calls act_into once and then each stage once, each timed alone with perf_counter_ns, so the
+    stages and the whole call see the same load. validation = the type/dtype/shape/name/mask checks plus the
+    NaN/inf pass over the bound float inputs (timed separately, summed per round); copy_in = the caller's arrays
+    into the bound buffers; run = the bound graph (run_with_iobinding); copy_out = the actions into `out` and
+    their NaN/inf check. rest_us = whole call - the stages' p50s: out checks, thread guard, plan lookup (noise can
+    make it negative). budget_s caps the wall time as in time_calls (at least MIN_TIMED_CALLS rounds)."""
+    fed, obs, out = _batch1_args(rt, inputs, task_obs, keep)
+    stages = rt.act_into_stages(fed, obs, out)
+    order = [("act_into", lambda: rt.act_into(fed, obs, out)), *stages.items()]
+    for _ in range(warmup):
+        for _, f in order:
+            f()
+    ns = {k: np.empty(calls, np.int64) for k, _ in order}
+    clock, start, n = time.perf_counter_ns, time.perf_counter(), calls
+    for i in range(calls):
+        for k, f in order:
+            t0 = clock()
+            f()
+            ns[k][i] = clock() - t0
+        if budget_s is not None and i + 1 >= MIN_TIMED_CALLS and time.perf_counter() - start > budget_s:
+            n = i + 1
+            break
+    ns = {k: v[:n] for k, v in ns.items()}
+    ns["validation"] = ns.pop("check") + ns.pop("finite")
+    p50 = {k: float(np.median(v)) / 1e3 for k, v in ns.items()}
+    out_row = {f"{k}_us": p50[k] for k in BREAKDOWN_STAGES}
+    out_row.update(act_into_us=p50["act_into"], rest_us=p50["act_into"] - sum(p50[k] for k in BREAKDOWN_STAGES),
+                   calls=int(n))  # fmt: skip
+    return out_row
 
 
 def _torch_fn(bundle: Path, skill: str, inputs: dict, task_obs: np.ndarray):
@@ -210,8 +255,10 @@ def _nodes(paths: list[Path], backend: str, threads: int | None) -> int | None:
 
 
 def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, machine: Machine, threads, backend="auto",
-                  spin: bool = False, budget_s: float | None = None, progress=None) -> list[dict]:
-    """torch-eager, runtime-full, runtime-fused (and runtime-fused-shared) rows at one batch size."""
+                  spin: bool = False, budget_s: float | None = None, progress=None,
+                  breakdown: bool = False) -> list[dict]:
+    """torch-eager, runtime-full, runtime-fused (and runtime-fused-shared) rows at one batch size; breakdown: the
+    batch-1 runtime-fused row also gets its act_into stages (call_breakdown) under "breakdown"."""
     import torch
 
     from tt_deploy.export.onnx_graphs import group_input_names
@@ -242,6 +289,8 @@ def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, machine: Machine
             ns = time_calls(_runtime_fn(rt, inputs, task_obs, kept), calls, warmup, budget_s)
             rows.append(latency_row(name, batch, ns, rate_hz, weights[key]))
             rows[-1]["backend"] = rt.backend
+            if breakdown and batch == 1 and name == "runtime-fused":
+                rows[-1]["breakdown"] = call_breakdown(rt, inputs, task_obs, kept, calls, warmup, budget_s)
             _add_floor(rows[-1], machine, flops[mode], _nodes(graphs[key], rt.backend, threads))
             _tick(progress, rows[-1])
     fp32 = next(r["p50_us"] for r in rows if r["name"] == "runtime-fused")
@@ -365,6 +414,7 @@ def bench_bundle(
     spin: bool = False,
     budget_s: float | None = 10.0,
     progress: Callable[[str], None] | None = None,
+    breakdown: bool = False,
 ) -> list[dict]:
     """Benchmark one skill (default: the bundle's first) of a bundle; returns JSON-ready rows.
 
@@ -373,7 +423,8 @@ def bench_bundle(
     threads slowed 40-100x under load. memory: also measure RSS per extra skill (subprocesses, ~1 s each).
     spin: ONNX Runtime's worker threads spin between ops (SessionConfig.allow_spinning): faster on cores
     the controller owns, worse p99 on shared ones. budget_s: wall-time cap of one latency row (time_calls;
-    None = exactly `calls`). progress(text) is called after each row.
+    None = exactly `calls`). progress(text) is called after each row. breakdown: the batch-1 runtime-fused row
+    also carries "breakdown", the p50 of each act_into stage (call_breakdown: validation, copy_in, run, copy_out).
     """
     if calls < 1 or warmup < 0 or rate_hz <= 0 or any(int(b) != b or b < 1 for b in batches):
         raise InputError(f"need calls >= 1, warmup >= 0, rate_hz > 0, batches >= 1; got {calls}, {warmup}, "
@@ -391,7 +442,7 @@ def bench_bundle(
                          "cpus": os.cpu_count()}]  # fmt: skip
     for b in batches:
         rows += _latency_rows(bundle, skill, int(b), calls, warmup, rate_hz, machine, threads, backend, spin,
-                              budget_s, progress)
+                              budget_s, progress, breakdown)
         log.info("benchmarked %s batch %d", skill, b)
     rows.append(_switch_row(bundle, manifest, calls, warmup, backend))
     if progress is not None:
@@ -407,6 +458,8 @@ def bench_bundle(
 
 __all__ = [
     "bench_bundle",
+    "call_breakdown",
+    "BREAKDOWN_STAGES",
     "measure_bandwidth",
     "time_calls",
     "memory_rows",

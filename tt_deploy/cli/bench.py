@@ -63,10 +63,13 @@ def bench_cmd(
                                             "the controller owns (faster), not shared ones (worse p99).")] = False,
     memory: Annotated[bool, typer.Option(help="Measure RSS per extra resident skill (subprocesses).")] = True,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write every row as JSON.")] = None,
+    breakdown: Annotated[bool, typer.Option("--breakdown", help="Also time each stage of the batch-1 runtime-fused "
+                                            "act_into (validation, copy-in, run, copy-out); JSON: the row's "
+                                            "'breakdown'.")] = False,
 ) -> None:
     """Time torch eager vs the full graph vs the fused graph; deadline misses, the floor (compute, bandwidth,
     dispatch: which binds), switch, RSS."""
-    from tt_deploy.bench.latency import bench_bundle, bench_steps
+    from tt_deploy.bench.latency import BREAKDOWN_STAGES, bench_bundle, bench_steps
     from tt_deploy.cli.train import _progress
     from tt_deploy.errors import InputError
 
@@ -82,10 +85,17 @@ def bench_cmd(
 
         rows = bench_bundle(bundle, skill, batches=batches, calls=calls, warmup=warmup, rate_hz=rate,
                             json_path=json_path, threads=threads, memory=memory, backend=backend, spin=spin,
-                            budget_s=row_seconds or None, progress=tick)  # fmt: skip
+                            budget_s=row_seconds or None, progress=tick, breakdown=breakdown)  # fmt: skip
     by = {k: [r for r in rows if r["kind"] == k] for k in ("bandwidth", "latency", "switch", "memory")}
     bw = by["bandwidth"][0]
     console.print(_latency_table(by["latency"], rate, bw))
+    for r in by["latency"]:
+        if "breakdown" in r:
+            b = r["breakdown"]
+            console.print(f"act_into stages ({r['name']}, batch {r['batch']}, p50 of {b['calls']} interleaved rounds): "
+                          + ", ".join(f"{k.replace('_', '-')} {b[f'{k}_us']:.1f} us" for k in BREAKDOWN_STAGES)
+                          + f"; whole call {b['act_into_us']:.1f} us (rest {b['rest_us']:.1f} us: out checks, thread "
+                          "guard, plan lookup)")  # fmt: skip
     for r in by["switch"]:
         console.print(f"switch() {r['skills']}: p50 {r['p50_us']:.2f} us, p99 {r['p99_us']:.2f} us")
     if by["memory"]:
