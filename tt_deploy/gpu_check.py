@@ -41,17 +41,10 @@ def installed_packages() -> dict[str, str | None]:
 
 
 def _cuda_failure() -> str | None:
-    from tt_deploy.errors import MissingExtraError
-    from tt_deploy.runtime.trt_backend import _cudart
+    """Why no CUDA device is usable (cuda-python's device query; the TensorRT backend's own check)."""
+    from tt_deploy.runtime.trt_backend import cuda_failure
 
-    try:
-        cudart = _cudart()
-    except MissingExtraError:
-        return "cuda-python is not installed"
-    err, count = cudart.cudaGetDeviceCount()
-    if err != cudart.cudaError_t.cudaSuccess or not count:
-        return f"no CUDA device ({getattr(err, 'name', err)})"
-    return None
+    return cuda_failure()
 
 
 def _trt_failure() -> str | None:

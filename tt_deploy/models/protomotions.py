@@ -42,7 +42,6 @@ from tt_deploy.models.task_encoder import TaskEncoder
 log = logging.getLogger(__name__)
 
 SOURCE = "protomotions-v1"
-LFS_MAGIC = b"version https://git-lfs"
 PRIOR = "vae_prior.trunk."
 TASK_KEY = "inversion_obs"  # the Task Tokens encoder: vae_prior.trunk.extra_input_models.inversion_obs
 V1_DEFAULT_NUM_HEADS = 4  # opt/masked_mimic/transformer.yaml; shapes cannot tell the head count
@@ -90,16 +89,9 @@ TRANSFORMER_PARAMS = (
 # --- reading -------------------------------------------------------------------------------------
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """The checkpoint's top-level dict, loaded without unpickling arbitrary objects."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    with open(path, "rb") as f:
-        head = f.read(len(LFS_MAGIC))
-    if head == LFS_MAGIC:
-        raise CheckpointError(
-            f"{path} is a Git LFS pointer file ({path.stat().st_size} bytes), not the checkpoint: "
-            "fetch the real file (`git lfs install && git lfs pull` in the repository it came from)"
-        )
+    from tt_deploy.models.safe_checkpoint import check_file
+
+    path = check_file(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError, EOFError ... all mean "not a safe torch file"

@@ -95,6 +95,11 @@ def unavailable_reason() -> str | None:
         _trt()
     except MissingExtraError:
         return "tensorrt is not installed"
+    return cuda_failure()
+
+
+def cuda_failure() -> str | None:
+    """Why cuda-python sees no usable CUDA device (None: it sees one)."""
     try:
         cudart = _cudart()
     except MissingExtraError:
