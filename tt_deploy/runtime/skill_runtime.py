@@ -75,6 +75,7 @@ NONFINITE = ("raise", "zeros")  # what a call does when a graph returns NaN/inf 
 
 
 _ALIGN = 16  # float32 elements: every bound buffer in a _BoundCall arena starts on a 64-byte boundary
+_PRIOR_PROMPT = ("masked_mimic_target_poses", "masked_mimic_target_poses_masks")  # what a task prior fills
 _MAX_PLANS = 32  # input-name tuples a _BoundCall remembers (a controller uses one or two)
 
 
@@ -182,7 +183,7 @@ class _BoundCall:
                 return None
         shown = []
         if self._prior:
-            g, m = "masked_mimic_target_poses", "masked_mimic_target_poses_masks"
+            g, m = _PRIOR_PROMPT
             if g not in given:
                 return None
             if m in given:
@@ -592,7 +593,7 @@ class SkillRuntime:
     @staticmethod
     def _require_prior(sk: mf.SkillManifest, arrays: dict[str, np.ndarray]) -> None:
         """A skill trained beside its prior prompt refuses a call whose prompt is hidden in some sample."""
-        g, m = "masked_mimic_target_poses", "masked_mimic_target_poses_masks"
+        g, m = _PRIOR_PROMPT
         shown = g in arrays and (m not in arrays or bool(arrays[m].reshape(arrays[m].shape[0], -1).any(-1).all()))
         if not shown:
             raise InputError(
