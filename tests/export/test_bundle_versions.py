@@ -161,6 +161,10 @@ def test_bundle_lost_between_the_old_two_renames_is_recovered(base_bundle, small
     bundle = tmp_path / "deploy"
     export_skill("strike", bfm_path=small_bfm_file[1], bundle_dir=bundle)
     assert _complete(bundle) == ("reach", "strike")
+    events = [(h.event, h.version, h.skills) for h in mf.read_manifest(bundle).history]
+    assert events == [("new", "", ()), ("export", "v1", ("reach",)), ("recovered", "v1", ()),
+                      ("export", "v2", ("strike",))]
+    assert ".deploy.old-4242" in mf.read_manifest(bundle).history[2].note
 
 
 def test_a_deleted_bundle_is_not_revived_from_a_stale_old_dir(base_bundle, small_bfm_file, tmp_path):
@@ -171,6 +175,32 @@ def test_a_deleted_bundle_is_not_revived_from_a_stale_old_dir(base_bundle, small
     export_skill("strike", bfm_path=small_bfm_file[1], bundle_dir=bundle)
     assert _complete(bundle) == ("strike",)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".deploy.lock", "deploy"]
+    first = mf.read_manifest(bundle).history[0]  # the history says it started again, and what it left alone
+    assert (first.event, first.version) == ("new", "") and "not restored: .deploy.old-4242" in first.note
+    assert [h.event for h in mf.read_manifest(bundle).history] == ["new", "export"]
+
+
+def test_history_names_every_export_and_record(base_bundle, small_bfm_file, tmp_path):
+    """manifest.json's history: one entry per change, oldest first, each naming its version and skills."""
+    bundle = tmp_path / "deploy"
+    shutil.copytree(base_bundle, bundle)
+    export_skill("strike", bfm_path=small_bfm_file[1], bundle_dir=bundle, seed=2)
+    man = mf.read_manifest(bundle)
+    bundle_mod.record_results(bundle, {"strike": {}}, measured={"bundle_version": man.content})
+    history = mf.read_manifest(bundle).history
+    assert [(h.event, h.version, h.skills) for h in history] == [
+        ("new", "", ()), ("export", "v1", ("reach",)), ("export", "v2", ("strike",)), ("record", "v3", ("strike",))]
+    assert all(h.tt_deploy and h.time.endswith("+00:00") for h in history)
+    assert history == mf.from_dict(mf.BundleManifest, json.loads((bundle / "manifest.json").read_text())).history
+
+
+def test_history_keeps_the_newest_entries(monkeypatch, base_bundle, small_bfm_file, tmp_path):
+    monkeypatch.setattr(mf, "HISTORY_LIMIT", 3)
+    bundle = tmp_path / "deploy"
+    shutil.copytree(base_bundle, bundle)
+    for seed in (1, 2):
+        export_skill("strike", bfm_path=small_bfm_file[1], bundle_dir=bundle, seed=seed)
+    assert [h.version for h in mf.read_manifest(bundle).history] == ["v1", "v2", "v3"]
 
 
 def test_bundle_path_that_is_a_file_is_refused(small_bfm_file, tmp_path):

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,18 +131,67 @@ def test_verify_record_with_one_damaged_skill_changes_nothing(bundle, tmp_path):
     assert _tree(bad) == before
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through file modes; the byte-for-byte checks above "
-                                               "show verify writes nothing")  # fmt: skip
-def test_verify_runs_on_a_read_only_bundle(bundle, tmp_path):
-    ro = tmp_path / "ro"
+def _read_only_copy(bundle, bfm_file, where):
+    """The bundle and its BFM checkpoint under `where`, every mode without write bits."""
+    ro = where / "ro"
     shutil.copytree(bundle, ro)
-    for p in [ro, *ro.rglob("*")]:
-        p.chmod(p.stat().st_mode & ~0o222)
+    shutil.copy2(bfm_file, where / "bfm.safetensors")
+    data = json.loads((ro / mf.MANIFEST_FILE).read_text())
+    data["bfm"]["source"] = f"checkpoint {where / 'bfm.safetensors'}"
+    (ro / mf.MANIFEST_FILE).write_text(json.dumps(data))
+    for p in [where, *where.rglob("*")]:
+        p.chmod((p.stat().st_mode | 0o555) & ~0o222 if p.is_dir() else 0o444)
+    return ro
+
+
+def _writable_again(where):
+    for p in [where, *where.rglob("*")]:
+        p.chmod(p.stat().st_mode | 0o200)
+
+
+VERIFY_READ_ONLY = """
+import sys
+from tt_deploy.export.verify import VerifyCases, verify_bundle
+cases = VerifyCases(random=8, edge=2, rollout_envs=2, rollout_steps=4, batch1_max=6)
+print("passed" if verify_bundle(sys.argv[1], ["reach"], cases=cases).passed else "failed")
+"""
+
+
+def _read_only_runner(where):
+    """How to run a command that sees `where` read-only: as a normal user its modes do it; root writes
+    through modes, so as root the command runs in its own mount namespace with `where` bind-mounted
+    read-only (a real read-only filesystem, EROFS), or the test skips when this machine cannot."""
+    if os.geteuid() != 0:
+        return lambda argv: argv
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind -o ro {where} {where} && "
+                            f"! touch {where}/probe 2>/dev/null"], capture_output=True)  # fmt: skip
+    if probe.returncode != 0:
+        pytest.skip("as root only a read-only mount stops writes, and this machine cannot make one "
+                    f"(unshare -m + mount --bind -o ro: {probe.stderr.decode().strip()[:120]})")
+    return lambda argv: ["unshare", "-m", "sh", "-c", f'mount --bind -o ro "{where}" "{where}" && exec "$@"',
+                         "sh", *argv]  # fmt: skip
+
+
+def test_verify_runs_on_a_read_only_bundle(bundle, small_bfm_file, tmp_path):
+    """Adversarial (issue #38 N4): verify on read-only media checks and writes nothing; --record says
+    in one line (exit 2) why it cannot."""
+    where = tmp_path / "media"
+    where.mkdir()
+    ro = _read_only_copy(bundle, small_bfm_file[1], where)
+    before = _tree(ro)
+    wrap = _read_only_runner(where)
     try:
-        assert verify_bundle(ro, ["reach"], cases=TINY).passed
+        run = subprocess.run(wrap([sys.executable, "-c", VERIFY_READ_ONLY, str(ro)]), capture_output=True,
+                             text=True, timeout=300)  # fmt: skip
+        assert run.returncode == 0 and run.stdout.strip() == "passed", run.stderr[-2000:]
+        cli = [sys.executable, "-m", "tt_deploy.cli", "verify", "--bundle", str(ro), "--skill", "reach",
+               "--random", "4", "--rollout-steps", "0", "--record"]  # fmt: skip
+        rec = subprocess.run(wrap(cli), capture_output=True, text=True, timeout=300)
+        assert rec.returncode == 2 and "Traceback" not in rec.stderr, rec.stderr[-2000:]
+        assert len(rec.stderr.strip().splitlines()) == 1 and "read-only" in rec.stderr.lower(), rec.stderr
+        assert _tree(ro) == before
     finally:
-        for p in [ro, *ro.rglob("*")]:
-            p.chmod(p.stat().st_mode | 0o200)
+        _writable_again(where)
 
 
 def test_missing_bfm_checkpoint_means_no_reference(bundle, tmp_path):

@@ -47,7 +47,12 @@ def _register() -> None:
 
 
 _TERMINATED: list[int] = []
-_ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+# what the machine refused, and what to do about it
+_ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC: "free space and rerun", errno.EDQUOT: "free space (disk quota) and rerun",
+    errno.EROFS: "work on a writable copy (verify without --record reads only)",
+    errno.EACCES: "fix the permissions and rerun", errno.EPERM: "fix the permissions and rerun",
+}
 
 
 def _on_sigterm(signum, frame) -> None:
@@ -81,7 +86,7 @@ def main() -> None:
             raise
         where = f" writing {exc.filename}" if exc.filename else ""
         err_console.print(f"[bold red]error:[/] {escape(exc.strerror or str(exc))}{escape(where)}; writes are atomic, "
-                          "so nothing was half-written: free space / fix permissions and rerun", soft_wrap=True)
+                          f"so nothing was half-written: {_ENVIRONMENT_ERRNOS[exc.errno]}", soft_wrap=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -100,6 +100,9 @@ def pretrain_dagger_cmd(
                                                                 "high); default 0.")] = None,
     friction: Annotated[str | None, typer.Option(help="Ground friction multipliers LOW,HIGH, one per env, "
                                                       "log-spaced (default 1,1).")] = None,
+    push_interval: Annotated[float | None, typer.Option(help="Mean seconds between random kicks in idle and reach "
+                                                             "prompts (default 3; 0 = none).")] = None,
+    push_speed: Annotated[str | None, typer.Option(help="Kick speeds LOW,HIGH in m/s (default 0.2,0.8).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoints/last_state.pt (empty buffer).")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every round.")] = False,
@@ -116,7 +119,8 @@ def pretrain_dagger_cmd(
              "friction": _floats("--friction", friction, 2)}
     cfg = DaggerConfig(seed=seed, **{k: v for k, v in given.items() if v is not None})
     cur = {"reach_task_share": reach_task_share, "mode_probs": _floats("--mode-probs", mode_probs, 3),
-           "walk_speed": _floats("--walk-speed", walk_speed, 2)}
+           "walk_speed": _floats("--walk-speed", walk_speed, 2), "push_interval_s": push_interval,
+           "push_speed": _floats("--push-speed", push_speed, 2)}
     cfg = replace(cfg, curriculum=replace(cfg.curriculum, **{k: v for k, v in cur.items() if v is not None}))
 
     def stats(row: dict) -> str:

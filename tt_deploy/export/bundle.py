@@ -325,24 +325,32 @@ def _remove_tree(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _recover_interrupted_swap(bundle: Path) -> None:
+def _recover_interrupted_swap(bundle: Path) -> list[mf.HistoryEntry]:
     """Put back a bundle that tt-deploy <= 0.x's two-rename swap left at `.<name>.old-PID` when it was
     killed between the renames: the bundle path empty, and that swap's `.<name>.tmp-PID` still beside it.
     A lone `.old-PID` is the leftover of a finished swap: the bundle path is empty because a user deleted
-    it, and that deletion is not undone (_remove_stale removes the leftover)."""
+    it, and that deletion is not undone (_remove_stale removes the leftover). Returns the history entries
+    that say which happened (none when the bundle is there)."""
     if (bundle / mf.MANIFEST_FILE).is_file() or (bundle.exists() and any(bundle.iterdir())):
-        return
+        return []
+    left_alone = []
     for old in sorted(bundle.parent.glob(f".{bundle.name}.old-*")):
         pid = old.name.rsplit("-", 1)[-1]
         if not (bundle.parent / f".{bundle.name}.tmp-{pid}").is_dir():
             log.warning("not restoring %s: no interrupted export beside it (the bundle was deleted)", old.name)
+            left_alone.append(old.name)
             continue
         if (old / mf.MANIFEST_FILE).is_file():
             if bundle.exists():
                 bundle.rmdir()
             os.replace(old, bundle)
             log.warning("recovered bundle %s from an interrupted export (%s)", bundle, old.name)
-            return
+            version = mf.read_manifest(bundle).content
+            return [mf.history_entry("recovered", version, note=f"moved back from {old.name}: an export was "
+                                     f"killed between its two renames (.{bundle.name}.tmp-{pid} was beside it)")]
+    note = (f"the bundle path was empty; not restored: {', '.join(left_alone)} (no interrupted export beside "
+            "it, so the bundle had been deleted)") if left_alone else ""
+    return [mf.history_entry("new", "", note=note)]
 
 
 def _remove_stale(bundle: Path, keep: set[str]) -> None:
@@ -390,13 +398,15 @@ def _write_skill_files(tmp, skill, bfm, bfm_sha, encoder, src, opset, meta, prec
 
 
 @contextlib.contextmanager
-def _next_version(bundle: Path) -> Iterator[tuple[mf.BundleManifest | None, Path]]:
-    """Under the bundle lock: yield (current manifest or None, an empty next version dir). The caller
-    fills the dir and writes manifest.json naming it - the one atomic step; if the block raises, the
-    dir is removed and the bundle is as before. Afterwards versions older than the replaced one go."""
+def _next_version(bundle: Path) -> Iterator[tuple[mf.BundleManifest | None, Path, tuple[mf.HistoryEntry, ...]]]:
+    """Under the bundle lock: yield (current manifest or None, an empty next version dir, the history the
+    next manifest continues). The caller fills the dir and writes manifest.json naming it - the one atomic
+    step; if the block raises, the dir is removed and the bundle is as before. Afterwards versions older
+    than the replaced one go."""
     with mf.bundle_lock(bundle):
-        _recover_interrupted_swap(bundle)
+        found = _recover_interrupted_swap(bundle)
         old = mf.read_manifest(bundle) if (bundle / mf.MANIFEST_FILE).is_file() else None
+        history = mf.with_history(old.history if old is not None else (), *found)
         if old is None and bundle.exists() and any(not mf.VERSION_RE.fullmatch(p.name) for p in bundle.iterdir()):
             # (version dirs alone are what a first export killed before its manifest leaves)
             raise BundleError(
@@ -410,7 +420,7 @@ def _next_version(bundle: Path) -> Iterator[tuple[mf.BundleManifest | None, Path
         bundle.mkdir(parents=True, exist_ok=True)
         new_dir.mkdir()
         try:
-            yield old, new_dir
+            yield old, new_dir, history
             if mf.read_manifest(bundle).content != new_dir.name:
                 raise BundleError(f"internal: {new_dir.name} was written but no manifest names it")
         except BaseException:
@@ -444,7 +454,7 @@ def record_results(bundle_dir: str | os.PathLike, results: dict[str, dict], *, m
     from tt_deploy.runtime.verdicts import binding_problems
 
     bundle = Path(bundle_dir).absolute()
-    with _next_version(bundle) as (old, new_dir):
+    with _next_version(bundle) as (old, new_dir, history):
         if old is None:
             raise BundleError(f"no bundle at {bundle}; export one first")
         if old.content != measured.get("bundle_version"):
@@ -464,7 +474,8 @@ def record_results(bundle_dir: str | os.PathLike, results: dict[str, dict], *, m
             updated[name] = replace(current, **{**updates, "precision_gates": gates})
             mf.write_skill(new_dir, updated[name])  # a new file: the old version's (linked) skill.json is untouched
         hashes = {**(old.skill_sha256 or {}), **_skill_hashes(new_dir, list(results))}
-        mf.write_manifest(bundle, replace(old, content=new_dir.name, skill_sha256=hashes))
+        history = mf.with_history(history, mf.history_entry("record", new_dir.name, results))
+        mf.write_manifest(bundle, replace(old, content=new_dir.name, skill_sha256=hashes, history=history))
     return updated
 
 
@@ -526,7 +537,7 @@ def export_skills(
     bundle = Path(bundle_dir).absolute()
     if bundle.exists() and not bundle.is_dir():
         raise BundleError(f"bundle path {bundle} is a file, not a directory; choose another --bundle dir")
-    with _next_version(bundle) as (old, new_dir):
+    with _next_version(bundle) as (old, new_dir, history):
         if old is not None:
             _check_compatible(old, bfm_info.sha256, opset, bundle)
         meta = {"tt-deploy.schema": mf.SCHEMA, "tt-deploy.bfm_sha256": bfm_info.sha256}
@@ -542,7 +553,8 @@ def export_skills(
         engines = _kept_engines(old, graphs)
         default = _default_skill(default_skill, old, names, [s for s in skills if sources[s][1] is not None], skills)
         manifest = _bundle_manifest(bfm, bfm_info, opset, names, graphs, engines, new_dir.name, default)
-        mf.write_manifest(bundle, replace(manifest, skill_sha256=_skill_hashes(new_dir, names)))
+        history = mf.with_history(history, mf.history_entry("export", new_dir.name, skills))
+        mf.write_manifest(bundle, replace(manifest, skill_sha256=_skill_hashes(new_dir, names), history=history))
     for skill, src in sources.items():
         log.info("exported skill %r into %s (%s)", skill, bundle, src[2])
     return bundle

@@ -254,6 +254,43 @@ STATE_CONVENTION = StateConvention(
 
 
 @dataclass(frozen=True)
+class HistoryEntry:
+    """One change to the bundle, newest last in `BundleManifest.history` (the last HISTORY_LIMIT are kept):
+    what a fleet operator reads to see how the bundle came to be what it is."""
+
+    version: str  # the version dir the change made current ("v3"), or "" when none ("engines" keeps it)
+    event: str  # one of HISTORY_EVENTS
+    skills: tuple[str, ...]  # the skills it touched (exported, or whose results it recorded)
+    time: str  # UTC, ISO 8601, seconds
+    tt_deploy: str  # the tt-deploy version that made it
+    note: str = ""  # why, in words: which leftover was restored or not, and because of what
+
+
+# export: skills exported; record: verify/sim2sim results recorded; engines: TensorRT engines indexed;
+# recovered: an interrupted export's bundle moved back; new: the bundle path was empty (first export, or the
+# user deleted the bundle: the note says when a leftover of the old one was found and left alone)
+HISTORY_EVENTS = ("new", "recovered", "export", "record", "engines")
+HISTORY_LIMIT = 100
+
+
+def history_entry(event: str, version: str, skills=(), note: str = "") -> HistoryEntry:
+    """A HistoryEntry stamped now, by this tt-deploy."""
+    import datetime
+
+    from tt_deploy import __version__
+
+    if event not in HISTORY_EVENTS:
+        raise ValueError(f"history event {event!r} is not one of {HISTORY_EVENTS}")
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return HistoryEntry(version, event, tuple(sorted(skills)), now, __version__, note)
+
+
+def with_history(history: tuple[HistoryEntry, ...], *entries: HistoryEntry) -> tuple[HistoryEntry, ...]:
+    """`history` with `entries` appended, the oldest dropped beyond HISTORY_LIMIT."""
+    return (*history, *entries)[-HISTORY_LIMIT:]
+
+
+@dataclass(frozen=True)
 class BundleManifest:
     """`manifest.json`: the bundle contract between export and runtime."""
 
@@ -281,6 +318,7 @@ class BundleManifest:
     actuation: ActuationSpec | None = None  # the PD loop the skills were trained with (None: older bundles)
     state: StateConvention | None = None  # the body-state convention of every observation
     skill_sha256: dict[str, str] | None = None  # sha256 of each skill.json, every skill (None: older bundles)
+    history: tuple[HistoryEntry, ...] = ()  # how the bundle got here, oldest first (empty: older bundles)
 
     def graph(self, role: str, skill: str | None = None, dynamic: bool = False, precision: str = "fp32") -> GraphSpec:
         """The GraphSpec of one role/skill/batch kind/precision; BundleError when the bundle lacks it."""
@@ -493,7 +531,7 @@ def field_table(cls: type) -> list[tuple[str, str, str]]:
     return [(f.name, str(f.type), comments.get(f.name, "")) for f in dataclasses.fields(cls)]
 
 
-DOC_CLASSES = ("BundleManifest", "ActuationSpec", "StateConvention", "BFMInfo", "TokenGroupSpec", "GraphSpec",
+DOC_CLASSES = ("BundleManifest", "HistoryEntry", "ActuationSpec", "StateConvention", "BFMInfo", "TokenGroupSpec", "GraphSpec",
                "TensorSpec", "ToolVersions", "EngineSpec", "ProfileShape", "SkillManifest", "EncoderSpec")  # fmt: skip
 
 
