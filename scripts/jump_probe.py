@@ -23,97 +23,25 @@ from pathlib import Path
 import numpy as np
 
 from tt_deploy import spec
+from tt_deploy.pretrain.jump_script import KNOT_GROUPS, MIN_FLIGHT, PARAMS, SECONDS, JumpJudge, knot_targets, targets
 from tt_deploy.sim.mujoco_backend import MujocoSimulator
-from tt_deploy.tasks.base import NON_FOOT
-from tt_deploy.tasks.long_jump import FOOT_IDS, LANDING_FORCE
-
-# name, low, high (rad, or s for the two lengths); sign conventions as in gait_teacher.py:
-# hip y < 0 swings the thigh forward, knee y > 0 flexes, ankle y > 0 points the toe down.
-PARAMS = (("crouch_hip", -1.6, 0.0), ("crouch_knee", 0.0, 2.2), ("crouch_ankle", -0.8, 0.3),
-          ("crouch_trunk", 0.0, 0.8), ("crouch_s", 0.1, 0.6),
-          ("extend_hip", -0.6, 0.6), ("extend_knee", -0.1, 0.6), ("extend_ankle", 0.0, 1.0),
-          ("extend_toe", -0.5, 0.5), ("extend_shoulder", -2.5, 0.5), ("extend_s", 0.05, 0.4),
-          ("tuck_hip", -1.8, 0.0), ("extend_trunk", -0.3, 0.9), ("tuck_knee", 0.0, 2.2),
-          ("tuck_shoulder", -2.5, 0.5))  # fmt: skip
-SECONDS = 2.5
-MIN_FLIGHT = 0.3  # s: issue #33's flight for a long jump
-CONTACT_N = 1.0  # N: a non-foot body touches the ground at landing
-
-
-def _col(body: str, axis: str) -> list[int]:
-    return [spec.JOINT_NAMES.index(f"{s}_{body}_{axis}") for s in ("L", "R")]
-
-
-HIP, KNEE, ANKLE, TOE, SHOULDER = (_col(b, "y") for b in ("Hip", "Knee", "Ankle", "Toe", "Shoulder"))
-TRUNK = [spec.JOINT_NAMES.index(f"{b}_y") for b in ("Torso", "Spine", "Chest")]
-
-
-def targets(p: np.ndarray, t: float) -> np.ndarray:
-    """(N, 69) PD targets (rad) of scripts p (N, 12) at time t s."""
-    n = len(p)
-    q = np.zeros((n, spec.NUM_DOF))
-    crouch, extend = p[:, 4], p[:, 10]
-    in_crouch, in_extend = t < crouch, (t >= crouch) & (t < crouch + extend)
-    tuck = t >= crouch + extend
-    for cols, a, b, c in ((HIP, 0, 5, 11), (KNEE, 1, 6, None), (ANKLE, 2, 7, None)):
-        later = p[:, b] if c is None else np.where(tuck, p[:, c], p[:, b])
-        q[:, cols] = np.where(in_crouch, p[:, a], later)[:, None]
-    q[:, KNEE] = np.where(tuck, p[:, 13], q[:, KNEE][:, 0])[:, None]
-    q[:, TOE] = np.where(in_extend, p[:, 8], 0.0)[:, None]
-    q[:, SHOULDER] = np.where(in_crouch, 0.5, np.where(tuck, p[:, 14], p[:, 9]))[:, None]  # arms back, then forward
-    q[:, TRUNK] = np.where(in_crouch, p[:, 3], np.where(in_extend, p[:, 12], 0.0))[:, None] / 3
-    return q
-
-
-KNOT_GROUPS = (HIP, KNEE, ANKLE, TOE, TRUNK, SHOULDER)
-KNOT_SECONDS = 1.4  # the knots span the crouch, push-off and flight; the last offset holds after
-
-
-def knot_targets(base: np.ndarray, offsets: np.ndarray, t: float) -> np.ndarray:
-    """Refinement: scripts `base` (N, 15) plus offsets (N, K, groups) rad, linear between K knots over 1.4 s."""
-    k = offsets.shape[1]
-    x = min(t / KNOT_SECONDS, 1.0) * (k - 1)
-    i = min(int(x), k - 2)
-    off = offsets[:, i] + (x - i) * (offsets[:, i + 1] - offsets[:, i])
-    q = targets(base, t)
-    for g, cols in enumerate(KNOT_GROUPS):
-        q[:, cols] += off[:, g : g + 1]
-    return q
 
 
 def rollout(sim: MujocoSimulator, p: np.ndarray, run_up: float, offsets: np.ndarray | None = None) -> dict:
     """Score scripts p (N, 15), refined by knot offsets (N, K, groups) if given, on sim's N envs."""
     n = sim.num_envs
     sim.reset(root_lin_vel=np.tile([run_up, 0.0, 0.0], (n, 1)))
-    steps = int(round(SECONDS / spec.CONTROL_DT))
-    airborne = np.zeros(n)
-    flight = np.zeros(n)
-    took_off = np.zeros(n, bool)
-    done = np.zeros(n, bool)
-    length = np.full(n, -5.0)
-    line = np.zeros(n)
-    for k in range(steps):
+    judge = JumpJudge(n)
+    for k in range(int(round(SECONDS / spec.CONTROL_DT))):
         t = k * spec.CONTROL_DT
         q = targets(p, t) if offsets is None else knot_targets(p, offsets, t)
         sim.step(q / sim.pd_scale)
-        pos = sim.body_state().pos
-        force = sim.contact_forces()
-        air = sim.contact_counts() == 0  # the per-body forces are the last substep's: they miss contacts
-        starts = air & (airborne == 0) & ~took_off
-        line = np.where(starts, pos[:, FOOT_IDS, 0].max(-1), line)  # the toes at takeoff
-        airborne = np.where(air, airborne + 1, 0)
-        flight = np.where(done, flight, np.maximum(flight, airborne * spec.CONTROL_DT))
-        took_off |= air & (airborne >= 2)  # two control steps in the air: a flight, not a skid
-        touch = took_off & ~air & ~done
-        foot_land = touch & (np.sqrt((force**2).sum(-1)) > LANDING_FORCE) & (pos[:, FOOT_IDS, 0] > line[:, None]).any(-1)
-        foot_land &= ~(force[:, NON_FOOT] > CONTACT_N).any(-1)
-        jump = pos[:, :, 0].mean(-1) - line
-        length = np.where(foot_land, jump, np.where(touch, jump - 5.0, length))
-        done |= touch  # the first touch after a flight ends the jump, as landing ends the reference episode
-        if done.all():
+        judge.step(sim.body_state().pos, sim.contact_forces(), sim.contact_counts())
+        if judge.done.all():  # the first touch after a flight ends the jump, as landing ends the reference episode
             break
-    return {"flight_s": flight, "length_m": length,
-            "length_m_with_flight": np.where(flight >= MIN_FLIGHT, length, length - 5.0)}
+    length = judge.length
+    return {"flight_s": judge.flight, "length_m": length,
+            "length_m_with_flight": np.where(judge.flight >= MIN_FLIGHT, length, length - 5.0)}
 
 
 def cem(sim, run_up: float, key: str, generations: int, rng: np.random.Generator, elite: int = 8) -> np.ndarray:

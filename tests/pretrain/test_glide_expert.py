@@ -104,5 +104,5 @@ def test_a_warm_start_carries_the_policy_and_its_hash_into_the_new_run(tmp_path)
     for k, v in load_policy_weights(weights).items():
         assert torch.equal(runner.policy.state_dict()[k], v)
     assert DESIGNS["v2"].goals.speed_range == (0.3, 1.0) and DESIGNS["v2"].reward.glide_w == 1.0
-    with pytest.raises(InputError, match="not a readable glide policy"):
+    with pytest.raises(InputError, match="not a readable expert policy"):
         load_policy_weights(tmp_path / "v1" / "run.json")

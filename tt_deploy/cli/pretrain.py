@@ -268,40 +268,46 @@ def _abilities_file(src: Path) -> dict:
     return data
 
 
-EXPERTS = ("glide",)
+EXPERTS = ("glide", "jump")
 
 
 @app.command("pretrain-expert")
 def pretrain_expert_cmd(
     expert: Annotated[str, typer.Argument(help="Which RL expert: " + " | ".join(EXPERTS))],
-    steps: Annotated[int | None, typer.Option(help="Total environment steps (default: the design's, 5 M for v1).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Total environment steps (default: the design's; glide v1 5 M, "
+                                                   "jump v1 4 M).")] = None,
     num_envs: Annotated[int | None, typer.Option(help="Parallel environments (default 256).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/experts/glide"),
+    out: Annotated[Path | None, typer.Option(help="Run directory (default runs/experts/EXPERT).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoints/last_state.pt.")] = False,
     past_stop_rule: Annotated[bool, typer.Option(help="Train past a failed stop rule (it stays recorded).")] = False,
-    design: Annotated[str, typer.Option(help="Recipe of the expert (glide: v1, v2, v3; docs/training.md).")] = "v1",
-    init_policy: Annotated[Path | None, typer.Option(help="Warm start from this glide policy "
+    design: Annotated[str, typer.Option(help="Recipe of the expert (glide: v1, v2, v3; jump: v1; "
+                                             "docs/training.md).")] = "v1",
+    init_policy: Annotated[Path | None, typer.Option(help="Warm start from this policy of the same expert "
                                                           "(OUT/checkpoints/last_policy.safetensors of a run).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every iteration.")] = False,
 ) -> None:
     """Train an RL expert for the next BFM (resumable); at its design's step count it measures its stop rule and obeys it."""
-    if expert not in EXPERTS:
-        from tt_deploy.errors import UnknownNameError
+    from tt_deploy.errors import UnknownNameError
 
+    if expert not in EXPERTS:
         raise UnknownNameError("expert", expert, EXPERTS)
     if init_policy is not None and not init_policy.is_file():
         raise InputError(f"--init-policy {init_policy}: no such file")
-    from tt_deploy.errors import UnknownNameError
-    from tt_deploy.pretrain.glide_expert import DESIGNS, train_glide
-
+    out = out or Path("runs/experts") / expert
+    if expert == "glide":
+        from tt_deploy.pretrain.glide_expert import DESIGNS
+        from tt_deploy.pretrain.glide_expert import train_glide as train
+    else:
+        from tt_deploy.pretrain.jump_expert import DESIGNS
+        from tt_deploy.pretrain.jump_expert import train_jump as train
     if design not in DESIGNS:
-        raise UnknownNameError("glide design", design, DESIGNS)
+        raise UnknownNameError(f"{expert} design", design, DESIGNS)
     _logging(verbose)
     cfg = replace(DESIGNS[design], seed=seed, init_policy=None if init_policy is None else str(init_policy))
     cfg = replace(cfg, **{k: v for k, v in {"steps": steps, "num_envs": num_envs}.items() if v is not None})
     with _progress(cfg.steps) as progress:
-        result = train_glide(cfg, out, resume=resume, past_stop_rule=past_stop_rule, progress=progress)
+        result = train(cfg, out, resume=resume, past_stop_rule=past_stop_rule, progress=progress)
     verdict = result["stop_rule"]
     rule = "not reached" if verdict is None else ("passed" if verdict["passed"] else "FAILED (see stop_rule.json)")
     console.print(f"expert {expert}: {result['env_steps']:,} env steps in {out}; stop rule {rule}")

@@ -21,7 +21,6 @@ run stops there and the design changes before more compute (`StopRule`, written 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import asdict, dataclass, field, replace
@@ -31,9 +30,17 @@ import numpy as np
 import torch
 
 from tt_deploy import spec
-from tt_deploy.atomic import atomic_path, atomic_write_text
 from tt_deploy.errors import InputError
 from tt_deploy.pretrain.gait_teacher import GaitTeacher
+from tt_deploy.pretrain.residual_expert import (  # noqa: F401 - residual_joint_ids, policy_actor: re-exported
+    ResidualPolicy,
+    load_policy_weights,
+    policy_actor,
+    policy_saver,
+    policy_shape,
+    residual_joint_ids,
+    train_with_stop_rule,
+)
 from tt_deploy.pretrain.steady_walk import SpeedMeter
 from tt_deploy.rl.config import PPOConfig
 from tt_deploy.rl.runner import OnPolicyRunner, to_torch
@@ -41,7 +48,6 @@ from tt_deploy.spec import ACTION_DIM, TASK_OBS_NAME
 from tt_deploy.tasks.base import root_heading, root_velocity, unit_from_angle, wrap_angle
 from tt_deploy.tasks.direction import DirectionTask, HeadingGoalConfig, command_features, direction_terms
 from tt_deploy.tasks.env import EnvStep, TaskEnv
-from tt_deploy.train.policies import PureRLPolicy
 
 log = logging.getLogger(__name__)
 
@@ -206,42 +212,12 @@ class GlideEnv(TaskEnv):
         return super().step(actions)
 
 
-def residual_joint_ids() -> np.ndarray:
-    """Joints the residual moves: all but knee x/z, ankle z and toe x/z (hinges the controller holds at 0).
-
-    Why not all 69: white exploration noise of 0.02 action units on the hips and knees alone fells 97 % of
-    the controller's 10 s walks at 0.7 m/s (the knee x/z hinges span +-pi, so one action unit is 3.1 rad).
-    """
-    names = spec.JOINT_NAMES
-    held = {f"{s}_{b}_{a}" for s in ("L", "R") for b, a in (("Knee", "x"), ("Knee", "z"), ("Ankle", "z"),
-                                                            ("Toe", "x"), ("Toe", "z"))}  # fmt: skip
-    return np.array([i for i, n in enumerate(names) if n not in held])
-
-
-class GlidePolicy(PureRLPolicy):
-    """PPO's action is the residual in radians on `residual_joint_ids()`, mean residual_rad * tanh(MLP(obs));
-    the joint action is the controller's (read from the task obs) plus that residual in action units.
-
-    Exploring in radians keeps the noise equal on every hinge (the action units of the hips are 2.5 rad, of the
-    ankles 1.0 rad). The MLP, its normaliser and the critic are the pure-RL baseline's."""
-
-    bounded = False
+class GlidePolicy(ResidualPolicy):
+    """The glide expert's policy: a residual (pretrain/residual_expert.py) on the walking controller's action row,
+    which GlideTask puts in the task observation right after the command."""
 
     def __init__(self, pd_scale: np.ndarray, residual_rad: float = 0.3, hidden=(256, 256), critic_hidden=(256, 256)):
-        ids = residual_joint_ids()
-        super().__init__(TASK_DIM, hidden, critic_hidden, out_dim=len(ids))  # starts at residual ~0: the controller
-        self.residual_rad = float(residual_rad)
-        self.action_dim = len(ids)
-        self.register_buffer("joint_ids", torch.as_tensor(ids, dtype=torch.long))
-        self.register_buffer("inv_scale", torch.as_tensor(1.0 / np.asarray(pd_scale)[ids], dtype=torch.float32))
-
-    def action_mean(self, obs):
-        return self.residual_rad * torch.tanh(super().action_mean(obs))
-
-    def env_action(self, obs, actions):
-        joint = obs[TASK_OBS_NAME][:, COMMAND_DIM:].clone()
-        joint[:, self.joint_ids] += actions * self.inv_scale
-        return joint
+        super().__init__(TASK_DIM, COMMAND_DIM, pd_scale, residual_rad, hidden, critic_hidden)
 
 
 def make_env(cfg: GlideConfig, num_envs: int, seed: int, goals: HeadingGoalConfig | None = None) -> GlideEnv:
@@ -283,24 +259,7 @@ def measure_walk(act, cfg: GlideConfig, speeds=(0.5, 0.7, 1.0), envs: int = 32, 
     return rows
 
 
-def policy_actor(policy: GlidePolicy):
-    def act(obs):
-        with torch.no_grad():
-            return policy.act_deterministic(obs).numpy()
-
-    return act
-
-
 # --- training --------------------------------------------------------------------------------------------------
-def _save(runner: OnPolicyRunner, tag: str) -> None:
-    from safetensors.torch import save_file
-
-    path = runner.out_dir / "checkpoints" / f"{tag}_policy.safetensors"
-    meta = {"recipe": RECIPE_VERSION, "env_steps": str(runner.env_steps), "residual_rad": str(runner.policy.residual_rad)}
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in runner.policy.state_dict().items()}, str(tmp), metadata=meta)
-
-
 def _metrics(cfg: GlideConfig):
     def extra(runner: OnPolicyRunner) -> dict:
         t: GlideTask = runner.env.task
@@ -316,30 +275,11 @@ def _metrics(cfg: GlideConfig):
     return extra
 
 
-def load_policy_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """A glide policy's tensors (safetensors: no code runs on load); InputError for a missing or foreign file."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except (OSError, SafetensorError) as exc:
-        raise InputError(f"--init-policy {path}: not a readable glide policy ({exc})") from exc
-
-
 def load_glide_policy(path: str | Path, pd_scale: np.ndarray) -> GlidePolicy:
     """A trained glide expert from its policy file, its layer sizes and residual bound read from the file."""
-    from safetensors import safe_open
-
     weights = load_policy_weights(path)
     try:
-        with safe_open(str(path), "pt") as f:
-            residual_rad = float((f.metadata() or {}).get("residual_rad", GlideConfig.residual_rad))
-        layers = sorted(int(k.split(".")[1]) for k in weights if k.startswith("actor.") and k.endswith(".weight"))
-        hidden = tuple(int(weights[f"actor.{i}.weight"].shape[0]) for i in layers[:-1])
-        critic = sorted(int(k.split(".")[2]) for k in weights if k.startswith("critic.net.") and k.endswith(".weight"))
-        critic_hidden = tuple(int(weights[f"critic.net.{i}.weight"].shape[0]) for i in critic[:-1])
-        policy = GlidePolicy(pd_scale, residual_rad, hidden, critic_hidden)
+        policy = GlidePolicy(pd_scale, **policy_shape(path, weights, GlideConfig.residual_rad))
         policy.load_state_dict(weights)
     except (KeyError, ValueError, RuntimeError) as exc:
         raise InputError(f"{path}: not a glide expert's policy file ({str(exc).splitlines()[0]})") from exc
@@ -369,66 +309,18 @@ def build_runner(cfg: GlideConfig, out_dir: Path) -> OnPolicyRunner:
     if cfg.init_policy is not None:
         policy.load_state_dict(load_policy_weights(cfg.init_policy))
     return OnPolicyRunner(env, policy, cfg.ppo, out_dir, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
-                          save_fn=_save, extra_log=_metrics(cfg))
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
-
-
-def _differs(old, new) -> bool:
-    """A recorded setting differs; keys added to the recipe since the record was written do not count."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        return any(_differs(old[k], new[k]) for k in old.keys() & new.keys())
-    return old != new
-
-
-def _config_record(cfg: GlideConfig) -> dict:
-    return json.loads(json.dumps(asdict(cfg)))
+                          save_fn=policy_saver(RECIPE_VERSION), extra_log=_metrics(cfg))
 
 
 def train_glide(cfg: GlideConfig, out_dir: str | Path, *, resume: bool = False, past_stop_rule: bool = False,
                 progress=None) -> dict:
     """Train (or resume) the glide expert; at the stop rule's step count, measure and obey it."""
-    out_dir = Path(out_dir)
-    run_json = out_dir / "run.json"
-    if resume and not run_json.is_file() and (out_dir / "checkpoints" / "last_state.pt").is_file():
-        raise InputError(f"--resume: {out_dir} has a checkpoint but no run.json; its settings are unknown")
-    if resume and run_json.is_file():
-        old = json.loads(run_json.read_text()).get("config", {})
-        mine = _config_record(cfg)
-        differ = sorted(k for k in mine if k not in ("steps", "nthread") and k in old and _differs(old[k], mine[k]))
-        if differ:
-            raise InputError(f"--resume: {out_dir} was trained with other settings ({', '.join(differ)})")
-    runner = build_runner(cfg, out_dir)
-    if resume and not runner.resume():
-        log.warning("--resume: no checkpoint in %s, starting fresh", out_dir)
-    rule_path = out_dir / "stop_rule.json"
-    verdict = json.loads(rule_path.read_text()) if rule_path.is_file() else None
-    if verdict is not None and not verdict["passed"] and not past_stop_rule and cfg.steps > cfg.stop_rule.at_steps:
-        raise InputError(f"{out_dir}: the stop rule failed at {cfg.stop_rule.at_steps:,} env steps "
-                         f"({rule_path}); change the design, or pass --past-stop-rule")  # fmt: skip
-    record = {"recipe": f"{RECIPE_VERSION} {cfg.design}", "config": _config_record(cfg), "sim": "mujoco"}
-    if cfg.init_policy is not None:
-        from tt_deploy.hashing import sha256_file
+    rule = cfg.stop_rule
 
-        record["init_policy_sha256"] = sha256_file(cfg.init_policy)
-    _write_json(run_json, {**record, "status": "training"})
-    target = cfg.steps if verdict is not None else min(cfg.steps, cfg.stop_rule.at_steps)
-    result = runner.learn(target, progress=progress)
-    if verdict is None and runner.env_steps >= cfg.stop_rule.at_steps:
-        rule = cfg.stop_rule
-        rows = measure_walk(policy_actor(runner.policy), cfg, speeds=rule.measured_speeds(), envs=rule.envs,
+    def measure(policy) -> dict:
+        rows = measure_walk(policy_actor(policy), cfg, speeds=rule.measured_speeds(), envs=rule.envs,
                             seconds=rule.seconds)  # fmt: skip
-        verdict = {**rule.verdict(rows), "env_steps": runner.env_steps}
-        _write_json(rule_path, verdict)
-        log.info("stop rule at %d env steps: %s", runner.env_steps, "passed" if verdict["passed"] else "FAILED")
-        if verdict["passed"] and cfg.steps > runner.env_steps:
-            result = runner.learn(cfg.steps, progress=progress)
-    status = "interrupted" if result["interrupted"] else ("stopped by the stop rule" if verdict and not verdict["passed"]
-                                                          else "done")  # fmt: skip
-    _write_json(run_json, {**record, "status": status, "env_steps": runner.env_steps,
-                           "iterations": runner.iteration, "wall_seconds": round(runner.wall_seconds, 1),
-                           "stop_rule": verdict})  # fmt: skip
-    return {**result, "stop_rule": verdict}
+        return rule.verdict(rows)
+
+    return train_with_stop_rule(cfg, out_dir, build_runner, measure, f"{RECIPE_VERSION} {cfg.design}", resume=resume,
+                                past_stop_rule=past_stop_rule, progress=progress)

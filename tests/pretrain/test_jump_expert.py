@@ -1,0 +1,96 @@
+"""The jump expert: its env replays the probe's scripted jump exactly, residual 0 is the script, a crash pays a
+miss, and training measures and obeys its stop rule."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from tt_deploy.errors import InputError
+from tt_deploy.pretrain.jump_expert import (
+    CLOCK_DIM,
+    DESIGNS,
+    JumpConfig,
+    JumpPolicy,
+    JumpStopRule,
+    make_env,
+    measure_jumps,
+    train_jump,
+)
+from tt_deploy.pretrain.jump_script import MISSED, JumpJudge, ScriptedJump, knot_targets
+from tt_deploy.rl.runner import to_torch
+from tt_deploy.spec import TASK_OBS_NAME
+
+CFG = JumpConfig(nthread=1)
+
+
+def test_the_script_alone_jumps_as_the_probe_measured_and_fails_from_a_moving_start():
+    """results/probes/jump_feasibility.json: 1.958 m with 0.733 s of flight from the reset pose."""
+    still, moving = measure_jumps(None, CFG, start_speeds=(0.0, 1.0), envs=4)
+    assert still["success"] == 1.0 and still["median_length_m"] == pytest.approx(1.958, abs=2e-3)
+    assert still["median_flight_s"] == pytest.approx(0.733, abs=0.02)
+    assert moving["success"] == 0.0  # open loop: what the expert is for
+
+
+def test_per_env_script_times_equal_the_scalar_clock():
+    s = ScriptedJump.from_probe()
+    t = np.array([0.0, 0.21, 0.5, 1.3, 2.0])
+    base, off = np.tile(s.base, (5, 1)), np.tile(np.asarray(s.offsets), (5, 1, 1))
+    per_env = s.targets(t)
+    for i, ti in enumerate(t):
+        assert np.array_equal(per_env[i], knot_targets(base[i : i + 1], off[i : i + 1], ti)[0])
+
+
+def test_zero_residual_is_the_script_and_the_residual_is_in_radians():
+    env = make_env(CFG, 3, 0, (0.0, 0.5))
+    obs = to_torch(env.reset())
+    policy = JumpPolicy(env.sim.hm.pd_scale)
+    ids = policy.joint_ids.numpy()
+    script_row = obs[TASK_OBS_NAME][:, CLOCK_DIM:]
+    assert torch.equal(policy.env_action(obs, torch.zeros(3, len(ids))), script_row)
+    moved = policy.env_action(obs, torch.full((3, len(ids)), 0.1)).numpy() - script_row.numpy()
+    assert np.allclose(moved[:, ids] * env.sim.hm.pd_scale[ids], 0.1, atol=1e-6)
+    assert np.allclose(np.delete(moved, ids, axis=1), 0.0)
+
+
+def test_a_start_on_the_ground_is_a_miss_and_ends_the_episode():
+    env = make_env(CFG, 2, 0, (0.0, 0.0))
+    env._start_state = lambda ids: {"root_quat": np.tile([0.7071068, 0, 0, 0.7071068], (len(ids), 1)),
+                                    "root_pos": np.tile([0.0, 0.0, 0.25], (len(ids), 1))}  # fmt: skip
+    env.reset()
+    step = env.step(np.zeros((2, 69)))
+    assert step.done.all() and step.info["task_terminated"].all() and not step.info["success"].any()
+    assert np.all(step.reward <= MISSED + 0.1)
+
+
+def test_the_judge_needs_two_steps_in_the_air_and_a_foot_past_the_line():
+    judge = JumpJudge(1)
+    pos = np.zeros((1, 24, 3))
+    none, ground = np.zeros((1, 24)), np.zeros((1, 24))
+    for _ in range(2):
+        assert not judge.step(pos, none, np.array([0]))[0]
+    assert judge.took_off[0] and judge.line[0] == 0.0
+    pos[:, :, 0] = 1.7  # every body 1.7 m past the line, the feet too
+    ground[0, 3] = 600.0  # a foot body (L_Ankle) carries the landing
+    assert judge.step(pos, ground, np.array([4]))[0]
+    assert judge.landed[0] and judge.length[0] == pytest.approx(1.7)
+
+
+def test_training_measures_and_obeys_its_stop_rule(tmp_path):
+    cfg = replace(CFG, num_envs=8, steps=8 * 32 * 2, eval_every=1000,
+                  stop_rule=JumpStopRule(at_steps=8 * 32, start_speeds=(0.0,), envs=4, min_success=1.01))  # fmt: skip
+    result = train_jump(cfg, tmp_path / "run")
+    verdict = json.loads((tmp_path / "run" / "stop_rule.json").read_text())
+    assert result["stop_rule"]["passed"] is False and verdict["rows"][0]["start_speed"] == 0.0
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["status"] == "stopped by the stop rule" and len(run["script_sha256"]) == 64
+    assert (tmp_path / "run" / "checkpoints" / "last_policy.safetensors").is_file()
+    with pytest.raises(InputError, match="stop rule failed"):
+        train_jump(cfg, tmp_path / "run", resume=True)
+    with pytest.raises(InputError, match="other settings"):
+        train_jump(replace(cfg, start_speed=(0.0, 2.0)), tmp_path / "run", resume=True)
+    assert set(DESIGNS) == {"v1"}

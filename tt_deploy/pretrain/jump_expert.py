@@ -1,0 +1,265 @@
+"""The jump expert for the next BFM: a bounded residual on the CEM-found jump script, trained with PPO.
+
+Why: the script (pretrain/jump_script.py, found by scripts/jump_probe.py) jumps 1.96 m with 0.73 s of flight
+from the reset pose, but it is open loop: one start, one timing. The BFM must jump from wherever its walk
+brings it, so the expert learns to make the script work closed loop, from starts that already move forward.
+The residual (pretrain/residual_expert.py) starts at 0, so the run starts as the script.
+
+Episode: the script's clock starts at the reset, with the body moving forward at a random start speed; it
+ends at the first touch after a flight (JumpJudge), when a non-foot body touches the ground, on the
+reference fall rule, or after 2.5 s.
+Reward per control step:
+    landing_w * length                    at the touch: the judge's length (a miss is its length - 5 m)
+  + landing_w * MISSED                    a non-foot body touches before any flight (so a fall never pays
+                                          more than a bad landing)
+  - rate_w * mean over the residual's joints of ((residual_t - residual_{t-1}) / residual_rad)^2
+Success (the long jump's, issue #33): a foot landing past the line, >= 1.5 m, after >= 0.3 s of flight.
+
+Stop rule: at `at_steps`, 64 envs from each start speed of the rule must succeed in >= min_success of their
+jumps; otherwise the run stops there and the design changes before more compute (stop_rule.json).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tt_deploy import spec
+from tt_deploy.errors import InputError
+from tt_deploy.hashing import sha256_file
+from tt_deploy.pretrain.jump_script import CONTACT_N, MIN_FLIGHT, MISSED, PROBE_FILE, SECONDS, JumpJudge, ScriptedJump
+from tt_deploy.pretrain.residual_expert import (
+    ResidualPolicy,
+    load_policy_weights,
+    policy_actor,
+    policy_saver,
+    residual_joint_ids,
+    train_with_stop_rule,
+)
+from tt_deploy.rl.config import PPOConfig
+from tt_deploy.rl.runner import OnPolicyRunner, to_torch
+from tt_deploy.spec import ACTION_DIM, TASK_OBS_NAME
+from tt_deploy.tasks.base import NON_FOOT, Task
+from tt_deploy.tasks.env import EnvStep, TaskEnv
+from tt_deploy.tasks.long_jump import SUCCESS_LENGTH
+
+log = logging.getLogger(__name__)
+
+RECIPE_VERSION = "tt-deploy jump expert"  # + the design name (DESIGNS)
+CLOCK_DIM = 3  # script time / SECONDS, took off [0/1], in the air [0/1]
+TASK_DIM = CLOCK_DIM + ACTION_DIM  # + the script's action row (69)
+
+
+@dataclass(frozen=True)
+class JumpReward:
+    landing_w: float = 1.0
+    rate_w: float = 0.05
+
+
+@dataclass(frozen=True)
+class JumpStopRule:
+    at_steps: int = 2_000_000
+    start_speeds: tuple[float, ...] = (0.0, 0.5, 1.0)  # m/s forward at the reset
+    min_success: float = 0.7
+    envs: int = 64
+
+    def verdict(self, rows: list[dict]) -> dict:
+        ok = all(r["success"] >= self.min_success for r in rows)
+        return {"passed": bool(ok), "rule": asdict(self), "rows": rows}
+
+
+@dataclass(frozen=True)
+class JumpConfig:
+    """What `ttdeploy pretrain-expert jump` runs; sized for 2 CPU cores."""
+
+    design: str = "v1"
+    init_policy: str | None = None  # warm start: a jump policy (checkpoints/*_policy.safetensors)
+    script: str = str(PROBE_FILE)  # scripts/jump_probe.py --refine's JSON; its standing row is the base motion
+    script_run_up: float = 0.0
+    num_envs: int = 256
+    steps: int = 4_000_000
+    seed: int = 0
+    nthread: int = 2
+    residual_rad: float = 0.3
+    hidden: tuple[int, ...] = (256, 256)
+    start_speed: tuple[float, float] = (0.0, 1.0)  # m/s, uniform, along +x (the run-up's stand-in)
+    reward: JumpReward = JumpReward()
+    ppo: PPOConfig = PPOConfig(horizon=32, num_minibatches=4, epochs=4, actor_lr=1e-4, critic_lr=3e-4,
+                               max_grad_norm=1.0, action_std=0.02, bound_coef=10.0, critic_warmup=5)  # fmt: skip
+    checkpoint_every: int = 10
+    eval_every: int = 50  # iterations between jump measurements in log.csv
+    stop_rule: JumpStopRule = field(default_factory=JumpStopRule)
+
+    def __post_init__(self):
+        if not 0 < self.residual_rad <= 1.5:
+            raise InputError(f"residual_rad must be in (0, 1.5] rad, got {self.residual_rad}")
+        if self.steps < 1 or self.num_envs < 1:
+            raise InputError(f"steps and num_envs must be >= 1, got {self.steps}, {self.num_envs}")
+        if not 0 <= self.start_speed[0] <= self.start_speed[1]:
+            raise InputError(f"start_speed must be 0 <= LOW <= HIGH m/s, got {self.start_speed}")
+
+
+DESIGNS: dict[str, JumpConfig] = {"v1": JumpConfig()}
+
+
+class JumpTask(Task):
+    """The script's clock and action row as the task observation; the judge's landing as reward and end."""
+
+    name = "jump_expert"
+    feature_dim = TASK_DIM
+    feature_names = ("t / 2.5 s [1]: the script's clock", "took_off [0/1]", "in_air [0/1]",
+                     *(f"script_action_{j} [1]: the jump script's action" for j in spec.JOINT_NAMES))  # fmt: skip
+    fall_voids_success = True
+
+    def __init__(self, num_envs: int, script: ScriptedJump, reward: JumpReward, hm, residual_rad: float):
+        super().__init__(num_envs)
+        self.script, self.weights = script, reward
+        self.residual_rad = float(residual_rad)
+        self.pd_scale = np.asarray(hm.pd_scale, np.float64)
+        self.pd_scale.flags.writeable = False  # a constant: snapshots skip it
+        self.residual_ids = residual_joint_ids()
+        self.residual_ids.flags.writeable = False
+        self.judge = JumpJudge(num_envs)
+        self.in_air = np.zeros(num_envs, bool)
+        self.crashed = np.zeros(num_envs, bool)  # a non-foot body touched before any flight
+        self.base_action = np.zeros((num_envs, ACTION_DIM), np.float32)
+        self.residual = np.zeros((num_envs, ACTION_DIM), np.float32)
+        self.prev_residual = np.zeros((num_envs, ACTION_DIM), np.float32)
+        self.terms = {k: np.zeros(num_envs) for k in ("landing", "rate")}
+        # the judge's length and flight after the last step: an ended episode's jump, read after its env reset
+        self.last_length, self.last_flight = np.full(num_envs, MISSED), np.zeros(num_envs)
+
+    def _reset_goals(self, env_ids, state, sim, rng) -> None:
+        self.judge.reset(env_ids)
+        self.in_air[env_ids] = self.crashed[env_ids] = False
+        self.residual[env_ids] = 0.0
+        self.prev_residual[env_ids] = 0.0
+
+    def features(self, state, sim) -> np.ndarray:
+        t = self.progress * spec.CONTROL_DT
+        self.base_action[:] = np.clip(self.script.targets(t) / self.pd_scale, -spec.ACTION_CLAMP, spec.ACTION_CLAMP)
+        clock = np.stack([t / SECONDS, self.judge.took_off, self.in_air], axis=-1).astype(np.float64)
+        return np.concatenate([clock, self.base_action], axis=-1)
+
+    def reward(self, prev_state, state, sim) -> np.ndarray:
+        counts, force = sim.contact_counts(), sim.contact_forces()
+        self.in_air = counts == 0
+        touch = self.judge.step(state.pos, force, counts)
+        self.crashed = ~self.judge.took_off & (force[:, NON_FOOT] > CONTACT_N).any(-1)
+        landing = np.where(touch, self.judge.length, np.where(self.crashed, MISSED, 0.0))
+        rate = np.sum((self.residual - self.prev_residual) ** 2, -1) / (len(self.residual_ids) * self.residual_rad**2)
+        self.terms = {"landing": landing, "rate": rate}
+        self.last_length[:], self.last_flight[:] = self.judge.length, self.judge.flight
+        return self.weights.landing_w * landing - self.weights.rate_w * rate
+
+    def terminate(self, prev_state, state, sim) -> np.ndarray:
+        return self.judge.done | self.crashed
+
+    def success(self) -> np.ndarray:
+        return self.judge.landed & (self.judge.length >= SUCCESS_LENGTH) & (self.judge.flight >= MIN_FLIGHT)
+
+
+class JumpEnv(TaskEnv):
+    """TaskEnv whose episodes start moving forward, and that tells its JumpTask each action's residual."""
+
+    def __init__(self, sim, task: JumpTask, start_speed: tuple[float, float], seed: int):
+        super().__init__(sim, task, episode_seconds=SECONDS, seed=seed)
+        self.start_speed = tuple(float(v) for v in start_speed)
+        self.start_rng = np.random.default_rng(seed + 7_919)
+
+    def _start_state(self, env_ids):
+        v = self.start_rng.uniform(*self.start_speed, len(env_ids))
+        return {"root_lin_vel": np.stack([v, np.zeros_like(v), np.zeros_like(v)], -1)}
+
+    def step(self, actions: np.ndarray) -> EnvStep:
+        t: JumpTask = self.task
+        t.prev_residual[:] = t.residual
+        t.residual[:] = (np.clip(actions, -spec.ACTION_CLAMP, spec.ACTION_CLAMP) - t.base_action) * t.pd_scale  # rad
+        return super().step(actions)
+
+
+class JumpPolicy(ResidualPolicy):
+    """The jump expert's policy: a residual on the script's action row (task obs after the clock)."""
+
+    def __init__(self, pd_scale: np.ndarray, residual_rad: float = 0.3, hidden=(256, 256), critic_hidden=(256, 256)):
+        super().__init__(TASK_DIM, CLOCK_DIM, pd_scale, residual_rad, hidden, critic_hidden)
+
+
+def make_env(cfg: JumpConfig, num_envs: int, seed: int, start_speed: tuple[float, float] | None = None) -> JumpEnv:
+    from tt_deploy.sim.mujoco_backend import MujocoSimulator
+
+    sim = MujocoSimulator(num_envs, nthread=cfg.nthread, seed=seed)
+    task = JumpTask(num_envs, ScriptedJump.from_probe(cfg.script, cfg.script_run_up), cfg.reward, sim.hm,
+                    cfg.residual_rad)  # fmt: skip
+    return JumpEnv(sim, task, start_speed or cfg.start_speed, seed)
+
+
+# --- measurement -----------------------------------------------------------------------------------------------
+def measure_jumps(act, cfg: JumpConfig, start_speeds=(0.0, 0.5, 1.0), envs: int = 64, seed: int = 10_000) -> list[dict]:
+    """One jump per env from each start speed: success rate, median length and flight, falls.
+
+    act(obs dict of torch tensors) -> (N, 69) numpy actions; None = the script alone (residual 0)."""
+    rows = []
+    for v in start_speeds:
+        env = make_env(cfg, envs, seed, (v, v))
+        step = env.reset()
+        ended = np.zeros(envs, bool)
+        length, flight = np.full(envs, MISSED), np.zeros(envs)
+        success, fell = np.zeros(envs, bool), np.zeros(envs, bool)
+        for _ in range(env.max_steps):
+            obs = to_torch(step)
+            step = env.step(obs[TASK_OBS_NAME][:, CLOCK_DIM:].numpy() if act is None else act(obs))
+            new = step.done & ~ended  # each env's first episode only
+            length[new], flight[new] = env.task.last_length[new], env.task.last_flight[new]
+            success[new], fell[new] = step.info["success"][new], step.info["fell"][new]
+            ended |= step.done
+            if ended.all():
+                break
+        rows.append({"start_speed": v, "success": float(success.mean()), "fall_rate": float(fell.mean()),
+                     "median_length_m": float(np.median(length)), "median_flight_s": float(np.median(flight)),
+                     "envs": envs})  # fmt: skip
+    return rows
+
+
+# --- training --------------------------------------------------------------------------------------------------
+def _metrics(cfg: JumpConfig):
+    def extra(runner: OnPolicyRunner) -> dict:
+        t: JumpTask = runner.env.task
+        out = {f"r_{k}": float(np.mean(v)) for k, v in t.terms.items()}
+        out["residual_abs_rad"] = float(np.abs(t.residual[:, t.residual_ids]).mean())
+        if runner.iteration % cfg.eval_every == 0:
+            for row in measure_jumps(policy_actor(runner.policy), cfg, start_speeds=(0.0, 1.0), envs=16):
+                out[f"success_{row['start_speed']}"] = row["success"]
+                out[f"length_{row['start_speed']}"] = row["median_length_m"]
+        return out
+
+    return extra
+
+
+def build_runner(cfg: JumpConfig, out_dir: Path) -> OnPolicyRunner:
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    env = make_env(cfg, cfg.num_envs, cfg.seed)
+    policy = JumpPolicy(env.sim.hm.pd_scale, cfg.residual_rad, cfg.hidden)
+    if cfg.init_policy is not None:
+        policy.load_state_dict(load_policy_weights(cfg.init_policy))
+    return OnPolicyRunner(env, policy, cfg.ppo, out_dir, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
+                          save_fn=policy_saver(RECIPE_VERSION), extra_log=_metrics(cfg))
+
+
+def train_jump(cfg: JumpConfig, out_dir: str | Path, *, resume: bool = False, past_stop_rule: bool = False,
+               progress=None) -> dict:
+    """Train (or resume) the jump expert; at the stop rule's step count, measure and obey it."""
+    rule = cfg.stop_rule
+
+    def measure(policy) -> dict:
+        return rule.verdict(measure_jumps(policy_actor(policy), cfg, rule.start_speeds, rule.envs))
+
+    return train_with_stop_rule(cfg, out_dir, build_runner, measure, f"{RECIPE_VERSION} {cfg.design}", resume=resume,
+                                past_stop_rule=past_stop_rule, progress=progress,
+                                record_extra={"script_sha256": sha256_file(cfg.script)})
+
