@@ -92,3 +92,9 @@ ACTIONS_NAME = "actions"  # every graph's output, (B, 69), already clamped
 NUM_PRIOR_TOKENS = sum(g.n_tokens for g in TOKEN_GROUPS)  # 30; + 1 task token = 31
 TERRAIN_DIM = TOKEN_GROUP_BY_NAME["terrain"].feat_dim
 LATENT_DIM = 64  # z (ref)
+
+# --- ProtoMotions v3 MaskedMimic (models/protomotions_v3.py reads the rest from each checkpoint's config) ---
+V3_VAE_NOISE = "vae_noise"  # input: the latent's noise eps, (B, latent); zeros = the prior mean
+V3_PREVIOUS_ACTIONS = "previous_actions"  # input and state: the last raw action, zeros at episode start
+V3_ACTIONS = ACTIONS_NAME  # output: the RAW action (not clamped)
+V3_BOOL_INPUTS = ("masked_mimic_target_masks",)  # given as raw bool by the original env

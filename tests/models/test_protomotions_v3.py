@@ -1,4 +1,4 @@
-"""ProtoMotions v3 MaskedMimic: the fixture written by ProtoMotions' own v3 code (shared/fixtures/
+"""ProtoMotions v3 MaskedMimic: the fixture written by ProtoMotions' own v3 code (tests/data/
 protomotions_v3_small, see its README) must be reproduced from its checkpoint; pickled code must never run."""
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from tt_deploy.errors import CheckpointError
 from tt_deploy.models.protomotions_v3 import V3MaskedMimic, detect, load_v3, parse_config
 from tt_deploy.models.safe_checkpoint import load_checkpoint
 
+# a copy of shared/fixtures/protomotions_v3_small (4.5 MB), so CI's clean clone tests the import too
 FIXTURE = Path(os.environ.get("TT_PROTOMOTIONS_V3_FIXTURE",
-                              Path(__file__).resolve().parents[2].parent / "shared/fixtures/protomotions_v3_small"))  # fmt: skip
+                              Path(__file__).resolve().parents[1] / "data" / "protomotions_v3_small"))  # fmt: skip
 needs_fixture = pytest.mark.skipif(not (FIXTURE / "io.npz").is_file(), reason=f"no v3 fixture at {FIXTURE}")
 ATOL = 1e-5  # float32; the measured errors are printed (pytest -s)
 OUT = {"actions": "action", "actions_mean": "action_mean", "latent_mu": "latent_mu",
@@ -323,19 +324,28 @@ def test_v1_is_detected_and_summarised(tmp_path):
 
 
 @needs_fixture
-def test_cli_prints_the_v3_summary_and_refuses_to_write(tmp_path):
+def test_cli_prints_the_v3_summary_and_writes_its_graphs_with_out(tmp_path):
+    import json
+
     from typer.testing import CliRunner
 
     from tt_deploy.cli import _register, app
+    from tt_deploy.hashing import sha256_file
 
     _register()
     runner = CliRunner()
     res = runner.invoke(app, ["import-bfm", "--from", "protomotions", str(FIXTURE)], terminal_width=250)
     assert res.exit_code == 0, res.output
     assert "d=32 layers=3 heads=4 ff=64" in res.output and "261,157" in res.output
-    assert "v3 export is not supported yet" in res.output
-    res = runner.invoke(
-        app, ["import-bfm", "--from", "protomotions", str(FIXTURE), "--out", str(tmp_path / "o")]
-    )
-    assert res.exit_code != 0 and isinstance(res.exception, CheckpointError)
-    assert "not supported yet" in str(res.exception) and not (tmp_path / "o").exists()
+    assert "read and checked only" in res.output
+    res = runner.invoke(app, ["import-bfm", "--from", "protomotions", str(FIXTURE), "--skill", "reach"])
+    assert isinstance(res.exception, CheckpointError) and "no Task Tokens encoder" in str(res.exception)
+    out = tmp_path / "o"
+    res = runner.invoke(app, ["import-bfm", "--from", "protomotions", str(FIXTURE), "--out", str(out)],
+                        terminal_width=250)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    record = json.loads((out / "protomotions_v3.json").read_text())
+    for g in record["graphs"].values():
+        assert sha256_file(out / g["path"]) == g["sha256"] and g["export_parity_max_abs"] <= 1e-5
+    assert record["graphs"]["dynamic"]["inputs"][0]["shape"][0] == "batch"
+    assert record["source_sha256"] == sha256_file(FIXTURE / "last.ckpt")

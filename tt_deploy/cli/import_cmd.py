@@ -1,8 +1,9 @@
 """`ttdeploy import-bfm`: bring a ProtoMotions v1 checkpoint in as our BFM (+ its Task Tokens skill).
 
 Thin shell over models.protomotions.import_to_dir; prints what was mapped and what to run next.
-The version is detected first: a v3 run (models.protomotions_v3) is read, checked and summarised
-only; writing it as our BFM is a later slice, so asking for that fails in one line.
+The version is detected first: a v3 run (models.protomotions_v3) is read, checked and summarised, and
+with --out written as ONNX graphs with the original input names (export/v3_graph.py); task tokens on a
+v3 BFM are a later slice, so asking for one (--skill) fails in one line.
 """
 
 from __future__ import annotations
@@ -43,14 +44,17 @@ def import_bfm_cmd(
         ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Output dir: bfm.safetensors + runs/<skill>/ (default: imported).")
+        Path | None, typer.Option(help="Output dir. v1: bfm.safetensors + runs/<skill>/ (default: imported); "
+                                       "v3: protomotions_v3{,.batch}.onnx + protomotions_v3.json (default: none, "
+                                       "read and check only).")
     ] = None,
     skill: Annotated[
         str | None,
         typer.Option(help="Skill name of the Task Tokens encoder (default: from config.yaml / its width)."),
     ] = None,
 ) -> None:
-    """Import a ProtoMotions v1 MaskedMimic / Task Tokens checkpoint; inspect a v3 one (nothing pickled runs)."""
+    """Import a ProtoMotions v1 MaskedMimic / Task Tokens checkpoint, or a v3 MaskedMimic as ONNX graphs with the
+    original input names (nothing pickled runs)."""
     from tt_deploy.errors import CheckpointError
     from tt_deploy.models.protomotions import import_to_dir  # torch import happens here
     from tt_deploy.models.protomotions_v3 import detect_version
@@ -59,12 +63,10 @@ def import_bfm_cmd(
     if version == "v2":
         raise CheckpointError(f"{ckpt} is a ProtoMotions v2 checkpoint: v2 not supported yet")
     if version == "v3":
-        if out is not None or skill is not None:
-            raise CheckpointError(
-                f"{ckpt} is a ProtoMotions v3 checkpoint: writing it as our BFM format (--out/--skill) is not "
-                "supported yet; run without them to read and check it"
-            )
-        _print_v3(ckpt, config)
+        if skill is not None:
+            raise CheckpointError(f"{ckpt} is a ProtoMotions v3 checkpoint, which carries no Task Tokens encoder "
+                                  "(--skill); task tokens on a v3 BFM are not supported yet")  # fmt: skip
+        _print_v3(ckpt, config, out)
         return
     res = import_to_dir(ckpt, out or Path("imported"), config, skill=skill)
     c, meta = res["config"], res["meta"]
@@ -100,10 +102,15 @@ def import_bfm_cmd(
         )
 
 
-def _print_v3(ckpt: Path, config: Path | None) -> None:
-    from tt_deploy.models.protomotions_v3 import load_v3
+def _print_v3(ckpt: Path, config: Path | None, out: Path | None) -> None:
+    if out is None:
+        from tt_deploy.models.protomotions_v3 import load_v3
 
-    _, s = load_v3(ckpt, config)
+        _, s = load_v3(ckpt, config)
+    else:
+        from tt_deploy.export.v3_graph import export_v3_dir
+
+        s = export_v3_dir(ckpt, out, config)
     table = Table(
         title=f"ProtoMotions v3 MaskedMimic: {ckpt} (config {Path(s['config']).name}, {s['loader']})"
     )
@@ -129,7 +136,14 @@ def _print_v3(ckpt: Path, config: Path | None) -> None:
     for name, what in s["skipped_entries"].items():
         table.add_row("skipped", name, f"holds {what}; not executed")
     console.print(table)
-    console.print(
-        "v3 export is not supported yet: the model was read and checked only (no files written).",
-        soft_wrap=True,
-    )
+    if out is None:
+        console.print("read and checked only; --out DIR writes it as ONNX graphs with the original input names",
+                      soft_wrap=True)  # fmt: skip
+        return
+    for batch, g in s["graphs"].items():
+        console.print(f"wrote {out / g['path']} ({batch} batch, ONNX Runtime vs PyTorch {g['export_parity_max_abs']:.1e}, "
+                      f"sha256 {g['sha256'][:12]}...)", soft_wrap=True)  # fmt: skip
+    console.print(f"wrote {out / 'protomotions_v3.json'} (what was read, the graphs' inputs, the state to carry)",
+                  soft_wrap=True)  # fmt: skip
+    console.print("next: tt_deploy.runtime.v3_rollout.V3Rollout(graph, num_envs).step(obs) carries previous_actions "
+                  "and vae_noise", soft_wrap=True)  # fmt: skip

@@ -37,6 +37,7 @@ from torch import nn
 from tt_deploy.errors import CheckpointError, InputError
 from tt_deploy.models.normalization import NORM_EPSILON, normalize
 from tt_deploy.models.safe_checkpoint import check_file, load_checkpoint
+from tt_deploy.spec import V3_VAE_NOISE
 
 SOURCE = "protomotions-v3"
 YAML_SIDECARS = ("resolved_configs_inference.yaml", "resolved_configs.yaml")  # the original prefers inference
@@ -46,7 +47,7 @@ T_CONTAINER = "protomotions.agents.common.common.ModuleContainer"
 T_OBS = "protomotions.agents.common.common.ObsProcessor"
 T_MLP = "protomotions.agents.common.mlp.MLPWithConcat"
 T_TRANSFORMER = "protomotions.agents.common.transformer.Transformer"
-VAE_LATENT, VAE_NOISE = "vae_latent", "vae_noise"
+VAE_LATENT, VAE_NOISE = "vae_latent", V3_VAE_NOISE
 CONTAINERS = ("_prior", "_trunk", "_encoder")  # forward order; the encoder is the training-only path
 _ACTS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU, "mish": nn.Mish,
          "identity": nn.Identity}  # agents/utils/training.py get_activation_func  # fmt: skip
@@ -387,7 +388,9 @@ class Transformer(nn.Module):
         self.token_keys = tuple(k for k in spec.in_keys if k not in masks)
         layer = nn.TransformerEncoderLayer(spec.d_model, spec.heads, spec.ff, dropout=0.0,
                                            activation=_FUNCTIONAL[spec.activation], batch_first=True)  # fmt: skip
-        self.seqTransEncoder = nn.TransformerEncoder(layer, num_layers=spec.num_layers)
+        # no nested tensors: the same numbers (the fixture passes either way), and the ONNX exporter has no
+        # aten::_nested_tensor_from_mask
+        self.seqTransEncoder = nn.TransformerEncoder(layer, num_layers=spec.num_layers, enable_nested_tensor=False)
         self.out_act = _ACTS[spec.out_act]() if spec.out_act else None
 
     def forward(self, td: dict) -> None:
@@ -685,8 +688,8 @@ class V3MaskedMimic(nn.Module):
                     f"input {k!r} has shape {tuple(x.shape)}, expected (batch, {_numel(self.shapes[k])})"
                 )
             td[k] = x
-        if len({x.shape[0] for x in td.values()}) > 1:
-            raise InputError(f"inputs disagree on the batch size: { {k: x.shape[0] for k, x in td.items()} }")
+        if len({int(x.shape[0]) for x in td.values()}) > 1:  # int(): shapes are tensors while tracing
+            raise InputError(f"inputs disagree on the batch size: { {k: int(x.shape[0]) for k, x in td.items()} }")
         return td
 
     def outputs(self, inputs: Mapping, privileged: bool = False) -> dict[str, torch.Tensor]:
