@@ -1,7 +1,8 @@
 """Batch-1 call path of SkillRuntime.act_into against the same graph run more directly (issue #37 item 2).
 
-Usage: python scripts/call_path_probe.py BUNDLE [--skill reach] [--rounds 3000] [--seed 0]
-(BUNDLE from e.g. `ttdeploy export --skill reach --bundle /tmp/tb`).
+Usage: python scripts/call_path_probe.py BUNDLE [--skill reach] [--rounds 3000] [--seed 0] [--baseline-bundle OLD]
+(BUNDLE from e.g. `ttdeploy export --skill reach --bundle /tmp/tb`; OLD: the same skill exported by an earlier
+tt-deploy, e.g. from a `git worktree` of the commit before the lean graphs).
 
 All variants live in one process and are called interleaved - one call of each per round, in a rotating order -
 so a background load hits them alike; the medians (and their ratios) are what to read. Fused mode, batch 1:
@@ -12,6 +13,8 @@ so a background load hits them alike; the medians (and their ratios) are what to
 - `raw session, bound once, 1 thread`: onnxruntime.InferenceSession(fused.onnx) with intra_op_num_threads=1,
   inputs and output bound once, `run_with_iobinding` only - no Python path at all;
 - `plain default InferenceSession.run`: InferenceSession(fused.onnx) with default options, `run(None, feeds)`.
+- with --baseline-bundle, `issue-time act_into (baseline graph, pre-#37 path, default threads)`: what issue #37
+  measured as today's: the baseline bundle's graph through the pre-#37 call path with the default SessionConfig.
 Two groups are interleaved separately: the plain default session's intra-op pool spins after each run and would
 slow whatever runs next, so it is timed against `act_into` alone (group 2). Group 3 times act_into's stages
 (SkillRuntime.act_into_stages) interleaved with act_into itself; group 4 what the output choice was decided on
@@ -78,6 +81,7 @@ def main() -> None:
     ap.add_argument("--skill", default=None)
     ap.add_argument("--rounds", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--baseline-bundle", default=None)
     args = ap.parse_args()
     manifest = mf.read_manifest(args.bundle)
     skill = args.skill or manifest.skills[0]
@@ -111,12 +115,21 @@ def main() -> None:
           "(0 = ORT's default: physical cores, spinning on)")
 
     bound_run = rt._bound[skill].run  # act_into's own bound graph run, without any Python path around it
-    g1 = interleaved({
+    variants = {
         "act_into": lambda: rt.act_into(fed, obs, out_new),
         "act_into (pre-#37 path)": lambda: _legacy_act_into(rt, fed, obs, out_old),
         "raw session, bound once, 1 thread": lambda: raw.run_with_iobinding(binding),
         "act_into's bound run alone": bound_run,
-    }, args.rounds)  # fmt: skip
+    }  # fmt: skip
+    base = "issue-time act_into (baseline graph, pre-#37 path, default threads)"
+    if args.baseline_bundle:
+        old_rt = SkillRuntime(args.baseline_bundle, backend="ort-cpu", skills=[skill], mode="fused", batch=1,
+                              share_bfm=False)  # fmt: skip
+        out_base = np.empty(manifest.action_dim, np.float32)
+        _legacy_act_into(old_rt, fed, obs, out_base)
+        print(f"baseline bundle's actions vs this one's: max abs {np.abs(out_base - out_new).max():.1e}")
+        variants[base] = lambda: _legacy_act_into(old_rt, fed, obs, out_base)
+    g1 = interleaved(variants, args.rounds)
     _report("group 1: runtime paths and the bound raw session", g1, "act_into")
     g2 = interleaved({
         "act_into": lambda: rt.act_into(fed, obs, out_new),
@@ -147,6 +160,8 @@ def main() -> None:
           f" (the best any call path can do); group 2: act_into / plain default = "
           f"{np.median(g2['act_into']) / np.median(g2['plain default InferenceSession.run']):.2f}x, raw bound / plain "
           f"default = {np.median(g2['raw session, bound once, 1 thread']) / np.median(g2['plain default InferenceSession.run']):.2f}x")
+    if base in g1:
+        print(f"act_into / issue-time act_into = {np.median(g1['act_into']) / np.median(g1[base]):.2f}x")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ from tt_deploy.pretrain.jump_expert import (
     DESIGNS,
     JumpConfig,
     JumpPolicy,
+    JumpReward,
     JumpStopRule,
+    SpeedCurriculum,
     make_env,
     measure_jumps,
     train_jump,
@@ -93,4 +95,23 @@ def test_training_measures_and_obeys_its_stop_rule(tmp_path):
         train_jump(cfg, tmp_path / "run", resume=True)
     with pytest.raises(InputError, match="other settings"):
         train_jump(replace(cfg, start_speed=(0.0, 2.0)), tmp_path / "run", resume=True)
-    assert set(DESIGNS) == {"v1"}
+    assert set(DESIGNS) == {"v1", "v2"} and DESIGNS["v2"].curriculum.step > 0 and DESIGNS["v2"].reward.success_w > 0
+
+
+def test_the_curriculum_raises_the_start_speed_only_as_jumps_succeed():
+    """v2: from the script's own 0 m/s start, the top start speed rises 0.1 m/s once the success EMA reaches 60 %."""
+    cfg = replace(CFG, start_speed=(0.0, 0.3), curriculum=SpeedCurriculum(step=0.1, promote_at=0.6, ema=0.5),
+                  reward=JumpReward(success_w=2.0))  # fmt: skip
+    env = make_env(cfg, 4, 0)
+    assert env.task.speed_top == 0.0
+    step = env.reset()
+    paid = []
+    for _ in range(env.max_steps):
+        step = env.step(to_torch(step)[TASK_OBS_NAME][:, CLOCK_DIM:].numpy())  # the script: succeeds at 0 m/s
+        paid += list(step.reward[step.info["success"]])
+        if step.done.any():
+            break
+    assert step.info["success"].all() and env.task.speed_top == pytest.approx(0.1)
+    assert min(paid) == pytest.approx(1.958 + 2.0, abs=5e-3)  # its length plus the success bonus
+    fixed = make_env(cfg, 2, 0, (0.5, 0.5))  # a measurement draws exactly its speed, no curriculum
+    assert fixed.task.speed_top == 0.5 and fixed.task.curriculum.step == 0
