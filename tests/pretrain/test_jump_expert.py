@@ -82,6 +82,20 @@ def test_the_judge_needs_two_steps_in_the_air_and_a_foot_past_the_line():
     assert judge.landed[0] and judge.length[0] == pytest.approx(1.7)
 
 
+def test_a_hop_shorter_than_the_takeoff_is_not_a_jump():
+    """v2's judge: 2 steps in the air (the script's crouch under action noise) do not end the jump."""
+    judge = JumpJudge(1, takeoff_steps=5)
+    pos, ground = np.zeros((1, 24, 3)), np.zeros((1, 24))
+    ground[0, 3] = 600.0
+    for _ in range(2):
+        judge.step(pos, np.zeros((1, 24)), np.array([0]))
+    assert not judge.step(pos, ground, np.array([4]))[0] and not judge.took_off[0]
+    for _ in range(5):
+        judge.step(pos, np.zeros((1, 24)), np.array([0]))
+    pos[:, :, 0] = 1.6
+    assert judge.step(pos, ground, np.array([4]))[0] and judge.landed[0]
+
+
 def test_training_measures_and_obeys_its_stop_rule(tmp_path):
     cfg = replace(CFG, num_envs=8, steps=8 * 32 * 2, eval_every=1000,
                   stop_rule=JumpStopRule(at_steps=8 * 32, start_speeds=(0.0,), envs=4, min_success=1.01))  # fmt: skip
