@@ -24,9 +24,12 @@ HEADER = CPP / "include" / "tt_deploy" / "tt_deploy.h"
 
 def missing_toolchain() -> str | None:
     """Why this machine cannot build cpp/ at all (the test then skips), or None."""
-    for tool in ("cmake", "c++"):
+    for tool in ("cmake", "ctest", "c++"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (Debian: apt-get install cmake g++)"
+    include_dirs = (Path("/usr/include"), Path("/usr/local/include"))
+    if not any((d / "openssl" / "evp.h").is_file() for d in include_dirs):  # find_package(OpenSSL REQUIRED)
+        return "OpenSSL's headers are not installed (Debian: apt-get install libssl-dev)"
     try:
         import openvino
     except ImportError:

@@ -153,6 +153,9 @@ def test_engine_records_round_trip_through_manifest_and_index(bundle):
     assert tb.read_index(bundle) == (spec,)
     assert json.loads((bundle / "engines/index.json").read_text())["schema"] == tb.ENGINE_SCHEMA
     assert tb.cached_engine(bundle, man, spec.key) == spec
+    entries = [h for h in man.history if h.event == "engines"]
+    assert len(entries) == 1 and entries[0].skills == ("reach",) and spec.path.rsplit("/", 1)[-1] in entries[0].note
+    assert len(tb.record_engines(bundle, [spec]).history) == len(man.history)  # a cached engine is not news
     (bundle / spec.path).write_bytes(b"tampered")
     assert tb.cached_engine(bundle, man, spec.key) is None  # modified file: no cache hit
     (bundle / spec.path).unlink()

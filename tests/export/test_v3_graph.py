@@ -104,6 +104,14 @@ def test_the_rollout_refuses_other_graphs_and_non_finite_inputs(graphs, io, tmp_
         V3Rollout(not_v3, 1)
     run = V3Rollout(dynamic, 4)
     obs = _inputs(io, "rollout", 0, [n for n in model.input_names if n not in (V3_PREVIOUS_ACTIONS, V3_VAE_NOISE)])
-    obs["max_coords_obs"] = np.full_like(obs["max_coords_obs"], np.nan)
+    bad = dict(obs, max_coords_obs=np.full_like(obs["max_coords_obs"], np.nan))
     with pytest.raises(InputError, match="non-finite"):
-        run.step(obs)
+        run.step(bad)
+    with pytest.raises(InputError, match="expected a float32 array of shape"):
+        run.step(dict(obs, max_coords_obs=obs["max_coords_obs"].astype(np.float64)))
+    with pytest.raises(InputError, match="carried here"):
+        run.step({**obs, V3_PREVIOUS_ACTIONS: np.zeros((4, 69), np.float32)})
+    with pytest.raises(InputError, match="vae_noise"):
+        run.reset([0], vae_noise=np.zeros(3))
+    with pytest.raises(InputError, match="batch-1 graph"):
+        V3Rollout(graphs[1], 4)

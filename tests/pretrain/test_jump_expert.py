@@ -23,7 +23,7 @@ from tt_deploy.pretrain.jump_expert import (
     measure_jumps,
     train_jump,
 )
-from tt_deploy.pretrain.jump_script import MISSED, JumpJudge, ScriptedJump, knot_targets
+from tt_deploy.pretrain.jump_script import MISSED, JumpJudge, ScriptedJump, knot_targets, script_path
 from tt_deploy.rl.runner import to_torch
 from tt_deploy.spec import TASK_OBS_NAME
 
@@ -109,6 +109,13 @@ def test_training_measures_and_obeys_its_stop_rule(tmp_path):
         train_jump(cfg, tmp_path / "run", resume=True)
     with pytest.raises(InputError, match="other settings"):
         train_jump(replace(cfg, start_speed=(0.0, 2.0)), tmp_path / "run", resume=True)
+    other = tmp_path / "script.json"  # the same path setting, another file behind it
+    other.write_text((script_path(cfg.script)).read_text().replace("1", "2", 1))
+    with pytest.raises(InputError, match="script_sha256"):
+        train_jump(replace(cfg, script=str(other)), tmp_path / "run", resume=True, past_stop_rule=True)
+    glide = "results/experts/glide-v3/seed0/checkpoints/last_policy.safetensors"
+    with pytest.raises(InputError, match="not a 'tt-deploy jump expert' one"):
+        train_jump(replace(cfg, init_policy=str(script_path(glide))), tmp_path / "warm")
     assert set(DESIGNS) == {"v1", "v2"} and DESIGNS["v2"].curriculum.step > 0 and DESIGNS["v2"].reward.success_w > 0
 
 

@@ -270,7 +270,7 @@ def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, machine: Machine
     graphs = _graphs(bundle, manifest, skill, batch != 1)
     weights = {k: sum(initializer_bytes(p) for p in v) for k, v in graphs.items()}
     rows = []
-    with torch_threads(threads or torch.get_num_threads()):
+    with torch_threads(threads or 1):
         fn, nbytes, flops = _torch_fn(bundle, skill, inputs, task_obs)
         rows.append(latency_row("torch-eager", batch, time_calls(fn, calls, warmup, budget_s), rate_hz, nbytes))
         rows[-1]["torch_threads"] = torch.get_num_threads()
@@ -281,7 +281,7 @@ def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, machine: Machine
     if "fused-shared" in weights and resolve_backend(backend, manifest)[0] != "trt":
         variants.append(("runtime-fused-shared", "fused", keep, "fused-shared", True))
     for name, mode, kept, key, share in variants:
-        config = SessionConfig(intra_op_threads=threads, allow_spinning=spin)
+        config = SessionConfig(intra_op_threads=threads or None, allow_spinning=spin)
         with SkillRuntime(
             bundle, backend=backend, skills=[skill], mode=mode, batch=1 if batch == 1 else None, config=config,
             share_bfm=share,
@@ -289,6 +289,7 @@ def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, machine: Machine
             ns = time_calls(_runtime_fn(rt, inputs, task_obs, kept), calls, warmup, budget_s)
             rows.append(latency_row(name, batch, ns, rate_hz, weights[key]))
             rows[-1]["backend"] = rt.backend
+            rows[-1]["intra_op_threads"] = rt.threads()
             if breakdown and batch == 1 and name == "runtime-fused":
                 rows[-1]["breakdown"] = call_breakdown(rt, inputs, task_obs, kept, calls, warmup, budget_s)
             _add_floor(rows[-1], machine, flops[mode], _nodes(graphs[key], rt.backend, threads))
@@ -296,7 +297,7 @@ def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, machine: Machine
     fp32 = next(r["p50_us"] for r in rows if r["name"] == "runtime-fused")
     for name, run_backend, precision in _precision_variants(manifest, skill, backend):
         graph = manifest.graph("fused", skill, batch != 1, precision if precision in mf.PRECISIONS else "fp32")
-        config = SessionConfig(intra_op_threads=threads, allow_spinning=spin)
+        config = SessionConfig(intra_op_threads=threads or None, allow_spinning=spin)
         with SkillRuntime(bundle, backend=run_backend, skills=[skill], batch=1 if batch == 1 else None,
                           config=config, precision=precision, allow_unverified_precision=True) as rt:  # timed, gated or not
             ns = time_calls(_runtime_fn(rt, inputs, task_obs, keep), calls, warmup, budget_s)
@@ -418,9 +419,10 @@ def bench_bundle(
 ) -> list[dict]:
     """Benchmark one skill (default: the bundle's first) of a bundle; returns JSON-ready rows.
 
-    threads: intra-op threads for ONNX Runtime and torch alike (None = ORT's default / torch's
-    current). Default 1: on 2 shared cores 1 thread was faster for the small BFM and torch with 2
-    threads slowed 40-100x under load. memory: also measure RSS per extra skill (subprocesses, ~1 s each).
+    threads: intra-op threads for ONNX Runtime and torch alike; 0 or None = the runtime's default (ONNX Runtime:
+    calibrated per static graph at load, SessionConfig; torch: 1). Default 1: on 2 shared cores 1 thread was
+    faster for the small BFM and torch with 2 threads slowed 40-100x under load. Each runtime row records the
+    threads its graphs got ("intra_op_threads"). memory: also measure RSS per extra skill (subprocesses, ~1 s each).
     spin: ONNX Runtime's worker threads spin between ops (SessionConfig.allow_spinning): faster on cores
     the controller owns, worse p99 on shared ones. budget_s: wall-time cap of one latency row (time_calls;
     None = exactly `calls`). progress(text) is called after each row. breakdown: the batch-1 runtime-fused row
@@ -434,7 +436,7 @@ def bench_bundle(
     skill = skill or manifest.skills[0]
     if skill not in manifest.skills:
         raise UnknownNameError("skill", skill, manifest.skills)
-    machine = Machine(bandwidth=measure_bandwidth(), gemm_peak=gemm_peak(threads), dispatch_ns=dispatch_ns(threads or 1),
+    machine = Machine(bandwidth=measure_bandwidth(), gemm_peak=gemm_peak(threads or None), dispatch_ns=dispatch_ns(threads or 1),
                       llc_bytes=last_level_cache_bytes())  # fmt: skip
     rows: list[dict] = [{"kind": "bandwidth", "name": "numpy copy 256 MB, best of 5", "bytes_per_s": machine.bandwidth,
                          "matmul_flops_per_s": machine.gemm_peak, "dispatch_ns_per_node": machine.dispatch_ns,

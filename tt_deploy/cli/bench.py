@@ -57,7 +57,9 @@ def bench_cmd(
                                                     "timed); 0 = always exactly --calls.")] = 10.0,
     warmup: Annotated[int, typer.Option(help="Untimed warm-up calls per row.")] = 100,
     rate: Annotated[float, typer.Option(help="Control rate in Hz (deadline = 1/rate).")] = 30.0,
-    threads: Annotated[int, typer.Option(help="Intra-op threads for ONNX Runtime and torch.")] = 1,
+    threads: Annotated[int, typer.Option(min=0, help="Intra-op threads for ONNX Runtime and torch; 0 = the runtime's "
+                                                 "default (ONNX Runtime: calibrated per static graph at load; torch: "
+                                                 "1).")] = 1,
     backend: Annotated[str, typer.Option(help="Runtime backend: auto, ort-cpu, ort-cuda, ort-trt, trt.")] = "auto",
     spin: Annotated[bool, typer.Option(help="Let ONNX Runtime's worker threads spin between ops: for cores "
                                             "the controller owns (faster), not shared ones (worse p99).")] = False,
@@ -96,6 +98,9 @@ def bench_cmd(
                           + ", ".join(f"{k.replace('_', '-')} {b[f'{k}_us']:.1f} us" for k in BREAKDOWN_STAGES)
                           + f"; whole call {b['act_into_us']:.1f} us (rest {b['rest_us']:.1f} us: out checks, thread "
                           "guard, plan lookup)")  # fmt: skip
+    for r in by["latency"]:
+        if r.get("intra_op_threads") and r["batch"] == 1:
+            console.print(f"{r['name']} threads: " + ", ".join(f"{g} {n}" for g, n in r["intra_op_threads"].items()))
     for r in by["switch"]:
         console.print(f"switch() {r['skills']}: p50 {r['p50_us']:.2f} us, p99 {r['p99_us']:.2f} us")
     if by["memory"]:

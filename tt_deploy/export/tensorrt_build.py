@@ -308,10 +308,13 @@ def record_engines(bundle_dir: str | Path, engines: Sequence[mf.EngineSpec]) -> 
         (bundle_dir / ENGINE_DIR).mkdir(exist_ok=True)
         index = {"schema": ENGINE_SCHEMA, "engines": [mf.to_dict(e) for e in valid]}
         mf._write_json_atomic(bundle_dir / ENGINE_DIR / INDEX_FILE, index)
-        skills = {e.graph.split("/")[1] for e in engines if e.graph.startswith(mf.SKILLS_DIR + "/")}
-        added = sorted(e.path.rsplit("/", 1)[-1] for e in engines)
-        entry = mf.history_entry("engines", manifest.content, skills, note="indexed: " + ", ".join(added))
-        updated = dataclasses.replace(manifest, engines=valid, history=mf.with_history(manifest.history, entry))
+        new = [e for e in valid if e not in manifest.engines]  # built now, file present (cached ones are not news)
+        history = manifest.history
+        if new:
+            skills = {e.graph.split("/")[1] for e in new if e.graph.startswith(mf.SKILLS_DIR + "/")}
+            note = "indexed: " + ", ".join(sorted(e.path.rsplit("/", 1)[-1] for e in new))
+            history = mf.with_history(history, mf.history_entry("engines", manifest.content, skills, note=note))
+        updated = dataclasses.replace(manifest, engines=valid, history=history)
         mf.write_manifest(bundle_dir, updated)
     return updated
 

@@ -40,6 +40,7 @@ from tt_deploy.pretrain.residual_expert import (  # noqa: F401 - residual_joint_
     policy_shape,
     residual_joint_ids,
     train_with_stop_rule,
+    warm_start,
 )
 from tt_deploy.pretrain.steady_walk import SpeedMeter
 from tt_deploy.rl.config import PPOConfig
@@ -307,7 +308,7 @@ def build_runner(cfg: GlideConfig, out_dir: Path) -> OnPolicyRunner:
     env = make_env(cfg, cfg.num_envs, cfg.seed)
     policy = GlidePolicy(env.sim.hm.pd_scale, cfg.residual_rad, cfg.hidden)
     if cfg.init_policy is not None:
-        policy.load_state_dict(load_policy_weights(cfg.init_policy))
+        warm_start(policy, cfg.init_policy, RECIPE_VERSION)
     return OnPolicyRunner(env, policy, cfg.ppo, out_dir, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
                           save_fn=policy_saver(RECIPE_VERSION), extra_log=_metrics(cfg))
 

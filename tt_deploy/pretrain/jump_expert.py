@@ -34,14 +34,24 @@ import numpy as np
 from tt_deploy import spec
 from tt_deploy.errors import InputError
 from tt_deploy.hashing import sha256_file
-from tt_deploy.pretrain.jump_script import CONTACT_N, MIN_FLIGHT, MISSED, PROBE_FILE, SECONDS, JumpJudge, ScriptedJump
+from tt_deploy.pretrain.jump_script import (
+    CHECKOUT,
+    CONTACT_N,
+    MIN_FLIGHT,
+    MISSED,
+    PROBE_FILE,
+    SECONDS,
+    JumpJudge,
+    ScriptedJump,
+    script_path,
+)
 from tt_deploy.pretrain.residual_expert import (
     ResidualPolicy,
-    load_policy_weights,
     policy_actor,
     policy_saver,
     residual_joint_ids,
     train_with_stop_rule,
+    warm_start,
 )
 from tt_deploy.rl.config import PPOConfig
 from tt_deploy.rl.runner import OnPolicyRunner, to_torch
@@ -49,6 +59,7 @@ from tt_deploy.spec import ACTION_DIM, TASK_OBS_NAME
 from tt_deploy.tasks.base import NON_FOOT, Task
 from tt_deploy.tasks.env import EnvStep, TaskEnv
 from tt_deploy.tasks.long_jump import SUCCESS_LENGTH
+from tt_deploy.tasks.random import rows
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +103,9 @@ class JumpConfig:
 
     design: str = "v1"
     init_policy: str | None = None  # warm start: a jump policy (checkpoints/*_policy.safetensors)
-    script: str = str(PROBE_FILE)  # scripts/jump_probe.py --refine's JSON; its standing row is the base motion
+    # scripts/jump_probe.py --refine's JSON (its standing row is the base motion), relative to the checkout root
+    # (run.json records it and the file's sha256; a resume checks both)
+    script: str = str(PROBE_FILE.relative_to(CHECKOUT))
     script_run_up: float = 0.0
     num_envs: int = 256
     steps: int = 4_000_000
@@ -214,11 +227,11 @@ class JumpEnv(TaskEnv):
 
     def __init__(self, sim, task: JumpTask, seed: int):
         super().__init__(sim, task, episode_seconds=SECONDS, seed=seed)
-        self.start_rng = np.random.default_rng(seed + 7_919)
 
     def _start_state(self, env_ids):
+        # the per-env goal streams: snapshotted with the env (rl/env_state.py), so a resume draws the same speeds
         t: JumpTask = self.task
-        v = self.start_rng.uniform(t.speed_low, t.speed_top, len(env_ids))
+        v = rows(self.goal_rng, env_ids).uniform(t.speed_low, t.speed_top, len(env_ids))
         return {"root_lin_vel": np.stack([v, np.zeros_like(v), np.zeros_like(v)], -1)}
 
     def step(self, actions: np.ndarray) -> EnvStep:
@@ -240,7 +253,7 @@ def make_env(cfg: JumpConfig, num_envs: int, seed: int, start_speed: tuple[float
 
     sim = MujocoSimulator(num_envs, nthread=cfg.nthread, seed=seed)
     fixed = start_speed is not None  # a measurement: exactly these speeds, no curriculum
-    task = JumpTask(num_envs, ScriptedJump.from_probe(cfg.script, cfg.script_run_up), cfg.reward, sim.hm,
+    task = JumpTask(num_envs, ScriptedJump.from_probe(script_path(cfg.script), cfg.script_run_up), cfg.reward, sim.hm,
                     cfg.residual_rad, start_speed or cfg.start_speed,
                     SpeedCurriculum() if fixed else cfg.curriculum, cfg.takeoff_steps)  # fmt: skip
     return JumpEnv(sim, task, seed)
@@ -296,7 +309,7 @@ def build_runner(cfg: JumpConfig, out_dir: Path) -> OnPolicyRunner:
     env = make_env(cfg, cfg.num_envs, cfg.seed)
     policy = JumpPolicy(env.sim.hm.pd_scale, cfg.residual_rad, cfg.hidden)
     if cfg.init_policy is not None:
-        policy.load_state_dict(load_policy_weights(cfg.init_policy))
+        warm_start(policy, cfg.init_policy, RECIPE_VERSION)
     return OnPolicyRunner(env, policy, cfg.ppo, out_dir, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
                           save_fn=policy_saver(RECIPE_VERSION), extra_log=_metrics(cfg))
 
@@ -311,5 +324,6 @@ def train_jump(cfg: JumpConfig, out_dir: str | Path, *, resume: bool = False, pa
 
     return train_with_stop_rule(cfg, out_dir, build_runner, measure, f"{RECIPE_VERSION} {cfg.design}", resume=resume,
                                 past_stop_rule=past_stop_rule, progress=progress,
-                                record_extra={"script_sha256": sha256_file(cfg.script)})
+                                record_extra={"script_sha256": sha256_file(script_path(cfg.script))},
+                                by_hash=("script",))
 

@@ -35,7 +35,14 @@ SECONDS = 2.5  # a jump is over by then
 MIN_FLIGHT = 0.3  # s: issue #33's flight for a long jump
 CONTACT_N = 1.0  # N: a non-foot body touches the ground
 MISSED = -5.0  # m: added to the length of a touch that is not a foot landing past the line
-PROBE_FILE = Path(__file__).parents[2] / "results" / "probes" / "jump_feasibility.json"
+CHECKOUT = Path(__file__).parents[2]  # the pretraining lab runs from a source checkout (results/ is not packaged)
+PROBE_FILE = CHECKOUT / "results" / "probes" / "jump_feasibility.json"
+
+
+def script_path(path: str | Path) -> Path:
+    """A script file as configured: relative paths are from the checkout root, so run.json stays portable."""
+    path = Path(path)
+    return path if path.is_absolute() else CHECKOUT / path
 
 
 def _col(body: str, axis: str) -> list[int]:

@@ -102,6 +102,21 @@ def load_policy_weights(path: str | Path) -> dict[str, torch.Tensor]:
         raise InputError(f"--init-policy {path}: not a readable expert policy ({exc})") from exc
 
 
+def warm_start(policy: ResidualPolicy, path: str | Path, recipe: str) -> None:
+    """Load an --init-policy file into `policy`: it must be this expert's (its metadata's recipe) and fit."""
+    from safetensors import safe_open
+
+    weights = load_policy_weights(path)
+    with safe_open(str(path), "pt") as f:
+        theirs = (f.metadata() or {}).get("recipe", "")
+    if not theirs.startswith(recipe):  # early glide files carry the design too ("tt-deploy glide expert v1")
+        raise InputError(f"--init-policy {path}: a {theirs or 'foreign'!r} policy, not a {recipe!r} one")
+    try:
+        policy.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise InputError(f"--init-policy {path}: does not fit this policy ({str(exc).splitlines()[0]})") from None
+
+
 def policy_shape(path: str | Path, weights: dict[str, torch.Tensor], default_residual: float) -> dict:
     """residual_rad, hidden and critic_hidden of a policy file, read from its metadata and tensors."""
     from safetensors import safe_open
@@ -132,20 +147,30 @@ def config_record(cfg) -> dict:
 
 
 def train_with_stop_rule(cfg, out_dir: str | Path, build_runner, measure_rule, recipe: str, *, resume: bool = False,
-                         past_stop_rule: bool = False, progress=None, record_extra: dict | None = None) -> dict:
+                         past_stop_rule: bool = False, progress=None, record_extra: dict | None = None,
+                         by_hash: tuple[str, ...] = ()) -> dict:
     """Train (or resume) an expert; at `cfg.stop_rule.at_steps` measure its stop rule and obey it.
 
     cfg: a frozen dataclass with steps, stop_rule.at_steps and init_policy; build_runner(cfg, out_dir) ->
     OnPolicyRunner; measure_rule(policy) -> the verdict dict ({"passed": bool, ...}), written to stop_rule.json.
-    A failed rule blocks training past it unless past_stop_rule; a resume with other settings is refused."""
+    A failed rule blocks training past it unless past_stop_rule; a resume with other settings, or other files
+    behind record_extra's hashes, is refused. by_hash: config keys (file paths) compared by those hashes, not
+    by path, so a run resumes from another checkout."""
     out_dir = Path(out_dir)
     run_json = out_dir / "run.json"
     if resume and not run_json.is_file() and (out_dir / "checkpoints" / "last_state.pt").is_file():
         raise InputError(f"--resume: {out_dir} has a checkpoint but no run.json; its settings are unknown")
+    hashes = dict(record_extra or {})
+    if cfg.init_policy is not None:
+        from tt_deploy.hashing import sha256_file
+
+        hashes["init_policy_sha256"] = sha256_file(cfg.init_policy)
     if resume and run_json.is_file():
-        old = json.loads(run_json.read_text()).get("config", {})
-        mine = config_record(cfg)
-        differ = sorted(k for k in mine if k not in ("steps", "nthread") and k in old and _differs(old[k], mine[k]))
+        recorded = json.loads(run_json.read_text())
+        old, mine = recorded.get("config", {}), config_record(cfg)
+        skip = {"steps", "nthread", *by_hash}
+        differ = sorted(k for k in mine if k not in skip and k in old and _differs(old[k], mine[k]))
+        differ += sorted(k for k, v in hashes.items() if k in recorded and recorded[k] != v)  # the files themselves
         if differ:
             raise InputError(f"--resume: {out_dir} was trained with other settings ({', '.join(differ)})")
     runner = build_runner(cfg, out_dir)
@@ -156,11 +181,7 @@ def train_with_stop_rule(cfg, out_dir: str | Path, build_runner, measure_rule, r
     if verdict is not None and not verdict["passed"] and not past_stop_rule and cfg.steps > cfg.stop_rule.at_steps:
         raise InputError(f"{out_dir}: the stop rule failed at {cfg.stop_rule.at_steps:,} env steps "
                          f"({rule_path}); change the design, or pass --past-stop-rule")  # fmt: skip
-    record = {"recipe": recipe, "config": config_record(cfg), "sim": "mujoco", **(record_extra or {})}
-    if cfg.init_policy is not None:
-        from tt_deploy.hashing import sha256_file
-
-        record["init_policy_sha256"] = sha256_file(cfg.init_policy)
+    record = {"recipe": recipe, "config": config_record(cfg), "sim": "mujoco", **hashes}
     write_json(run_json, {**record, "status": "training"})
     target = cfg.steps if verdict is not None else min(cfg.steps, cfg.stop_rule.at_steps)
     result = runner.learn(target, progress=progress)

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,9 +65,14 @@ def physical_cores() -> int:
 class SessionConfig:
     """ONNX Runtime options, chosen for batch-1 latency in a control loop (see docs/bundle.md).
 
-    intra_op_threads: None = physical cores. allow_spinning False: measured on 2 cores, spinning
-    threads barely change p50 but push p99 from ~0.5 ms to 3-8 ms when the controller competes
-    for the cores.
+    intra_op_threads: None = chosen per graph. A static (batch-1) graph on the CPU provider is timed at load
+    with 1 thread and with all physical cores, interleaved (CALIBRATION_RUNS each), and keeps the faster: at
+    batch 1 a small graph is dispatch-bound and a second thread only adds synchronisation (small fused reach
+    graph, 2 cores: ~105 us a call slower with 2 threads), while a large one gains from it. Dynamic-batch
+    graphs (throughput) take all physical cores. An int fixes the count. `GraphSession.intra_op_threads` says
+    what each graph got; `ttdeploy bench` prints it.
+    allow_spinning False: measured on 2 cores, spinning threads barely change p50 but push p99 from ~0.5 ms
+    to 3-8 ms when the controller competes for the cores.
     """
 
     intra_op_threads: int | None = None
@@ -77,7 +83,8 @@ class SessionConfig:
         None  # trt / ort-trt: engine precision; None = fastest built (trt), fp32 (ort-trt)
     )
 
-    def session_options(self):
+    def session_options(self, threads: int | None = None):
+        """ONNX Runtime SessionOptions; `threads` (a calibrated count) overrides intra_op_threads."""
         ort = _ort()
         levels = {
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -89,7 +96,7 @@ class SessionConfig:
             raise UnknownNameError("graph optimization level", self.graph_optimization, levels)
         so = ort.SessionOptions()
         so.graph_optimization_level = levels[self.graph_optimization]
-        so.intra_op_num_threads = self.intra_op_threads or physical_cores()
+        so.intra_op_num_threads = threads or self.intra_op_threads or physical_cores()
         so.inter_op_num_threads = self.inter_op_threads
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.allow_spinning else "0")
@@ -277,6 +284,24 @@ def check_metadata(meta: dict[str, str], spec: GraphSpec, bfm_sha256: str, path:
         raise BundleError(f"{path}: metadata {wrong} does not match the manifest; re-export the bundle")
 
 
+CALIBRATION_RUNS = 40  # per thread count, interleaved, after 5 warm-up runs each (small fused graph: ~25 ms)
+
+
+def _faster(a, b, spec: GraphSpec) -> bool:
+    """Whether session `a` runs the static graph `spec` faster than `b` (median of CALIBRATION_RUNS interleaved
+    runs on zero inputs: the graph's cost does not depend on the values)."""
+    feeds = {t.name: np.zeros(tuple(int(d) for d in t.shape), np.dtype(t.dtype)) for t in spec.inputs}
+    out = [spec.outputs[0].name]
+    times = {id(a): [], id(b): []}
+    for k in range(CALIBRATION_RUNS + 5):
+        for sess in (a, b) if k % 2 else (b, a):
+            t0 = time.perf_counter_ns()
+            sess.run(out, feeds)
+            if k >= 5:
+                times[id(sess)].append(time.perf_counter_ns() - t0)
+    return float(np.median(times[id(a)])) < float(np.median(times[id(b)]))
+
+
 class GraphSession:
     """One bundle graph loaded into ONNX Runtime after its hash, metadata and I/O were checked; a GraphRunner
     (runtime/base.py) for a fused graph, and the encoder or head of a ChainedRunner.
@@ -293,8 +318,12 @@ class GraphSession:
         self.spec, self.path = spec, path
         data = read_verified(path, spec.sha256)
         providers = execution_providers(provider, bundle_dir, config, spec.sha256)
+        calibrate = (config.intra_op_threads is None and provider == "CPUExecutionProvider" and spec.batch == "static"
+                     and physical_cores() > 1)  # fmt: skip
+        self.intra_op_threads = 1 if calibrate else config.intra_op_threads or physical_cores()
         try:
-            self.session = _ort().InferenceSession(data, config.session_options(), providers=providers)
+            self.session = _ort().InferenceSession(data, config.session_options(self.intra_op_threads),
+                                                   providers=providers)  # fmt: skip
         except Exception as exc:  # onnxruntime raises several private pybind types for bad models
             raise BundleError(f"{path} is not a loadable ONNX graph ({exc}); re-export the bundle") from exc
         actual = self.session.get_providers()
@@ -305,6 +334,10 @@ class GraphSession:
         check_metadata(self.session.get_modelmeta().custom_metadata_map, spec, bfm_sha256, path)
         _check_io("inputs", spec.inputs, self.session.get_inputs(), path)
         _check_io("outputs", spec.outputs, self.session.get_outputs(), path)
+        if calibrate:  # only a graph that passed every check is run
+            wide = _ort().InferenceSession(data, config.session_options(physical_cores()), providers=providers)
+            if _faster(wide, self.session, spec):
+                self.session, self.intra_op_threads = wide, physical_cores()
         self.input_names = tuple(t.name for t in spec.inputs)
         self.inputs, self.outputs, self.graphs = spec.inputs, spec.outputs, (spec.path,)  # a GraphRunner
         self.output_name = spec.outputs[0].name

@@ -522,6 +522,18 @@ class SkillRuntime:
             raise UnknownNameError("resident skill", skill, self._runners)
         return self._runners[skill].graphs
 
+    def threads(self, skill: str | None = None) -> dict[str, int | None]:
+        """Intra-op threads of each graph a skill (default: the active one) runs: calibrated at load for a
+        static graph on CPU when SessionConfig.intra_op_threads is None (runtime/session.py); None where the
+        backend chooses (OpenVINO, TensorRT)."""
+        self._require_open()
+        skill = self._active if skill is None else skill
+        if skill not in self._runners:
+            raise UnknownNameError("resident skill", skill, self._runners)
+        r = self._runners[skill]
+        parts = (r.encoder, r.head) if isinstance(r, ChainedRunner) else (r,)
+        return {g: getattr(p, "intra_op_threads", None) for p in parts for g in p.graphs}
+
     # --- skill switching --------------------------------------------------------------------------
     def switch(self, skill: str) -> None:
         """Make `skill` active. O(1): every resident skill's session was created in the constructor."""
