@@ -263,6 +263,18 @@ def _actuation() -> tuple[tuple[float, ...] | None, tuple[float, ...] | None, mf
     return _floats(hm.pd_offset), _floats(hm.pd_scale), actuation
 
 
+def _simulator(new_dir: Path, skills, old: mf.BundleManifest | None, old_dir: Path | None,
+               replaced: set[str]) -> tuple[mf.SimulatorSpec | None, mf.FallRule | None]:
+    """The simulator contract (MJCF into new_dir, physics, scene objects, fall rule: export/sim_contract.py),
+    left empty, with a warning, without MuJoCo."""
+    try:
+        from tt_deploy.export import sim_contract
+    except ImportError as exc:
+        log.warning("simulator contract (MJCF, physics, fall rule) left empty: %s", exc)
+        return None, None
+    return sim_contract.write_simulator(new_dir, skills, old, old_dir, replaced, _link_or_copy)
+
+
 def _tool_versions() -> mf.ToolVersions:
     import onnx
     import onnxruntime
@@ -298,7 +310,8 @@ def _previous_version(bundle: Path, current: str | None) -> str | None:
 
 
 def _bundle_manifest(
-    bfm: BFM, bfm_info: mf.BFMInfo, opset: int, skills, graphs, engines=(), content: str = "", default_skill=None
+    bfm: BFM, bfm_info: mf.BFMInfo, opset: int, skills, graphs, engines=(), content: str = "", default_skill=None,
+    simulator: mf.SimulatorSpec | None = None, fall_rule: mf.FallRule | None = None,
 ) -> mf.BundleManifest:
     groups = tuple(
         mf.TokenGroupSpec(
@@ -314,7 +327,8 @@ def _bundle_manifest(
         joint_names=spec.JOINT_NAMES, body_names=spec.BODY_NAMES, pd_offset=offset, pd_scale=scale,
         opset=opset, tools=_tool_versions(), skills=tuple(sorted(skills)),
         graphs=tuple(sorted(graphs, key=lambda g: g.path)), engines=tuple(engines), content=content,
-        default_skill=default_skill, actuation=actuation, state=mf.STATE_CONVENTION,
+        default_skill=default_skill, actuation=actuation, state=mf.STATE_CONVENTION, simulator=simulator,
+        fall_rule=fall_rule,
     )  # fmt: skip
 
 
@@ -365,7 +379,7 @@ def _remove_stale(bundle: Path, keep: set[str]) -> None:
         return
     for p in bundle.iterdir():
         versioned = mf.VERSION_RE.fullmatch(p.name) is not None
-        legacy = "" not in keep and (p.name == mf.SKILLS_DIR or (p.is_file() and p.suffix == ".onnx"))
+        legacy = "" not in keep and (p.name in (mf.SKILLS_DIR, mf.SIM_DIR) or (p.is_file() and p.suffix == ".onnx"))
         if (versioned and p.name not in keep) or legacy:
             _remove_tree(p)
 
@@ -541,18 +555,21 @@ def export_skills(
         if old is not None:
             _check_compatible(old, bfm_info.sha256, opset, bundle)
         meta = {"tt-deploy.schema": mf.SCHEMA, "tt-deploy.bfm_sha256": bfm_info.sha256}
-        graphs = _carry_over(mf.content_dir(bundle, old), old, new_dir, set(skills)) if old is not None else []
+        old_dir = mf.content_dir(bundle, old) if old is not None else None
+        graphs = _carry_over(old_dir, old, new_dir, set(skills)) if old is not None else []
+        names = {*(old.skills if old else ()), *skills}
+        simulator, fall_rule = _simulator(new_dir, names, old, old_dir, set(skills))  # before the slow graphs
         if not any(g.role == "bfm" for g in graphs):
             graphs += _export_graphs(
                 new_dir, "", [("bfm", BFMGraph(bfm), bfm.token_dim)], opset=opset, metadata=meta, skill=None
             )
         for skill, src in sources.items():
             graphs += _write_skill_files(new_dir, skill, bfm, bfm_info.sha256, src[0], src, opset, meta, precisions)
-        names = {*(old.skills if old else ()), *skills}
         graphs = _specialised_graphs(new_dir, bfm, graphs, names, opset=opset, metadata=meta)
         engines = _kept_engines(old, graphs)
         default = _default_skill(default_skill, old, names, [s for s in skills if sources[s][1] is not None], skills)
-        manifest = _bundle_manifest(bfm, bfm_info, opset, names, graphs, engines, new_dir.name, default)
+        manifest = _bundle_manifest(bfm, bfm_info, opset, names, graphs, engines, new_dir.name, default,
+                                    simulator, fall_rule)
         history = mf.with_history(history, mf.history_entry("export", new_dir.name, skills))
         mf.write_manifest(bundle, replace(manifest, skill_sha256=_skill_hashes(new_dir, names), history=history))
     for skill, src in sources.items():

@@ -14,10 +14,11 @@ from tt_deploy.runtime.manifest import (
     read_skill,
 )
 from tt_deploy.runtime.session import BACKENDS, SessionConfig
+from tt_deploy.runtime.simulator import mjcf_path, read_mjcf
 from tt_deploy.runtime.skill_runtime import SkillRuntime
 
 __all__ = [
     "SkillRuntime", "SessionConfig", "BACKENDS", "SCHEMA", "BundleManifest", "SkillManifest", "TensorSpec",
-    "read_manifest", "read_skill", "TTDeployError", "BundleError", "InputError", "UnknownNameError",
-    "MissingExtraError",
+    "read_manifest", "read_skill", "read_mjcf", "mjcf_path", "TTDeployError", "BundleError", "InputError",
+    "UnknownNameError", "MissingExtraError",
 ]  # fmt: skip

@@ -16,6 +16,7 @@ Bundle layout (DESIGN.md section 5, file names are the constants below):
       skills/<name>/encoder[.batch].onnx, fused[.batch].onnx
       skills/<name>/fused.<precision>[.batch].onnx   optional reduced-precision fused graphs (export --precision)
       skills/<name>/skill.json              SkillManifest
+      sim/humanoid.xml                      the humanoid MJCF the skills were trained on (SimulatorSpec.mjcf)
     <bundle>/engines/                       optional TensorRT engines + index.json (EngineSpec), shared
                                             by versions (engines are keyed by their graph's hash)
 
@@ -50,6 +51,7 @@ SCHEMA = "tt-deploy.bundle/1"
 MANIFEST_FILE = "manifest.json"
 SKILLS_DIR = "skills"
 SKILL_FILE = "skill.json"
+SIM_DIR = "sim"  # version-relative dir of the simulator's files (the MJCF)
 MASK_SEMANTICS = "bool, True = visible"
 BATCH_DIM = "batch"  # symbolic name of the batch axis in dynamic graphs
 STATIC_SUFFIX, DYNAMIC_SUFFIX = ".onnx", ".batch.onnx"
@@ -226,7 +228,7 @@ class ActuationSpec:
     reset_root_pos: tuple[float, ...]  # (3,) m: the root at reset (x, y 0; z = lowest geom 2 mm above the floor)
     reset_root_quat: tuple[float, ...]  # (4,) xyzw
     reset_joint_pos: tuple[float, ...]  # (69,) rad: the rest (T) pose, joint angles 0
-    mjcf: str  # the humanoid asset it was measured on (file name inside tt_deploy/sim/assets)
+    mjcf: str  # the humanoid asset it was measured on (file name; the file itself: simulator.mjcf)
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,93 @@ STATE_CONVENTION = StateConvention(
     read_at="after the control step's last physics substep, with positions and velocities recomputed from "
             "that state (MuJoCo: mj_forward after mj_step - mj_step leaves xpos/xquat/cvel one substep behind)",
 )
+
+
+@dataclass(frozen=True)
+class PhysicsSpec:
+    """Every MuJoCo option (mjModel.opt, by MuJoCo's names) of the model the skills were trained in, plus what
+    the simulator sets when it steps: so a controller or another simulator can rebuild the same physics.
+    Enums are MuJoCo's enum names without the prefix, lower case (mjSOL_NEWTON -> "newton")."""
+
+    timestep: float  # s per physics step (= ActuationSpec.physics_dt)
+    substeps: int  # physics steps per control step, actions held (the simulator's mj_step count, not an option)
+    integrator: str  # "euler" | "rk4" | "implicit" | "implicitfast"
+    cone: str  # friction cone: "pyramidal" | "elliptic"
+    jacobian: str  # constraint Jacobian: "dense" | "sparse" | "auto"
+    solver: str  # constraint solver: "pgs" | "cg" | "newton"
+    iterations: int  # solver iterations
+    tolerance: float  # solver tolerance
+    ls_iterations: int  # linesearch iterations
+    ls_tolerance: float  # linesearch tolerance
+    noslip_iterations: int  # noslip solver iterations (0: off)
+    noslip_tolerance: float  # noslip solver tolerance
+    ccd_iterations: int  # convex collision detection iterations
+    ccd_tolerance: float  # convex collision detection tolerance
+    sdf_iterations: int  # SDF collision iterations
+    sdf_initpoints: int  # SDF collision starting points
+    sleep_tolerance: float  # velocity below which a body may sleep (only with the "sleep" enable flag)
+    impratio: float  # frictional-to-normal constraint impedance ratio
+    gravity: tuple[float, ...]  # (3,) m/s^2, world frame
+    wind: tuple[float, ...]  # (3,) m/s, world frame
+    magnetic: tuple[float, ...]  # (3,) global magnetic flux
+    density: float  # kg/m^3 of the medium (0: no fluid forces)
+    viscosity: float  # Pa s of the medium
+    o_margin: float  # contact override margin (used only with the "override" enable flag)
+    o_solref: tuple[float, ...]  # contact override solref
+    o_solimp: tuple[float, ...]  # contact override solimp
+    o_friction: tuple[float, ...]  # contact override friction (5,)
+    disableflags: tuple[str, ...]  # MuJoCo features switched off (mjDSBL_CONTACT -> "contact"); () none
+    enableflags: tuple[str, ...]  # optional MuJoCo features switched on (mjENBL_ENERGY -> "energy"); () none
+    disableactuator: tuple[int, ...]  # actuator groups disabled; () none
+
+
+@dataclass(frozen=True)
+class SceneObjectSpec:
+    """One free rigid object a bundled skill's task puts in the scene (the strike pillar), as the simulator adds it
+    to the MJCF (it is not in the file), where the task places it and how the task classifies contacts with it."""
+
+    name: str  # its MuJoCo body, free joint and geom name
+    skills: tuple[str, ...]  # the bundled skills whose task needs it
+    geom: str  # MuJoCo geom type, prefix dropped, lower case ("box")
+    size: tuple[float, ...]  # m, MuJoCo geom size (box: half extents x, y, z)
+    mass: float  # kg
+    inertia: tuple[float, ...]  # kg m^2, principal moments about the centre of mass (body frame = geom frame)
+    friction: tuple[float, ...]  # MuJoCo geom friction: sliding, torsional, rolling
+    condim: int  # MuJoCo contact dimensionality of the geom
+    solref: tuple[float, ...]  # MuJoCo geom solref (time constant s, damping ratio)
+    solimp: tuple[float, ...]  # MuJoCo geom solimp
+    placement: str  # where the task puts it at each episode reset, in the names of placement_params
+    placement_params: dict  # the task's defaults; a skill.json `goals.ranges` entry of the same name overrides one
+    contact: str  # how the task classifies contacts with it, in the names of contact_params
+    contact_params: dict  # the body sets (body names) and thresholds `contact` names
+
+
+@dataclass(frozen=True)
+class SimulatorSpec:
+    """The simulated world the skills were trained in: the humanoid MJCF (a bundle file, hashed), what the
+    simulator adds to it, MuJoCo's options and the scene objects. Read from the compiled training model at export."""
+
+    engine: str  # simulator and version the values were read from ("MuJoCo 4.0.1")
+    mjcf: str  # version-relative POSIX path of the humanoid MJCF as shipped ("sim/humanoid.xml")
+    mjcf_sha256: str  # of that file; tt_deploy.runtime.read_mjcf checks it
+    mjcf_use: str  # what the simulator adds to the file before compiling it
+    physics: PhysicsSpec  # MuJoCo's options and the substeps
+    objects: tuple[SceneObjectSpec, ...]  # every scene object a bundled skill's task needs; () none
+
+
+@dataclass(frozen=True)
+class FallRule:
+    """When the training environment ended an episode as a fall (tt_deploy.tasks.env TaskEnv.fallen), in
+    measurable terms: what a controller's fall monitor or an evaluation must apply to match the training."""
+
+    formula: str  # one line, in the names of the fields below
+    non_foot_bodies: tuple[str, ...]  # the bodies the rule looks at (all but the feet), body_names order
+    contact_force_threshold: float  # N: a non-foot body "has contact" when its contact force exceeds this
+    contact_force: str  # how a body's contact force is measured
+    termination_heights: dict[str, float]  # m above the ground under the body, per non-foot body
+    height: str  # how a body's height is measured
+    grace_steps: int  # control steps after a reset in which no fall is checked
+    voids_success: dict[str, bool]  # per bundled skill: whether a fall cancels the episode's success
 
 
 @dataclass(frozen=True)
@@ -319,6 +408,8 @@ class BundleManifest:
     state: StateConvention | None = None  # the body-state convention of every observation
     skill_sha256: dict[str, str] | None = None  # sha256 of each skill.json, every skill (None: older bundles)
     history: tuple[HistoryEntry, ...] = ()  # how the bundle got here, oldest first (empty: older bundles)
+    simulator: SimulatorSpec | None = None  # the world the skills trained in: MJCF, physics (None: older)
+    fall_rule: FallRule | None = None  # when training ended an episode as a fall (None: older bundles)
 
     def graph(self, role: str, skill: str | None = None, dynamic: bool = False, precision: str = "fp32") -> GraphSpec:
         """The GraphSpec of one role/skill/batch kind/precision; BundleError when the bundle lacks it."""
@@ -531,8 +622,9 @@ def field_table(cls: type) -> list[tuple[str, str, str]]:
     return [(f.name, str(f.type), comments.get(f.name, "")) for f in dataclasses.fields(cls)]
 
 
-DOC_CLASSES = ("BundleManifest", "HistoryEntry", "ActuationSpec", "StateConvention", "BFMInfo", "TokenGroupSpec", "GraphSpec",
-               "TensorSpec", "ToolVersions", "EngineSpec", "ProfileShape", "SkillManifest", "EncoderSpec")  # fmt: skip
+DOC_CLASSES = ("BundleManifest", "HistoryEntry", "ActuationSpec", "StateConvention", "SimulatorSpec", "PhysicsSpec",
+               "SceneObjectSpec", "FallRule", "BFMInfo", "TokenGroupSpec", "GraphSpec", "TensorSpec", "ToolVersions",
+               "EngineSpec", "ProfileShape", "SkillManifest", "EncoderSpec")  # fmt: skip
 
 
 def field_tables_markdown() -> str:
