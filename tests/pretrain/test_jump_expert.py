@@ -32,10 +32,19 @@ CFG = JumpConfig(nthread=1)
 
 def test_the_script_alone_jumps_as_the_probe_measured_and_fails_from_a_moving_start():
     """results/probes/jump_feasibility.json: 1.958 m with 0.733 s of flight from the reset pose."""
-    still, moving = measure_jumps(None, CFG, start_speeds=(0.0, 1.0), envs=4)
+    still, moving = measure_jumps(None, CFG, start_speeds=(0.0, 1.0), envs=4, jitter=(0.0, 0.0))
     assert still["success"] == 1.0 and still["median_length_m"] == pytest.approx(1.958, abs=2e-3)
     assert still["median_flight_s"] == pytest.approx(0.733, abs=0.02)
     assert moving["success"] == 0.0  # open loop: what the expert is for
+
+
+def test_measured_starts_differ_so_a_measurement_is_not_one_jump_repeated():
+    env = make_env(CFG, 6, 0, (0.5, 0.5), jitter=(0.05, 0.02))
+    env.reset()
+    st = env.sim.body_state()
+    speeds = st.lin_vel[:, 0, 0]
+    assert len(np.unique(np.round(speeds, 6))) == 6 and np.all(np.abs(speeds - 0.5) <= 0.05 + 1e-6)
+    assert len(np.unique(np.round(env.sim.joint_state()[0][:, 0], 9))) == 6
 
 
 def test_per_env_script_times_equal_the_scalar_clock():

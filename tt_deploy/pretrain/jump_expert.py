@@ -225,14 +225,20 @@ class JumpTask(Task):
 class JumpEnv(TaskEnv):
     """TaskEnv whose episodes start moving forward, and that tells its JumpTask each action's residual."""
 
-    def __init__(self, sim, task: JumpTask, seed: int):
+    def __init__(self, sim, task: JumpTask, seed: int, jitter: tuple[float, float] = (0.0, 0.0)):
         super().__init__(sim, task, episode_seconds=SECONDS, seed=seed)
+        self.jitter = tuple(float(x) for x in jitter)  # (start speed +- m/s, joint angle std rad); 0, 0: none
 
     def _start_state(self, env_ids):
         # the per-env goal streams: snapshotted with the env (rl/env_state.py), so a resume draws the same speeds
         t: JumpTask = self.task
-        v = rows(self.goal_rng, env_ids).uniform(t.speed_low, t.speed_top, len(env_ids))
-        return {"root_lin_vel": np.stack([v, np.zeros_like(v), np.zeros_like(v)], -1)}
+        r = rows(self.goal_rng, env_ids)
+        v = r.uniform(t.speed_low, t.speed_top, len(env_ids))
+        out = {}
+        if any(self.jitter):
+            v = v + r.uniform(-self.jitter[0], self.jitter[0], len(env_ids))
+            out["joint_pos"] = self.jitter[1] * r.standard_normal((len(env_ids), spec.NUM_DOF))
+        return {"root_lin_vel": np.stack([v, np.zeros_like(v), np.zeros_like(v)], -1), **out}
 
     def step(self, actions: np.ndarray) -> EnvStep:
         t: JumpTask = self.task
@@ -248,7 +254,8 @@ class JumpPolicy(ResidualPolicy):
         super().__init__(TASK_DIM, CLOCK_DIM, pd_scale, residual_rad, hidden, critic_hidden)
 
 
-def make_env(cfg: JumpConfig, num_envs: int, seed: int, start_speed: tuple[float, float] | None = None) -> JumpEnv:
+def make_env(cfg: JumpConfig, num_envs: int, seed: int, start_speed: tuple[float, float] | None = None,
+             jitter: tuple[float, float] = (0.0, 0.0)) -> JumpEnv:
     from tt_deploy.sim.mujoco_backend import MujocoSimulator
 
     sim = MujocoSimulator(num_envs, nthread=cfg.nthread, seed=seed)
@@ -256,17 +263,22 @@ def make_env(cfg: JumpConfig, num_envs: int, seed: int, start_speed: tuple[float
     task = JumpTask(num_envs, ScriptedJump.from_probe(script_path(cfg.script), cfg.script_run_up), cfg.reward, sim.hm,
                     cfg.residual_rad, start_speed or cfg.start_speed,
                     SpeedCurriculum() if fixed else cfg.curriculum, cfg.takeoff_steps)  # fmt: skip
-    return JumpEnv(sim, task, seed)
+    return JumpEnv(sim, task, seed, jitter)
 
 
 # --- measurement -----------------------------------------------------------------------------------------------
-def measure_jumps(act, cfg: JumpConfig, start_speeds=(0.0, 0.5, 1.0), envs: int = 64, seed: int = 10_000) -> list[dict]:
-    """One jump per env from each start speed: success rate, median length and flight, falls.
+MEASURE_JITTER = (0.05, 0.02)  # m/s, rad: without it every env of a speed starts alike and jumps alike (1 sample)
+
+
+def measure_jumps(act, cfg: JumpConfig, start_speeds=(0.0, 0.5, 1.0), envs: int = 64, seed: int = 10_000,
+                  jitter: tuple[float, float] = MEASURE_JITTER) -> list[dict]:
+    """One jump per env from each start speed (+- jitter[0] m/s, joint angles N(0, jitter[1]) rad at the reset):
+    success rate, median length and flight, falls.
 
     act(obs dict of torch tensors) -> (N, 69) numpy actions; None = the script alone (residual 0)."""
-    rows = []
+    out = []
     for v in start_speeds:
-        env = make_env(cfg, envs, seed, (v, v))
+        env = make_env(cfg, envs, seed, (v, v), jitter)
         step = env.reset()
         ended = np.zeros(envs, bool)
         length, flight = np.full(envs, MISSED), np.zeros(envs)
@@ -280,10 +292,10 @@ def measure_jumps(act, cfg: JumpConfig, start_speeds=(0.0, 0.5, 1.0), envs: int 
             ended |= step.done
             if ended.all():
                 break
-        rows.append({"start_speed": v, "success": float(success.mean()), "fall_rate": float(fell.mean()),
+        out.append({"start_speed": v, "success": float(success.mean()), "fall_rate": float(fell.mean()),
                      "median_length_m": float(np.median(length)), "median_flight_s": float(np.median(flight)),
-                     "envs": envs})  # fmt: skip
-    return rows
+                     "envs": envs, "jitter": list(jitter)})  # fmt: skip
+    return out
 
 
 # --- training --------------------------------------------------------------------------------------------------

@@ -32,6 +32,9 @@ class _Rows:
     def uniform(self, low=0.0, high=1.0, size=None):
         return self._draw(size, lambda g, s: g.uniform(low, high, s))
 
+    def standard_normal(self, size=None):
+        return self._draw(size, lambda g, s: g.standard_normal(s))
+
     def integers(self, low, high=None, size=None):
         return self._draw(size, lambda g, s: g.integers(low, high, s))
 
