@@ -151,7 +151,7 @@ def main() -> None:
                                                                        raw_out.ctypes.data),
         "rebind one input (bind_cpu_input obs)": lambda: binding.bind_cpu_input("obs", feeds["obs"]),
     }, args.rounds)  # fmt: skip
-    print(f"\ngroup 4: the output decision, p50 us: "
+    print("\ngroup 4: the output decision, p50 us: "
           + ", ".join(f"{k} {np.median(v) / 1e3:.2f}" for k, v in g4.items()))
     print(f"\ngroup 1 ratios: act_into / pre-#37 = {np.median(g1['act_into']) / np.median(g1['act_into (pre-#37 path)']):.2f}x,"
           f" act_into / raw bound = {np.median(g1['act_into']) / np.median(g1['raw session, bound once, 1 thread']):.2f}x,"

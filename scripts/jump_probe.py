@@ -23,7 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from tt_deploy import spec
-from tt_deploy.pretrain.jump_script import KNOT_GROUPS, MIN_FLIGHT, PARAMS, SECONDS, JumpJudge, knot_targets, targets
+from tt_deploy.pretrain.jump_script import (
+    KNOT_GROUPS,
+    MIN_FLIGHT,
+    PARAMS,
+    SECONDS,
+    JumpJudge,
+    knot_targets,
+    targets,
+)
 from tt_deploy.sim.mujoco_backend import MujocoSimulator
 
 
@@ -102,7 +110,7 @@ def main() -> None:
             best, score = cem(sim, v, key, a.generations, rng)
             again = rollout(check, np.tile(best, (check.num_envs, 1)), v)
             print(f"  best {key} {score:.3f} in the search, {np.median(again[key]):.3f} re-measured", flush=True)
-            row[f"script_for_{key}"] = {name: round(float(x), 3) for (name, _, _), x in zip(PARAMS, best)}
+            row[f"script_for_{key}"] = {name: round(float(x), 3) for (name, _, _), x in zip(PARAMS, best, strict=True)}
             row[f"its_{key}"] = {k: round(float(np.median(x)), 3) for k, x in again.items()}
         if a.refine:
             base = np.array([row["script_for_length_m_with_flight"][name] for name, _, _ in PARAMS])

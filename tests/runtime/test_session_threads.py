@@ -21,7 +21,7 @@ def test_the_faster_thread_count_is_kept_and_reported(bundle, monkeypatch):
     for wide_wins, want in ((True, physical_cores()), (False, 1)):
         seen = []
 
-        def decide(a, b, spec, wide_wins=wide_wins):
+        def decide(a, b, spec, wide_wins=wide_wins, seen=seen):
             seen.append(spec.path)
             return wide_wins
 

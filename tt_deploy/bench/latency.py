@@ -41,7 +41,15 @@ from pathlib import Path
 import numpy as np
 
 from tt_deploy.atomic import atomic_write_text
-from tt_deploy.bench.floor import Machine, dispatch_ns, executed_nodes, floor_terms, gemm_peak, judge, last_level_cache_bytes
+from tt_deploy.bench.floor import (
+    Machine,
+    dispatch_ns,
+    executed_nodes,
+    floor_terms,
+    gemm_peak,
+    judge,
+    last_level_cache_bytes,
+)
 from tt_deploy.errors import InputError, UnknownNameError
 from tt_deploy.runtime import SessionConfig, SkillRuntime
 from tt_deploy.runtime import manifest as mf

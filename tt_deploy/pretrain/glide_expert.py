@@ -34,13 +34,12 @@ from tt_deploy.errors import InputError
 from tt_deploy.pretrain.gait_teacher import GaitTeacher
 from tt_deploy.pretrain.residual_expert import (  # noqa: F401 - residual_joint_ids, policy_actor: re-exported
     ResidualPolicy,
+    expert_runner,
     load_policy_weights,
     policy_actor,
-    policy_saver,
     policy_shape,
     residual_joint_ids,
     train_with_stop_rule,
-    warm_start,
 )
 from tt_deploy.pretrain.steady_walk import SpeedMeter
 from tt_deploy.rl.config import PPOConfig
@@ -304,13 +303,7 @@ class GlideLabels:
 
 
 def build_runner(cfg: GlideConfig, out_dir: Path) -> OnPolicyRunner:
-    torch.manual_seed(cfg.seed)
-    env = make_env(cfg, cfg.num_envs, cfg.seed)
-    policy = GlidePolicy(env.sim.hm.pd_scale, cfg.residual_rad, cfg.hidden)
-    if cfg.init_policy is not None:
-        warm_start(policy, cfg.init_policy, RECIPE_VERSION)
-    return OnPolicyRunner(env, policy, cfg.ppo, out_dir, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
-                          save_fn=policy_saver(RECIPE_VERSION), extra_log=_metrics(cfg))
+    return expert_runner(cfg, out_dir, make_env, GlidePolicy, RECIPE_VERSION, _metrics(cfg))
 
 
 def train_glide(cfg: GlideConfig, out_dir: str | Path, *, resume: bool = False, past_stop_rule: bool = False,

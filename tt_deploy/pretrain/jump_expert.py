@@ -47,11 +47,10 @@ from tt_deploy.pretrain.jump_script import (
 )
 from tt_deploy.pretrain.residual_expert import (
     ResidualPolicy,
+    expert_runner,
     policy_actor,
-    policy_saver,
     residual_joint_ids,
     train_with_stop_rule,
-    warm_start,
 )
 from tt_deploy.rl.config import PPOConfig
 from tt_deploy.rl.runner import OnPolicyRunner, to_torch
@@ -315,15 +314,7 @@ def _metrics(cfg: JumpConfig):
 
 
 def build_runner(cfg: JumpConfig, out_dir: Path) -> OnPolicyRunner:
-    import torch
-
-    torch.manual_seed(cfg.seed)
-    env = make_env(cfg, cfg.num_envs, cfg.seed)
-    policy = JumpPolicy(env.sim.hm.pd_scale, cfg.residual_rad, cfg.hidden)
-    if cfg.init_policy is not None:
-        warm_start(policy, cfg.init_policy, RECIPE_VERSION)
-    return OnPolicyRunner(env, policy, cfg.ppo, out_dir, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
-                          save_fn=policy_saver(RECIPE_VERSION), extra_log=_metrics(cfg))
+    return expert_runner(cfg, out_dir, make_env, JumpPolicy, RECIPE_VERSION, _metrics(cfg))
 
 
 def train_jump(cfg: JumpConfig, out_dir: str | Path, *, resume: bool = False, past_stop_rule: bool = False,

@@ -117,6 +117,19 @@ def warm_start(policy: ResidualPolicy, path: str | Path, recipe: str) -> None:
         raise InputError(f"--init-policy {path}: does not fit this policy ({str(exc).splitlines()[0]})") from None
 
 
+def expert_runner(cfg, out_dir: Path, make_env, make_policy, recipe: str, extra_log) -> OnPolicyRunner:
+    """The OnPolicyRunner of one expert: its env, its residual policy (warm-started from cfg.init_policy, which
+    must be this expert's), saving policy files under `recipe`. cfg: num_envs, seed, residual_rad, hidden, ppo,
+    checkpoint_every, init_policy."""
+    torch.manual_seed(cfg.seed)
+    env = make_env(cfg, cfg.num_envs, cfg.seed)
+    policy = make_policy(env.sim.hm.pd_scale, cfg.residual_rad, cfg.hidden)
+    if cfg.init_policy is not None:
+        warm_start(policy, cfg.init_policy, recipe)
+    return OnPolicyRunner(env, policy, cfg.ppo, out_dir, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
+                          save_fn=policy_saver(recipe), extra_log=extra_log)
+
+
 def policy_shape(path: str | Path, weights: dict[str, torch.Tensor], default_residual: float) -> dict:
     """residual_rad, hidden and critic_hidden of a policy file, read from its metadata and tensors."""
     from safetensors import safe_open
