@@ -13,6 +13,8 @@ so a background load hits them alike; the medians (and their ratios) are what to
 - `raw session, bound once, 1 thread`: onnxruntime.InferenceSession(fused.onnx) with intra_op_num_threads=1,
   inputs and output bound once, `run_with_iobinding` only - no Python path at all;
 - `plain default InferenceSession.run`: InferenceSession(fused.onnx) with default options, `run(None, feeds)`.
+- `act_into, default SessionConfig (threads calibrated)`: the product's default runtime (SessionConfig()), whose
+  intra-op threads were calibrated at load;
 - with --baseline-bundle, `issue-time act_into (baseline graph, pre-#37 path, default threads)`: what issue #37
   measured as today's: the baseline bundle's graph through the pre-#37 call path with the default SessionConfig.
 Two groups are interleaved separately: the plain default session's intra-op pool spins after each run and would
@@ -121,6 +123,10 @@ def main() -> None:
         "raw session, bound once, 1 thread": lambda: raw.run_with_iobinding(binding),
         "act_into's bound run alone": bound_run,
     }  # fmt: skip
+    auto = SkillRuntime(args.bundle, backend="ort-cpu", skills=[skill], mode="fused", batch=1, share_bfm=False)
+    out_auto = np.empty(manifest.action_dim, np.float32)
+    print(f"default SessionConfig: threads calibrated at load to {auto.threads()}")
+    variants["act_into, default SessionConfig (threads calibrated)"] = lambda: auto.act_into(fed, obs, out_auto)
     base = "issue-time act_into (baseline graph, pre-#37 path, default threads)"
     if args.baseline_bundle:
         old_rt = SkillRuntime(args.baseline_bundle, backend="ort-cpu", skills=[skill], mode="fused", batch=1,
@@ -133,6 +139,7 @@ def main() -> None:
     _report("group 1: runtime paths and the bound raw session", g1, "act_into")
     g2 = interleaved({
         "act_into": lambda: rt.act_into(fed, obs, out_new),
+        "act_into, default SessionConfig (threads calibrated)": lambda: auto.act_into(fed, obs, out_auto),
         "plain default InferenceSession.run": lambda: plain.run(None, feeds),
         "raw session, bound once, 1 thread": lambda: raw.run_with_iobinding(binding),
     }, args.rounds)  # fmt: skip
@@ -153,15 +160,18 @@ def main() -> None:
     }, args.rounds)  # fmt: skip
     print("\ngroup 4: the output decision, p50 us: "
           + ", ".join(f"{k} {np.median(v) / 1e3:.2f}" for k, v in g4.items()))
+    dflt = "act_into, default SessionConfig (threads calibrated)"
     print(f"\ngroup 1 ratios: act_into / pre-#37 = {np.median(g1['act_into']) / np.median(g1['act_into (pre-#37 path)']):.2f}x,"
           f" act_into / raw bound = {np.median(g1['act_into']) / np.median(g1['raw session, bound once, 1 thread']):.2f}x,"
           f" raw bound / pre-#37 = "
           f"{np.median(g1['raw session, bound once, 1 thread']) / np.median(g1['act_into (pre-#37 path)']):.2f}x"
           f" (the best any call path can do); group 2: act_into / plain default = "
           f"{np.median(g2['act_into']) / np.median(g2['plain default InferenceSession.run']):.2f}x, raw bound / plain "
-          f"default = {np.median(g2['raw session, bound once, 1 thread']) / np.median(g2['plain default InferenceSession.run']):.2f}x")
+          f"default = {np.median(g2['raw session, bound once, 1 thread']) / np.median(g2['plain default InferenceSession.run']):.2f}x, "
+          f"default-config act_into / plain default = {np.median(g2[dflt]) / np.median(g2['plain default InferenceSession.run']):.2f}x")
     if base in g1:
-        print(f"act_into / issue-time act_into = {np.median(g1['act_into']) / np.median(g1[base]):.2f}x")
+        print(f"act_into / issue-time act_into = {np.median(g1['act_into']) / np.median(g1[base]):.2f}x; "
+              f"default-config act_into / issue-time = {np.median(g1[dflt]) / np.median(g1[base]):.2f}x")
 
 
 if __name__ == "__main__":
