@@ -168,10 +168,8 @@ void Runtime::act_into(const Input* inputs, std::size_t n_inputs, const float* t
   }
   if (std::all_of(out, out + dim, [](float a) { return std::isfinite(a); })) return;
   const std::uint64_t count = ++m.nonfinite;
-  if (m.options.nonfinite == NonFinitePolicy::zeros) {
-    std::fill(out, out + dim, 0.0f);  // PD targets at the default pose offsets: the documented fallback
-    return;
-  }
+  std::fill(out, out + dim, 0.0f);  // the default pose offsets; when raising too, so `out` never holds NaN
+  if (m.options.nonfinite == NonFinitePolicy::zeros) return;
   throw Error(ErrorCode::nonfinite_actions,
               "skill '" + m.names[active] + "' returned NaN/inf actions (call " + std::to_string(count) +
                   " with them); the bundle's weights or the inputs are broken - run `ttdeploy verify`, or open the "

@@ -96,13 +96,14 @@ class CppRuntime:
         self._check(self.lib.tt_deploy_nonfinite_count(self.handle, ctypes.byref(n)))
         return n.value
 
-    def act(self, inputs: Mapping[str, np.ndarray], task_obs: np.ndarray) -> np.ndarray:
-        """(action_dim,) float32 actions; arrays of one sample, with or without the batch-1 axis."""
+    def act(self, inputs: Mapping[str, np.ndarray], task_obs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(action_dim,) float32 actions (into `out` when given); arrays of one sample, with or without the batch-1
+        axis."""
         arrays = {k: np.ascontiguousarray(v) for k, v in inputs.items()}  # kept alive for the call
         table = (Input * max(1, len(arrays)))(*[
             Input(k.encode(), DTYPES.get(a.dtype, UNKNOWN_DTYPE), a.ctypes.data, a.size) for k, a in arrays.items()])
         obs = np.ascontiguousarray(task_obs, np.float32)
-        out = np.zeros(self.action_dim, np.float32)
+        out = np.zeros(self.action_dim, np.float32) if out is None else out
         self._check(self.lib.tt_deploy_act_into(self.handle, table, len(arrays), _floats(obs), obs.size, _floats(out),
                                                 out.size))
         return out

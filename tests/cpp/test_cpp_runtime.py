@@ -332,9 +332,10 @@ def test_nan_actions_are_refused_or_zeroed(cpp_lib, cpp_bundle, tmp_path, cases)
         with pytest.raises(NonFiniteActionsError):
             py.act(inputs, task_obs)
     with CppRuntime(cpp_lib, bad, [SKILL]) as cpp:
+        out = np.full(69, 7.0, np.float32)
         with pytest.raises(CppError, match=f"ERR_NONFINITE_ACTIONS: skill '{SKILL}' returned NaN/inf actions"):
-            cpp.act(inputs, task_obs)
-        assert cpp.nonfinite_count() == 1
+            cpp.act(inputs, task_obs, out)
+        assert cpp.nonfinite_count() == 1 and not out.any()  # no NaN PD target in `out`, as in Python
     with CppRuntime(cpp_lib, bad, [SKILL], nonfinite_zeros=True) as cpp:
         assert not cpp.act(inputs, task_obs).any() and cpp.nonfinite_count() == 1
 

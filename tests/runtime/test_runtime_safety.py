@@ -61,6 +61,10 @@ def test_nan_actions_raise_naming_the_skill_or_fall_back_to_zeros(bundle, tmp_pa
     with SkillRuntime(bad, backend="ort-cpu", share_bfm=False) as rt:
         with pytest.raises(NonFiniteActionsError, match="skill 'reach' returned NaN/inf actions"):
             rt.act(_inputs(), np.zeros(3, np.float32))
+        out = np.full((1, 69), 7.0, np.float32)
+        with pytest.raises(NonFiniteActionsError):
+            rt.act_into(_inputs(), np.zeros(3, np.float32), out)
+        assert not out.any()  # a controller that ignores the error still sends no NaN PD target
     with SkillRuntime(bad, backend="ort-cpu", share_bfm=False, nonfinite="zeros") as rt:
         out = np.full((1, 69), 7.0, np.float32)
         assert rt.act_into(_inputs(), np.zeros(3, np.float32), out) is out

@@ -661,6 +661,7 @@ class SkillRuntime:
 
     def _nonfinite(self, actions: np.ndarray) -> np.ndarray:
         self.nonfinite_count += 1
+        actions[...] = 0.0  # also when raising: a caller's `out` never holds NaN PD targets
         if self.nonfinite == "raise":
             raise NonFiniteActionsError(
                 f"skill {self._active!r} returned NaN/inf actions (call {self.nonfinite_count} with them); the "
@@ -668,7 +669,6 @@ class SkillRuntime:
                 "nonfinite='zeros' to fall back to the default pose"
             )
         log.warning("skill %r returned NaN/inf actions: zeros (the default pose) instead", self._active)
-        actions[...] = 0.0
         return actions
 
     def _run_graphs(self, inputs, task_obs, batch: int | None, out: np.ndarray | None) -> np.ndarray:
