@@ -91,6 +91,20 @@ def test_the_judge_needs_two_steps_in_the_air_and_a_foot_past_the_line():
     assert judge.landed[0] and judge.length[0] == pytest.approx(1.7)
 
 
+def test_v3_trains_on_jittered_starts_and_a_timeout_without_a_jump_pays_a_miss():
+    cfg = replace(DESIGNS["v3"], nthread=1)
+    env = make_env(cfg, 2, 0)
+    assert env.jitter == (0.05, 0.02)  # training starts as jittered as the measurement's
+    env.reset()
+    rewards = []
+    for _ in range(env.max_steps):  # the rest pose held: it never jumps
+        step = env.step(np.zeros((2, 69)))
+        rewards.append(step.reward.copy())
+        if step.done.any():
+            break
+    assert step.info["timeout"].all() and np.all(rewards[-1] <= MISSED + 0.1) and np.all(np.abs(rewards[-2]) < 0.1)
+
+
 def test_a_hop_shorter_than_the_takeoff_is_not_a_jump():
     """v2's judge: 2 steps in the air (the script's crouch under action noise) do not end the jump."""
     judge = JumpJudge(1, takeoff_steps=5)
@@ -125,7 +139,7 @@ def test_training_measures_and_obeys_its_stop_rule(tmp_path):
     glide = "results/experts/glide-v3/seed0/checkpoints/last_policy.safetensors"
     with pytest.raises(InputError, match="not a 'tt-deploy jump expert' one"):
         train_jump(replace(cfg, init_policy=str(script_path(glide))), tmp_path / "warm")
-    assert set(DESIGNS) == {"v1", "v2"} and DESIGNS["v2"].curriculum.step > 0 and DESIGNS["v2"].reward.success_w > 0
+    assert set(DESIGNS) == {"v1", "v2", "v3"} and DESIGNS["v2"].curriculum.step > 0 and DESIGNS["v2"].reward.success_w > 0
 
 
 def test_the_curriculum_raises_the_start_speed_only_as_jumps_succeed():
