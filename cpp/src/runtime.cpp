@@ -143,14 +143,19 @@ Runtime::~Runtime() = default;
 Runtime::Runtime(Runtime&&) noexcept = default;
 Runtime& Runtime::operator=(Runtime&&) noexcept = default;
 
+Runtime::Impl& Runtime::impl() const {
+  if (!impl_) throw Error(ErrorCode::closed, "this Runtime was moved from: use the object it was moved into");
+  return *impl_;
+}
+
 void Runtime::switch_skill(std::string_view skill) {
-  impl_->require_open();
-  impl_->active.store(impl_->index_of(skill), std::memory_order_release);
+  impl().require_open();
+  impl().active.store(impl().index_of(skill), std::memory_order_release);
 }
 
 void Runtime::act_into(const Input* inputs, std::size_t n_inputs, const float* task_obs, std::size_t task_obs_count,
                        float* out, std::size_t out_count) {
-  Impl& m = *impl_;
+  Impl& m = impl();
   const std::size_t dim = m.manifest.action_dim;
   if (out == nullptr) throw Error(ErrorCode::input, "out is a null pointer; pass a buffer of " + std::to_string(dim) + " floats");
   if (out_count != dim) {
@@ -177,26 +182,26 @@ void Runtime::act_into(const Input* inputs, std::size_t n_inputs, const float* t
 }
 
 void Runtime::close() {
-  CallGuard guard(impl_->busy);
-  impl_->skills.clear();
-  impl_->closed.store(true, std::memory_order_release);
+  CallGuard guard(impl().busy);
+  impl().skills.clear();
+  impl().closed.store(true, std::memory_order_release);
 }
 
-const std::string& Runtime::active() const { return impl_->names[impl_->active.load(std::memory_order_acquire)]; }
-const std::vector<std::string>& Runtime::skills() const { return impl_->names; }
+const std::string& Runtime::active() const { return impl().names[impl().active.load(std::memory_order_acquire)]; }
+const std::vector<std::string>& Runtime::skills() const { return impl().names; }
 std::size_t Runtime::task_obs_dim(std::string_view skill) const {
-  return impl_->task_obs_dims[impl_->index_of(skill)];
+  return impl().task_obs_dims[impl().index_of(skill)];
 }
 const std::vector<std::string>& Runtime::visible_groups(std::string_view skill) const {
-  return impl_->visible[impl_->index_of(skill)];
+  return impl().visible[impl().index_of(skill)];
 }
-bool Runtime::has_task_prior(std::string_view skill) const { return impl_->priors[impl_->index_of(skill)]; }
-std::size_t Runtime::action_dim() const { return impl_->manifest.action_dim; }
-double Runtime::action_clamp() const { return impl_->manifest.action_clamp; }
-double Runtime::control_dt() const { return impl_->manifest.control_dt; }
-const std::string& Runtime::task_obs_name() const { return impl_->manifest.task_obs_name; }
-const std::vector<TokenGroup>& Runtime::token_groups() const { return impl_->manifest.token_groups; }
-std::uint64_t Runtime::nonfinite_count() const { return impl_->nonfinite.load(); }
-const char* Runtime::backend_name() const { return impl_->backend->name(); }
+bool Runtime::has_task_prior(std::string_view skill) const { return impl().priors[impl().index_of(skill)]; }
+std::size_t Runtime::action_dim() const { return impl().manifest.action_dim; }
+double Runtime::action_clamp() const { return impl().manifest.action_clamp; }
+double Runtime::control_dt() const { return impl().manifest.control_dt; }
+const std::string& Runtime::task_obs_name() const { return impl().manifest.task_obs_name; }
+const std::vector<TokenGroup>& Runtime::token_groups() const { return impl().manifest.token_groups; }
+std::uint64_t Runtime::nonfinite_count() const { return impl().nonfinite.load(); }
+const char* Runtime::backend_name() const { return impl().backend->name(); }
 
 }  // namespace ttdeploy

@@ -302,6 +302,16 @@ TT_TEST(runtime, use_after_close_is_refused) {
   CHECK_EQ(rt.task_obs_dim(rt.active()), call.task_obs.size());  // what was read stays readable
 }
 
+TT_TEST(runtime, a_moved_from_runtime_is_refused_not_dereferenced) {
+  const std::string bundle = tt_test::bundle_or_skip();
+  Runtime rt(bundle, one_thread());
+  const auto call = tt_test::make_call(rt, rt.active(), 1);
+  Runtime moved(std::move(rt));
+  CHECK(all_finite(tt_test::act(moved, call)));
+  CHECK(CHECK_ERROR(ErrorCode::closed, tt_test::act(rt, call)).find("moved from") != std::string::npos);  // NOLINT
+  CHECK_ERROR(ErrorCode::closed, rt.switch_skill(moved.skills().front()));  // NOLINT(bugprone-use-after-move)
+}
+
 TT_TEST(runtime, overlapping_calls_are_refused_not_waited_for) {
   const std::string bundle = tt_test::bundle_or_skip();
   auto hooks = std::make_shared<tt_test::RunHooks>();

@@ -129,6 +129,7 @@ class Runtime {
 
  private:
   struct Impl;
+  Impl& impl() const;  // Error(closed) on a moved-from Runtime instead of a null dereference
   std::unique_ptr<Impl> impl_;
 };
 
