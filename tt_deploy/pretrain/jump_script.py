@@ -13,6 +13,7 @@ the line. A touch that is not such a landing scores its length minus 5 m.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,8 +111,15 @@ class ScriptedJump:
 
     def targets(self, t: np.ndarray) -> np.ndarray:
         """(N, 69) PD targets (rad) at per-env times t (N,) s."""
-        n = len(t)
-        return knot_targets(np.tile(self.base, (n, 1)), np.tile(np.asarray(self.offsets), (n, 1, 1)), t)
+        return knot_targets(*_tiled(self.base, self.offsets, len(t)), t)
+
+
+@functools.lru_cache(maxsize=8)
+def _tiled(base: tuple, offsets: tuple, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """One script tiled for n envs, built once: the jump expert asks for it every control step."""
+    b, o = np.tile(base, (n, 1)), np.tile(np.asarray(offsets), (n, 1, 1))
+    b.flags.writeable = o.flags.writeable = False
+    return b, o
 
 
 class JumpJudge:
