@@ -21,6 +21,7 @@ from tt_deploy.pretrain.jump_expert import (
     SpeedCurriculum,
     make_env,
     measure_jumps,
+    record_reference,
     train_jump,
 )
 from tt_deploy.pretrain.jump_script import MISSED, JumpJudge, ScriptedJump, knot_targets, script_path
@@ -105,6 +106,27 @@ def test_v3_trains_on_jittered_starts_and_a_timeout_without_a_jump_pays_a_miss()
     assert step.info["timeout"].all() and np.all(rewards[-1] <= MISSED + 0.1) and np.all(np.abs(rewards[-2]) < 0.1)
 
 
+def test_v4_tracks_the_scripts_own_jump_and_starts_inside_it_before_takeoff():
+    cfg = replace(DESIGNS["v4"], nthread=1, start_jitter=(0.0, 0.0))
+    ref = record_reference(cfg.script, cfg.script_run_up, cfg.takeoff_steps)
+    assert 0 < ref.takeoff < len(ref) and ref.root_pos[-1, 0] > 1.5  # a push-off on the ground, then the flight
+    env = make_env(cfg, 64, 3)
+    step = env.reset()
+    k = env.task.start_step.copy()
+    assert (k == 0).any() and (k > 0).any() and k.max() < ref.takeoff  # reference starts, only before takeoff
+    q = env.sim.joint_state()[0]
+    assert np.allclose(q, ref.joint_pos[k], atol=1e-9)  # each env starts in its reference frame
+    # the script's clock starts at the frame: its observation is the script's action at that time
+    assert np.allclose(to_torch(step)[TASK_OBS_NAME][:, 0].numpy(), k * 1 / 30 / 2.5, atol=1e-6)
+    step = env.step(to_torch(step)[TASK_OBS_NAME][:, CLOCK_DIM:].numpy())
+    assert np.all(env.task.terms["imitation"] > 0.9)  # the script from its own frames stays on its own jump
+    env = make_env(cfg, 1, 3)
+    env.reset()
+    step = env.step(np.zeros((1, 69)))  # the rest pose held while the reference crouches: tracked worse
+    assert env.task.terms["imitation"][0] < 0.9
+    assert make_env(cfg, 2, 0, (0.0, 0.0)).rsi_prob == 0.0  # a measurement starts at the reset pose
+
+
 def test_a_hop_shorter_than_the_takeoff_is_not_a_jump():
     """v2's judge: 2 steps in the air (the script's crouch under action noise) do not end the jump."""
     judge = JumpJudge(1, takeoff_steps=5)
@@ -139,7 +161,7 @@ def test_training_measures_and_obeys_its_stop_rule(tmp_path):
     glide = "results/experts/glide-v3/seed0/checkpoints/last_policy.safetensors"
     with pytest.raises(InputError, match="not a 'tt-deploy jump expert' one"):
         train_jump(replace(cfg, init_policy=str(script_path(glide))), tmp_path / "warm")
-    assert set(DESIGNS) == {"v1", "v2", "v3"} and DESIGNS["v2"].curriculum.step > 0 and DESIGNS["v2"].reward.success_w > 0
+    assert set(DESIGNS) == {"v1", "v2", "v3", "v4"} and DESIGNS["v2"].curriculum.step > 0 and DESIGNS["v2"].reward.success_w > 0
 
 
 def test_the_curriculum_raises_the_start_speed_only_as_jumps_succeed():

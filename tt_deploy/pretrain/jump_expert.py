@@ -17,8 +17,11 @@ Success (the long jump's, issue #33): a foot landing past the line, >= 1.5 m, af
 
   + success_w                           at a landing that succeeds (v2)
   + landing_w * MISSED                    at a timeout without a touch (v3: standing still is no refuge)
+  + imitation_w * (0.5 pose + 0.1 joint speed + 0.4 body shape)  every step (v4, JumpImitation): DeepMimic's
+                                          tracking of the script's own jump from the exact start (JumpReference)
 Start speeds: uniform in [0, 1] m/s (v1), or from a curriculum that raises the top speed as the success rate
-grows (v2, SpeedCurriculum).
+grows (v2, SpeedCurriculum). v4 starts half of its training episodes inside the reference before takeoff
+(reference state init), so every phase of the push-off is practised from the states it is tracked on.
 
 Stop rule: at `at_steps`, 64 envs from each start speed of the rule must succeed in >= min_success of their
 jumps; otherwise the run stops there and the design changes before more compute (stop_rule.json).
@@ -26,6 +29,7 @@ jumps; otherwise the run stops there and the design changes before more compute 
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,6 +82,22 @@ class JumpReward:
 
 
 @dataclass(frozen=True)
+class JumpImitation:
+    """DeepMimic's tracking reward on the reference jump (v4). weight 0: off (v1-v3).
+
+    pose exp(-pose_k * sum of squared hinge errors, rad^2), joint speed exp(-vel_k * sum of squared hinge speed
+    errors, (rad/s)^2), body shape exp(-body_k * mean squared error of the 24 body positions relative to the
+    root's ground point, m^2: the height is tracked, the distance travelled is the landing reward's).
+    rsi_prob: the share of training episodes that start at a random reference step before takeoff."""
+
+    weight: float = 0.0
+    pose_k: float = 2.0
+    vel_k: float = 0.01
+    body_k: float = 20.0
+    rsi_prob: float = 0.5
+
+
+@dataclass(frozen=True)
 class SpeedCurriculum:
     """Start speeds drawn from [LOW, top]; top starts at LOW and rises by `step` whenever the success rate of the
     episodes (an EMA over episode ends) reaches `promote_at`, up to HIGH. step 0: no curriculum (v1)."""
@@ -120,6 +140,7 @@ class JumpConfig:
     takeoff_steps: int = 2  # control steps in the air that make the jump's flight (JumpJudge)
     start_jitter: tuple[float, float] = (0.0, 0.0)  # training starts: +- m/s on the speed, joint angle std rad (v3)
     reward: JumpReward = JumpReward()
+    imitation: JumpImitation = JumpImitation()
     ppo: PPOConfig = PPOConfig(horizon=32, num_minibatches=4, epochs=4, actor_lr=1e-4, critic_lr=3e-4,
                                max_grad_norm=1.0, action_std=0.02, bound_coef=10.0, critic_warmup=5)  # fmt: skip
     checkpoint_every: int = 10
@@ -153,7 +174,68 @@ DESIGNS: dict[str, JumpConfig] = {
     "v3": JumpConfig(design="v3", curriculum=SpeedCurriculum(step=0.1), takeoff_steps=5,
                      reward=JumpReward(success_w=2.0, timeout_miss=True), start_jitter=(0.05, 0.02),
                      stop_rule=JumpStopRule(at_steps=3_000_000)),
+    # v4 (v3's stop rule at 3.01 M: 32.8 / 12.5 / 0 % of jittered jumps at 0 / 0.5 / 1 m/s; training success
+    # ~20 %, so the curriculum never left 0 m/s: one reward at the landing, ~50 steps after the actions that
+    # decide it, from starts that already left the script's basin): a dense reward for staying on the script's
+    # own jump (DeepMimic tracking) and starts inside it (reference state init); fresh from the script.
+    "v4": JumpConfig(design="v4", curriculum=SpeedCurriculum(step=0.1), takeoff_steps=5,
+                     reward=JumpReward(success_w=2.0, timeout_miss=True), start_jitter=(0.05, 0.02),
+                     imitation=JumpImitation(weight=0.1), stop_rule=JumpStopRule(at_steps=3_000_000)),
 }
+
+
+@dataclass(frozen=True)
+class JumpReference:
+    """The script's own jump from the exact reset at 0 m/s, one row per control step (frame k = after k steps),
+    up to the step before its landing: what v4 tracks and starts from."""
+
+    root_pos: np.ndarray  # (T, 3)
+    root_quat: np.ndarray  # (T, 4) xyzw
+    root_lin_vel: np.ndarray  # (T, 3)
+    root_ang_vel: np.ndarray  # (T, 3)
+    joint_pos: np.ndarray  # (T, 69)
+    joint_vel: np.ndarray  # (T, 69)
+    shape: np.ndarray  # (T, 24, 3): body positions relative to the root's ground point
+    takeoff: int  # the first frame of the flight (the last stretch with no contact at all)
+
+    def __len__(self) -> int:
+        return len(self.joint_pos)
+
+    def start(self, k: np.ndarray) -> dict[str, np.ndarray]:
+        """`sim.reset` keywords of frames k."""
+        return {name: getattr(self, name)[k].copy() for name in
+                ("root_pos", "root_quat", "root_lin_vel", "root_ang_vel", "joint_pos", "joint_vel")}  # fmt: skip
+
+
+def body_shape(pos: np.ndarray) -> np.ndarray:
+    """(N, 24, 3) body positions relative to the root's point on the ground (x, y of body 0; z = 0)."""
+    origin = pos[:, :1, :].copy()
+    origin[..., 2] = 0.0
+    return pos - origin
+
+
+@functools.lru_cache(maxsize=4)
+def record_reference(script: str, run_up: float, takeoff_steps: int) -> JumpReference:
+    """Run the script alone from the exact reset (no jitter, no residual) and record it until its landing."""
+    cfg = JumpConfig(script=script, script_run_up=run_up, takeoff_steps=takeoff_steps, start_speed=(0.0, 0.0),
+                     nthread=1)  # fmt: skip
+    env = make_env(cfg, 1, seed=0, start_speed=(0.0, 0.0))
+    step = env.reset()
+    frames, air = [], []
+    for _ in range(env.max_steps):
+        state, (q, qd) = env.sim.body_state(), env.sim.joint_state()
+        frames.append((state.pos[0, 0], state.quat[0, 0], state.lin_vel[0, 0], state.ang_vel[0, 0], q[0], qd[0],
+                       body_shape(state.pos)[0]))  # fmt: skip
+        air.append(bool(env.sim.contact_counts()[0] == 0))
+        step = env.step(to_torch(step)[TASK_OBS_NAME][:, CLOCK_DIM:].numpy())
+        if step.done[0]:
+            break
+    if not step.done[0] or not step.info["success"][0]:
+        raise InputError(f"{script}: the script alone does not jump from the exact reset (run_up {run_up}), so it "
+                         "is no reference to track")  # fmt: skip
+    cols = [np.stack(c) for c in zip(*frames)]
+    grounded = np.flatnonzero(~np.asarray(air))  # the reset pose hangs 2 mm above the ground: frame 0 is "in the air"
+    return JumpReference(*cols, takeoff=int(grounded[-1]) + 1 if grounded.size else 0)
 
 
 class JumpTask(Task):
@@ -167,9 +249,12 @@ class JumpTask(Task):
 
     def __init__(self, num_envs: int, script: ScriptedJump, reward: JumpReward, hm, residual_rad: float,
                  start_speed: tuple[float, float] = (0.0, 0.0), curriculum: SpeedCurriculum = SpeedCurriculum(),
-                 takeoff_steps: int = 2):
+                 takeoff_steps: int = 2, imitation: JumpImitation = JumpImitation(),
+                 reference: JumpReference | None = None):
         super().__init__(num_envs)
         self.script, self.weights = script, reward
+        self.imitation, self.reference = imitation, reference
+        self.start_step = np.zeros(num_envs, np.int64)  # the script step an episode starts at (v4's reference starts)
         self.speed_low, self.speed_high = (float(v) for v in start_speed)
         self.curriculum = curriculum
         # the top start speed episodes draw from, and the success EMA that raises it (snapshotted with the task)
@@ -186,7 +271,7 @@ class JumpTask(Task):
         self.base_action = np.zeros((num_envs, ACTION_DIM), np.float32)
         self.residual = np.zeros((num_envs, ACTION_DIM), np.float32)
         self.prev_residual = np.zeros((num_envs, ACTION_DIM), np.float32)
-        self.terms = {k: np.zeros(num_envs) for k in ("landing", "rate")}
+        self.terms = {k: np.zeros(num_envs) for k in ("landing", "rate", "imitation")}
         # the judge's length and flight after the last step: an ended episode's jump, read after its env reset
         self.last_length, self.last_flight = np.full(num_envs, MISSED), np.zeros(num_envs)
 
@@ -196,8 +281,11 @@ class JumpTask(Task):
         self.residual[env_ids] = 0.0
         self.prev_residual[env_ids] = 0.0
 
+    def script_time(self) -> np.ndarray:
+        return (self.progress + self.start_step) * spec.CONTROL_DT
+
     def features(self, state, sim) -> np.ndarray:
-        t = self.progress * spec.CONTROL_DT
+        t = self.script_time()
         self.base_action[:] = np.clip(self.script.targets(t) / self.pd_scale, -spec.ACTION_CLAMP, spec.ACTION_CLAMP)
         clock = np.stack([t / SECONDS, self.judge.took_off, self.in_air], axis=-1).astype(np.float64)
         return np.concatenate([clock, self.base_action], axis=-1)
@@ -212,10 +300,22 @@ class JumpTask(Task):
         success = touch & self.success()
         if self.weights.timeout_miss:  # the last step of an episode that never touched down after a flight
             landing = np.where((self.progress + 1 >= EPISODE_STEPS) & ~touch & ~self.crashed, MISSED, landing)
-        self.terms = {"landing": landing, "rate": rate, "success": success.astype(np.float64)}
+        imitation = self.tracking(state, sim) if self.imitation.weight > 0 else np.zeros(self.num_envs)
+        self.terms = {"landing": landing, "rate": rate, "success": success.astype(np.float64), "imitation": imitation}
         self.last_length[:], self.last_flight[:] = self.judge.length, self.judge.flight
         w = self.weights
-        return w.landing_w * landing + w.success_w * success - w.rate_w * rate
+        return (w.landing_w * landing + w.success_w * success - w.rate_w * rate
+                + self.imitation.weight * imitation)  # fmt: skip
+
+    def tracking(self, state, sim) -> np.ndarray:
+        """(N,) DeepMimic's tracking of the reference frame this step reached (the last frame after it)."""
+        ref, m = self.reference, self.imitation
+        k = np.minimum(self.progress + self.start_step + 1, len(ref) - 1)
+        q, qd = sim.joint_state()
+        pose = np.exp(-m.pose_k * ((q - ref.joint_pos[k]) ** 2).sum(-1))
+        vel = np.exp(-m.vel_k * ((qd - ref.joint_vel[k]) ** 2).sum(-1))
+        body = np.exp(-m.body_k * ((body_shape(state.pos) - ref.shape[k]) ** 2).sum(-1).mean(-1))
+        return 0.5 * pose + 0.1 * vel + 0.4 * body
 
     def end_episode(self, env_ids, unstable=None):
         c = self.curriculum
@@ -237,20 +337,31 @@ class JumpTask(Task):
 class JumpEnv(TaskEnv):
     """TaskEnv whose episodes start moving forward, and that tells its JumpTask each action's residual."""
 
-    def __init__(self, sim, task: JumpTask, seed: int, jitter: tuple[float, float] = (0.0, 0.0)):
+    def __init__(self, sim, task: JumpTask, seed: int, jitter: tuple[float, float] = (0.0, 0.0),
+                 rsi_prob: float = 0.0):
         super().__init__(sim, task, episode_seconds=SECONDS, seed=seed)
         self.jitter = tuple(float(x) for x in jitter)  # (start speed +- m/s, joint angle std rad); 0, 0: none
+        self.rsi_prob = float(rsi_prob)  # the share of episodes that start inside the task's reference
 
     def _start_state(self, env_ids):
         # the per-env goal streams: snapshotted with the env (rl/env_state.py), so a resume draws the same speeds
         t: JumpTask = self.task
         r = rows(self.goal_rng, env_ids)
-        v = r.uniform(t.speed_low, t.speed_top, len(env_ids))
+        n = len(env_ids)
+        v = r.uniform(t.speed_low, t.speed_top, n)
         out = {}
+        t.start_step[env_ids] = 0
+        if self.rsi_prob > 0:
+            ref = t.reference
+            k = np.where(r.uniform(size=n) < self.rsi_prob, r.integers(0, max(ref.takeoff, 1), n), 0)
+            t.start_step[env_ids] = k
+            out = ref.start(k)
         if any(self.jitter):
-            v = v + r.uniform(-self.jitter[0], self.jitter[0], len(env_ids))
-            out["joint_pos"] = self.jitter[1] * r.standard_normal((len(env_ids), spec.NUM_DOF))
-        return {"root_lin_vel": np.stack([v, np.zeros_like(v), np.zeros_like(v)], -1), **out}
+            v = v + r.uniform(-self.jitter[0], self.jitter[0], n)
+            out["joint_pos"] = out.get("joint_pos", 0.0) + self.jitter[1] * r.standard_normal((n, spec.NUM_DOF))
+        lin = out.get("root_lin_vel", np.zeros((n, 3)))
+        out["root_lin_vel"] = lin + np.stack([v, np.zeros_like(v), np.zeros_like(v)], -1)
+        return out
 
     def step(self, actions: np.ndarray) -> EnvStep:
         t: JumpTask = self.task
@@ -272,12 +383,16 @@ def make_env(cfg: JumpConfig, num_envs: int, seed: int, start_speed: tuple[float
     (start_speed given): exactly those speeds and `jitter`, no curriculum."""
     from tt_deploy.sim.mujoco_backend import MujocoSimulator
 
+    fixed = start_speed is not None  # a measurement: exactly these speeds, no curriculum, from the reset pose
+    ref = None
+    if cfg.imitation.weight > 0:
+        ref = record_reference(cfg.script, cfg.script_run_up, cfg.takeoff_steps)
     sim = MujocoSimulator(num_envs, nthread=cfg.nthread, seed=seed)
-    fixed = start_speed is not None  # a measurement: exactly these speeds, no curriculum
     task = JumpTask(num_envs, ScriptedJump.from_probe(script_path(cfg.script), cfg.script_run_up), cfg.reward, sim.hm,
                     cfg.residual_rad, start_speed or cfg.start_speed,
-                    SpeedCurriculum() if fixed else cfg.curriculum, cfg.takeoff_steps)  # fmt: skip
-    return JumpEnv(sim, task, seed, jitter if fixed else cfg.start_jitter)
+                    SpeedCurriculum() if fixed else cfg.curriculum, cfg.takeoff_steps, cfg.imitation, ref)  # fmt: skip
+    return JumpEnv(sim, task, seed, jitter if fixed else cfg.start_jitter,
+                   0.0 if fixed or ref is None else cfg.imitation.rsi_prob)
 
 
 # --- measurement -----------------------------------------------------------------------------------------------
