@@ -33,7 +33,7 @@ import onnxruntime as ort
 
 from tt_deploy.errors import InputError
 from tt_deploy.export.onnx_graphs import group_input_names
-from tt_deploy.export.verify import random_inputs
+from tt_deploy.runtime.parity import random_inputs
 from tt_deploy.runtime import SessionConfig, SkillRuntime
 from tt_deploy.runtime import manifest as mf
 

@@ -98,3 +98,14 @@ V3_VAE_NOISE = "vae_noise"  # input: the latent's noise eps, (B, latent); zeros 
 V3_PREVIOUS_ACTIONS = "previous_actions"  # input and state: the last raw action, zeros at episode start
 V3_ACTIONS = ACTIONS_NAME  # output: the RAW action (not clamped)
 V3_BOOL_INPUTS = ("masked_mimic_target_masks",)  # given as raw bool by the original env
+
+
+def group_input_names(groups) -> list[str]:
+    """Graph input names for kept token groups, in spec order, each group followed by its mask."""
+    names = []
+    for g in TOKEN_GROUPS:
+        if g.name in groups:
+            names.append(g.name)
+            if g.mask_name:
+                names.append(g.mask_name)
+    return names

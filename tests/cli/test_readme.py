@@ -17,7 +17,7 @@ def _bash_blocks(text: str) -> list[str]:
 
 def test_ci_runs_the_readme_test_command():
     blocks = _bash_blocks((ROOT / "README.md").read_text())
-    assert blocks[0] == "pip install torch==2.13.0 -e . && ttdeploy demo"
+    assert blocks[0] == 'pip install torch==2.13.0 -e ".[train]" && ttdeploy demo'  # [train]: torch, MuJoCo
     test_cmd = blocks[1]
     assert "pytest" in test_cmd
     assert test_cmd in (ROOT / ".ci" / "run").read_text().splitlines()

@@ -23,6 +23,7 @@ from tt_deploy.models.checkpoints import EncoderInfo, save_encoder, sha256_file
 from tt_deploy.models.config import EncoderConfig
 from tt_deploy.models.task_encoder import TaskEncoder
 from tt_deploy.runtime import manifest as mf
+from tt_deploy.runtime.parity import verify_recorded
 
 TINY = VerifyCases(random=8, edge=2, rollout_envs=2, rollout_steps=4, batch1_max=6)
 runner = CliRunner()
@@ -110,11 +111,37 @@ def test_swapped_encoder_with_consistent_hashes_fails(bundle, small_bfm_file, tm
     before = _tree(bad)
     report = verify_bundle(bad, ["reach"], cases=TINY, record=True)
     assert not any(r.passed for r in report.rows) and max(r.max_abs for r in report.rows) > 1e-3
+    recorded = verify_recorded(bad, ["reach"])  # the torch-free check: the recorded actions are seed 0's too
+    assert not any(r.passed for r in recorded.rows) and recorded.reference == "recorded"
     assert _tree(bad) == before  # --record writes only when every skill passed
     result = runner.invoke(app, ["verify", "--bundle", str(bad), "--skill", "reach", "--random", "4",
                                  "--rollout-steps", "0"])  # fmt: skip
     assert result.exit_code == 1, result.output
     assert "FAIL" in result.output
+
+
+def test_the_recorded_reference_checks_every_runtime_variant_without_torch(bundle, tmp_path):
+    """What `verify --reference recorded` compares: the same runtime variants as the torch check, against the
+    actions the exporter recorded; a reference that does not match skill.json's hash is refused."""
+    torch_rows = verify_bundle(bundle, ["steering"], cases=TINY).rows
+    rows = verify_recorded(bundle, ["steering"]).rows
+    assert rows and all(r.passed and r.max_abs <= ATOL for r in rows)
+    assert {(r.mode, r.graphs) for r in rows} == {(r.mode, r.graphs) for r in torch_rows}
+    assert {r.case for r in rows} == {r.case for r in torch_rows} - {"recorded"}
+    bad = tmp_path / "bad"
+    shutil.copytree(bundle, bad)
+    ref = mf.content_dir(bad) / mf.skill_dir("steering") / "reference.safetensors"
+    ref.write_bytes(ref.read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(BundleError, match="does not match skill.json's reference_sha256"):
+        verify_recorded(bad, ["steering"])
+    sk = json.loads((mf.content_dir(bad) / mf.skill_dir("steering") / mf.SKILL_FILE).read_text())
+    sk["reference_sha256"] = None  # a bundle exported before references were recorded
+    (mf.content_dir(bad) / mf.skill_dir("steering") / mf.SKILL_FILE).write_text(json.dumps(sk))
+    rehash_skill(bad, "steering")
+    result = runner.invoke(app, ["verify", "--bundle", str(bad), "--skill", "steering", "--reference", "recorded"])
+    assert result.exit_code != 0 and "has no recorded reference" in str(result.exception) + result.output
+    result = runner.invoke(app, ["verify", "--bundle", str(bundle), "--reference", "recorded", "--record"])
+    assert result.exit_code != 0 and "--record needs the torch reference" in str(result.exception) + result.output
 
 
 def test_verify_record_with_one_damaged_skill_changes_nothing(bundle, tmp_path):

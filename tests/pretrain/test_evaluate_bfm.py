@@ -52,7 +52,7 @@ def test_perturbed_copies_differ_slightly_and_leave_the_bfm_and_its_statistics_a
     import torch
 
     from tt_deploy.errors import InputError
-    from tt_deploy.export.verify import random_inputs
+    from tt_deploy.runtime.parity import random_inputs
     from tt_deploy.models.checkpoints import DEFAULT_BFM_PATH, load_bfm
     from tt_deploy.pretrain.evaluate import perturbed_copy
 

@@ -9,7 +9,7 @@ import pytest
 
 from tt_deploy.errors import InputError, NonFiniteActionsError
 from tt_deploy.export.bundle import export_skill
-from tt_deploy.export.verify import random_inputs
+from tt_deploy.runtime.parity import random_inputs
 from tt_deploy.runtime import SkillRuntime
 from tt_deploy.runtime import manifest as mf
 

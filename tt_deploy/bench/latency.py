@@ -29,6 +29,7 @@ Rows are plain dicts (JSON-ready) with a "kind": "latency" | "switch" | "memory"
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tt_deploy import spec
 from tt_deploy.atomic import atomic_write_text
 from tt_deploy.bench.floor import (
     Machine,
@@ -154,7 +156,7 @@ def rss_bytes() -> int:
 # --- inputs --------------------------------------------------------------------------------------
 def _inputs(batch: int, task_obs_dim: int, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """All 31 tokens' inputs (random values, every token visible) + task_obs, batch axis first."""
-    from tt_deploy.export.verify import random_inputs  # numpy only; the one input generator
+    from tt_deploy.runtime.parity import random_inputs  # the one input generator
 
     rng = np.random.default_rng(seed)
     inputs = random_inputs(batch, rng, visible_p=1.0)
@@ -267,24 +269,27 @@ def _latency_rows(bundle, skill, batch, calls, warmup, rate_hz, machine: Machine
                   breakdown: bool = False) -> list[dict]:
     """torch-eager, runtime-full, runtime-fused (and runtime-fused-shared) rows at one batch size; breakdown: the
     batch-1 runtime-fused row also gets its act_into stages (call_breakdown) under "breakdown"."""
-    import torch
-
-    from tt_deploy.export.onnx_graphs import group_input_names
-    from tt_deploy.export.reference import torch_threads
-
     manifest = mf.read_manifest(bundle)
     sk = mf.read_skill(bundle, skill)
     inputs, task_obs = _inputs(batch, sk.task_obs_dim)
     graphs = _graphs(bundle, manifest, skill, batch != 1)
     weights = {k: sum(initializer_bytes(p) for p in v) for k, v in graphs.items()}
     rows = []
-    with torch_threads(threads or 1):
-        fn, nbytes, flops = _torch_fn(bundle, skill, inputs, task_obs)
-        rows.append(latency_row("torch-eager", batch, time_calls(fn, calls, warmup, budget_s), rate_hz, nbytes))
-        rows[-1]["torch_threads"] = torch.get_num_threads()
-        _add_floor(rows[-1], machine, flops["split"], None)
-        _tick(progress, rows[-1])
-    keep = set(group_input_names(sk.visible_groups))
+    flops = {"split": None, "fused": None}  # torch counts them; without it the floor has no compute term
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        from tt_deploy.export.reference import torch_threads
+
+        with torch_threads(threads or 1):
+            fn, nbytes, flops = _torch_fn(bundle, skill, inputs, task_obs)
+            rows.append(latency_row("torch-eager", batch, time_calls(fn, calls, warmup, budget_s), rate_hz, nbytes))
+            rows[-1]["torch_threads"] = torch.get_num_threads()
+            _add_floor(rows[-1], machine, flops["split"], None)
+            _tick(progress, rows[-1])
+    else:
+        log.warning("torch is not installed: no torch-eager row, and the floors have no compute term (FLOPs unknown)")
+    keep = set(spec.group_input_names(sk.visible_groups))
     variants = [("runtime-full", "split", None, "split", None), ("runtime-fused", "fused", keep, "fused", False)]
     if "fused-shared" in weights and resolve_backend(backend, manifest)[0] != "trt":
         variants.append(("runtime-fused-shared", "fused", keep, "fused-shared", True))

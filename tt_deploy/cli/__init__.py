@@ -46,6 +46,10 @@ def _register() -> None:
             importlib.import_module(f"{__name__}.{mod.name}")
 
 
+# what a bare install (`pip install tt-deploy`: the runtime, verify against recorded references, bench, inspect)
+# lacks, and the extra that brings it
+TRAIN_EXTRA_MODULES = {"torch": "train", "mujoco": "sim", "matplotlib": "train", "yaml": "train", "onnxscript": "train"}
+
 _TERMINATED: list[int] = []
 # what the machine refused, and what to do about it
 _ENVIRONMENT_ERRNOS = {
@@ -81,6 +85,15 @@ def main() -> None:
         sys.exit(2)
     except KeyboardInterrupt:  # outside click's own handling (e.g. during an import); same exit as Abort
         _interrupted()
+    except ModuleNotFoundError as exc:  # a bare install running a command of the lab or the simulators
+        root = (exc.name or "").split(".")[0]
+        if root not in TRAIN_EXTRA_MODULES:
+            raise
+        extra = TRAIN_EXTRA_MODULES[root]
+        err_console.print("[bold red]error:[/] " + escape(f"this command needs {root}, which this install lacks (a bare "
+                          f"install runs bundles, verify --reference recorded, bench and inspect): pip install "
+                          f"'tt-deploy[{extra}]'"), soft_wrap=True)  # fmt: skip
+        sys.exit(2)
     except OSError as exc:  # the machine's, not ours: a full disk, a read-only or forbidden path
         if exc.errno not in _ENVIRONMENT_ERRNOS:
             raise

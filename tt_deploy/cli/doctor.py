@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tt_deploy.cli import app
@@ -35,7 +36,7 @@ def doctor_cmd(
     backends.add_column("loads")
     backends.add_column("why not")
     for name, reason in found["backends"].items():
-        backends.add_row(name, "[green]yes[/]" if reason is None else "[red]no[/]", reason or "")
+        backends.add_row(name, "[green]yes[/]" if reason is None else "[red]no[/]", escape(reason or ""))
     console.print(backends)
     write_json(json_path, found)
 

@@ -1,4 +1,5 @@
-"""`ttdeploy verify`: open-loop parity of a bundle vs its PyTorch reference (thin shell over export.verify)."""
+"""`ttdeploy verify`: open-loop parity of a bundle vs its PyTorch reference (thin shell over export.verify, or,
+with no torch, over runtime.parity's recorded references)."""
 
 from __future__ import annotations
 
@@ -36,20 +37,41 @@ def verify_cmd(
     ] = None,
     record: Annotated[bool, typer.Option(help="Write each skill's verdict into its skill.json (one new bundle "
                                               "version), only when every checked skill passes.")] = False,
+    reference: Annotated[str, typer.Option(help="torch: rebuild the PyTorch reference from the bundle's sources; "
+                                                "recorded: the reference actions export recorded in the bundle "
+                                                "(no torch needed; --random, --rollout-steps and --seed do not "
+                                                "apply); auto: torch where it is installed.")] = "auto",
 ) -> None:
     """Compare the runtime (fused + split, batch-1 + batch graphs) with the PyTorch reference; exit 1 above atol.
     Reads the bundle only, unless --record."""
-    from tt_deploy.export.precision import VERIFY_TIERS
-    from tt_deploy.export.verify import VerifyCases, verify_bundle  # torch import happens here
+    import importlib.util
 
-    cases = VerifyCases(random=random, rollout_steps=rollout_steps)
     from tt_deploy.cli.train import _progress
+    from tt_deploy.errors import InputError, UnknownNameError
+    from tt_deploy.runtime.parity import VERIFY_TIERS
 
+    if reference not in ("auto", "torch", "recorded"):
+        raise UnknownNameError("reference", reference, ("auto", "torch", "recorded"))
+    if reference == "auto":
+        reference = "torch" if importlib.util.find_spec("torch") is not None else "recorded"
+    if reference == "recorded" and record:
+        raise InputError("--record needs the torch reference: a recorded reference checks this runtime, but a "
+                         "verdict must come from the bundle's sources (install tt-deploy[train])")  # fmt: skip
     with _progress(1, stats=lambda r: r["label"], unit="skills", key="done") as update:
-        report = verify_bundle(bundle, skill or None, backend=backend, cases=cases, seed=seed, atol=atol, record=record,
-                               progress=lambda done, total, name: update({"done": done, "total": total,
-                                                                           "label": f"{name} verified"}))
-    table = Table(title=f"parity {bundle} (worst case per graph; fp32: max abs <= {atol:.0e}, int8: p99 abs <= "
+        def tick(done, total, name):
+            update({"done": done, "total": total, "label": f"{name} verified"})
+
+        if reference == "recorded":
+            from tt_deploy.runtime.parity import verify_recorded
+
+            report = verify_recorded(bundle, skill or None, backend=backend, atol=atol, progress=tick)
+        else:
+            from tt_deploy.export.verify import VerifyCases, verify_bundle  # torch import happens here
+
+            cases = VerifyCases(random=random, rollout_steps=rollout_steps)
+            report = verify_bundle(bundle, skill or None, backend=backend, cases=cases, seed=seed, atol=atol,
+                                   record=record, progress=tick)  # fmt: skip
+    table = Table(title=f"parity {bundle} against the {report.reference} reference (worst case per graph; fp32: max abs <= {atol:.0e}, int8: p99 abs <= "
                         f"{VERIFY_TIERS['int8'][1]:.0e})")
     for col in ("skill", "mode", "graphs", "precision", "worst case", "samples", "max abs", "p99 abs", "max rel", "ok"):
         table.add_column(col)

@@ -27,6 +27,7 @@ from tt_deploy import spec
 from tt_deploy.errors import BundleError, InputError, TTDeployError, UnknownNameError
 from tt_deploy.export.onnx_graphs import ALL_GROUPS, EXPORTER, BFMGraph, EncoderGraph, export_graph
 from tt_deploy.export.precision import check_precisions, reduced_graphs
+from tt_deploy.export.recorded_reference import write_reference
 from tt_deploy.hashing import portable_path
 from tt_deploy.models.bfm import BFM, count_parameters
 from tt_deploy.models.checkpoints import (
@@ -397,6 +398,8 @@ def _write_skill_files(tmp, skill, bfm, bfm_sha, encoder, src, opset, meta, prec
     ]
     graphs = _export_graphs(tmp, rel, modules, opset=opset, metadata=meta, skill=skill)
     graphs += reduced_graphs(tmp, graphs, precisions)
+    reference_sha = write_reference(tmp / rel, BFMGraph(bfm, visible, encoder).eval(), BFMGraph(bfm, encoder=encoder).eval(),
+                                    visible, obs_dim, skill_seed(skill, 0))  # fmt: skip
     enc, info, source, enc_sha, enc_sha_of = src
     c = enc.config
     names = task_obs_names(skill, obs_dim)
@@ -406,6 +409,7 @@ def _write_skill_files(tmp, skill, bfm, bfm_sha, encoder, src, opset, meta, prec
         encoder_source=source, encoder_trained=info is not None, encoder_weights_sha256=enc_sha,
         encoder_weights_sha256_of=enc_sha_of, bfm_sha256=bfm_sha, visible_groups=visible,
         graphs={g.path: g.sha256 for g in graphs}, task_prior=info and info.task_prior, goals=info and info.goals,
+        reference_sha256=reference_sha,
     )  # fmt: skip
     mf.write_skill(tmp, skill_manifest)
     return graphs

@@ -42,6 +42,7 @@ from tt_deploy.spec import (
     TASK_TOKEN_NAME,
     TOKEN_GROUP_BY_NAME,
     TOKEN_GROUPS,
+    group_input_names,  # noqa: F401 - re-exported
 )
 
 log = logging.getLogger(__name__)
@@ -56,17 +57,6 @@ EXPORTER = (
 # abs; a trained encoder's token can reach tens, where fp32 rounding alone exceeds 1e-5 abs.
 PARITY_TOL = 1e-5
 ALL_GROUPS: tuple[str, ...] = tuple(g.name for g in TOKEN_GROUPS)
-
-
-def group_input_names(groups: Sequence[str]) -> list[str]:
-    """Graph input names for kept token groups, in spec order, each group followed by its mask."""
-    names = []
-    for g in TOKEN_GROUPS:
-        if g.name in groups:
-            names.append(g.name)
-            if g.mask_name:
-                names.append(g.mask_name)
-    return names
 
 
 class BFMGraph(nn.Module):
@@ -95,6 +85,13 @@ class BFMGraph(nn.Module):
         inputs = dict(zip(self.names, args[:-1], strict=True))
         token = self.encoder(args[-1]) if self.encoder is not None else args[-1]
         return torch.clamp(self.bfm(inputs, token), -ACTION_CLAMP, ACTION_CLAMP)
+
+
+def reference_actions(graph: BFMGraph, inputs: dict[str, np.ndarray], task_obs: np.ndarray) -> np.ndarray:
+    """(n, 69) clamped reference actions; `graph` decides which groups are read (absent = hidden)."""
+    with torch.inference_mode():
+        args = [torch.from_numpy(np.ascontiguousarray(inputs[k])) for k in graph.names]
+        return graph(*args, torch.from_numpy(task_obs)).numpy()
 
 
 class EncoderGraph(nn.Module):

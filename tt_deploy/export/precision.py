@@ -21,28 +21,10 @@ import numpy as np
 from tt_deploy.errors import InputError
 from tt_deploy.hashing import sha256_file
 from tt_deploy.runtime import manifest as mf
+from tt_deploy.runtime.parity import UNGATED_CASES, VERIFY_TIERS  # noqa: F401 - re-exported: export's tiers
 
 REDUCED = tuple(p for p in mf.PRECISIONS if p != "fp32")
 PARITY_SAMPLES = 64  # random input batches the recorded max abs difference to fp32 is measured on
-# Per precision, which open-loop error statistic (over every sample and joint) a check holds to which bound.
-# fp32: the max (verify on its own inputs 1e-5; sim2sim on closed-loop states 1e-4, docs/sim2sim.md). int8: its
-# error is everywhere ~1e-2 with rare larger joints (shipped reach skill, default grid, 8 x 5 s: p99
-# 0.011-0.014 per cell, max 0.039-0.073, on the graphs traced before the lean form), so the p99 is held to 3e-2
-# and the closed loop decides. The lean static graph's int8 copy (export/lean_graph.py), 256 random inputs: p99
-# 0.0163, max 0.041 (the traced graph's: 0.0149, 0.042); its closed-loop gate (shipped reach, default grid,
-# 32 x 10 s): 13/13 cells, p99 0.015-0.018 per cell, max 0.08-0.14; bf16 on the lean graphs, same grid: 13/13,
-# p99 0.0021-0.0023, max 0.009-0.013. bf16 (OpenVINO,
-# the same runs): p99 0.0019-0.0022, max 0.007-0.012: its p99 is held to 1e-2.
-# tf32 / fp16 (TensorRT): PROVISIONAL, never measured (no GPU here). Both keep 10 mantissa bits, bf16 keeps 7 and
-# measured a p99 of 0.002, so bf16's tier bounds them; a GPU run of `ttdeploy verify --backend trt` and
-# `sim2sim --precision fp16 --backend trt` should replace these with measured tiers.
-VERIFY_TIERS = {"fp32": ("max", 1e-5), "int8": ("p99", 3e-2), "bf16": ("p99", 1e-2), "tf32": ("p99", 1e-2),
-                "fp16": ("p99", 1e-2)}
-# verify cases a precision's tier does not gate (reported all the same). int8's activations are quantized per
-# tensor per call, so the `extreme` case (every value at +-50, far outside any state a robot reaches) costs
-# their resolution: p99 0.08 / max 0.16 on the shipped reach skill, where every other case stays at p99 <= 0.017
-UNGATED_CASES = {"fp32": (), "int8": ("extreme",), "bf16": ("extreme",),  # bf16 there: p99 0.0104, max 0.019
-                 "tf32": ("extreme",), "fp16": ("extreme",)}  # fp16 overflows past 65504: +-50 inputs may get there
 SIM2SIM_TIERS = {"fp32": ("max", 1e-4), "int8": ("p99", 3e-2), "bf16": ("p99", 1e-2), "tf32": ("p99", 1e-2),
                  "fp16": ("p99", 1e-2)}
 

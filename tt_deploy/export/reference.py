@@ -18,7 +18,7 @@ import torch
 
 from tt_deploy.errors import BundleError, CheckpointError
 from tt_deploy.export.bundle import build_encoder  # the one copy of the encoder seeding
-from tt_deploy.export.onnx_graphs import BFMGraph
+from tt_deploy.export.onnx_graphs import BFMGraph, reference_actions  # noqa: F401 - re-exported
 from tt_deploy.hashing import resolve_portable_path
 from tt_deploy.models.bfm import BFM
 from tt_deploy.models.checkpoints import default_bfm, load_bfm, seeded_bfm, state_hash
@@ -96,13 +96,6 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def reference_actions(graph: BFMGraph, inputs: dict[str, np.ndarray], task_obs: np.ndarray) -> np.ndarray:
-    """(n, 69) clamped reference actions; `graph` decides which groups are read (absent = hidden)."""
-    with torch.inference_mode():
-        args = [torch.from_numpy(np.ascontiguousarray(inputs[k])) for k in graph.names]
-        return graph(*args, torch.from_numpy(task_obs)).numpy()
 
 
 class ReferencePolicy:

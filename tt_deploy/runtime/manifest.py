@@ -465,6 +465,7 @@ class SkillManifest:
     parity: dict | None = None  # written later by `ttdeploy verify`
     sim2sim: dict | None = None  # written later by `ttdeploy sim2sim`
     precision_gates: dict | None = None  # per reduced precision, the closed-loop verdict that lets it ship: {"int8": {"passed": bool, ...}}
+    reference_sha256: str | None = None  # sha256 of reference.safetensors: verify inputs + PyTorch actions (runtime/parity.py)
 
 
 # --- JSON conversion -----------------------------------------------------------------------------
