@@ -127,6 +127,20 @@ def test_v4_tracks_the_scripts_own_jump_and_starts_inside_it_before_takeoff():
     assert make_env(cfg, 2, 0, (0.0, 0.0)).rsi_prob == 0.0  # a measurement starts at the reset pose
 
 
+def test_v5_seats_jittered_starts_on_their_lowest_foot_and_names_each_miss():
+    from tt_deploy.tasks.long_jump import FOOT_IDS
+
+    cfg = replace(DESIGNS["v5"], nthread=1)
+    lowest = []
+    for seat in (False, True):
+        env = make_env(replace(cfg, seat_jitter=seat), 16, 0, (0.0, 0.0), jitter=(0.0, 0.02))
+        env.reset()
+        lowest.append(env.sim.body_state().pos[:, FOOT_IDS, 2].min(-1))
+    assert np.ptp(lowest[0]) > 5e-3 and np.ptp(lowest[1]) < 1e-6  # unseated, a foot sinks or hangs by mm
+    row = measure_jumps(None, cfg, start_speeds=(0.0,), envs=8)[0]
+    assert sum(row["outcomes"].values()) == 8 and row["outcomes"].get("success", 0) == round(row["success"] * 8)
+
+
 def test_a_hop_shorter_than_the_takeoff_is_not_a_jump():
     """v2's judge: 2 steps in the air (the script's crouch under action noise) do not end the jump."""
     judge = JumpJudge(1, takeoff_steps=5)
@@ -161,7 +175,7 @@ def test_training_measures_and_obeys_its_stop_rule(tmp_path):
     glide = "results/experts/glide-v3/seed0/checkpoints/last_policy.safetensors"
     with pytest.raises(InputError, match="not a 'tt-deploy jump expert' one"):
         train_jump(replace(cfg, init_policy=str(script_path(glide))), tmp_path / "warm")
-    assert set(DESIGNS) == {"v1", "v2", "v3", "v4"} and DESIGNS["v2"].curriculum.step > 0 and DESIGNS["v2"].reward.success_w > 0
+    assert set(DESIGNS) == {"v1", "v2", "v3", "v4", "v5"} and DESIGNS["v2"].curriculum.step > 0 and DESIGNS["v2"].reward.success_w > 0
 
 
 def test_the_curriculum_raises_the_start_speed_only_as_jumps_succeed():

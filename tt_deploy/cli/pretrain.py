@@ -281,7 +281,7 @@ def pretrain_expert_cmd(
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/experts/EXPERT).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoints/last_state.pt.")] = False,
     past_stop_rule: Annotated[bool, typer.Option(help="Train past a failed stop rule (it stays recorded).")] = False,
-    design: Annotated[str, typer.Option(help="Recipe of the expert (glide: v1, v2, v3; jump: v1, v2, v3, v4; "
+    design: Annotated[str, typer.Option(help="Recipe of the expert (glide: v1, v2, v3; jump: v1, v2, v3, v4, v5; "
                                              "docs/training.md).")] = "v1",
     init_policy: Annotated[Path | None, typer.Option(help="Warm start from this policy of the same expert "
                                                           "(OUT/checkpoints/last_policy.safetensors of a run).")] = None,

@@ -122,6 +122,9 @@ def _tiled(base: tuple, offsets: tuple, n: int) -> tuple[np.ndarray, np.ndarray]
     return b, o
 
 
+MISS_REASONS = ("", "a non-foot body touched", "no foot past the line", "a touch under 50 N")
+
+
 class JumpJudge:
     """Per-env takeoff / flight / landing bookkeeping of one jump each (module docstring's rule)."""
 
@@ -136,8 +139,10 @@ class JumpJudge:
         self.landed = np.zeros(num_envs, bool)  # ... on a foot past the line
         self.length = np.full(num_envs, MISSED)
         self.line = np.zeros(num_envs)
+        self.miss = np.zeros(num_envs, np.int64)  # why a touch after a flight was no landing: MISS_REASONS
 
     def reset(self, env_ids) -> None:
+        self.miss[env_ids] = 0
         self.airborne[env_ids] = 0
         self.flight[env_ids] = 0.0
         self.took_off[env_ids] = self.done[env_ids] = self.landed[env_ids] = False
@@ -154,8 +159,11 @@ class JumpJudge:
         self.flight = np.where(self.done, self.flight, np.maximum(self.flight, self.airborne * spec.CONTROL_DT))
         self.took_off |= air & (self.airborne >= self.takeoff_steps)  # a flight, not a skid or a hop
         touch = self.took_off & ~air & ~self.done
-        land = touch & (np.sqrt((force**2).sum(-1)) > LANDING_FORCE) & (pos[:, FOOT_IDS, 0] > self.line[:, None]).any(-1)
-        land &= ~(force[:, NON_FOOT] > CONTACT_N).any(-1)
+        firm = np.sqrt((force**2).sum(-1)) > LANDING_FORCE
+        past = (pos[:, FOOT_IDS, 0] > self.line[:, None]).any(-1)
+        clean = ~(force[:, NON_FOOT] > CONTACT_N).any(-1)
+        land = touch & firm & past & clean
+        self.miss = np.where(touch & ~land, np.where(~clean, 1, np.where(~past, 2, 3)), self.miss)
         jump = pos[:, :, 0].mean(-1) - self.line
         self.length = np.where(land, jump, np.where(touch, jump + MISSED, self.length))
         self.landed |= land
