@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tt_deploy.errors import InputError
 from tt_deploy.export.bundle import record_results, report_goal_records
 from tt_deploy.export.onnx_graphs import BFMGraph
 from tt_deploy.export.precision import UNGATED_CASES, VERIFY_TIERS
@@ -49,6 +48,7 @@ from tt_deploy.runtime.parity import (  # noqa: F401 - ParityRow .. random_input
     ParityRow,
     VerifyReport,
     _reduced,
+    checked_request,
     compare,
     edge_and_random_cases,
     p99_abs,
@@ -139,14 +139,8 @@ def verify_bundle(
     Raises BundleError when the
     reference cannot be rebuilt from what the bundle records, InputError for bad arguments.
     """
-    if not atol > 0:
-        raise InputError(f"atol must be > 0; got {atol}")
     bundle = Path(bundle_dir)
-    manifest = mf.read_manifest(bundle)
-    names = list(manifest.skills if skills is None else skills)
-    unknown = sorted(set(names) - set(manifest.skills))
-    if unknown:
-        raise InputError(f"skills {unknown} are not in bundle {bundle}; it has {list(manifest.skills)}")
+    manifest, names = checked_request(bundle, skills, atol)
     evidence = {name: measured_evidence(bundle, name) for name in names}  # before measuring: the CAS compares
     bfm = reference_bfm(manifest)
     report_goal_records({n: mf.read_skill(bundle, n).goals for n in names}, bfm_checkpoint(manifest), "verify")

@@ -258,18 +258,24 @@ def read_recorded(bundle: Path, sk: mf.SkillManifest) -> dict[str, tuple[dict, n
     return out
 
 
-def verify_recorded(bundle_dir: str | os.PathLike, skills=None, *, backend: str = "auto", atol: float = ATOL,
-                    limit: int = 256, progress=None) -> VerifyReport:
-    """SkillRuntime against each skill's recorded PyTorch actions (default: every skill); no torch needed.
-    Reads the bundle only; progress(done, total, skill) after each skill."""
+def checked_request(bundle: Path, skills, atol: float) -> tuple[mf.BundleManifest, list[str]]:
+    """(manifest, skill names: default every skill) of a verify request; InputError for a bad atol or skill."""
     if not atol > 0:
         raise InputError(f"atol must be > 0; got {atol}")
-    bundle = Path(bundle_dir)
     manifest = mf.read_manifest(bundle)
     names = list(manifest.skills if skills is None else skills)
     unknown = sorted(set(names) - set(manifest.skills))
     if unknown:
         raise InputError(f"skills {unknown} are not in bundle {bundle}; it has {list(manifest.skills)}")
+    return manifest, names
+
+
+def verify_recorded(bundle_dir: str | os.PathLike, skills=None, *, backend: str = "auto", atol: float = ATOL,
+                    limit: int = 256, progress=None) -> VerifyReport:
+    """SkillRuntime against each skill's recorded PyTorch actions (default: every skill); no torch needed.
+    Reads the bundle only; progress(done, total, skill) after each skill."""
+    bundle = Path(bundle_dir)
+    manifest, names = checked_request(bundle, skills, atol)
     report = VerifyReport(str(bundle), backend, atol, reference="recorded")
     for i, name in enumerate(names):
         sk = mf.read_skill(bundle, name)
