@@ -87,3 +87,33 @@ def shipped_bundle(tmp_path_factory):
     """A demo-like bundle of the four shipped trained skills (each with its prior prompt; strike with its
     scene object). Read-only for tests: copy it before editing."""
     return export_shipped(tmp_path_factory.mktemp("shipped") / "deploy")
+
+
+def restamp_graph(bundle, rel: str, edit) -> None:
+    """Rewrite the metadata_props of graph `rel` (version-relative) of a bundle copy with `edit(dict) -> dict`,
+    then fix every hash that names the file (manifest graphs, skill.json graphs, skill_sha256), so only the
+    checks behind the hashes are left to catch the edit."""
+    import json
+
+    import onnx
+
+    from tt_deploy.models.checkpoints import sha256_file
+    from tt_deploy.runtime import manifest as mf
+
+    content = mf.content_dir(bundle)
+    model = onnx.load(str(content / rel))
+    meta = edit({p.key: p.value for p in model.metadata_props})
+    del model.metadata_props[:]
+    for k, v in sorted(meta.items()):
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, str(content / rel))
+    data = json.loads((bundle / mf.MANIFEST_FILE).read_text())
+    (spec,) = [g for g in data["graphs"] if g["path"] == rel]
+    spec["sha256"] = sha256_file(content / rel)
+    (bundle / mf.MANIFEST_FILE).write_text(json.dumps(data))
+    if spec["skill"] is not None:
+        sk_path = content / mf.skill_dir(spec["skill"]) / mf.SKILL_FILE
+        sk = json.loads(sk_path.read_text())
+        sk["graphs"][rel] = spec["sha256"]
+        sk_path.write_text(json.dumps(sk))
+        rehash_skill(bundle, spec["skill"])

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tt_deploy.cli import app
@@ -92,6 +93,8 @@ def verify_cmd(
             ok,
         )
     console.print(table)
+    for note in report.notes:
+        console.print(f"[yellow]note[/]: {escape(note)}")
     if json_path is not None:
         json_path.write_text(json.dumps(report.to_dict(), indent=1))
     if not report.passed:

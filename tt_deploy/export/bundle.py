@@ -40,6 +40,7 @@ from tt_deploy.models.checkpoints import (
 )
 from tt_deploy.models.config import EncoderConfig
 from tt_deploy.models.task_encoder import TaskEncoder
+from tt_deploy.runtime import graph_contract as gc
 from tt_deploy.runtime import manifest as mf
 
 log = logging.getLogger(__name__)
@@ -146,14 +147,15 @@ def _visible_groups(trained_with: tuple[str, ...] = ()) -> tuple[str, ...]:
 
 
 def _export_graphs(
-    out: Path, rel_dir: str, role_modules, *, opset, metadata, skill, file_name=mf.graph_file
+    out: Path, rel_dir: str, role_modules, *, opset, manifest, skill, task_prior=None, file_name=mf.graph_file
 ) -> list[mf.GraphSpec]:
-    """Static and dynamic variant of each (role, module, last_dim) into out/rel_dir/file_name(role, dynamic)."""
+    """Static and dynamic variant of each (role, module, last_dim) into out/rel_dir/file_name(role, dynamic),
+    each stamped with the contract of `manifest` (and of the skill's `task_prior`): runtime/graph_contract.py."""
     specs = []
     for role, module, last_dim in role_modules:
         for dynamic in (False, True):
             rel = f"{rel_dir}/{file_name(role, dynamic)}".lstrip("/")
-            meta = {**metadata, "tt-deploy.role": role, "tt-deploy.skill": skill or ""}
+            meta = gc.expected_metadata(manifest, role, skill, task_prior)
             ins, outs, err = export_graph(
                 module, out / rel, dynamic=dynamic, opset=opset, last_dim=last_dim, metadata=meta
             )
@@ -190,6 +192,17 @@ def _carry_over(old_dir: Path, old: mf.BundleManifest, new_dir: Path, replaced: 
     return kept
 
 
+def _check_carried(old_dir: Path, manifest: mf.BundleManifest, kept: list[mf.GraphSpec]) -> None:
+    """The graphs carried over must carry the contract the new manifest states (BundleError otherwise: their
+    skills were exported against other gains, pose or layout). Graphs exported before the contract was stamped
+    carry none: kept, with a warning, as the runtime still loads them."""
+    legacy = gc.check_graphs(old_dir, manifest, kept, lambda s: mf.read_skill_file(old_dir, s).task_prior,
+                             "export to a new --bundle dir or re-export every skill")  # fmt: skip
+    if legacy:
+        log.warning("kept %d graph(s) that carry no contract metadata (%s); re-export their skills so each graph "
+                    "describes itself", len(legacy), ", ".join(legacy))  # fmt: skip
+
+
 def _kept_engines(old: mf.BundleManifest | None, graphs) -> tuple:
     """Engine records of the old manifest whose ONNX graph is still in the bundle, unchanged."""
     if old is None:
@@ -198,7 +211,7 @@ def _kept_engines(old: mf.BundleManifest | None, graphs) -> tuple:
     return tuple(e for e in old.engines if current.get(e.graph) == e.onnx_sha256)
 
 
-def _specialised_graphs(tmp: Path, bfm: BFM, graphs, skills: set[str], *, opset, metadata) -> list[mf.GraphSpec]:
+def _specialised_graphs(tmp: Path, bfm: BFM, graphs, skills: set[str], *, opset, manifest) -> list[mf.GraphSpec]:
     """`graphs` with one specialised BFM (static + dynamic) per distinct visible-group set of `skills`.
 
     Why: fused graphs each carry a private copy of the BFM weights (and ONNX Runtime pre-packs
@@ -216,7 +229,7 @@ def _specialised_graphs(tmp: Path, bfm: BFM, graphs, skills: set[str], *, opset,
             continue
         keep += _export_graphs(
             tmp, "", [(mf.SPECIALISED_ROLE, BFMGraph(bfm, visible), bfm.token_dim)], opset=opset,
-            metadata=metadata, skill=None, file_name=lambda _role, dyn, v=visible: mf.specialised_bfm_file(v, dyn),
+            manifest=manifest, skill=None, file_name=lambda _role, dyn, v=visible: mf.specialised_bfm_file(v, dyn),
         )  # fmt: skip
     for g in have.values():  # carried over, but no skill uses that set any more
         (tmp / g.path).unlink(missing_ok=True)
@@ -311,9 +324,11 @@ def _previous_version(bundle: Path, current: str | None) -> str | None:
 
 
 def _bundle_manifest(
-    bfm: BFM, bfm_info: mf.BFMInfo, opset: int, skills, graphs, engines=(), content: str = "", default_skill=None,
+    bfm: BFM, bfm_info: mf.BFMInfo, opset: int, skills, content: str = "", default_skill=None,
     simulator: mf.SimulatorSpec | None = None, fall_rule: mf.FallRule | None = None,
 ) -> mf.BundleManifest:
+    """The manifest of the version being written, without its graphs and engines (`_with_graphs` adds them): the
+    graphs are stamped with the contract it states, so it comes first."""
     groups = tuple(
         mf.TokenGroupSpec(
             g.name, g.n_tokens, g.feat_dim, g.mask_name, mf.MASK_SEMANTICS if g.mask_name else None
@@ -327,10 +342,14 @@ def _bundle_manifest(
         action_dim=spec.ACTION_DIM, action_clamp=spec.ACTION_CLAMP, control_dt=spec.CONTROL_DT,
         joint_names=spec.JOINT_NAMES, body_names=spec.BODY_NAMES, pd_offset=offset, pd_scale=scale,
         opset=opset, tools=_tool_versions(), skills=tuple(sorted(skills)),
-        graphs=tuple(sorted(graphs, key=lambda g: g.path)), engines=tuple(engines), content=content,
+        graphs=(), engines=(), content=content,
         default_skill=default_skill, actuation=actuation, state=mf.STATE_CONVENTION, simulator=simulator,
         fall_rule=fall_rule,
     )  # fmt: skip
+
+
+def _with_graphs(manifest: mf.BundleManifest, graphs, engines) -> mf.BundleManifest:
+    return replace(manifest, graphs=tuple(sorted(graphs, key=lambda g: g.path)), engines=tuple(engines))
 
 
 def _remove_tree(path: Path) -> None:
@@ -385,9 +404,9 @@ def _remove_stale(bundle: Path, keep: set[str]) -> None:
             _remove_tree(p)
 
 
-def _write_skill_files(tmp, skill, bfm, bfm_sha, encoder, src, opset, meta, precisions=()) -> list[mf.GraphSpec]:
-    """Export the skill's encoder/fused graphs (fp32, plus reduced-precision fused copies) and skill.json into
-    tmp; returns graph specs."""
+def _write_skill_files(tmp, skill, bfm, bfm_sha, encoder, src, opset, manifest, precisions=()) -> list[mf.GraphSpec]:
+    """Export the skill's encoder/fused graphs (fp32, plus reduced-precision fused copies, which keep the fp32
+    graph's metadata) and skill.json into tmp; returns graph specs."""
     rel = mf.skill_dir(skill)
     (tmp / rel).mkdir(parents=True, exist_ok=True)
     visible = _visible_groups(src[1].visible_groups if src[1] else ())
@@ -396,7 +415,8 @@ def _write_skill_files(tmp, skill, bfm, bfm_sha, encoder, src, opset, meta, prec
         ("encoder", EncoderGraph(encoder), obs_dim),
         ("fused", BFMGraph(bfm, visible, encoder), obs_dim),
     ]
-    graphs = _export_graphs(tmp, rel, modules, opset=opset, metadata=meta, skill=skill)
+    task_prior = src[1] and src[1].task_prior
+    graphs = _export_graphs(tmp, rel, modules, opset=opset, manifest=manifest, skill=skill, task_prior=task_prior)
     graphs += reduced_graphs(tmp, graphs, precisions)
     reference_sha = write_reference(tmp / rel, BFMGraph(bfm, visible, encoder).eval(), BFMGraph(bfm, encoder=encoder).eval(),
                                     visible, obs_dim, skill_seed(skill, 0))  # fmt: skip
@@ -408,7 +428,7 @@ def _write_skill_files(tmp, skill, bfm, bfm_sha, encoder, src, opset, meta, prec
         encoder=mf.EncoderSpec(c.obs_dim, c.token_dim, tuple(c.hidden), c.norm_clamp, count_parameters(enc)),
         encoder_source=source, encoder_trained=info is not None, encoder_weights_sha256=enc_sha,
         encoder_weights_sha256_of=enc_sha_of, bfm_sha256=bfm_sha, visible_groups=visible,
-        graphs={g.path: g.sha256 for g in graphs}, task_prior=info and info.task_prior, goals=info and info.goals,
+        graphs={g.path: g.sha256 for g in graphs}, task_prior=task_prior, goals=info and info.goals,
         reference_sha256=reference_sha,
     )  # fmt: skip
     mf.write_skill(tmp, skill_manifest)
@@ -558,22 +578,23 @@ def export_skills(
     with _next_version(bundle) as (old, new_dir, history):
         if old is not None:
             _check_compatible(old, bfm_info.sha256, opset, bundle)
-        meta = {"tt-deploy.schema": mf.SCHEMA, "tt-deploy.bfm_sha256": bfm_info.sha256}
         old_dir = mf.content_dir(bundle, old) if old is not None else None
         graphs = _carry_over(old_dir, old, new_dir, set(skills)) if old is not None else []
         names = {*(old.skills if old else ()), *skills}
         simulator, fall_rule = _simulator(new_dir, names, old, old_dir, set(skills))  # before the slow graphs
+        default = _default_skill(default_skill, old, names, [s for s in skills if sources[s][1] is not None], skills)
+        manifest = _bundle_manifest(bfm, bfm_info, opset, names, new_dir.name, default, simulator, fall_rule)
+        if old is not None:
+            _check_carried(old_dir, manifest, graphs)
         if not any(g.role == "bfm" for g in graphs):
             graphs += _export_graphs(
-                new_dir, "", [("bfm", BFMGraph(bfm), bfm.token_dim)], opset=opset, metadata=meta, skill=None
+                new_dir, "", [("bfm", BFMGraph(bfm), bfm.token_dim)], opset=opset, manifest=manifest, skill=None
             )
         for skill, src in sources.items():
-            graphs += _write_skill_files(new_dir, skill, bfm, bfm_info.sha256, src[0], src, opset, meta, precisions)
-        graphs = _specialised_graphs(new_dir, bfm, graphs, names, opset=opset, metadata=meta)
-        engines = _kept_engines(old, graphs)
-        default = _default_skill(default_skill, old, names, [s for s in skills if sources[s][1] is not None], skills)
-        manifest = _bundle_manifest(bfm, bfm_info, opset, names, graphs, engines, new_dir.name, default,
-                                    simulator, fall_rule)
+            graphs += _write_skill_files(new_dir, skill, bfm, bfm_info.sha256, src[0], src, opset, manifest,
+                                         precisions)  # fmt: skip
+        graphs = _specialised_graphs(new_dir, bfm, graphs, names, opset=opset, manifest=manifest)
+        manifest = _with_graphs(manifest, graphs, _kept_engines(old, graphs))
         history = mf.with_history(history, mf.history_entry("export", new_dir.name, skills))
         mf.write_manifest(bundle, replace(manifest, skill_sha256=_skill_hashes(new_dir, names), history=history))
     for skill, src in sources.items():

@@ -15,7 +15,9 @@ Reduced-precision fused graphs (`export --precision int8`) are checked too, agai
 reference, each by its precision's tier (export/precision.VERIFY_TIERS: int8 holds the p99 of the abs error).
 
 The comparison itself (runtime variants, error statistics, tiers) is runtime/parity.py's, torch-free; so is
-`verify_recorded`, which compares against the reference actions export recorded in the bundle.
+`verify_recorded`, which compares against the reference actions export recorded in the bundle. Both first hold
+every graph's metadata to the contract the manifest and skill.json state (parity.checked_request,
+runtime/graph_contract.py): a graph must describe itself truly before its numbers are worth measuring.
 
 Errors are Polygraphy-style per output: max abs error, its p99, and max rel error
 (abs / max(|reference|, REL_FLOOR)); pass/fail is max abs <= atol (fp32: 1e-5).
@@ -140,11 +142,11 @@ def verify_bundle(
     reference cannot be rebuilt from what the bundle records, InputError for bad arguments.
     """
     bundle = Path(bundle_dir)
-    manifest, names = checked_request(bundle, skills, atol)
+    manifest, names, notes = checked_request(bundle, skills, atol)
     evidence = {name: measured_evidence(bundle, name) for name in names}  # before measuring: the CAS compares
     bfm = reference_bfm(manifest)
     report_goal_records({n: mf.read_skill(bundle, n).goals for n in names}, bfm_checkpoint(manifest), "verify")
-    report = VerifyReport(str(bundle), backend, atol)
+    report = VerifyReport(str(bundle), backend, atol, notes=notes)
     with torch_threads(1):
         for i, name in enumerate(names):
             _verify_one(bundle, name, i, bfm, report, cases, seed)

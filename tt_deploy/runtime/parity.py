@@ -21,6 +21,7 @@ from tt_deploy import spec
 from tt_deploy.errors import BundleError, InputError
 from tt_deploy.hashing import sha256_file
 from tt_deploy.runtime import manifest as mf
+from tt_deploy.runtime.graph_contract import verify_contracts
 from tt_deploy.runtime.session import resolve_backend
 from tt_deploy.runtime.skill_runtime import TRT_PRECISIONS, SkillRuntime
 
@@ -84,6 +85,7 @@ class VerifyReport:
     atol: float
     rows: list[ParityRow] = field(default_factory=list)
     reference: str = "torch"  # "torch": rebuilt from the bundle's sources; "recorded": the bundle's reference files
+    notes: list[str] = field(default_factory=list)  # one line each, e.g. graphs that carry no contract metadata
 
     @property
     def passed(self) -> bool:
@@ -102,7 +104,7 @@ class VerifyReport:
 
     def to_dict(self) -> dict:
         return {"bundle": self.bundle, "backend": self.backend, "atol": self.atol, "reference": self.reference,
-                "passed": self.passed,
+                "passed": self.passed, "notes": self.notes,
                 "rows": [dataclasses.asdict(r) for r in self.rows]}  # fmt: skip
 
 
@@ -258,8 +260,11 @@ def read_recorded(bundle: Path, sk: mf.SkillManifest) -> dict[str, tuple[dict, n
     return out
 
 
-def checked_request(bundle: Path, skills, atol: float) -> tuple[mf.BundleManifest, list[str]]:
-    """(manifest, skill names: default every skill) of a verify request; InputError for a bad atol or skill."""
+def checked_request(bundle: Path, skills, atol: float) -> tuple[mf.BundleManifest, list[str], list[str]]:
+    """(manifest, skill names: default every skill, notes) of a verify request; InputError for a bad atol or skill,
+    BundleError for a graph whose metadata is not the manifest's and skill.json's contract (graph_contract.py:
+    checked before any parity, since a graph that describes itself wrongly misleads whoever reads it alone).
+    Notes: one line each, e.g. for graphs exported before they carried the contract."""
     if not atol > 0:
         raise InputError(f"atol must be > 0; got {atol}")
     manifest = mf.read_manifest(bundle)
@@ -267,7 +272,7 @@ def checked_request(bundle: Path, skills, atol: float) -> tuple[mf.BundleManifes
     unknown = sorted(set(names) - set(manifest.skills))
     if unknown:
         raise InputError(f"skills {unknown} are not in bundle {bundle}; it has {list(manifest.skills)}")
-    return manifest, names
+    return manifest, names, verify_contracts(bundle, manifest, names)
 
 
 def verify_recorded(bundle_dir: str | os.PathLike, skills=None, *, backend: str = "auto", atol: float = ATOL,
@@ -275,8 +280,8 @@ def verify_recorded(bundle_dir: str | os.PathLike, skills=None, *, backend: str 
     """SkillRuntime against each skill's recorded PyTorch actions (default: every skill); no torch needed.
     Reads the bundle only; progress(done, total, skill) after each skill."""
     bundle = Path(bundle_dir)
-    manifest, names = checked_request(bundle, skills, atol)
-    report = VerifyReport(str(bundle), backend, atol, reference="recorded")
+    _, names, notes = checked_request(bundle, skills, atol)
+    report = VerifyReport(str(bundle), backend, atol, reference="recorded", notes=notes)
     for i, name in enumerate(names):
         sk = mf.read_skill(bundle, name)
         recorded = read_recorded(bundle, sk)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from tt_deploy.errors import BundleError, MissingExtraError, UnknownNameError
+from tt_deploy.runtime.graph_contract import BFM_KEY, ROLE_KEY, SCHEMA_KEY, SKILL_KEY
 from tt_deploy.runtime.manifest import SCHEMA, GraphSpec, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -272,13 +273,11 @@ def read_verified(path: Path, sha256: str) -> bytes:
 
 
 def check_metadata(meta: dict[str, str], spec: GraphSpec, bfm_sha256: str, path: Path) -> None:
-    """The graph's own ONNX metadata must name the schema, role, skill and BFM the manifest lists it with."""
-    want = {
-        "tt-deploy.schema": SCHEMA,
-        "tt-deploy.role": spec.role,
-        "tt-deploy.skill": spec.skill or "",
-        "tt-deploy.bfm_sha256": bfm_sha256,
-    }
+    """The graph's own ONNX metadata must name the schema, role, skill and BFM the manifest lists it with.
+
+    Only these four at load (a few string compares): the rest of the contract it carries (graph_contract.py) is
+    `ttdeploy verify`'s to check, since the graph's sha256, checked before this, already ties it to the manifest."""
+    want = {SCHEMA_KEY: SCHEMA, ROLE_KEY: spec.role, SKILL_KEY: spec.skill or "", BFM_KEY: bfm_sha256}
     wrong = {k: meta.get(k) for k, v in want.items() if meta.get(k) != v}
     if wrong:
         raise BundleError(f"{path}: metadata {wrong} does not match the manifest; re-export the bundle")
