@@ -141,6 +141,22 @@ def test_v5_seats_jittered_starts_on_their_lowest_foot_and_names_each_miss():
     assert sum(row["outcomes"].values()) == 8 and row["outcomes"].get("success", 0) == round(row["success"] * 8)
 
 
+def test_v7_seats_jittered_starts_by_their_lowest_geom_not_a_foot_bodys_origin():
+    from tt_deploy.sim.humanoid_model import lowest_geom_z
+
+    lowest = {}
+    for by in ("foot_body", "geom"):
+        cfg = replace(DESIGNS["v7"], nthread=1, seat_by=by)
+        env = make_env(cfg, 16, 0, (0.0, 0.0), jitter=(0.0, 0.02))
+        env.reset()
+        lowest[by] = lowest_geom_z(env.sim.hm, env.sim.raw_qpos(np.arange(16)))
+    stand = lowest_geom_z(env.sim.hm, env.sim._stand[None])[0]  # the reset pose: 2 mm of clearance
+    assert np.allclose(lowest["geom"], stand, atol=1e-9)
+    assert lowest["foot_body"].min() < stand - 1e-3  # a foot origin seated, a box corner still in the floor
+    with pytest.raises(InputError, match="seat_by"):
+        replace(CFG, seat_by="toes")
+
+
 def test_a_hop_shorter_than_the_takeoff_is_not_a_jump():
     """v2's judge: 2 steps in the air (the script's crouch under action noise) do not end the jump."""
     judge = JumpJudge(1, takeoff_steps=5)
@@ -153,6 +169,23 @@ def test_a_hop_shorter_than_the_takeoff_is_not_a_jump():
         judge.step(pos, np.zeros((1, 24)), np.array([0]))
     pos[:, :, 0] = 1.6
     assert judge.step(pos, ground, np.array([4]))[0] and judge.landed[0]
+
+
+def test_a_firm_landing_judge_waits_past_a_light_first_touch_as_the_reference_does():
+    """v6: the reference lands at the first step with > 50 N; a lighter touch neither lands nor misses."""
+    results = []
+    for firm in (False, True):
+        judge = JumpJudge(1, takeoff_steps=2, firm_landing=firm)
+        pos, light, ground = np.zeros((1, 24, 3)), np.zeros((1, 24)), np.zeros((1, 24))
+        for _ in range(3):
+            judge.step(pos, np.zeros((1, 24)), np.array([0]))
+        pos[:, :, 0] = 1.6
+        light[0, 3], ground[0, 3] = 20.0, 600.0  # a foot grazes the ground, then carries the landing
+        first = bool(judge.step(pos, light, np.array([1]))[0])
+        results.append((first, bool(judge.step(pos, ground, np.array([4]))[0]), bool(judge.landed[0])))
+    assert results[0] == (True, False, False) and judge.miss[0] == 0  # the old judge: a miss at the graze
+    assert results[1] == (False, True, True) and judge.length[0] == pytest.approx(1.6)
+    assert DESIGNS["v6"].firm_landing and not DESIGNS["v5"].firm_landing
 
 
 def test_training_measures_and_obeys_its_stop_rule(tmp_path):
@@ -175,7 +208,7 @@ def test_training_measures_and_obeys_its_stop_rule(tmp_path):
     glide = "results/experts/glide-v3/seed0/checkpoints/last_policy.safetensors"
     with pytest.raises(InputError, match="not a 'tt-deploy jump expert' one"):
         train_jump(replace(cfg, init_policy=str(script_path(glide))), tmp_path / "warm")
-    assert set(DESIGNS) == {"v1", "v2", "v3", "v4", "v5"} and DESIGNS["v2"].curriculum.step > 0 and DESIGNS["v2"].reward.success_w > 0
+    assert set(DESIGNS) == {"v1", "v2", "v3", "v4", "v5", "v6", "v7"} and DESIGNS["v2"].curriculum.step > 0 and DESIGNS["v2"].reward.success_w > 0
 
 
 def test_the_curriculum_raises_the_start_speed_only_as_jumps_succeed():

@@ -8,7 +8,9 @@ swings the thigh forward, knee y > 0 flexes, ankle y > 0 points the toe down.
 at takeoff: landing is the first touch after a flight (by default two control steps with no contact at all), with a foot
 past the line, more than 50 N of contact and no non-foot body touching (the flight's length in control steps is a
 parameter, `takeoff_steps`); length = mean body x at landing minus
-the line. A touch that is not such a landing scores its length minus 5 m.
+the line. A touch that is not such a landing scores its length minus 5 m. With `firm_landing` (the reference's
+own rule, which ends a jump only at a step with more than 50 N), a foot-only touch under 50 N does not end the
+jump: the first firm touch, or a non-foot touch, does.
 """
 
 from __future__ import annotations
@@ -128,10 +130,13 @@ MISS_REASONS = ("", "a non-foot body touched", "no foot past the line", "a touch
 class JumpJudge:
     """Per-env takeoff / flight / landing bookkeeping of one jump each (module docstring's rule)."""
 
-    def __init__(self, num_envs: int, takeoff_steps: int = 2):
+    def __init__(self, num_envs: int, takeoff_steps: int = 2, firm_landing: bool = False):
         # control steps in the air that make a flight: 2 (0.07 s) for the probe; the jump expert's v2 asks for
         # more, since under 0.005 rad of action noise the script's crouch already leaves the ground for 2 steps
         self.takeoff_steps = int(takeoff_steps)
+        # the reference lands at the first step past the line with > 50 N (tasks/long_jump.landing): a lighter
+        # first touch, which the per-body forces of the last substep often read, waits for the firm one
+        self.firm_landing = bool(firm_landing)
         self.airborne = np.zeros(num_envs, np.int64)  # control steps in the air so far
         self.flight = np.zeros(num_envs)  # longest flight, s
         self.took_off = np.zeros(num_envs, bool)
@@ -162,6 +167,8 @@ class JumpJudge:
         firm = np.sqrt((force**2).sum(-1)) > LANDING_FORCE
         past = (pos[:, FOOT_IDS, 0] > self.line[:, None]).any(-1)
         clean = ~(force[:, NON_FOOT] > CONTACT_N).any(-1)
+        if self.firm_landing:
+            touch &= firm | ~clean
         land = touch & firm & past & clean
         self.miss = np.where(touch & ~land, np.where(~clean, 1, np.where(~past, 2, 3)), self.miss)
         jump = pos[:, :, 0].mean(-1) - self.line

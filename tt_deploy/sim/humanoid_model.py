@@ -238,6 +238,22 @@ def standing_qpos(hm: HumanoidModel, clearance: float = 0.002) -> np.ndarray:
     return qpos
 
 
+def lowest_geom_z(hm: HumanoidModel, qpos: np.ndarray, data: mujoco.MjData | None = None) -> np.ndarray:
+    """(n,) the lowest humanoid geom's world z for each qpos row (n, nq), by kinematics on a scratch MjData.
+
+    Why geoms, not body origins: a foot body's origin says nothing of its box's corners, and a start whose
+    corner sits inside the floor is kicked out of it by the first contact (the jump expert's seated starts)."""
+    model = hm.model
+    data = mujoco.MjData(model) if data is None else data
+    geoms = np.flatnonzero(np.isin(model.geom_bodyid, hm.body_ids))
+    out = np.empty(len(qpos))
+    for i, row in enumerate(np.atleast_2d(qpos)):
+        data.qpos[:] = row
+        mujoco.mj_kinematics(model, data)
+        out[i] = min(_geom_bottom(model, data, g) for g in geoms)
+    return out
+
+
 def _geom_bottom(model: mujoco.MjModel, data: mujoco.MjData, g: int) -> float:
     """Lowest world z of geom g (boxes, spheres, capsules exactly; others by bounding sphere)."""
     pos, mat, size = data.geom_xpos[g], data.geom_xmat[g].reshape(3, 3), model.geom_size[g]
