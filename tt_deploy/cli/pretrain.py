@@ -268,21 +268,21 @@ def _abilities_file(src: Path) -> dict:
     return data
 
 
-EXPERTS = ("glide", "jump")
+EXPERTS = ("glide", "jump", "strike")
 
 
 @app.command("pretrain-expert")
 def pretrain_expert_cmd(
     expert: Annotated[str, typer.Argument(help="Which RL expert: " + " | ".join(EXPERTS))],
     steps: Annotated[int | None, typer.Option(help="Total environment steps (default: the design's; glide v1 5 M, "
-                                                   "jump v1 4 M).")] = None,
+                                                   "jump v1 4 M, strike v1 4 M).")] = None,
     num_envs: Annotated[int | None, typer.Option(help="Parallel environments (default 256).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/experts/EXPERT).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoints/last_state.pt.")] = False,
     past_stop_rule: Annotated[bool, typer.Option(help="Train past a failed stop rule (it stays recorded).")] = False,
-    design: Annotated[str, typer.Option(help="Recipe of the expert (glide: v1, v2, v3; jump: v1, v2, v3, v4, v5; "
-                                             "docs/training.md).")] = "v1",
+    design: Annotated[str, typer.Option(help="Recipe of the expert (glide: v1, v2, v3; jump: v1-v7; "
+                                             "strike: v1; docs/training.md).")] = "v1",
     init_policy: Annotated[Path | None, typer.Option(help="Warm start from this policy of the same expert "
                                                           "(OUT/checkpoints/last_policy.safetensors of a run).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every iteration.")] = False,
@@ -298,9 +298,12 @@ def pretrain_expert_cmd(
     if expert == "glide":
         from tt_deploy.pretrain.glide_expert import DESIGNS
         from tt_deploy.pretrain.glide_expert import train_glide as train
-    else:
+    elif expert == "jump":
         from tt_deploy.pretrain.jump_expert import DESIGNS
         from tt_deploy.pretrain.jump_expert import train_jump as train
+    else:
+        from tt_deploy.pretrain.strike_expert import DESIGNS
+        from tt_deploy.pretrain.strike_expert import train_strike as train
     if design not in DESIGNS:
         raise UnknownNameError(f"{expert} design", design, DESIGNS)
     _logging(verbose)

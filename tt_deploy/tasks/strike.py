@@ -39,17 +39,23 @@ def target_up_z(quat: np.ndarray) -> np.ndarray:
     return quat_rotate(quat, np.broadcast_to([0.0, 0.0, 1.0], quat.shape[:-1] + (3,)))[..., 2]
 
 
+def topple_reward(tar_quat: np.ndarray) -> np.ndarray:
+    """(N,) the reference strike reward's topple part: 0.6 max(0, 1 - c), and 1 once toppled (c < 0.2).
+
+    The strike expert (pretrain/strike_expert.py) is paid this alone: it starts standing next to the pillar."""
+    c = target_up_z(tar_quat)
+    return np.where(c < TOPPLED_UP_Z, 1.0, 0.6 * np.maximum(1.0 - c, 0.0))
+
+
 def strike_reward(root_pos: np.ndarray, root_vel: np.ndarray, tar_pos: np.ndarray, tar_quat: np.ndarray) -> np.ndarray:
     """Reference strike reward, (N,). Positions (N, 3) m, root_vel (N, 3) m/s, tar_quat (N, 4) xyzw."""
     c = target_up_z(tar_quat)
-    topple_r = np.maximum(1.0 - c, 0.0)
     to_tar = tar_pos[:, :2] - root_pos[:, :2]
     to_tar = to_tar / np.maximum(np.linalg.norm(to_tar, axis=-1, keepdims=True), 1e-12)  # torch normalize
     s = np.sum(to_tar * root_vel[:, :2], axis=-1)
     err = np.maximum((1.0 - s) / 1.0, 0.0)
     vel_r = np.where(s <= 0.0, 0.0, np.exp(-4.0 * err**2))
-    reward = 0.6 * topple_r + 0.4 * vel_r
-    return np.where(c < TOPPLED_UP_Z, 1.0, reward)
+    return np.where(c < TOPPLED_UP_Z, 1.0, topple_reward(tar_quat) + 0.4 * vel_r)
 
 
 class StrikeTask(Task):
