@@ -189,12 +189,14 @@ def bfm_inputs(
     history: PoseHistory,
     targets: TargetPoses | None = None,
     terrain_heights=None,
+    behaviour=None,
 ) -> dict[str, np.ndarray]:
     """The complete BFM input dict for the current control step, keyed by graph input names.
 
     state: current bodies (N envs); ground_height: (N,) or scalar m under each root; history:
     the env's PoseHistory (not modified - push it after this call); targets: prompt, None = hidden;
-    terrain_heights: see `terrain_obs`. Text and object-bounding-box tokens are zeros and masked.
+    terrain_heights: see `terrain_obs`; behaviour: (N,) indices into obs.behaviours.BEHAVIOURS (-1: none),
+    None = no code anywhere. The object-bounding-box token is zeros and masked.
     """
     n = state.pos.shape[0]
     if history.num_envs != n:
@@ -207,4 +209,10 @@ def bfm_inputs(
     inputs["masked_mimic_target_poses"] = tokens
     inputs["masked_mimic_target_poses_masks"] = mask
     inputs["terrain"] = terrain_obs(state, ground_height, terrain_heights)
+    if behaviour is not None:
+        from tt_deploy.obs.behaviours import behaviour_tokens
+
+        codes, visible = behaviour_tokens(np.broadcast_to(np.asarray(behaviour), (n,)))
+        inputs["motion_text_embeddings"] = codes.reshape(inputs["motion_text_embeddings"].shape)
+        inputs["motion_text_embeddings_mask"] = visible.reshape(inputs["motion_text_embeddings_mask"].shape)
     return inputs
