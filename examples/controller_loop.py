@@ -9,6 +9,7 @@ At --switch-at seconds the controller switches from the skill it started on (the
 
     python examples/controller_loop.py --bundle deploy --seconds 10          # real time
     python examples/controller_loop.py --bundle deploy --seconds 2 --no-realtime   # CI: no sleeping
+    python examples/controller_loop.py --bundle deploy --safety   # PD targets through the SafetyLayer
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from tt_deploy.obs.inputs import PoseHistory, bfm_inputs
 from tt_deploy.obs.priors import make_prior
-from tt_deploy.runtime import SkillRuntime
+from tt_deploy.runtime import SafetyLayer, SkillRuntime
 from tt_deploy.sim.mujoco_backend import MujocoSimulator
 from tt_deploy.tasks.goals import task_kwargs_from_record
 from tt_deploy.tasks.registry import make_task_for
@@ -33,6 +34,7 @@ def main(argv=None) -> dict:
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--start-skill", default=None, help="skill to start on; default: the manifest's default_skill")
     p.add_argument("--switch-at", type=float, default=5.0, help="s; switch from the start skill to the next one")
+    p.add_argument("--safety", action="store_true", help="guard the PD targets with the runtime's SafetyLayer")
     args = p.parse_args(argv)
 
     runtime = SkillRuntime(args.bundle, mode="fused")  # all loading happens here, not in the loop
@@ -57,6 +59,9 @@ def main(argv=None) -> dict:
         if priors[s] is not None:
             priors[s].reset(np.arange(1), sim.body_state())
     actions = np.zeros((1, runtime.manifest.action_dim), np.float32)  # reused output buffer
+    layer = SafetyLayer(runtime) if args.safety else None  # limits, watchdog, damping: from the bundle
+    if layer is not None:
+        layer.start()  # soft start: the measured pose -> the default pose -> the policy
 
     period_ns = round(runtime.manifest.control_dt * 1e9)  # 30 Hz
     ticks = round(args.seconds / runtime.manifest.control_dt)
@@ -78,7 +83,12 @@ def main(argv=None) -> dict:
         inputs = {n: a[0] for n, a in bfm_inputs(state, ground, history, targets=targets).items()}
         task_obs = task.observe(state, sim)[0]
         history.push(state, ground)  # after building this tick's inputs (PoseHistory convention)
-        runtime.act_into(inputs, task_obs, actions)  # policy
+        if layer is None:
+            runtime.act_into(inputs, task_obs, actions)  # policy
+        else:  # policy + guards; the stamp says the state is fresh (on hardware: the sensor's timestamp)
+            q, qd = sim.joint_state()
+            layer.act(inputs, task_obs, joint_pos=q[0], joint_vel=qd[0], stamp=k)
+            actions = layer.actions  # the guarded PD targets as actions
         sim.step(actions)  # write PD targets (offset + scale * action) and let physics run
         task.update(state, sim.body_state(), sim, rng)  # goal resampling
         busy_us[k] = (time.perf_counter_ns() - start) / 1e3
@@ -95,6 +105,9 @@ def main(argv=None) -> dict:
         "tick_p50_us": float(np.percentile(busy_us, 50)), "tick_p99_us": float(np.percentile(busy_us, 99)),
         "root_height_m": float(sim.body_state().pos[0, 0, 2]), "backend": runtime.backend,
     }  # fmt: skip
+    if layer is not None:
+        status = layer.status()
+        summary.update(safety_mode=status["mode"], faults=sum(status["faults"].values()))
     print(" ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
     runtime.close()
     return summary

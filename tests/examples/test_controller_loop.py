@@ -44,6 +44,14 @@ def test_example_runs_without_torch_switches_and_counts_deadlines(bundle):
     assert int(fields["deadline_misses"]) >= 0 and float(fields["tick_p50_us"]) > 0
 
 
+def test_example_runs_with_the_safety_layer(shipped_bundle):
+    """--safety: the PD targets go through the SafetyLayer (soft start, limits, watchdog); a healthy run ends in
+    the policy mode with no fault, the humanoid up, across a skill switch."""
+    fields = run_example(shipped_bundle, "--seconds", "3", "--switch-at", "2", "--safety")
+    assert fields["safety_mode"] == "policy" and fields["faults"] == "0" and fields["final_skill"] == "steering"
+    assert float(fields["root_height_m"]) > 0.5
+
+
 def test_example_runs_the_demo_bundle_and_switches_away_from_its_default_skill(shipped_bundle):
     """The four shipped trained skills (each fed its prior prompt; strike needs its pillar in the scene), exported
     reach first: the runtime starts on the default skill `reach`, not the sorted first (`direction`), and the
