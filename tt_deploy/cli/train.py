@@ -218,3 +218,39 @@ def robustness_cmd(
         plot_robustness(results, plot, rule=extra[0] if extra else "success_rate")
         console.print(f"wrote {plot}")
     write_json(json_path, results)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    run: Annotated[Path, typer.Option(help="A training run directory (run.json + checkpoints), e.g. "
+                                           "tt_deploy/skills/reach.")],
+    seeds: Annotated[str, typer.Option(help="Evaluation seeds, comma-separated (pick ones training never used, "
+                                            "e.g. 7001,7002,7003).")] = "7001,7002,7003,7004,7005",
+    episodes: Annotated[int, typer.Option(help="Episodes per seed (one per env, each env's first).")] = 64,
+    goals: Annotated[str | None, typer.Option(help="Goal preset: bfm | reference (default: the run's own).")] = None,
+    method: Annotated[str, typer.Option(help="both (trained and prior-only, paired) | trained | prior-only.")] = "both",
+    bfm: Annotated[Path | None, typer.Option(help="The run's BFM; default: the embedded one (sha256-checked).")] = None,
+    json_path: JsonOpt = None,
+) -> None:
+    """A trained skill and its prior alone on evaluation seeds you choose: paired episodes, Wilson intervals."""
+    from tt_deploy.train.evaluate_run import evaluate_run
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise InputError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+    n = len(seed_list) * (2 if method == "both" else 1)
+    with _progress(n, stats=lambda row: "", unit="evaluations", key="done") as progress:
+        result = evaluate_run(run, seed_list, episodes, goals=goals, method=method, bfm_path=bfm,
+                              progress=None if progress is None else lambda d, _t: progress({"done": d}))
+    rows = [{"method": m, "success %": 100 * r["success_rate"], "95 % interval": f"{100 * r['ci_low']:.1f}-"
+             f"{100 * r['ci_high']:.1f}", "segments": r["segments"], "episodes": r["episodes"],
+             "falls %": 100 * r["fall_rate"], **({"stride %": 100 * r["stride_success_rate"]}
+                                                 if "stride_success_rate" in r else {})}
+            for m, r in result["methods"].items()]  # fmt: skip
+    print_table(f"{result['skill']} ({result['run_method']}, {result['goals']} goals, seeds {seeds})", rows)
+    if "paired_gain" in result:
+        g = result["paired_gain"]
+        console.print(f"paired gain {100 * g['gain']:+.1f} points (95 % interval {100 * g['ci_low']:+.1f} to "
+                      f"{100 * g['ci_high']:+.1f}) over {g['episodes']} paired episodes")
+    write_json(json_path, result)

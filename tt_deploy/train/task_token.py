@@ -74,13 +74,14 @@ def _make_env(cfg: TrainConfig, n: int, seed: int, goal_kwargs: dict | None = No
 
 
 @torch.no_grad()
-def evaluate_policy(env: TaskEnv, act, episodes: int | None = None) -> dict[str, float]:
+def evaluate_policy(env: TaskEnv, act, episodes: int | None = None, *, per_env: bool = False) -> dict[str, float]:
     """Mean-action success over the first episode of every env (the same episodes for envs built alike: pass a
     fresh env per evaluation; a reused one draws new goals at every reset).
 
     `success_rate` is the reference's: passed goal segments over all segments (docs/tasks.md), with a
     Wilson interval over segments; `episode_success_rate` is the stricter "every goal of the episode";
-    `<rule>_success_rate` for a task's extra rules (direction / steering: `stride`).
+    `<rule>_success_rate` for a task's extra rules (direction / steering: `stride`). per_env: also
+    `per_env`, each env's first episode (segments, passed, fell): what a paired comparison pairs.
     """
     step = env.reset()
     n = env.num_envs
@@ -110,6 +111,8 @@ def evaluate_policy(env: TaskEnv, act, episodes: int | None = None) -> dict[str,
            "episode_success_rate": k_ep / n, "fall_rate": float(fell.mean()), "return": float(returns.mean())}
     for name, (tot, ok) in extra.items():
         res[f"{name}_success_rate"] = int(ok.sum()) / max(int(tot.sum()), 1)
+    if per_env:
+        res["per_env"] = {"segments": segments.tolist(), "passed": passed.tolist(), "fell": fell.tolist()}
     return res
 
 
