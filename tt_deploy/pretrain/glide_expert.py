@@ -34,11 +34,15 @@ from tt_deploy.errors import InputError
 from tt_deploy.pretrain.gait_teacher import GaitTeacher
 from tt_deploy.pretrain.residual_expert import (  # noqa: F401 - residual_joint_ids, policy_actor: re-exported
     ResidualPolicy,
+    check_expert_sizes,
+    expert_ppo,
     expert_runner,
     load_policy_weights,
     policy_actor,
     policy_shape,
+    record_residual,
     residual_joint_ids,
+    residual_rate,
     train_with_stop_rule,
 )
 from tt_deploy.pretrain.steady_walk import SpeedMeter
@@ -110,18 +114,14 @@ class GlideConfig:
                                                  fresh_cone=math.pi / 2)  # fmt: skip
     reward: GlideReward = GlideReward()
     # actor_lr 3e-4 / 5 epochs (the first try): approx KL rose 0.04 -> 0.29 and clip fraction to 0.53 in 80 iterations
-    ppo: PPOConfig = PPOConfig(horizon=32, num_minibatches=4, epochs=4, actor_lr=1e-4, critic_lr=3e-4,
-                               max_grad_norm=1.0, action_std=0.01, bound_coef=10.0, critic_warmup=5)  # fmt: skip
+    ppo: PPOConfig = field(default_factory=lambda: expert_ppo(action_std=0.01))
     checkpoint_every: int = 10  # iterations
     eval_every: int = 50  # iterations between straight-walk measurements in log.csv
     eval_speeds: tuple[float, ...] = (0.5, 1.0)  # their commands, m/s
     stop_rule: StopRule = field(default_factory=StopRule)
 
     def __post_init__(self):
-        if not 0 < self.residual_rad <= 1.5:
-            raise InputError(f"residual_rad must be in (0, 1.5] rad, got {self.residual_rad}")
-        if self.steps < 1 or self.num_envs < 1:
-            raise InputError(f"steps and num_envs must be >= 1, got {self.steps}, {self.num_envs}")
+        check_expert_sizes(self)
 
 
 # Each design is one recipe; a new one follows a failed stop rule (docs/training.md says what each measured).
@@ -187,7 +187,7 @@ class GlideTask(DirectionTask):
         w = self.weights
         d = direction_terms(self.tar_dir, self.tar_speed, root_velocity(prev_state, state))
         goal = np.arctan2(self.tar_dir[:, 1], self.tar_dir[:, 0])
-        rate = np.sum((self.residual - self.prev_residual) ** 2, -1) / (len(self.residual_ids) * self.residual_rad**2)
+        rate = residual_rate(self)
         self.terms = {"speed": d["reward"], "glide": np.exp(-((d["e_rel"] / w.glide_sigma) ** 2)),
                       "facing": 0.5 * (1.0 + np.cos(wrap_angle(root_heading(state) - goal))), "rate": rate}  # fmt: skip
         return (w.speed_w * self.terms["speed"] + w.glide_w * self.terms["glide"] + w.facing_w * self.terms["facing"]
@@ -207,8 +207,7 @@ class GlideEnv(TaskEnv):
 
     def step(self, actions: np.ndarray) -> EnvStep:
         t: GlideTask = self.task
-        t.prev_residual[:] = t.residual
-        t.residual[:] = (np.clip(actions, -spec.ACTION_CLAMP, spec.ACTION_CLAMP) - t.base_action) * t.pd_scale  # rad
+        record_residual(t, actions)
         return super().step(actions)
 
 

@@ -53,9 +53,13 @@ from tt_deploy.pretrain.jump_script import (
 )
 from tt_deploy.pretrain.residual_expert import (
     ResidualPolicy,
+    check_expert_sizes,
+    expert_ppo,
     expert_runner,
     policy_actor,
+    record_residual,
     residual_joint_ids,
+    residual_rate,
     train_with_stop_rule,
 )
 from tt_deploy.rl.config import PPOConfig
@@ -148,17 +152,13 @@ class JumpConfig:
     firm_landing: bool = False  # the judge waits for a touch over 50 N, as the reference long jump does (v6)
     reward: JumpReward = JumpReward()
     imitation: JumpImitation = JumpImitation()
-    ppo: PPOConfig = PPOConfig(horizon=32, num_minibatches=4, epochs=4, actor_lr=1e-4, critic_lr=3e-4,
-                               max_grad_norm=1.0, action_std=0.02, bound_coef=10.0, critic_warmup=5)  # fmt: skip
+    ppo: PPOConfig = field(default_factory=lambda: expert_ppo(action_std=0.02))
     checkpoint_every: int = 10
     eval_every: int = 50  # iterations between jump measurements in log.csv
     stop_rule: JumpStopRule = field(default_factory=JumpStopRule)
 
     def __post_init__(self):
-        if not 0 < self.residual_rad <= 1.5:
-            raise InputError(f"residual_rad must be in (0, 1.5] rad, got {self.residual_rad}")
-        if self.steps < 1 or self.num_envs < 1:
-            raise InputError(f"steps and num_envs must be >= 1, got {self.steps}, {self.num_envs}")
+        check_expert_sizes(self)
         if self.seat_by not in SEAT_BY:
             raise InputError(f"seat_by must be one of {SEAT_BY}, got {self.seat_by!r}")
         if not 0 <= self.start_speed[0] <= self.start_speed[1]:
@@ -340,7 +340,7 @@ class JumpTask(Task):
         touch = self.judge.step(state.pos, force, counts)
         self.crashed = ~self.judge.took_off & (force[:, NON_FOOT] > CONTACT_N).any(-1)
         landing = np.where(touch, self.judge.length, np.where(self.crashed, MISSED, 0.0))
-        rate = np.sum((self.residual - self.prev_residual) ** 2, -1) / (len(self.residual_ids) * self.residual_rad**2)
+        rate = residual_rate(self)
         success = touch & self.success()
         if self.weights.timeout_miss:  # the last step of an episode that never touched down after a flight
             landing = np.where((self.progress + 1 >= EPISODE_STEPS) & ~touch & ~self.crashed, MISSED, landing)
@@ -460,8 +460,7 @@ class JumpEnv(TaskEnv):
 
     def step(self, actions: np.ndarray) -> EnvStep:
         t: JumpTask = self.task
-        t.prev_residual[:] = t.residual
-        t.residual[:] = (np.clip(actions, -spec.ACTION_CLAMP, spec.ACTION_CLAMP) - t.base_action) * t.pd_scale  # rad
+        record_residual(t, actions)
         return super().step(actions)
 
 

@@ -19,6 +19,7 @@ import torch
 from tt_deploy import spec
 from tt_deploy.atomic import atomic_path, atomic_write_text
 from tt_deploy.errors import InputError
+from tt_deploy.rl.config import PPOConfig
 from tt_deploy.rl.runner import OnPolicyRunner
 from tt_deploy.spec import TASK_OBS_NAME
 from tt_deploy.train.policies import PureRLPolicy
@@ -65,6 +66,33 @@ class ResidualPolicy(PureRLPolicy):
         joint = obs[TASK_OBS_NAME][:, self.base_at : self.base_at + spec.ACTION_DIM].clone()
         joint[:, self.joint_ids] += actions * self.inv_scale
         return joint
+
+
+def expert_ppo(action_std: float) -> PPOConfig:
+    """The experts' PPO settings (glide, jump, strike); only the exploration std differs between them."""
+    return PPOConfig(horizon=32, num_minibatches=4, epochs=4, actor_lr=1e-4, critic_lr=3e-4, max_grad_norm=1.0,
+                     action_std=action_std, bound_coef=10.0, critic_warmup=5)  # fmt: skip
+
+
+def check_expert_sizes(cfg) -> None:
+    """An expert config's residual bound and sizes (cfg: residual_rad, steps, num_envs); InputError otherwise."""
+    if not 0 < cfg.residual_rad <= 1.5:
+        raise InputError(f"residual_rad must be in (0, 1.5] rad, got {cfg.residual_rad}")
+    if cfg.steps < 1 or cfg.num_envs < 1:
+        raise InputError(f"steps and num_envs must be >= 1, got {cfg.steps}, {cfg.num_envs}")
+
+
+def record_residual(task, actions: np.ndarray) -> None:
+    """Before an env step: the task's residual (rad) of these joint actions over its base row, and the last one.
+    task: residual, prev_residual, base_action (N, 69) and pd_scale (69,)."""
+    task.prev_residual[:] = task.residual
+    task.residual[:] = (np.clip(actions, -spec.ACTION_CLAMP, spec.ACTION_CLAMP) - task.base_action) * task.pd_scale
+
+
+def residual_rate(task) -> np.ndarray:
+    """(N,) the residual's squared change this step, per moved joint, in units of residual_rad."""
+    change = np.sum((task.residual - task.prev_residual) ** 2, -1)
+    return change / (len(task.residual_ids) * task.residual_rad**2)
 
 
 def policy_actor(policy: ResidualPolicy):

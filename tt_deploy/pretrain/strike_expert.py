@@ -35,9 +35,13 @@ from tt_deploy.obs.rotations import quat_about_z
 from tt_deploy.obs.state import RigidState
 from tt_deploy.pretrain.residual_expert import (
     ResidualPolicy,
+    check_expert_sizes,
+    expert_ppo,
     expert_runner,
     policy_actor,
+    record_residual,
     residual_joint_ids,
+    residual_rate,
     train_with_stop_rule,
 )
 from tt_deploy.rl.config import PPOConfig
@@ -114,17 +118,13 @@ class StrikeConfig:
     push: PushScript = PushScript()
     placement: Placement = Placement()
     reward: StrikeReward = StrikeReward()
-    ppo: PPOConfig = PPOConfig(horizon=32, num_minibatches=4, epochs=4, actor_lr=1e-4, critic_lr=3e-4,
-                               max_grad_norm=1.0, action_std=0.02, bound_coef=10.0, critic_warmup=5)  # fmt: skip
+    ppo: PPOConfig = field(default_factory=lambda: expert_ppo(action_std=0.02))
     checkpoint_every: int = 10
     eval_every: int = 50  # iterations between strike measurements in log.csv
     stop_rule: StrikeStopRule = field(default_factory=StrikeStopRule)
 
     def __post_init__(self):
-        if not 0 < self.residual_rad <= 1.5:
-            raise InputError(f"residual_rad must be in (0, 1.5] rad, got {self.residual_rad}")
-        if self.steps < 1 or self.num_envs < 1:
-            raise InputError(f"steps and num_envs must be >= 1, got {self.steps}, {self.num_envs}")
+        check_expert_sizes(self)
         lo, hi = self.placement.distance
         if not PILLAR_HALF_WIDTH * 2 < lo <= hi:
             raise InputError(f"placement distance must be {2 * PILLAR_HALF_WIDTH} < LOW <= HIGH m, got {(lo, hi)}")
@@ -199,7 +199,7 @@ class StrikeExpertTask(StrikeTask):
 
     def reward(self, prev_state, state, sim) -> np.ndarray:
         topple = topple_reward(sim.object_state(OBJECT).quat)
-        rate = np.sum((self.residual - self.prev_residual) ** 2, -1) / (len(self.residual_ids) * self.residual_rad**2)
+        rate = residual_rate(self)
         self.terms = {"topple": topple, "rate": rate}
         return topple - self.weights.rate_w * rate
 
@@ -212,8 +212,7 @@ class StrikeEnv(TaskEnv):
 
     def step(self, actions: np.ndarray) -> EnvStep:
         t: StrikeExpertTask = self.task
-        t.prev_residual[:] = t.residual
-        t.residual[:] = (np.clip(actions, -spec.ACTION_CLAMP, spec.ACTION_CLAMP) - t.base_action) * t.pd_scale  # rad
+        record_residual(t, actions)
         out = super().step(actions)
         failed = out.info["fell"] | out.info["task_terminated"]
         out.reward[failed] -= t.weights.fail_w
