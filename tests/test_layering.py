@@ -5,7 +5,8 @@ import sys
 
 DEPLOY_PATH = ["tt_deploy.obs.inputs", "tt_deploy.obs.priors", "tt_deploy.runtime.skill_runtime",
                "tt_deploy.export.bundle", "tt_deploy.export.verify", "tt_deploy.sim2sim.harness",
-               "tt_deploy.bench.latency", "tt_deploy.train.task_token", "tt_deploy.train.results", "tt_deploy.demo"]
+               "tt_deploy.bench.latency", "tt_deploy.train.task_token", "tt_deploy.train.results", "tt_deploy.demo",
+               "tt_deploy.sequence"]
 
 
 def _loaded_after(imports: list[str], prelude: str = "") -> set[str]:
