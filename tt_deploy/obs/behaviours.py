@@ -50,6 +50,10 @@ def behaviour_tokens(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if bad.any():
         raise InputError(f"behaviour index {int(index[bad][0])}: must be {NONE} (none) or 0..{len(BEHAVIOURS) - 1} "
                          f"({', '.join(BEHAVIOURS)})")  # fmt: skip
-    codes = np.stack([np.zeros(CODE_DIM, np.float32), *(behaviour_code(b) for b in BEHAVIOURS)])
-    tokens = codes[index + 1][:, None, :]
+    tokens = _CODES[index + 1][:, None, :]
     return tokens, (index != NONE)[:, None]
+
+
+# row 0: no code (NONE), row k + 1: behaviour k; built once, bfm_inputs indexes it every control step
+_CODES = np.stack([np.zeros(CODE_DIM, np.float32), *(behaviour_code(b) for b in BEHAVIOURS)])
+_CODES.flags.writeable = False

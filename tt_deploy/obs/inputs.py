@@ -16,6 +16,7 @@ import numpy as np
 
 from tt_deploy import spec
 from tt_deploy.errors import InputError
+from tt_deploy.obs.behaviours import behaviour_tokens
 from tt_deploy.obs.prompts import TargetPoses, check_shape, hidden_targets, target_pose_tokens
 from tt_deploy.obs.rotations import heading_angle, tan_norm, yaw_rotate
 from tt_deploy.obs.state import BodyState
@@ -210,8 +211,6 @@ def bfm_inputs(
     inputs["masked_mimic_target_poses_masks"] = mask
     inputs["terrain"] = terrain_obs(state, ground_height, terrain_heights)
     if behaviour is not None:
-        from tt_deploy.obs.behaviours import behaviour_tokens
-
         codes, visible = behaviour_tokens(np.broadcast_to(np.asarray(behaviour), (n,)))
         inputs["motion_text_embeddings"] = codes.reshape(inputs["motion_text_embeddings"].shape)
         inputs["motion_text_embeddings_mask"] = visible.reshape(inputs["motion_text_embeddings_mask"].shape)

@@ -228,13 +228,8 @@ def _index(model: mujoco.MjModel, path: Path, substeps: int, damping: str, objec
 
 def standing_qpos(hm: HumanoidModel, clearance: float = 0.002) -> np.ndarray:
     """(nq,) rest pose (T-pose, zero joint angles) with the lowest humanoid geom `clearance` m above z=0."""
-    model = hm.model
-    data = mujoco.MjData(model)
-    mujoco.mj_forward(model, data)
-    geoms = np.flatnonzero(np.isin(model.geom_bodyid, hm.body_ids))
-    lowest = min(_geom_bottom(model, data, g) for g in geoms)
-    qpos = model.qpos0.copy()
-    qpos[2] += clearance - lowest
+    qpos = hm.model.qpos0.copy()
+    qpos[2] += clearance - lowest_geom_z(hm, qpos[None])[0]
     return qpos
 
 
