@@ -456,8 +456,8 @@ def _next_version(bundle: Path) -> Iterator[tuple[mf.BundleManifest | None, Path
         _remove_stale(bundle, {current, _previous_version(bundle, current)} - {None})
         new_dir = bundle / mf.version_name(number)
         bundle.mkdir(parents=True, exist_ok=True)
-        new_dir.mkdir()
-        try:
+        try:  # the mkdir inside: a SIGTERM right after it (the handler raises) must still remove the dir
+            new_dir.mkdir()
             yield old, new_dir, history
             if mf.read_manifest(bundle).content != new_dir.name:
                 raise BundleError(f"internal: {new_dir.name} was written but no manifest names it")
